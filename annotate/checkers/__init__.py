@@ -1,0 +1,5 @@
+"""Step checkers: symbolic (sympy), formal (z3) and Lean verification of single steps."""
+
+from annotate.checkers.base import Checker
+
+__all__ = ["Checker"]

@@ -1,0 +1,2 @@
+"""Evals: metrics and reports for labels and reward models (step level, first error,
+best-of-N)."""

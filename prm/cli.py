@@ -1,0 +1,69 @@
+"""The `prm` command line.
+
+Each subcommand lives in its own module, which defines `add_arguments(parser)` and
+`run(args) -> int`. Only the chosen subcommand's module is imported, so `prm --help` is
+instant and `prm` never imports the other packages until a command needs them.
+Errors about bad input (`RecordError`) are printed as one clear line, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from prm.errors import RecordError
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("prm.demo", "run the whole job on the embedded world: sample, label, train, evaluate"),
+    "annotate": ("annotate.cli", "label steps with Monte Carlo completions or binary search"),
+    "merge": ("annotate.merge", "join the shards of a sharded annotation run, checking none is missing"),
+    "check": ("annotate.checkers.cli", "add symbolic/formal checker verdicts to records"),
+    "check-report": ("annotate.checkers.report", "measure the checkers on GSM8K and PRMBench"),
+    "train": ("prm.train_cli", "train a PRM or ORM head on labeled traces"),
+    "score": ("prm.score_cli", "write a reward model's per-step scores into records"),
+    "eval": ("evals.cli", "evaluate scores or labels against gold: report.md, plots, metrics.json"),
+    "convert": ("prm.convert", "convert records from one format to another"),
+    "inspect": ("prm.inspect", "summarise a data set: counts, step lengths, label balance"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prm", description="Process reward model toolkit: label, train, score, evaluate.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands:\n" + "\n".join(f"  {name:<13} {text}" for name, (_, text) in COMMANDS.items())
+        + "\n\nRun `prm COMMAND --help` for a command's options.")
+    parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND", help="what to do")
+    if command is not None:
+        module_name, text = COMMANDS[command]
+        sub = argparse.ArgumentParser(prog=f"prm {command}", description=text[0].upper() + text[1:] + ".",
+                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+        importlib.import_module(module_name).add_arguments(sub)
+        return sub
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        build_parser().parse_args(argv[:1] or ["--help"])
+        return 2
+    command, rest = argv[0], argv[1:]
+    parser = build_parser(command)
+    args = parser.parse_args(rest)
+    module = importlib.import_module(COMMANDS[command][0])
+    try:
+        return int(module.run(args) or 0)
+    except RecordError as err:
+        print(f"prm {command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"prm {command}: interrupted; finished work is kept, re-run the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

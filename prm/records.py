@@ -1,0 +1,228 @@
+"""Trace records: the common language of the toolkit.
+
+A `Trace` is one reasoning trace (a problem and its solution steps) with everything the
+toolkit learns about it: per-step hard and soft labels and where they came from, Monte
+Carlo rollout counts, checker verdicts with evidence, and reward-model scores.
+
+Every package reads and writes these records: importers produce them, completers and
+checkers add evidence to them, the trainer fits on them, evals measure them.
+
+Unknown is distinct from 0: a label that nobody has decided is `None`, never 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from prm.errors import RecordError
+
+# Where a step label came from. Checker labels are "checker:<name>" (e.g. "checker:sympy").
+LABEL_SOURCES = ("monte-carlo", "binary-search", "human", "import", "gold")
+
+VERDICT_STATUSES = ("verified", "refuted", "unknown", "unavailable")
+
+
+@dataclass
+class Verdict:
+    """What one checker concluded about one step, with the evidence it used.
+
+    `unknown` (nothing checkable, or undecided) and `unavailable` (backend not installed)
+    never count as a pass.
+    """
+
+    checker: str
+    status: str
+    claim: str | None = None
+    evidence: str | None = None  # counter-example, computed value, or solver message
+    backend: str | None = None  # backend name and version, e.g. "z3 4.15.4"
+    seconds: float | None = None
+
+    def __post_init__(self):
+        if self.status not in VERDICT_STATUSES:
+            raise RecordError(f"status must be one of {VERDICT_STATUSES}, got {self.status!r}",
+                              field="verdicts.status")
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "verified"
+
+
+@dataclass
+class Rollouts:
+    """Monte Carlo evidence for one step: completions sampled from the prefix ending here."""
+
+    correct: int
+    total: int
+    answers: list[str | None] = field(default_factory=list)  # extracted final answers
+    tokens: int = 0
+    seconds: float = 0.0
+    texts: list[str] | None = None  # full completions, kept only when asked for
+
+    @property
+    def fraction(self) -> float | None:
+        return self.correct / self.total if self.total else None
+
+
+@dataclass
+class Step:
+    """One solution step and what is known about it.
+
+    hard_label: 1 good, 0 bad, None unknown. soft_label: probability in [0, 1] or None.
+    score: a reward model's probability that the step is good (None until scored).
+    """
+
+    text: str
+    hard_label: int | None = None
+    soft_label: float | None = None
+    label_source: str | None = None
+    verdicts: list[Verdict] = field(default_factory=list)
+    rollouts: Rollouts | None = None
+    score: float | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.text, str):
+            raise RecordError(f"step text must be a string, got {type(self.text).__name__}",
+                              field="text")
+        if self.hard_label is not None:
+            if isinstance(self.hard_label, bool):
+                self.hard_label = int(self.hard_label)
+            if self.hard_label not in (0, 1):
+                raise RecordError(f"hard label must be 0, 1 or null, got {self.hard_label!r}",
+                                  field="hard_label")
+        if self.soft_label is not None:
+            value = self.soft_label
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) \
+                    or not 0.0 <= value <= 1.0:
+                raise RecordError(f"soft label must be a number in [0, 1] or null, got {value!r}",
+                                  field="soft_label")
+            self.soft_label = float(value)
+
+    def verdict(self, checker: str) -> Verdict | None:
+        """The verdict of the named checker, if it ran on this step."""
+        return next((v for v in self.verdicts if v.checker == checker), None)
+
+
+@dataclass
+class Trace:
+    """A reasoning trace: a problem, its steps, answers and labels.
+
+    outcome_label: 1 if the final answer is correct, 0 if not, None if unknown.
+    meta: free-form information about the record (source data set, generator, error
+    class, gold first error, ...). Values must be JSON-serialisable.
+    """
+
+    id: str
+    problem: str
+    steps: list[Step]
+    final_answer: str | None = None
+    reference_answer: str | None = None
+    outcome_label: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.id, str) or not self.id:
+            raise RecordError("id must be a non-empty string", field="id")
+        if not isinstance(self.problem, str):
+            raise RecordError("problem must be a string", field="problem")
+        if not isinstance(self.steps, list) or not self.steps:
+            raise RecordError("steps must be a non-empty list", field="steps")
+        self.steps = [s if isinstance(s, Step) else Step(s) for s in self.steps]
+        if self.outcome_label is not None:
+            if isinstance(self.outcome_label, bool):
+                self.outcome_label = int(self.outcome_label)
+            if self.outcome_label not in (0, 1):
+                raise RecordError(f"outcome label must be 0, 1 or null, got {self.outcome_label!r}",
+                                  field="outcome_label")
+
+    # -- convenient views ------------------------------------------------------------
+
+    @property
+    def step_texts(self) -> list[str]:
+        return [s.text for s in self.steps]
+
+    @property
+    def hard_labels(self) -> list[int | None]:
+        return [s.hard_label for s in self.steps]
+
+    @property
+    def soft_labels(self) -> list[float | None]:
+        return [s.soft_label for s in self.steps]
+
+    @property
+    def scores(self) -> list[float | None]:
+        return [s.score for s in self.steps]
+
+    def first_error(self) -> int | None:
+        """0-based index of the first step labelled bad, -1 if every step is labelled good,
+        None if that cannot be told (an unknown label comes before any bad one)."""
+        for i, label in enumerate(self.hard_labels):
+            if label is None:
+                return None
+            if label == 0:
+                return i
+        return -1
+
+    def set_labels(self, hard: list[int | None] | None = None, soft: list[float | None] | None = None,
+                   source: str | None = None) -> "Trace":
+        """Set per-step labels from lists that must match the number of steps."""
+        for name, values in (("hard_label", hard), ("soft_label", soft)):
+            if values is None:
+                continue
+            if len(values) != len(self.steps):
+                raise RecordError(f"{len(values)} labels for {len(self.steps)} steps", field=name)
+            for step, value in zip(self.steps, values):
+                setattr(step, name, value)
+                step.__post_init__()
+                if source is not None:
+                    step.label_source = source
+        return self
+
+    # -- plain dicts (JSONL) ---------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Trace":
+        """Build a trace from a plain dict, raising `RecordError` naming the bad field."""
+        if not isinstance(data, dict):
+            raise RecordError(f"a record must be a JSON object, got {type(data).__name__}")
+        for name in ("id", "problem", "steps"):
+            if name not in data:
+                raise RecordError("missing required field", field=name)
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise RecordError(f"unexpected field(s) {sorted(unknown)}", field=sorted(unknown)[0])
+        steps_in = data["steps"]
+        if not isinstance(steps_in, list) or not steps_in:
+            raise RecordError("steps must be a non-empty list", field="steps")
+        steps = [_step_from(s, i) for i, s in enumerate(steps_in)]
+        return cls(id=data["id"], problem=data["problem"], steps=steps,
+                   final_answer=data.get("final_answer"),
+                   reference_answer=data.get("reference_answer"),
+                   outcome_label=data.get("outcome_label"), meta=dict(data.get("meta") or {}))
+
+
+def _step_from(data: Any, index: int) -> Step:
+    if isinstance(data, str):
+        return Step(data)
+    if not isinstance(data, dict):
+        raise RecordError(f"step {index} must be a string or an object", field=f"steps[{index}]")
+    try:
+        if "text" not in data:
+            raise RecordError("missing required field", field="text")
+        known = {f.name for f in fields(Step)}
+        unknown = set(data) - known
+        if unknown:
+            raise RecordError(f"unexpected field(s) {sorted(unknown)}", field=sorted(unknown)[0])
+        verdicts = [Verdict(**v) for v in data.get("verdicts") or []]
+        rollouts = Rollouts(**data["rollouts"]) if data.get("rollouts") else None
+        return Step(text=data["text"], hard_label=data.get("hard_label"),
+                    soft_label=data.get("soft_label"), label_source=data.get("label_source"),
+                    verdicts=verdicts, rollouts=rollouts, score=data.get("score"))
+    except RecordError as err:
+        raise RecordError(err.reason, field=f"steps[{index}].{err.field or ''}".rstrip(".")) from None
+    except TypeError as err:  # wrong keys inside verdicts/rollouts
+        raise RecordError(str(err), field=f"steps[{index}]") from None
