@@ -1,0 +1,141 @@
+"""Binary search for the first error (OmegaPRM, arXiv 2406.06592).
+
+Per-step Monte Carlo spends N completions on every step. If a correct completion from a
+prefix means every step of that prefix is fine, and no correct completion from a prefix
+means the error is in it, the first error can be found by bisection with O(k log n)
+completer calls: roll out k completions from the middle prefix; if any reaches the answer
+the first error is later, otherwise it is here or earlier.
+
+Labels written (label_source "binary-search"):
+
+- steps before the found first error: hard 1. Only steps that were probed (or had rollouts
+  in the input) get a soft label, the fraction of their completions that reached the answer;
+  the others get soft None (no evidence was collected for them, and nothing is made up).
+  A probe stops at its first batch with a success (see `AnnotateConfig.probe_first`), so a
+  positive step's soft label is a sequential estimate, biased upwards; use per-step Monte
+  Carlo when calibrated soft labels matter.
+- the first error: hard 0, soft 0.0 (its probe ran all k completions, none reached the answer).
+- later steps: hard 0 by default, or None with `after_error="unknown"`; a later step that
+  was probed keeps the labels of its own evidence.
+- a search cut short by the budget leaves the steps between the last success and the last
+  failure unknown (None).
+
+Rollouts already collected are reused: a prefix is never probed twice, and rollouts in the
+input steps count as evidence (`reuse_rollouts`). With `skip_correct` (default) a trace
+whose own final answer equals the reference is labelled all positive with no rollout.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import TYPE_CHECKING
+
+from annotate.monte_carlo import (AnnotateConfig, Budget, annotation_meta, derive_seed, existing_rollouts,
+                                  merge_rollouts, round_seed, sample_rollouts)
+from prm.records import Rollouts, Trace
+
+if TYPE_CHECKING:
+    from annotate.grading import Grader
+    from completers.base import Completer
+
+
+class _Prober:
+    """Probes prefixes (k completions, stopping at the first batch with a success), keeping
+    all evidence and respecting the budget."""
+
+    def __init__(self, trace: Trace, completer: "Completer", config: AnnotateConfig, grader: "Grader",
+                 budget: Budget, evidence: dict[int, Rollouts]):
+        self.trace, self.completer, self.config, self.grader = trace, completer, config, grader
+        self.budget, self.evidence = budget, evidence
+        self.seed = derive_seed(config.seed, trace.id)
+        self.first = config.probe_first or math.ceil(config.n / 4)
+        self.probed: list[int] = []
+
+    def reaches_answer(self, index: int) -> bool | None:
+        """True if some completion from the prefix ending at step `index` reaches the answer,
+        False if none of k does, None if the budget ran out before that was known."""
+        self.probed.append(index)
+        batch = 0
+        while True:
+            rollouts = self.evidence.get(index)
+            have = rollouts.total if rollouts else 0
+            if rollouts is not None and rollouts.correct > 0:
+                return True
+            if have >= self.config.n:
+                return False
+            wanted = min(self.first, self.config.n) - have if have < self.first else self.config.n - have
+            granted = self.budget.grant(wanted)
+            if granted == 0:
+                return None
+            seed = round_seed(self.seed, batch)
+            new = sample_rollouts(self.completer, self.trace, {index: granted}, self.config, seed,
+                                  self.grader, self.budget)[index]
+            self.evidence[index] = merge_rollouts(rollouts, new, self.config.keep_texts)
+            batch += 1
+
+
+def find_first_error(prober: _Prober, n_steps: int) -> tuple[int, int]:
+    """Bisect for the first step whose prefix reaches no answer.
+
+    Returns (lo, hi): every step < lo is known good, the step at hi is known bad (hi ==
+    n_steps: no bad step found). lo == hi when the search finished; the first error is then
+    lo (or none when lo == n_steps).
+    """
+    lo, hi = 0, n_steps
+    while lo < hi:
+        mid = (lo + hi) // 2
+        result = prober.reaches_answer(mid)
+        if result is None:
+            break
+        if result:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo, hi
+
+
+def label_trace(trace: Trace, completer: "Completer", config: AnnotateConfig, grader: "Grader") -> Trace:
+    """A copy of `trace` labelled by binary search, with rollouts and `meta["annotation"]`."""
+    start = time.perf_counter()
+    trace = copy.deepcopy(trace)
+    n_steps = len(trace.steps)
+    budget = Budget(config.max_rollouts, config.max_tokens, config.max_new_tokens)
+    evidence = existing_rollouts(trace, config)
+
+    if config.skip_correct and trace.final_answer is not None \
+            and grader.is_equivalent(trace.final_answer, trace.reference_answer):
+        _write_labels(trace, evidence, config, lo=n_steps, hi=n_steps)
+        trace.meta["annotation"] = annotation_meta(config, budget, time.perf_counter() - start,
+                                                   first_error=-1, probed=[],
+                                                   shortcut="final answer equals the reference")
+        return trace
+
+    prober = _Prober(trace, completer, config, grader, budget, evidence)
+    lo, hi = find_first_error(prober, n_steps)
+    _write_labels(trace, evidence, config, lo, hi)
+    first_error = (lo if lo < n_steps else -1) if lo == hi else None
+    trace.meta["annotation"] = annotation_meta(config, budget, time.perf_counter() - start,
+                                               first_error=first_error, probed=prober.probed)
+    return trace
+
+
+def _write_labels(trace: Trace, evidence: dict[int, Rollouts], config: AnnotateConfig, lo: int, hi: int) -> None:
+    for index, step in enumerate(trace.steps):
+        rollouts = evidence.get(index)
+        step.rollouts = rollouts
+        has_evidence = rollouts is not None and rollouts.total > 0
+        if index < lo:
+            hard = 1
+        elif index == hi:
+            hard = 0
+        elif index > hi:
+            hard = 0 if config.after_error == "negative" else None
+            if has_evidence:
+                hard = int(rollouts.correct > 0)
+        else:  # lo <= index < hi: the budget ran out before the search got here
+            hard = 1 if has_evidence and rollouts.correct > 0 else None
+        step.hard_label = hard
+        step.soft_label = rollouts.correct / rollouts.total if has_evidence else None
+        step.label_source = config.label_source if hard is not None or has_evidence else None

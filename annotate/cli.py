@@ -1,0 +1,128 @@
+"""`prm annotate IN OUT`: label the steps of traces with a completer, resumably.
+
+Examples:
+
+    prm annotate traces.jsonl labelled.jsonl --completer tiny-gsm --method mc --n 8
+    prm annotate ../shared/data/gsm8k/test.jsonl gsm8k.labelled.jsonl --method binary --limit 100
+    prm annotate big.jsonl part0.jsonl --completer http://127.0.0.1:8000/v1 --shard 0/4 --workers 8
+    prm merge labelled.jsonl part0.jsonl part1.jsonl part2.jsonl part3.jsonl --input big.jsonl
+
+Interrupt it at any time; the same command resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from annotate.monte_carlo import AnnotateConfig
+from annotate.runner import input_formats, parse_shard
+
+DEFAULTS = AnnotateConfig()
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        return parse_shard(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = __doc__.split("Examples:", 1)[1]
+    parser.add_argument("input", metavar="IN", help="traces to label: native JSONL, a `datasets` folder, Parquet, "
+                        "or any layout of --format (GSM8K, MATH500, ...); each needs a reference answer")
+    parser.add_argument("output", metavar="OUT", help="labelled traces, JSONL, written one trace at a time")
+    parser.add_argument("--completer", default="tiny-gsm",
+                        help="tiny-gsm | a model folder | http://host:port/v1 (default: %(default)s)")
+    parser.add_argument("--method", choices=["mc", "binary"], default=DEFAULTS.method,
+                        help="mc: per-step Monte Carlo (Math-Shepherd); binary: binary search for the "
+                        "first error (OmegaPRM) (default: %(default)s)")
+    parser.add_argument("--n", type=_positive_int, default=DEFAULTS.n,
+                        help="completions per step (mc) or per probe (binary) (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=DEFAULTS.temperature, help="(default: %(default)s)")
+    parser.add_argument("--top-p", type=float, default=DEFAULTS.top_p, help="(default: %(default)s)")
+    parser.add_argument("--max-new-tokens", type=_positive_int, default=DEFAULTS.max_new_tokens, metavar="T",
+                        help="tokens per completion at most (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed,
+                        help="run seed; each trace's samples depend only on (seed, trace id)")
+    parser.add_argument("--max-rollouts", type=_count, default=None, metavar="R",
+                        help="at most this many completions per trace (never exceeded)")
+    parser.add_argument("--max-tokens", type=_count, default=None, metavar="T",
+                        help="at most this many generated tokens per trace (never exceeded: a completion "
+                        "starts only if max-new-tokens still fit)")
+    parser.add_argument("--keep-texts", action="store_true", help="keep every completion's full text")
+    parser.add_argument("--fresh", action="store_true",
+                        help="ignore rollouts already in the input (default: count them as evidence)")
+    binary = parser.add_argument_group("binary search")
+    binary.add_argument("--after-error", choices=["negative", "unknown"], default=DEFAULTS.after_error,
+                        help="label of the steps after the first error (default: %(default)s)")
+    binary.add_argument("--search-correct", action="store_true",
+                        help="search traces whose final answer is already correct too (default: label "
+                        "them all positive without rollouts)")
+    binary.add_argument("--probe-first", type=_positive_int, default=None, metavar="K",
+                        help="completions in a probe's first call; the rest only if none succeeds "
+                        "(default: n/4 rounded up)")
+    run = parser.add_argument_group("running")
+    run.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                     help="annotate only shard I of N (by a hash of the trace id)")
+    run.add_argument("--workers", type=_positive_int, default=1, metavar="W",
+                     help="traces annotated at once, in threads (for HTTP completers) (default: 1)")
+    run.add_argument("--format", choices=input_formats(), default="auto",
+                        help="input layout (default: told from the fields)")
+    run.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="only the first N input traces")
+    run.add_argument("--grading-timeout", type=float, default=DEFAULTS.grading_timeout, metavar="S",
+                     help="seconds per answer comparison (default: %(default)s)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace) -> AnnotateConfig:
+    return AnnotateConfig(method=args.method, n=args.n, temperature=args.temperature, top_p=args.top_p,
+                          max_new_tokens=args.max_new_tokens, seed=args.seed, max_rollouts=args.max_rollouts,
+                          max_tokens=args.max_tokens, keep_texts=args.keep_texts, reuse_rollouts=not args.fresh,
+                          after_error=args.after_error, skip_correct=not args.search_correct,
+                          probe_first=args.probe_first, grading_timeout=args.grading_timeout)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from prm.errors import RecordError
+
+    from annotate.runner import load_input, run as run_annotation
+
+    config = config_from_args(args)
+    if Path(args.input).resolve() == Path(args.output).resolve():
+        raise RecordError("OUT must not be the input file", path=args.output)
+    traces = load_input(args.input, args.format, args.limit)
+    if not traces:
+        raise RecordError("no traces to annotate", path=args.input)
+
+    from completers.loading import load_completer
+
+    try:
+        completer = load_completer(args.completer)
+    except (OSError, ValueError) as err:
+        print(f"prm annotate: error: cannot load completer {args.completer!r}: {err}", file=sys.stderr)
+        return 1
+    try:
+        summary = run_annotation(traces, args.output, completer, config, completer_spec=args.completer,
+                                 shard=args.shard, workers=args.workers, progress=not args.no_progress)
+    finally:
+        completer.close()
+    print(summary.text())
+    return 0

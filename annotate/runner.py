@@ -1,0 +1,338 @@
+"""Running an annotation for real: streaming output, resume, shards, progress and a summary.
+
+The output is JSONL, one finished trace a line, appended and made durable (flush + fsync)
+as soon as the trace is done. Killing the process at any moment loses at most the trace in
+progress: on restart `resume` reads the output back, drops a torn last line (a write cut
+short has no final newline), skips the ids already done and carries on. Every trace's
+samples come from seeds derived from (run seed, trace id), so the resumed output equals an
+uninterrupted run's, apart from the wall-clock `seconds` fields.
+
+`--shard i/n` keeps the traces whose id hashes to i (sha256 of the id, modulo n): each
+process decides alone, and a trace stays in its shard if the input is reordered or grows.
+`annotate.merge` joins the shard outputs and checks that none is missing.
+
+With `workers > 1` traces are annotated in threads (useful for HTTP completers, where the
+time is spent waiting on a server) and written in the order they finish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prm.errors import RecordError
+from prm.io import dumps, read_records
+from prm.records import Trace
+
+from annotate.monte_carlo import AnnotateConfig
+
+if TYPE_CHECKING:
+    from annotate.grading import Grader
+    from completers.base import Completer
+
+
+# -- input ------------------------------------------------------------------------------------
+
+def input_formats() -> list[str]:
+    """"auto" and every format `prm.formats` can read."""
+    from prm.formats import FORMATS
+
+    return ["auto"] + [name for name, fmt in FORMATS.items() if fmt.reader is not None]
+
+
+def load_input(path: str | os.PathLike, input_format: str = "auto", limit: int | None = None) -> list[Trace]:
+    """The traces to annotate: native traces (JSONL, `datasets` folder, Parquet) or any layout
+    `prm.formats` reads (GSM8K, MATH500, PRM800K, ...), told from its fields by default.
+
+    Every trace needs a reference answer and a unique id; a bad record raises `RecordError`
+    naming the file, line (the record number for non-JSONL input) and field before any work starts.
+    """
+    from prm.formats import get_format, guess_format, read
+
+    path = Path(path)
+    if not path.exists():
+        raise RecordError("no such file or folder", path=str(path))
+    if input_format == "auto":
+        input_format = guess_format(path)
+    get_format(input_format)
+    seen: dict[str, int] = {}
+
+    def check(trace: Trace, number: int) -> Trace:
+        if not trace.reference_answer or not str(trace.reference_answer).strip():
+            raise RecordError("a reference answer is needed to grade completions", field="reference_answer")
+        if trace.id in seen:
+            raise RecordError(f"duplicate id {trace.id!r} (first in record {seen[trace.id]})", field="id")
+        seen[trace.id] = number
+        return trace
+
+    if input_format == "native" and path.is_file() and path.suffix != ".parquet":
+        # read line by line so that an error names its line
+        counter = iter(range(1, sys.maxsize))
+        traces = []
+        for trace in read_records(path, lambda value: check(Trace.from_dict(value), next(counter))):
+            traces.append(trace)
+            if limit is not None and len(traces) >= limit:
+                break
+        return traces
+    traces = read(path, input_format, limit=limit)
+    for number, trace in enumerate(traces, start=1):
+        try:
+            check(trace, number)
+        except RecordError as err:
+            raise RecordError(f"record {number} ({trace.id}): {err.reason}", path=str(path),
+                              field=err.field) from None
+    return traces
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`"i/n"` -> (i, n) with 0 <= i < n."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"a shard is written i/n (e.g. 0/4), got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"shard {text!r}: need 0 <= i < n")
+    return index, count
+
+
+def shard_of(trace_id: str, count: int) -> int:
+    """The shard (0..count-1) a trace id belongs to: stable across runs, machines and input order."""
+    return int.from_bytes(hashlib.sha256(trace_id.encode("utf-8")).digest()[:8], "big") % count
+
+
+def select_shard(traces: list[Trace], shard: tuple[int, int] | None) -> list[Trace]:
+    if shard is None:
+        return traces
+    index, count = shard
+    return [t for t in traces if shard_of(t.id, count) == index]
+
+
+# -- output -----------------------------------------------------------------------------------
+
+def read_finished(path: str | os.PathLike, *, repair: bool = False) -> tuple[list[Trace], int]:
+    """The finished traces of a (possibly interrupted) output file, and the size in bytes of a
+    torn last line (0 if none). With `repair` the torn line is cut off the file.
+
+    A torn line is a last line without its newline: the process died while writing it. Any
+    other bad line is an error (`RecordError` with the line), never skipped.
+    """
+    path = Path(path)
+    if not path.exists():
+        return [], 0
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    torn = len(data) - keep
+    if torn and repair:
+        with open(path, "r+b") as handle:
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
+    traces = []
+    for number, raw in enumerate(data[:keep].split(b"\n")[:-1], start=1):
+        if not raw.strip():
+            continue
+        try:
+            traces.append(Trace.from_dict(json.loads(raw.decode("utf-8"))))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise RecordError(f"not a finished trace ({err})", path=str(path), line=number) from None
+        except RecordError as err:
+            raise err.located(path=str(path), line=number) from None
+    return traces, torn
+
+
+def run_settings(config: AnnotateConfig, completer_spec: str) -> dict:
+    return {"completer": completer_spec, **config.settings()}
+
+
+def stored_settings(trace: Trace) -> dict | None:
+    annotation = trace.meta.get("annotation") or {}
+    if "settings" not in annotation:
+        return None
+    return {"completer": annotation.get("completer"), **annotation["settings"]}
+
+
+def resume(out_path: str | os.PathLike, todo: list[Trace], settings: dict) -> list[Trace]:
+    """The traces already finished in `out_path` (its torn last line cut off), checked against
+    this run: each must be one of `todo`, appear once, and have been made with the same settings."""
+    done, torn = read_finished(out_path, repair=True)
+    if torn:
+        print(f"resume: dropped a torn last line ({torn} bytes) of {out_path}", file=sys.stderr)
+    wanted = {t.id for t in todo}
+    seen: set[str] = set()
+    for number, trace in enumerate(done, start=1):
+        where = dict(path=str(out_path), line=number)
+        if trace.id not in wanted:
+            raise RecordError(f"trace {trace.id!r} is not in this run's input (or shard): "
+                              "is this the output of another run?", field="id", **where)
+        if trace.id in seen:
+            raise RecordError(f"trace {trace.id!r} appears twice", field="id", **where)
+        seen.add(trace.id)
+        stored = stored_settings(trace)
+        if stored != settings:
+            changed = sorted(k for k in settings if (stored or {}).get(k) != settings[k])
+            raise RecordError(f"was annotated with other settings ({', '.join(changed) or 'none recorded'}"
+                              "); re-run with the same options or write to a new file",
+                              field="meta.annotation", **where)
+    return done
+
+
+# -- one trace ----------------------------------------------------------------------------------
+
+def annotate_trace(trace: Trace, completer: "Completer", config: AnnotateConfig, grader: "Grader",
+                   completer_spec: str | None = None) -> Trace:
+    """A labelled copy of one trace, by the method of `config`."""
+    if config.method == "mc":
+        from annotate.monte_carlo import label_trace
+    else:
+        from annotate.binary_search import label_trace
+    try:
+        labelled = label_trace(trace, completer, config, grader)
+    except Exception as err:  # say which trace; the traces finished before it are kept
+        raise RuntimeError(f"annotating trace {trace.id!r} failed: {type(err).__name__}: {err}") from err
+    labelled.meta["annotation"]["completer"] = completer_spec if completer_spec is not None else completer.name
+    return labelled
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+@dataclass
+class RunSummary:
+    """What a run did (this process) and what the output holds now."""
+
+    annotated: int = 0
+    already_done: int = 0
+    steps: int = 0
+    rollouts: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    labels: dict[str, int] = field(default_factory=lambda: {"positive": 0, "negative": 0, "unknown": 0})
+    output_traces: int = 0
+    grading_timeouts: int = 0
+
+    def count_labels(self, trace: Trace) -> None:
+        self.output_traces += 1
+        for label in trace.hard_labels:
+            self.labels["unknown" if label is None else "positive" if label == 1 else "negative"] += 1
+
+    def add(self, trace: Trace) -> None:
+        annotation = trace.meta["annotation"]
+        self.annotated += 1
+        self.steps += len(trace.steps)
+        self.rollouts += annotation["rollouts"]
+        self.tokens += annotation["tokens"]
+        self.count_labels(trace)
+
+    def text(self) -> str:
+        labels = self.labels
+        total = sum(labels.values()) or 1
+        balance = ", ".join(f"{labels[k]} {k} ({labels[k] / total:.0%})" for k in ("positive", "negative", "unknown"))
+        rate = self.annotated / self.seconds if self.seconds else 0.0
+        lines = [f"annotated {self.annotated} trace(s) ({self.already_done} already done), {self.steps} steps, "
+                 f"{self.rollouts} rollouts, {self.tokens} tokens in {self.seconds:.1f} s ({rate:.2f} traces/s)",
+                 f"output holds {self.output_traces} trace(s); step labels: {balance}"]
+        if self.grading_timeouts:
+            lines.append(f"{self.grading_timeouts} answer comparison(s) timed out (counted as wrong)")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def run(traces: list[Trace], out_path: str | os.PathLike, completer: "Completer", config: AnnotateConfig, *,
+        completer_spec: str, shard: tuple[int, int] | None = None, workers: int = 1,
+        progress: bool = True, on_trace: Callable[[Trace], None] | None = None) -> RunSummary:
+    """Annotate `traces` (this shard's part) into `out_path`, resuming what is already there."""
+    from tqdm.auto import tqdm
+
+    from annotate.grading import Grader
+
+    out_path = Path(out_path)
+    if out_path.suffix not in (".jsonl", ".json"):
+        raise RecordError("the output is streamed as JSONL: give a .jsonl file "
+                          "(convert it afterwards with `prm convert`)", path=str(out_path))
+    todo = select_shard(traces, shard)
+    settings = run_settings(config, completer_spec)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    done = resume(out_path, todo, settings)
+    done_ids = {t.id for t in done}
+    summary = RunSummary(already_done=len(done))
+    for trace in done:
+        summary.count_labels(trace)
+    remaining = [t for t in todo if t.id not in done_ids]
+
+    grader = Grader(timeout_seconds=config.grading_timeout)
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), initial=len(done), unit="trace", desc=f"annotate ({config.label_source})",
+               disable=not progress, dynamic_ncols=True, smoothing=0.1)
+    try:
+        with open(out_path, "a", encoding="utf-8") as handle:
+            _sync_dir(out_path.parent)
+            for labelled in _labelled(remaining, completer, config, grader, completer_spec, workers):
+                handle.write(dumps(labelled) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+                summary.add(labelled)
+                elapsed = time.perf_counter() - start
+                bar.update(1)
+                bar.set_postfix_str(f"{summary.rollouts / elapsed:.1f} rollouts/s, "
+                                    f"{summary.tokens / elapsed:.0f} tok/s", refresh=False)
+                if on_trace is not None:
+                    on_trace(labelled)
+    finally:
+        bar.close()
+        summary.seconds = time.perf_counter() - start
+        summary.grading_timeouts = grader.timeouts
+        grader.close()
+    return summary
+
+
+def _labelled(traces, completer, config, grader, completer_spec, workers):
+    """Labelled traces, in input order (one worker) or in the order they finish (several)."""
+    if workers <= 1:
+        for trace in traces:
+            yield annotate_trace(trace, completer, config, grader, completer_spec)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="annotate") as pool:
+        pending = set()
+        queue = iter(traces)
+        try:
+            while True:
+                while len(pending) < 2 * workers:
+                    trace = next(queue, None)
+                    if trace is None:
+                        break
+                    pending.add(pool.submit(annotate_trace, trace, completer, config, grader, completer_spec))
+                if not pending:
+                    return
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                failed = [f for f in finished if f.exception() is not None]
+                for future in finished:  # keep every finished trace before reporting a failure
+                    if future.exception() is None:
+                        yield future.result()
+                if failed:
+                    raise failed[0].exception()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _sync_dir(folder: Path) -> None:
+    """Make the output file's creation durable (its directory entry)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,236 @@
+"""Per-step Monte Carlo vs binary search for the first error, on the embedded world.
+
+    python bench/annotate.py                      # tiny-gsm, about 5 minutes on 2 CPU cores
+    python bench/annotate.py --problems 20 --quick
+
+Same traces, same completer, same seeds for every method:
+
+1. Traces are sampled from the completer (tiny-gsm) on world problems, so every step has a
+   gold label (`completers.world`). Flawed samples are kept as they come; if the model
+   makes too few mistakes, correct samples get one calculator result changed
+   (`prm.formats.gsm8k.inject_calculator_error`, gold labels adjusted) until half of the
+   traces are flawed. Shopping problems are over-sampled so that there are traces of 6+ steps.
+2. Each method labels the same traces: per-step Monte Carlo (Math-Shepherd), binary search
+   with its defaults (a trace whose final answer is right is labelled positive without
+   rollouts) and binary search that searches every trace (`skip_correct=False`).
+3. Printed and written to bench/results/annotate.json: rollouts, tokens and wall time of
+   each method and their ratios to Monte Carlo; label quality against gold
+   (`evals.label_quality`: hard-label agreement, soft-label calibration ECE/Brier, first-error
+   accuracy, rollouts per trace); how often binary search finds the same first error as
+   Monte Carlo; all of it also on the traces of 6+ steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# `python bench/annotate.py` puts bench/ first on sys.path, where this file would shadow the
+# `annotate` package; drop it (nothing else is imported from bench/).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+RESULTS = ROOT / "bench" / "results" / "annotate.json"
+
+
+def build_traces(completer, problems: int, samples: int, seed: int, max_new_tokens: int, flawed_share: float):
+    """World traces sampled from the completer, with gold labels, about `flawed_share` flawed."""
+    from completers.base import SamplingParams
+    from completers.world import generate_problems, sample_traces
+    from prm.formats.gsm8k import inject_calculator_error
+
+    world = generate_problems(problems, seed=seed) + \
+        generate_problems(max(2, problems // 2), seed=seed + 1, templates=["shopping"])
+    params = SamplingParams(n=samples, temperature=1.0, max_new_tokens=max_new_tokens, seed=seed)
+    sampled = sample_traces(completer, world, samples, params)
+    unique, seen = [], set()
+    for trace in sampled:  # identical samples of one problem would count twice
+        key = (trace.problem, tuple(trace.step_texts))
+        if key not in seen:
+            seen.add(key)
+            trace.meta["origin"] = "sampled"
+            unique.append(trace)
+    flawed = [t for t in unique if t.meta["gold_first_error"] >= 0]
+    correct = [t for t in unique if t.meta["gold_first_error"] < 0]
+    rng = random.Random(seed)
+    wanted_flawed = round(flawed_share * len(unique))
+    rng.shuffle(correct)
+    injected = []
+    while len(flawed) + len(injected) < wanted_flawed and correct:
+        broken = inject_calculator_error(correct.pop(), rng)
+        if broken is not None:
+            broken.id += "-err"
+            broken.final_answer = None  # the sampled answer no longer follows from the steps
+            broken.meta["origin"] = "injected error"
+            injected.append(broken)
+    traces = correct + flawed + injected
+    for trace in traces:  # start unlabelled: annotation must not see the gold step labels
+        for step in trace.steps:
+            step.hard_label = step.soft_label = step.label_source = None
+    traces.sort(key=lambda t: t.id)
+    return traces
+
+
+def run_method(name: str, traces, completer, config) -> dict:
+    from annotate.grading import Grader
+    from annotate.runner import annotate_trace
+
+    grader = Grader(timeout_seconds=config.grading_timeout)
+    start = time.perf_counter()
+    labelled = []
+    for trace in traces:
+        labelled.append(annotate_trace(trace, completer, config, grader, completer_spec="bench"))
+    seconds = time.perf_counter() - start
+    grader.close()
+    print(f"  {name}: {seconds:.1f} s", file=sys.stderr)
+    return {"traces": labelled, "seconds": seconds}
+
+
+def cost(traces, seconds=None) -> dict:
+    result = {"traces": len(traces),
+              "rollouts": sum(t.meta["annotation"]["rollouts"] for t in traces),
+              "tokens": sum(t.meta["annotation"]["tokens"] for t in traces)}
+    result["rollouts_per_trace"] = result["rollouts"] / len(traces) if traces else None
+    if seconds is not None:
+        result["seconds"] = round(seconds, 2)
+    return result
+
+
+def quality(traces) -> dict:
+    from evals.label_quality import label_quality
+
+    q = label_quality(traces)
+    soft = q["soft"] or {}
+    return {"hard_agreement": q["agreement"], "kappa": q["kappa"], "bad_recall": q["bad_recall"],
+            "bad_precision": q["bad_precision"], "compared_steps": q["compared_steps"], "steps": q["steps"],
+            "soft_steps": soft.get("steps", 0), "soft_ece": soft.get("ece"), "soft_brier": soft.get("brier"),
+            "first_error_accuracy": q["first_error"]["accuracy"],
+            "first_error_accuracy_flawed": q["first_error"]["error_accuracy"],
+            "first_error_accuracy_correct": q["first_error"]["correct_accuracy"]}
+
+
+def same_first_error(a, b) -> float | None:
+    pairs = [(x.first_error(), y.first_error()) for x, y in zip(a, b)]
+    return sum(x == y for x, y in pairs) / len(pairs) if pairs else None
+
+
+def ratio(part, whole):
+    return round(part / whole, 4) if whole else None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--completer", default="tiny-gsm")
+    parser.add_argument("--problems", type=int, default=40, help="world problems (+ half as many shopping ones)")
+    parser.add_argument("--samples", type=int, default=2, help="solutions sampled per problem")
+    parser.add_argument("--n", type=int, default=8, help="completions per step (mc) / per probe (binary)")
+    parser.add_argument("--temperature", type=float, default=None, help="default: AnnotateConfig's")
+    parser.add_argument("--max-new-tokens", type=int, default=320)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--flawed-share", type=float, default=0.5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: n=4, no search-everything run")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from annotate.monte_carlo import AnnotateConfig
+    from completers.loading import load_completer
+
+    n = 4 if args.quick else args.n
+    completer = load_completer(args.completer)
+    start = time.perf_counter()
+    traces = build_traces(completer, args.problems, args.samples, args.seed, args.max_new_tokens, args.flawed_share)
+    sampling_seconds = time.perf_counter() - start
+    long_ids = {t.id for t in traces if len(t.steps) >= 6}
+    print(f"{len(traces)} traces ({sum(t.meta['gold_first_error'] >= 0 for t in traces)} flawed, "
+          f"{sum(t.meta['origin'] == 'injected error' for t in traces)} of them by an injected error; "
+          f"{len(long_ids)} of 6+ steps), sampled in {sampling_seconds:.0f} s", file=sys.stderr)
+
+    options = {} if args.temperature is None else {"temperature": args.temperature}
+    base = dict(n=n, max_new_tokens=args.max_new_tokens, seed=args.seed, **options)
+    methods = {"monte-carlo": AnnotateConfig(method="mc", **base),
+               "binary-search": AnnotateConfig(method="binary", **base)}
+    if not args.quick:
+        methods["binary-search (search all)"] = AnnotateConfig(method="binary", skip_correct=False, **base)
+    runs = {name: run_method(name, traces, completer, config) for name, config in methods.items()}
+    completer.close()
+
+    mc = runs["monte-carlo"]["traces"]
+    report = {"command": "python bench/annotate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                          "threads": args.threads, "processor": platform.processor() or platform.machine()},
+              "completer": args.completer, "settings": methods["monte-carlo"].settings() | {"method": None},
+              "traces": {"total": len(traces), "flawed": sum(t.meta["gold_first_error"] >= 0 for t in traces),
+                         "injected_errors": sum(t.meta["origin"] == "injected error" for t in traces),
+                         "six_plus_steps": len(long_ids),
+                         "steps": sum(len(t.steps) for t in traces)},
+              "methods": {}}
+    for name, run in runs.items():
+        labelled = run["traces"]
+        long = [t for t in labelled if t.id in long_ids]
+        mc_long = [t for t in mc if t.id in long_ids]
+        entry = {"all": {**cost(labelled, run["seconds"]), **quality(labelled)},
+                 "six_plus_steps": {**cost(long), **quality(long)}}
+        if name != "monte-carlo":
+            mc_cost, mc_long_cost = cost(mc, runs["monte-carlo"]["seconds"]), cost(mc_long)
+            entry["vs_monte_carlo"] = {
+                "same_first_error": same_first_error(labelled, mc),
+                "same_first_error_six_plus": same_first_error(long, mc_long),
+                "rollout_ratio": ratio(entry["all"]["rollouts"], mc_cost["rollouts"]),
+                "rollout_ratio_six_plus": ratio(entry["six_plus_steps"]["rollouts"], mc_long_cost["rollouts"]),
+                "token_ratio": ratio(entry["all"]["tokens"], mc_cost["tokens"]),
+                "wall_time_ratio": ratio(run["seconds"], runs["monte-carlo"]["seconds"])}
+        report["methods"][name] = entry
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(markdown(report))
+    print(f"\nwritten to {out}")
+    return 0
+
+
+def _fmt(value, digits=3):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown(report: dict) -> str:
+    """The results as the tables of bench/README.annotate.md."""
+    lines = ["| method | rollouts | rollouts/trace | tokens | wall s | hard agreement | soft ECE | soft Brier "
+             "| first-error acc. | rollouts/trace (6+) | hard agr. (6+) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, entry in report["methods"].items():
+        a, s = entry["all"], entry["six_plus_steps"]
+        lines.append(f"| {name} | {a['rollouts']} | {_fmt(a['rollouts_per_trace'], 1)} | {a['tokens']} | "
+                     f"{_fmt(a['seconds'], 1)} | {_fmt(a['hard_agreement'])} | {_fmt(a['soft_ece'])} | "
+                     f"{_fmt(a['soft_brier'])} | {_fmt(a['first_error_accuracy'])} | "
+                     f"{_fmt(s['rollouts_per_trace'], 1)} | {_fmt(s['hard_agreement'])} |")
+    lines += ["", "| binary search vs Monte Carlo | same first error | same (6+) | rollouts | rollouts (6+) "
+              "| tokens | wall time |", "|---|---|---|---|---|---|---|"]
+    for name, entry in report["methods"].items():
+        v = entry.get("vs_monte_carlo")
+        if v:
+            lines.append(f"| {name} | {_fmt(v['same_first_error'])} | {_fmt(v['same_first_error_six_plus'])} | "
+                         f"{_fmt(v['rollout_ratio'])} | {_fmt(v['rollout_ratio_six_plus'])} | "
+                         f"{_fmt(v['token_ratio'])} | {_fmt(v['wall_time_ratio'])} |")
+    t = report["traces"]
+    lines.append(f"\n{t['total']} traces ({t['flawed']} flawed, {t['injected_errors']} by an injected error; "
+                 f"{t['six_plus_steps']} of 6+ steps; {t['steps']} steps), completer {report['completer']}, "
+                 f"n={report['settings']['n']}, temperature {report['settings']['temperature']}, "
+                 f"seed {report['settings']['seed']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

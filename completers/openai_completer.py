@@ -1,0 +1,275 @@
+"""OpenAICompleter: sample continuations from OpenAI-compatible `/v1/completions` servers.
+
+This is how annotation scales past one machine: start vLLM, SGLang or TGI (or
+`python -m completers.server`) on as many GPUs as you have and list their URLs. The client:
+
+- builds the prompt text itself (`plain_prompt`, or a template: see `completers.loading`), so
+  every backend sees the same prompt for the same (problem, prefix);
+- sends one request per prefix with `n`, `temperature`, `top_p`, `max_tokens`, `seed`, `stop`;
+- keeps at most `max_concurrency` requests in flight (a thread pool: the work is waiting on
+  sockets, so threads are the simplest bound);
+- sends each request to the endpoint with the fewest requests in flight (ties in turn), and
+  retries a timeout, a refused connection, 429 or 5xx on another endpoint when there is one,
+  waiting `backoff * 2**attempt` seconds (or the server's Retry-After, if shorter than
+  `max_backoff`) between tries; after the last try it raises `CompletionError` naming the
+  endpoint and the last status;
+- takes token counts from the response's `usage` (per choice when the server gives them).
+
+Uses only the standard library (urllib), so it adds no dependency.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+from completers.base import Completer, Completion, CompletionRequest, SamplingParams
+from completers.loading import PromptBuilder, cut_at_stop, normalize_stop, prompt_builder
+
+RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
+
+
+class CompletionError(RuntimeError):
+    """A completion request failed for good (after every retry, or with a non-retryable status)."""
+
+    def __init__(self, message: str, endpoint: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.status = status
+
+
+class OpenAICompleter(Completer):
+    """Samples continuations from one or more OpenAI-compatible completion servers.
+
+    base_urls: one URL or several (a list, or one comma-separated string), with or without
+        the trailing `/v1`, e.g. "http://127.0.0.1:8000".
+    model: the model name to send; None = the first model the first endpoint lists at /v1/models.
+    max_concurrency: most requests in flight at once, over all endpoints.
+    timeout: seconds to wait for one response. max_retries: tries after the first one.
+    backoff: first wait between tries, doubled each time, capped at max_backoff.
+    stop: stop strings sent with every request; stop_at_answer_line: cut a continuation after a
+        GSM8K `#### x` line on the client side too (servers other than ours do not know that rule).
+    """
+
+    name = "openai"
+
+    def __init__(self, base_urls: str | list[str], model: str | None = None, *,
+                 max_concurrency: int = 8, timeout: float = 120.0, max_retries: int = 4,
+                 backoff: float = 0.5, max_backoff: float = 30.0, step_delimiter: str = "\n",
+                 stop: str | list[str] | None = None, prompt_template: str | PromptBuilder | None = None,
+                 stop_at_answer_line: bool = True, api_key: str | None = None):
+        if isinstance(base_urls, str):
+            base_urls = base_urls.split(",")
+        self.endpoints = [_api_root(url) for url in base_urls if url.strip()]
+        if not self.endpoints:
+            raise ValueError("OpenAICompleter needs at least one server URL")
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        self.model = model
+        self.max_concurrency = max_concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.step_delimiter = step_delimiter
+        self.stop = normalize_stop(stop)
+        self.stop_at_answer_line = stop_at_answer_line
+        self.api_key = api_key
+        self.build_prompt = prompt_builder(prompt_template)
+        self.in_flight = {url: 0 for url in self.endpoints}
+        self.sent = {url: 0 for url in self.endpoints}  # requests sent per endpoint (tries included)
+        self._lock = threading.Lock()
+        self._turn = itertools.count()
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- the Completer interface --------------------------------------------------------
+
+    def prompt_for(self, problem: str, prefix_steps: list[str]) -> str:
+        return self.build_prompt(problem, list(prefix_steps), self.step_delimiter)
+
+    def complete_many(self, requests: list[CompletionRequest],
+                      params: SamplingParams) -> list[list[Completion]]:
+        prompts = [self.prompt_for(r.problem, r.prefix_steps) for r in requests]
+        return self.complete_prompts(prompts, params)
+
+    def complete_prompts(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
+        """Sample `params.n` continuations of each raw prompt, `max_concurrency` requests at a time."""
+        if not prompts:
+            return []
+        if self.model is None:
+            self.model = self.list_models()[0]
+        futures = [self._executor().submit(self._complete_one, prompt, params) for prompt in prompts]
+        try:
+            return [future.result() for future in futures]
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def list_models(self) -> list[str]:
+        """The model names the first reachable endpoint serves (GET /v1/models)."""
+        errors = []
+        for url in self.endpoints:
+            try:
+                request = urllib.request.Request(url + "/models", headers=self._headers())
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    models = [m["id"] for m in json.load(response).get("data", [])]
+                if models:
+                    return models
+                errors.append(f"{url}/models lists no model")
+            except (OSError, ValueError, KeyError) as error:
+                errors.append(f"{url}/models: {error}")
+        raise CompletionError("no endpoint told which model it serves; pass model=... ("
+                              + "; ".join(errors) + ")")
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    # -- one request, with retries and failover -------------------------------------------
+
+    def _complete_one(self, prompt: str, params: SamplingParams) -> list[Completion]:
+        body = {"model": self.model, "prompt": prompt, "n": params.n, "temperature": params.temperature,
+                "top_p": params.top_p, "max_tokens": params.max_new_tokens}
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if self.stop:
+            body["stop"] = list(self.stop)
+        data = json.dumps(body).encode()
+        failed: str | None = None
+        for attempt in range(self.max_retries + 1):
+            url = self._acquire(avoid=failed)
+            try:
+                response = self._post(url + "/completions", data)
+                return self._completions(response, params.n)
+            except _RetryableError as error:
+                failed = url
+                if attempt == self.max_retries:
+                    raise CompletionError(
+                        f"POST {url}/completions failed after {attempt + 1} tries; last error: {error}",
+                        endpoint=url, status=error.status) from None
+                time.sleep(self._wait(attempt, error.retry_after))
+            finally:
+                self._release(url)
+        raise AssertionError("unreachable")
+
+    def _post(self, url: str, data: bytes) -> dict:
+        request = urllib.request.Request(url, data=data, headers=self._headers(), method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as error:
+            detail = _error_detail(error)
+            if error.code in RETRY_STATUSES:
+                raise _RetryableError(f"status {error.code} ({detail})", error.code,
+                                      _retry_after(error.headers.get("Retry-After"))) from None
+            raise CompletionError(f"POST {url} returned status {error.code}: {detail}",
+                                  endpoint=url, status=error.code) from None
+        except (TimeoutError, urllib.error.URLError, ConnectionError) as error:
+            reason = getattr(error, "reason", error)
+            raise _RetryableError(f"{type(reason).__name__}: {reason}") from None
+        except ValueError as error:  # a response that is not JSON
+            raise _RetryableError(f"unreadable response: {error}") from None
+
+    def _completions(self, response: dict, n: int) -> list[Completion]:
+        choices = sorted(response.get("choices", []), key=lambda c: c.get("index", 0))
+        if len(choices) != n:
+            raise _RetryableError(f"expected {n} choices, got {len(choices)}")
+        texts = [c.get("text") or "" for c in choices]
+        tokens = [c.get("completion_tokens") for c in choices]  # our server's per-choice count
+        if any(t is None for t in tokens):
+            total = (response.get("usage") or {}).get("completion_tokens")
+            tokens = _apportion(total, [len(t) for t in texts]) if total is not None else [0] * n
+        completions = []
+        for text, count, choice in zip(texts, tokens, choices):
+            reason = choice.get("finish_reason") or "stop"
+            cut = cut_at_stop(text, (), self.stop_at_answer_line)
+            if cut is not None:
+                text, reason = cut, "stop"
+            completions.append(Completion(text, int(count), "length" if reason == "length" else "stop"))
+        return completions
+
+    # -- endpoints, concurrency, waiting ---------------------------------------------------
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="openai-completer")
+            return self._pool
+
+    def _acquire(self, avoid: str | None = None) -> str:
+        """The endpoint with the fewest requests in flight (not `avoid` if another exists)."""
+        with self._lock:
+            candidates = [u for u in self.endpoints if u != avoid] or self.endpoints
+            turn = next(self._turn)
+            order = candidates[turn % len(candidates):] + candidates[:turn % len(candidates)]
+            url = min(order, key=lambda u: self.in_flight[u])
+            self.in_flight[url] += 1
+            self.sent[url] += 1
+            return url
+
+    def _release(self, url: str) -> None:
+        with self._lock:
+            self.in_flight[url] -= 1
+
+    def _wait(self, attempt: int, retry_after: float | None) -> float:
+        wait = min(self.max_backoff, self.backoff * 2 ** attempt) * (1 + 0.1 * random.random())
+        if retry_after is not None and retry_after <= self.max_backoff:
+            wait = max(wait, retry_after)
+        return wait
+
+    def _headers(self) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+
+class _RetryableError(Exception):
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _api_root(url: str) -> str:
+    """`http://host:port`, `.../v1` or `.../v1/completions` -> `http://host:port/v1`."""
+    url = url.strip().rstrip("/")
+    if url.endswith("/completions"):
+        url = url[: -len("/completions")]
+    return url if url.endswith("/v1") else url + "/v1"
+
+
+def _error_detail(error: urllib.error.HTTPError) -> str:
+    try:
+        body = error.read().decode(errors="replace")
+        message = json.loads(body).get("error", {})
+        return (message.get("message") if isinstance(message, dict) else str(message)) or body[:200]
+    except (OSError, ValueError, AttributeError):
+        return error.reason if isinstance(error.reason, str) else "no detail"
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _apportion(total: int, weights: list[int]) -> list[int]:
+    """Split an integer total in proportion to weights (largest remainders), summing exactly."""
+    if not weights:
+        return []
+    weight_sum = sum(weights) or len(weights)
+    weights = weights if sum(weights) else [1] * len(weights)
+    shares = [total * w / weight_sum for w in weights]
+    counts = [int(s) for s in shares]
+    for i in sorted(range(len(shares)), key=lambda i: counts[i] - shares[i])[: total - sum(counts)]:
+        counts[i] += 1
+    return counts

@@ -1,0 +1,347 @@
+"""`prm demo`: the whole job on the embedded world, on a CPU, with no download.
+
+1. generate GSM8K-style problems (`completers.world`), split into train / validation / test;
+2. sample solutions with the tiny completer `tiny-gsm` (gold step labels come from the
+   world's program);
+3. label the training traces with Monte Carlo completions (Math-Shepherd) and, for
+   comparison, with binary search for the first error (OmegaPRM); add sympy checker
+   verdicts and let a refutation override the Monte Carlo label;
+4. train a PRM (a score per step) on those automatic labels and an ORM (a score per
+   solution) on the outcome labels, both on the `tiny-gsm` backbone;
+5. score the held-out traces and evaluate against gold: step-level accuracy, ProcessBench
+   first-error F1, best-of-N (PRM vs majority vote vs ORM), label quality;
+6. write `OUT/report.md` (the summary) and `OUT/eval/` (full report, plots, metrics.json).
+
+Every stage writes its output under OUT and is skipped when that output exists, and
+annotation resumes trace by trace: an interrupted demo continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from prm.io import atomic_write, read_traces, write_traces
+from prm.records import Trace
+
+
+@dataclass
+class DemoConfig:
+    """Sizes and settings of the demo; the defaults take about 10 minutes on 2 CPU cores.
+
+    out: folder for every output (re-running with the same folder resumes).
+    train_problems / val_problems / test_problems: problems per split; validation traces
+        choose the thresholds, test traces are only measured.
+    train_samples: solutions sampled per training problem.
+    eval_samples: solutions per validation/test problem (best-of-N goes up to this N).
+    mc_n: completions per step prefix for Monte Carlo labels.
+    binary_traces: how many training traces are also labelled by binary search (to compare
+        its labels and rollout cost with Monte Carlo's).
+    temperature: sampling temperature of solutions and completions.
+    labels: which Monte Carlo label the PRM learns, "hard" or "soft".
+    epochs, batch_size, learning_rate: reward-model training.
+    threads: torch threads (the machine's cores by default).
+    seed: everything random derives from it.
+    """
+
+    out: str = "demo_out"
+    train_problems: int = 150
+    val_problems: int = 40
+    test_problems: int = 80
+    train_samples: int = 4
+    eval_samples: int = 8
+    mc_n: int = 8
+    binary_traces: int = 120
+    temperature: float = 1.0
+    labels: str = "hard"
+    epochs: float = 4.0
+    batch_size: int = 16
+    learning_rate: float = 5e-4
+    threads: int = 0
+    seed: int = 0
+    model: str = "tiny-gsm"
+
+    @classmethod
+    def quick(cls, out: str) -> "DemoConfig":
+        """A small run for tests (about a minute): same stages, fewer problems."""
+        return cls(out=out, train_problems=12, val_problems=6, test_problems=8, train_samples=2,
+                   eval_samples=4, mc_n=4, binary_traces=8, epochs=1.0)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = DemoConfig()
+    parser.add_argument("--out", default=defaults.out, help="output folder (re-run to resume)")
+    parser.add_argument("--quick", action="store_true", help="a small run (about a minute)")
+    for f in fields(DemoConfig):
+        if f.name in ("out",):
+            continue
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)),
+                            default=None, help=f"(default {getattr(defaults, f.name)})")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = DemoConfig.quick(args.out) if args.quick else DemoConfig(out=args.out)
+    for f in fields(DemoConfig):
+        value = getattr(args, f.name, None)
+        if value is not None and f.name != "out":
+            setattr(config, f.name, value)
+    summary = run_demo(config)
+    print(f"\nreport: {Path(config.out) / 'report.md'}")
+    for line in summary_lines(summary):
+        print(line)
+    return 0
+
+
+# -- the stages ---------------------------------------------------------------------------
+
+def run_demo(config: DemoConfig) -> dict:
+    """Run (or resume) every stage; returns the figures written to `OUT/summary.json`."""
+    import torch
+
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def stage(name: str):
+        timings[name] = time.perf_counter()
+        print(f"\n== {name}", flush=True)
+
+    def done(name: str):
+        timings[name] = round(time.perf_counter() - timings[name], 1)
+
+    from completers.transformers_completer import TransformersCompleter
+
+    completer = TransformersCompleter(config.model)
+
+    stage("sample solutions")
+    splits = sample_splits(config, completer, out)
+    done("sample solutions")
+
+    stage("label with Monte Carlo, binary search and checkers")
+    mc = annotate(config, completer, splits["train"], out / "labels_mc.jsonl", "mc")
+    binary = annotate(config, completer, splits["train"][:config.binary_traces],
+                      out / "labels_binary.jsonl", "binary")
+    checked = check_and_combine(mc, out / "labels_checked.jsonl")
+    done("label with Monte Carlo, binary search and checkers")
+
+    stage("train the PRM and the ORM")
+    prm_dir = train(config, checked, splits["val"], out / "prm", head="prm")
+    orm_dir = train(config, splits["train"], splits["val"], out / "orm", head="orm")
+    done("train the PRM and the ORM")
+
+    stage("score held-out traces and evaluate")
+    val, test = score(prm_dir, orm_dir, splits["val"], splits["test"], out)
+    metrics = evaluate(val, test, out / "eval")
+    done("score held-out traces and evaluate")
+
+    labels = label_quality_table({"Monte Carlo (hard)": mc, "binary search": binary[:],
+                                  "Monte Carlo + sympy override": checked})
+    summary = summarise(config, splits, labels, metrics, timings, time.perf_counter() - start)
+    with atomic_write(out / "summary.json") as handle:
+        json.dump(summary, handle, indent=2, default=float)
+    with atomic_write(out / "report.md") as handle:
+        handle.write(render_report(summary))
+    return summary
+
+
+def sample_splits(config: DemoConfig, completer, out: Path) -> dict[str, list[Trace]]:
+    """Problems of each split, and solutions sampled from the tiny completer."""
+    from completers.base import SamplingParams
+    from completers.world import generate_problems, sample_traces
+
+    total = config.train_problems + config.val_problems + config.test_problems
+    problems = generate_problems(total, seed=config.seed)
+    a, b = config.train_problems, config.train_problems + config.val_problems
+    plan = {"train": (problems[:a], config.train_samples), "val": (problems[a:b], config.eval_samples),
+            "test": (problems[b:], config.eval_samples)}
+    splits = {}
+    for index, (name, (chunk, k)) in enumerate(plan.items()):
+        path = out / f"traces_{name}.jsonl"
+        if not path.exists():
+            params = SamplingParams(n=k, temperature=config.temperature, max_new_tokens=320,
+                                    seed=config.seed + 1000 * (index + 1))
+            traces = sample_traces(completer, chunk, k, params)
+            for trace in traces:
+                trace.meta["split"] = name
+            write_traces(path, traces)
+        splits[name] = read_traces(path)
+        solved = sum(t.outcome_label == 1 for t in splits[name])
+        print(f"{name}: {len(chunk)} problems, {len(splits[name])} traces, "
+              f"{solved / len(splits[name]):.0%} solved")
+    return splits
+
+
+def annotate(config: DemoConfig, completer, traces: list[Trace], path: Path, method: str) -> list[Trace]:
+    """Automatic labels for `traces` (resumable: finished traces in `path` are kept)."""
+    from annotate.monte_carlo import AnnotateConfig
+    from annotate.runner import run as run_annotation
+
+    settings = AnnotateConfig(method=method, n=config.mc_n, temperature=config.temperature,
+                              max_new_tokens=320, seed=config.seed)
+    summary = run_annotation(traces, path, completer, settings, completer_spec=config.model)
+    print(summary.text())
+    return read_traces(path)
+
+
+def check_and_combine(traces: list[Trace], path: Path) -> list[Trace]:
+    """Sympy verdicts on every step; a refuted step's Monte Carlo label becomes 0."""
+    if path.exists():
+        return read_traces(path)
+    from annotate.checkers import get_checker
+    from annotate.checkers.combine import override_refuted
+
+    checker = get_checker("sympy")
+    for trace in traces:
+        for i, step in enumerate(trace.steps):
+            step.verdicts = [v for v in step.verdicts if v.checker != checker.name]
+            step.verdicts.append(checker.check(trace.problem, trace.step_texts[:i], step.text))
+    counts = override_refuted(traces, checker.name)
+    print(f"sympy override: {counts}")
+    write_traces(path, traces)
+    return traces
+
+
+def train(config: DemoConfig, traces: list[Trace], val: list[Trace], folder: Path, head: str) -> Path:
+    """Train a reward model on `traces` into `folder` (skipped when it already holds one)."""
+    if (folder / "config.json").exists():
+        return folder
+    from prm.training import RewardTrainer, RewardTrainerConfig
+
+    labels = config.labels if head == "prm" else "hard"
+    args = RewardTrainerConfig(
+        output_dir=str(folder / "checkpoints"), head=head, labels=labels,
+        num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate, seed=config.seed, save_strategy="no",
+        eval_strategy="no", logging_steps=20, report_to=[], disable_tqdm=False,
+        balance_classes=True)
+    trainer = RewardTrainer(config.model, args, train_traces=traces)
+    trainer.train()
+    trainer.model.save_pretrained(str(folder))
+    return folder
+
+
+def score(prm_dir: Path, orm_dir: Path, val: list[Trace], test: list[Trace],
+          out: Path) -> tuple[list[Trace], list[Trace]]:
+    """PRM step scores and the ORM's solution score (meta orm_score) on val and test."""
+    paths = out / "scored_val.jsonl", out / "scored_test.jsonl"
+    if all(p.exists() for p in paths):
+        return read_traces(paths[0]), read_traces(paths[1])
+    from prm.reward_model import RewardModel
+
+    prm_model = RewardModel.from_pretrained(str(prm_dir))
+    orm_model = RewardModel.from_pretrained(str(orm_dir))
+    for traces, path in zip((val, test), paths):
+        for trace in traces:
+            # Gold labels stay in meta; the step labels are the sampler's gold copy, which
+            # a reader of the scored file should not mistake for model output.
+            for step in trace.steps:
+                step.hard_label, step.label_source = None, None
+        prm_model.score_traces(traces)
+        items = [(t.problem, t.step_texts) for t in traces]
+        for trace, scores in zip(traces, orm_model.score_many(items)):
+            trace.meta["orm_score"] = orm_model.solution_score(scores)
+        write_traces(path, traces)
+    return val, test
+
+
+def evaluate(val: list[Trace], test: list[Trace], folder: Path) -> dict:
+    from evals.report import EvalConfig, write_report
+
+    return write_report(folder, test, EvalConfig(gold="meta"), val_traces=val,
+                        inputs={"test": "scored_test.jsonl", "validation": "scored_val.jsonl"})
+
+
+# -- the summary --------------------------------------------------------------------------
+
+def label_quality_table(sets: dict[str, list[Trace]]) -> dict[str, dict]:
+    from evals.label_quality import label_quality
+
+    return {name: label_quality(traces, "meta") for name, traces in sets.items()}
+
+
+def summarise(config: DemoConfig, splits, labels, metrics, timings, seconds) -> dict:
+    best = metrics.get("best_of_n", {})
+    return {"config": asdict(config), "seconds": round(seconds, 1), "stages": timings,
+            "solve_rate": {name: sum(t.outcome_label == 1 for t in traces) / len(traces)
+                           for name, traces in splits.items()},
+            "label_quality": labels, "step": metrics.get("step"),
+            "first_error": metrics.get("first_error"), "best_of_n": best,
+            "threshold": metrics.get("threshold")}
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def summary_lines(summary: dict) -> list[str]:
+    lines = [f"wall time {summary['seconds']:.0f} s"]
+    for name, quality in summary["label_quality"].items():
+        agreement = (quality.get("hard") or {}).get("agreement")
+        lines.append(f"labels {name}: hard-label agreement with gold {_pct(agreement)}")
+    if summary.get("step"):
+        lines.append(f"PRM step accuracy vs gold (test): {_pct(summary['step']['accuracy'])}")
+    final = _best_of_n_at_max(summary)
+    if final:
+        lines.append("best-of-{n}: PRM (min) {prm}, majority {maj}, ORM {orm}, oracle {orc}".format(**final))
+    return lines
+
+
+def _best_of_n_at_max(summary: dict) -> dict | None:
+    best = summary.get("best_of_n") or {}
+    curves, ns = best.get("curves"), best.get("ns")
+    if not curves or not ns:
+        return None
+    at = -1
+    return {"n": ns[at], "prm": _pct(curves["prm_min"][at]), "maj": _pct(curves["majority"][at]),
+            "orm": _pct(curves["orm"][at]), "orc": _pct(curves["oracle"][at])}
+
+
+def render_report(summary: dict) -> str:
+    cfg = summary["config"]
+    lines = ["# prm demo report", "",
+             f"Embedded world, model `{cfg['model']}`, seed {cfg['seed']}; "
+             f"{cfg['train_problems']} training problems × {cfg['train_samples']} samples, "
+             f"{cfg['val_problems']} validation and {cfg['test_problems']} test problems × "
+             f"{cfg['eval_samples']} samples; Monte Carlo N = {cfg['mc_n']}. "
+             f"Wall time {summary['seconds']:.0f} s.", "",
+             "Solve rate of the sampled solutions: " + ", ".join(
+                 f"{k} {_pct(v)}" for k, v in summary["solve_rate"].items()), "",
+             "## Automatic labels against gold (training traces)", "",
+             "| labels | hard-label agreement | first-error accuracy | rollouts per trace |",
+             "|---|---|---|---|"]
+    for name, q in summary["label_quality"].items():
+        hard = q.get("hard") or {}
+        first = q.get("first_error") or {}
+        rollouts = q.get("rollouts") or {}
+        lines.append(f"| {name} | {_pct(hard.get('agreement'))} | {_pct(first.get('accuracy'))} | "
+                     f"{rollouts.get('mean_per_trace', 'n/a') if not isinstance(rollouts.get('mean_per_trace'), float) else round(rollouts['mean_per_trace'], 1)} |")
+    step = summary.get("step") or {}
+    first = summary.get("first_error") or {}
+    lines += ["", "## PRM on held-out test traces, against gold", "",
+              "| step accuracy | F1 (bad steps) | AUROC | first-error F1 (ProcessBench) |", "|---|---|---|---|",
+              f"| {_pct(step.get('accuracy'))} | {_num(step.get('f1'))} | {_num(step.get('auroc'))} | "
+              f"{_num((first.get('overall') or first).get('f1'))} |", ""]
+    best = summary.get("best_of_n") or {}
+    if best.get("curves"):
+        ns, curves = best["ns"], best["curves"]
+        lines += ["## Best-of-N solve rate on test problems", "",
+                  "| method | " + " | ".join(f"N={n}" for n in ns) + " |",
+                  "|---|" + "---|" * len(ns)]
+        for method in ("oracle", "majority", "orm", "prm_min", "prm_prod", "prm_mean", "prm_last",
+                       "weighted_min"):
+            if method in curves:
+                lines.append(f"| {method} | " + " | ".join(_pct(v) for v in curves[method]) + " |")
+    lines += ["", "Full report with plots: [eval/report.md](eval/report.md).", ""]
+    return "\n".join(lines)
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -1,0 +1,344 @@
+"""Reward models: a transformer backbone plus a one-logit head read at the end of steps.
+
+One code path serves both kinds of reward model:
+
+- PRM (``head="prm"``): the head is read at the end of every step (see `prm.step_tokenizer`
+  for how the positions are found) and trained on every step's label.
+- ORM (``head="orm"``): the same model trained on one label per solution, read at the end
+  of its last step. Scoring an ORM still reads every step end: each value is the ORM's
+  estimate that the solution will turn out right given the prefix so far, and the solution
+  score is the last one (its default aggregation is ``"last"``).
+
+The backbone is any Hugging Face causal LM or encoder loaded with `AutoModel` (the base
+model without its LM head, so no vocabulary-sized projection is computed). `RewardModel` is
+a `PreTrainedModel`, so `save_pretrained`/`from_pretrained`, the HF `Trainer`, accelerate,
+DDP, FSDP and DeepSpeed handle it with no extra code. The saved folder holds the tokenizer,
+the weights and one JSON config (`config.json`) recording the head, the step-marking method,
+the label type, the objective, the aggregation and the backbone's name and config.
+
+`StepScorer` is the scoring interface shared with the published formats in
+`prm.published`: ``score(problem, steps)``, ``score_many(items)`` (sorted by length and
+padded per batch), ``score_traces(traces)`` and ``solution_score(scores)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedConfig, PreTrainedModel
+from transformers.configuration_utils import SubConfigSpec
+from transformers.utils import ModelOutput
+
+from prm.aggregate import AGGREGATIONS, aggregate
+from prm.records import Trace
+from prm.step_tokenizer import (DEFAULT_MARKER_TOKEN, EncodedSteps, StepTokenizer, add_marker_token,
+                                pad_batch)
+
+logger = logging.getLogger(__name__)
+
+HEADS = ("prm", "orm")
+LABEL_TYPES = ("hard", "soft")
+OBJECTIVES = ("bce", "mse")
+
+
+# -- scoring interface shared by every reward model -----------------------------------------
+
+class StepScorer:
+    """Batched step scoring. Subclasses provide `_encode_many` and `_step_probabilities`.
+
+    Steps that were dropped by truncation get the score None (and a warning says how many):
+    a step is never given a made-up score.
+    """
+
+    aggregation: str = "min"
+    batch_size: int = 16
+    max_batch_tokens: int = 16384
+
+    def _encode_many(self, items: list[tuple[str, list[str]]]) -> list[EncodedSteps]:
+        raise NotImplementedError
+
+    def _step_probabilities(self, batch: list[EncodedSteps]) -> list[list[float]]:
+        raise NotImplementedError
+
+    def score(self, problem: str, steps: list[str]) -> list[float | None]:
+        """One probability per step that the step is good."""
+        return self.score_many([(problem, steps)])[0]
+
+    def score_many(self, items: list[tuple[str, list[str]]], batch_size: int | None = None,
+                   progress: bool = False) -> list[list[float | None]]:
+        """Score many (problem, steps) pairs: sorted by length, padded per batch."""
+        items = [(problem, list(steps)) for problem, steps in items]
+        encoded = self._encode_many(items)
+        results: list[list[float | None]] = [[None] * e.n_steps for e in encoded]
+        batches = _length_batches(encoded, batch_size or self.batch_size, self.max_batch_tokens)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(encoded), desc="scoring", unit="trace")
+        for batch in batches:
+            for index, probs in zip(batch, self._step_probabilities([encoded[i] for i in batch])):
+                results[index][:len(probs)] = probs
+            if bar is not None:
+                bar.update(len(batch))
+        if bar is not None:
+            bar.close()
+        dropped = [e.dropped for e in encoded if e.dropped]
+        if dropped:
+            logger.warning("%d step(s) in %d trace(s) did not fit in max_length and have no score",
+                           sum(dropped), len(dropped))
+        return results
+
+    def score_traces(self, traces: list[Trace], batch_size: int | None = None,
+                     progress: bool = False) -> list[Trace]:
+        """Fill `Step.score` of every step (None for steps cut by truncation); returns the traces."""
+        scores = self.score_many([(t.problem, t.step_texts) for t in traces], batch_size, progress)
+        for trace, values in zip(traces, scores):
+            for step, value in zip(trace.steps, values):
+                step.score = value
+        return traces
+
+    def solution_score(self, step_scores: list[float | None], how: str | None = None) -> float | None:
+        """Aggregate step scores with `how` (default: this model's aggregation)."""
+        return aggregate(step_scores, how or self.aggregation)
+
+
+def _length_batches(encoded: list[EncodedSteps], batch_size: int, max_tokens: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length, longest first."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids), reverse=True)
+    batches, current, width = [], [], 0
+    for i in order:
+        length = len(encoded[i].input_ids)
+        if current and (len(current) >= batch_size or (len(current) + 1) * max(width, length) > max_tokens):
+            batches.append(current)
+            current, width = [], 0
+        current.append(i)
+        width = max(width, length)
+    if current:
+        batches.append(current)
+    return batches
+
+
+# -- the model ------------------------------------------------------------------------------
+
+class RewardModelConfig(PreTrainedConfig):
+    """Everything needed to rebuild a reward model and to use it the way it was trained.
+
+    transformer_config: the backbone's own config (nested). backbone_name: the name or path
+    it was initialised from. head: "prm" or "orm". label_type: "hard" or "soft" labels it was
+    trained on. objective: "bce" (cross-entropy, hard or soft targets) or "mse" (regression
+    on the sigmoid output). aggregation: default step -> solution aggregation. The other
+    fields say how steps are marked (see `prm.step_tokenizer`).
+    """
+
+    model_type = "prm-reward-model"
+    sub_configs_defaults = {"transformer_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+
+    transformer_config: dict | PreTrainedConfig | None = None
+    backbone_name: str | None = None
+    head: str = "prm"
+    label_type: str = "hard"
+    objective: str = "bce"
+    aggregation: str = "min"
+    prompt_template: str = "{problem}\n"
+    step_separator: str = "\n"
+    step_marker: str = "last-token"
+    marker_token: str | None = None
+    max_length: int = 512
+    head_dropout: float = 0.0
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        for name, allowed in (("head", HEADS), ("label_type", LABEL_TYPES), ("objective", OBJECTIVES),
+                              ("aggregation", AGGREGATIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+
+AutoConfig.register(RewardModelConfig.model_type, RewardModelConfig, exist_ok=True)
+
+
+@dataclass
+class RewardModelOutput(ModelOutput):
+    """loss: when labels are given. logits: (batch, steps), one logit per step position."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+
+
+def step_loss(logits: torch.Tensor, labels: torch.Tensor, objective: str = "bce",
+              pos_weight: float | None = None) -> torch.Tensor:
+    """Mean loss over labelled steps. Labels < 0 (unknown steps, padding) are masked out.
+
+    bce: binary cross-entropy with logits against hard (0/1) or soft (fraction) targets; for
+    two classes this equals the cross-entropy against the target distribution. mse: squared
+    error between sigmoid(logit) and the target. pos_weight scales the loss of the positive
+    part of each target (class imbalance).
+    """
+    mask = labels >= 0
+    if not bool(mask.any()):
+        return logits.sum() * 0.0
+    x, y = logits[mask].float(), labels[mask].float()
+    if objective == "bce":
+        weight = None if pos_weight is None else torch.tensor(pos_weight, dtype=x.dtype, device=x.device)
+        return F.binary_cross_entropy_with_logits(x, y, pos_weight=weight)
+    if objective == "mse":
+        error = (torch.sigmoid(x) - y) ** 2
+        if pos_weight is not None:
+            error = error * (1.0 + (pos_weight - 1.0) * y)
+        return error.mean()
+    raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+
+
+class RewardModel(StepScorer, PreTrainedModel):
+    """A backbone (`AutoModel`) and a linear head giving one logit per step position.
+
+    Build one from a backbone with `RewardModel.from_backbone(name_or_path, head=...)`, load a
+    trained one with `RewardModel.from_pretrained(folder)`. `forward` takes input_ids,
+    attention_mask and step_positions (padding -1) and returns logits of shape (batch, steps).
+    """
+
+    config_class = RewardModelConfig
+    base_model_prefix = "backbone"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+
+    def __init__(self, config: RewardModelConfig, backbone: PreTrainedModel | None = None):
+        super().__init__(config)
+        self.backbone = backbone if backbone is not None else AutoModel.from_config(config.transformer_config)
+        if getattr(self.backbone, "pooler", None) is not None:
+            self.backbone.pooler = None  # an encoder's [CLS] pooler is unused: skip its compute and weights
+        self.dropout = nn.Dropout(config.head_dropout)
+        self.head = nn.Linear(_hidden_size(config.transformer_config), 1)
+        self.tokenizer = None
+        self._step_tokenizer = None
+        self.post_init()
+
+    @property
+    def aggregation(self) -> str:  # noqa: D401 - StepScorer interface
+        return self.config.aggregation
+
+    def _init_weights(self, module):
+        if module is self.head:
+            std = getattr(self.config.transformer_config, "initializer_range", 0.02)
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            nn.init.zeros_(module.bias)
+
+    def get_input_embeddings(self):
+        return self.backbone.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.backbone.set_input_embeddings(value)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                step_positions: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                **kwargs) -> RewardModelOutput:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if step_positions is None:  # the last real token of each row
+            last = (attention_mask.sum(1) - 1) if attention_mask is not None else \
+                torch.full((input_ids.size(0),), input_ids.size(1) - 1, device=input_ids.device)
+            step_positions = last.view(-1, 1)
+        index = step_positions.clamp(min=0).unsqueeze(-1).expand(-1, -1, hidden.size(-1))
+        logits = self.head(self.dropout(hidden.gather(1, index))).squeeze(-1)
+        loss = step_loss(logits, labels, self.config.objective) if labels is not None else None
+        return RewardModelOutput(loss=loss, logits=logits)
+
+    # -- building, saving, loading ---------------------------------------------------------
+
+    @classmethod
+    def from_backbone(cls, name_or_path: str, *, head: str = "prm", label_type: str = "hard",
+                      objective: str = "bce", aggregation: str | None = None,
+                      prompt_template: str = "{problem}\n", step_separator: str = "\n",
+                      step_marker: str = "last-token", marker_token: str | None = None,
+                      max_length: int = 512, head_dropout: float = 0.0, **load_kwargs) -> "RewardModel":
+        """A new reward model on a pretrained backbone: a short name (`prm.model_names`), a
+        folder or a hub name. The head starts untrained."""
+        from prm.model_names import resolve_model
+
+        path = resolve_model(name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        backbone = AutoModel.from_pretrained(path, **load_kwargs)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
+        if step_marker == "special-token":
+            marker_token = marker_token or DEFAULT_MARKER_TOKEN
+            if add_marker_token(tokenizer, marker_token):
+                backbone.resize_token_embeddings(len(tokenizer))
+        positions = _max_positions(backbone.config)
+        if positions is not None and max_length > positions:
+            logger.warning("max_length %d exceeds the backbone's %d positions; using %d",
+                           max_length, positions, positions)
+            max_length = positions
+        config = RewardModelConfig(
+            transformer_config=backbone.config, backbone_name=name_or_path, head=head,
+            label_type=label_type, objective=objective,
+            aggregation=aggregation or ("last" if head == "orm" else "min"),
+            prompt_template=prompt_template, step_separator=step_separator, step_marker=step_marker,
+            marker_token=marker_token, max_length=max_length, head_dropout=head_dropout,
+            attn_implementation=backbone.config._attn_implementation)
+        for module in backbone.modules():  # loaded weights: keep them out of post_init's initialisation
+            module._is_hf_initialized = True
+        model = cls(config, backbone=backbone)
+        model.tokenizer = tokenizer
+        return model
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> "RewardModel":
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model.tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path)
+        model.eval()
+        return model
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self.tokenizer is not None and kwargs.get("is_main_process", True):
+            self.tokenizer.save_pretrained(save_directory)
+
+    # -- encoding and scoring ---------------------------------------------------------------
+
+    @property
+    def step_tokenizer(self) -> StepTokenizer:
+        if self.tokenizer is None:
+            raise ValueError("this RewardModel has no tokenizer; set model.tokenizer")
+        if self._step_tokenizer is None or self._step_tokenizer.tokenizer is not self.tokenizer:
+            c = self.config
+            self._step_tokenizer = StepTokenizer(
+                self.tokenizer, prompt_template=c.prompt_template, step_separator=c.step_separator,
+                step_marker=c.step_marker, marker_token=c.marker_token, max_length=c.max_length)
+        return self._step_tokenizer
+
+    def _encode_many(self, items):
+        return self.step_tokenizer.encode_many(items)
+
+    @torch.inference_mode()
+    def _step_probabilities(self, batch: list[EncodedSteps]) -> list[list[float]]:
+        was_training = self.training
+        self.eval()
+        inputs = pad_batch(batch, self.tokenizer.pad_token_id)
+        device = self.head.weight.device
+        logits = self(**{k: v.to(device) for k, v in inputs.items()}).logits.float()
+        probs = torch.sigmoid(logits).cpu().tolist()
+        if was_training:
+            self.train()
+        return [row[:e.kept] for row, e in zip(probs, batch)]
+
+
+def _hidden_size(config) -> int:
+    for name in ("hidden_size", "n_embd", "d_model", "dim"):
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    raise ValueError(f"cannot tell the hidden size of a {type(config).__name__}")
+
+
+def _max_positions(config) -> int | None:
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

@@ -1,0 +1,449 @@
+"""Training reward models on labelled traces, with the Hugging Face `Trainer`.
+
+`RewardTrainer` is a thin `transformers.Trainer`: it turns `Trace` records into examples
+(one label per step position, see `prm.step_tokenizer`), pads each batch to its own longest
+sequence, computes a masked loss and reports step-level metrics. Everything else — the
+optimiser, schedules, checkpoints, `resume_from_checkpoint`, evaluation during training,
+early stopping, logging, and scaling with accelerate / torchrun / DDP / FSDP / DeepSpeed —
+is the `Trainer`'s own, driven by one documented dataclass, `RewardTrainerConfig`.
+
+Labels come from the records: `Step.hard_label` or `Step.soft_label` (``labels="hard"|"soft"``);
+soft labels stay floats (TRL's PRMTrainer casts them to int, turning 0.75 into 0). A step
+whose label is unknown (None) is masked out of the loss, never read as 0. An ORM is
+trained on one label per solution at its last step position (`outcome_label`, or "all
+steps good"). The positive rate of the training labels is reported and can be balanced with
+``balance_classes`` / ``pos_weight``.
+
+`step_metrics` (accuracy, AUROC, recall of bad steps, first-error accuracy, Brier score) is
+the one metric function used during training, by `prm train` and by the benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+
+from prm.records import Trace
+from prm.reward_model import HEADS, LABEL_TYPES, OBJECTIVES, RewardModel, step_loss
+from prm.step_tokenizer import STEP_MARKERS, EncodedSteps, pad_batch
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN = -1.0  # a step whose label nobody decided: masked in the loss, kept apart in metrics
+PADDING = -100.0  # no step here (padding, or an ORM's non-final step)
+
+
+@dataclass
+class RewardTrainerConfig(TrainingArguments):
+    r"""
+    Configuration of [`RewardTrainer`]. Only the fields specific to reward models are listed
+    here; every [`~transformers.TrainingArguments`] field (batch size, epochs, schedules,
+    checkpointing, evaluation, distributed training, ...) works as usual. Parse it from the
+    command line with [`~transformers.HfArgumentParser`].
+
+    Parameters:
+        > Model (used when the trainer builds the model from a backbone name; a `RewardModel`
+        > passed in keeps its own settings)
+
+        head (`str`, defaults to `"prm"`):
+            `"prm"`: a label at the end of every step. `"orm"`: one label per solution, read at the
+            end of its last step.
+        max_length (`int`, defaults to `512`):
+            Longest sequence in tokens (prompt + steps). Longer traces lose whole steps from the
+            end, and the trainer reports how many.
+        step_separator (`str`, defaults to `"\n"`):
+            Text appended to every step before tokenizing it (`step_marker="last-token"`). If it
+            tokenizes to nothing (BERT drops `"\n"`), the tokenizer's sep/eos token is used.
+        step_marker (`str`, defaults to `"last-token"`):
+            `"last-token"`: the label sits on the last token of `step + separator`.
+            `"special-token"`: a dedicated token (`marker_token`) is added to the tokenizer and
+            follows every step; the label sits on it.
+        marker_token (`str` or `None`, defaults to `None`):
+            The marker for `step_marker="special-token"` (default `"<|step|>"`).
+        prompt_template (`str`, defaults to `"{problem}\n"`):
+            How the problem is written before the steps.
+        aggregation (`str` or `None`, defaults to `None`):
+            Default step -> solution aggregation saved with the model: `"min"`, `"prod"`,
+            `"last"` or `"mean"`; `None` means `"min"` for a PRM and `"last"` for an ORM.
+        head_dropout (`float`, defaults to `0.0`):
+            Dropout before the head.
+
+        > Labels and loss
+
+        labels (`str`, defaults to `"hard"`):
+            Which step labels to train on: `"hard"` (`Step.hard_label`, 0/1) or `"soft"`
+            (`Step.soft_label`, e.g. the Monte Carlo fraction of correct completions).
+        orm_label (`str`, defaults to `"outcome"`):
+            ORM target: `"outcome"` (`Trace.outcome_label`, or, when it is unknown, whether every
+            step is labelled good) or `"all-steps"` (always whether every step is labelled good).
+            With `labels="soft"` the last step's soft label is used when present.
+        objective (`str`, defaults to `"bce"`):
+            `"bce"`: binary cross-entropy against hard or soft targets (for two classes the same
+            as the cross-entropy against the target distribution). `"mse"`: a regression head,
+            squared error between the predicted probability and the target.
+        balance_classes (`bool`, defaults to `False`):
+            Weight the loss so that good and bad steps count equally (`pos_weight` = bad / good
+            in the training labels).
+        pos_weight (`float` or `None`, defaults to `None`):
+            An explicit weight for the positive (good) part of every target; overrides
+            `balance_classes`.
+        threshold (`float`, defaults to `0.5`):
+            A step is predicted good when its probability is at least this (metrics only).
+        disable_dropout (`bool`, defaults to `True`):
+            Turn off dropout in the backbone (as TRL does); usually better for small reward data.
+
+        > Early stopping
+
+        early_stopping_patience (`int` or `None`, defaults to `None`):
+            Stop after this many evaluations without improvement of `metric_for_best_model`
+            (default `"loss"`); turns on `load_best_model_at_end` and saving at each evaluation.
+        early_stopping_threshold (`float`, defaults to `0.0`):
+            The least change that counts as an improvement.
+
+    > [!NOTE]
+    > Defaults different from [`~transformers.TrainingArguments`]:
+    > - `learning_rate`: `5e-5` (unchanged) - `logging_steps`: `10` instead of `500`.
+    > - `train_sampling_strategy`: `"group_by_length"` instead of `"random"` (batches of similar
+    >   lengths: with per-batch padding, much less padding to compute).
+    > - `remove_unused_columns`: `False` (examples are already model inputs).
+    > - `save_strategy`: `"epoch"` instead of `"steps"`; `save_total_limit`: `2`.
+    > - `activation_checkpointing` (`gradient_checkpointing`) stays `False`: for small backbones recomputing activations
+    >   costs about a third of the training time and memory is not the limit.
+    """
+
+    head: str = field(default="prm", metadata={"help": "prm: a label per step; orm: one per solution.",
+                                                 "choices": list(HEADS)})
+    max_length: int = field(default=512, metadata={"help": "Longest sequence; whole steps are dropped beyond it."})
+    step_separator: str = field(default="\n", metadata={"help": "Text appended to every step."})
+    step_marker: str = field(default="last-token", metadata={"help": "How a step's end is marked.",
+                                                             "choices": list(STEP_MARKERS)})
+    marker_token: str | None = field(default=None, metadata={"help": "Marker for step_marker=special-token."})
+    prompt_template: str = field(default="{problem}\n", metadata={"help": "Problem text before the steps."})
+    aggregation: str | None = field(default=None, metadata={"help": "min, prod, last or mean."})
+    head_dropout: float = field(default=0.0, metadata={"help": "Dropout before the head."})
+    labels: str = field(default="hard", metadata={"help": "Train on hard or soft step labels.",
+                                                  "choices": list(LABEL_TYPES)})
+    orm_label: str = field(default="outcome", metadata={"help": "ORM target: outcome or all-steps.",
+                                                        "choices": ["outcome", "all-steps"]})
+    objective: str = field(default="bce", metadata={"help": "bce (cross-entropy) or mse (regression).",
+                                                    "choices": list(OBJECTIVES)})
+    balance_classes: bool = field(default=False, metadata={"help": "Weight good and bad steps equally."})
+    pos_weight: float | None = field(default=None, metadata={"help": "Loss weight of the positive class."})
+    threshold: float = field(default=0.5, metadata={"help": "Probability at which a step counts as good."})
+    disable_dropout: bool = field(default=True, metadata={"help": "Turn off dropout in the backbone."})
+    early_stopping_patience: int | None = field(default=None, metadata={"help": "Evaluations without improvement."})
+    early_stopping_threshold: float = field(default=0.0, metadata={"help": "Least change that counts."})
+
+    # TrainingArguments fields with other defaults
+    logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
+    train_sampling_strategy: str = field(default="group_by_length", metadata={"help": "Training sampler."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Examples are already model inputs."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to save checkpoints."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})
+
+    def __post_init__(self):
+        for name, allowed in (("head", HEADS), ("labels", LABEL_TYPES), ("objective", OBJECTIVES),
+                              ("step_marker", STEP_MARKERS), ("orm_label", ("outcome", "all-steps"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.early_stopping_patience is not None:
+            self.load_best_model_at_end = True
+            if self.metric_for_best_model is None:
+                self.metric_for_best_model = "loss"
+            if self.eval_strategy in ("no", None):
+                self.eval_strategy = "epoch"
+            self.save_strategy = self.eval_strategy
+        if not torch.cuda.is_available():
+            self.dataloader_pin_memory = False  # nothing to pin for on CPU
+        super().__post_init__()
+
+
+# -- examples -----------------------------------------------------------------------------
+
+@dataclass
+class DataReport:
+    """What became of the training records: counts reported in the log, never silent."""
+
+    traces: int = 0
+    used: int = 0
+    skipped_unlabeled: int = 0  # no step (or outcome) label of the chosen kind
+    skipped_truncated_orm: int = 0  # an ORM label needs the solution's end, which did not fit
+    labeled_steps: int = 0
+    positive: float = 0.0  # sum of targets (soft labels count fractionally)
+    unknown_masked: int = 0
+    dropped_steps: int = 0  # steps beyond max_length
+    truncated_traces: int = 0
+
+    @property
+    def positive_rate(self) -> float | None:
+        return self.positive / self.labeled_steps if self.labeled_steps else None
+
+    def summary(self, name: str = "train") -> str:
+        rate = "n/a" if self.positive_rate is None else f"{self.positive_rate:.3f}"
+        text = (f"{name}: {self.used}/{self.traces} traces, {self.labeled_steps} labelled positions, "
+                f"positive rate {rate}, {self.unknown_masked} unknown label(s) masked")
+        if self.skipped_unlabeled:
+            text += f", {self.skipped_unlabeled} trace(s) without labels skipped"
+        if self.dropped_steps:
+            text += (f", {self.dropped_steps} step(s) in {self.truncated_traces} trace(s) dropped "
+                     "by truncation at max_length")
+        if self.skipped_truncated_orm:
+            text += f", {self.skipped_truncated_orm} ORM trace(s) skipped: their end did not fit"
+        return text
+
+
+def trace_targets(trace: Trace, labels: str = "hard", head: str = "prm",
+                  orm_label: str = "outcome") -> list[float | None]:
+    """The training target of every step: a float, or None (unknown or not trained on)."""
+    values = trace.hard_labels if labels == "hard" else trace.soft_labels
+    if head == "prm":
+        return [None if v is None else float(v) for v in values]
+    outcome = None
+    if labels == "soft" and values[-1] is not None:
+        outcome = float(values[-1])
+    elif orm_label == "outcome" and trace.outcome_label is not None:
+        outcome = float(trace.outcome_label)
+    elif all(v is not None for v in trace.hard_labels):
+        outcome = float(all(v == 1 for v in trace.hard_labels))
+    return [None] * (len(values) - 1) + [outcome]
+
+
+def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "hard",
+                   orm_label: str = "outcome") -> tuple[list[dict], DataReport]:
+    """Tokenize traces into training examples: input_ids, step_positions and labels
+    (target, UNKNOWN for an unknown label, PADDING for an ORM's non-final steps)."""
+    head = model.config.head
+    report = DataReport(traces=len(traces))
+    encoded = model.step_tokenizer.encode_many([(t.problem, t.step_texts) for t in traces])
+    examples = []
+    for trace, enc in zip(traces, encoded):
+        targets = trace_targets(trace, labels, head, orm_label)
+        if all(t is None for t in targets):
+            report.skipped_unlabeled += 1
+            continue
+        if enc.dropped:
+            report.dropped_steps += enc.dropped
+            report.truncated_traces += 1
+            if head == "orm":
+                report.skipped_truncated_orm += 1
+                continue
+        kept = targets[:enc.kept]
+        if head == "orm":
+            values = [PADDING] * (enc.kept - 1) + [kept[-1]]
+        else:
+            values = [UNKNOWN if t is None else t for t in kept]
+            report.unknown_masked += sum(t is None for t in kept)
+        known = [v for v in values if v >= 0]
+        if not known:
+            report.skipped_unlabeled += 1
+            continue
+        report.used += 1
+        report.labeled_steps += len(known)
+        report.positive += sum(known)
+        examples.append({"input_ids": enc.input_ids, "step_positions": enc.step_positions,
+                         "labels": values, "complete": enc.dropped == 0})
+    return examples, report
+
+
+class StepCollator:
+    """Pads a batch of examples to its own longest sequence (dynamic padding)."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features: list[dict]) -> dict:
+        batch = [EncodedSteps(f["input_ids"], f["step_positions"], len(f["step_positions"])) for f in features]
+        return pad_batch(batch, self.pad_token_id, labels=[f["labels"] for f in features])
+
+
+# -- metrics ------------------------------------------------------------------------------
+
+def step_metrics(probabilities: list[list[float]], targets: list[list[float | None]],
+                 threshold: float = 0.5, complete: list[bool] | None = None) -> dict[str, float]:
+    """Step-level metrics of predicted probabilities against targets (None = unknown).
+
+    accuracy: (p >= threshold) against (target >= 0.5). auroc: scikit-learn's ROC AUC of p
+    for good steps. bad_step_recall: share of bad steps predicted bad. brier: mean squared
+    error against the (possibly soft) targets. first_error_accuracy: share of traces whose
+    first predicted-bad step is the first bad step (or both none); traces whose first error
+    is unknown (an unknown label before any bad one) or that lost steps to truncation
+    (`complete` False) are left out; also reported separately for traces with and without
+    an error.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    p_all, t_all = [], []
+    hits = {"all": [], "with_error": [], "without_error": []}
+    for index, (probs, tgts) in enumerate(zip(probabilities, targets)):
+        pairs = [(p, t) for p, t in zip(probs, tgts) if t is not None]
+        p_all += [p for p, _ in pairs]
+        t_all += [t for _, t in pairs]
+        if complete is not None and not complete[index]:
+            continue
+        gold = _first_error([None if t is None else int(t >= 0.5) for t in tgts])
+        if gold is None:
+            continue
+        predicted = next((i for i, p in enumerate(probs) if p < threshold), -1)
+        hits["all"].append(predicted == gold)
+        hits["with_error" if gold >= 0 else "without_error"].append(predicted == gold)
+    if not t_all:
+        return {"steps": 0}
+    p, t = np.asarray(p_all, dtype=float), np.asarray(t_all, dtype=float)
+    good = t >= 0.5
+    predicted_good = p >= threshold
+    metrics = {
+        "steps": int(len(t)),
+        "accuracy": float(np.mean(predicted_good == good)),
+        "auroc": float(roc_auc_score(good, p)) if 0 < good.sum() < len(good) else float("nan"),
+        "bad_step_recall": float(np.mean(~predicted_good[~good])) if (~good).any() else float("nan"),
+        "positive_rate": float(np.mean(good)),
+        "predicted_positive_rate": float(np.mean(predicted_good)),
+        "brier": float(np.mean((p - t) ** 2)),
+    }
+    for name, key in (("all", "first_error_accuracy"), ("with_error", "first_error_accuracy_with_error"),
+                      ("without_error", "first_error_accuracy_without_error")):
+        metrics[key] = float(np.mean(hits[name])) if hits[name] else float("nan")
+    return metrics
+
+
+def _first_error(labels: list[int | None]) -> int | None:
+    for i, label in enumerate(labels):
+        if label is None:
+            return None
+        if label == 0:
+            return i
+    return -1
+
+
+def _metrics_from_eval(eval_pred, threshold: float, complete: list[bool] | None, head: str) -> dict:
+    logits = np.asarray(eval_pred.predictions, dtype=float)
+    labels = np.asarray(eval_pred.label_ids, dtype=float)
+    probs, targets = [], []
+    for row_logits, row_labels in zip(logits, labels):
+        steps = row_labels != PADDING
+        probs.append((1.0 / (1.0 + np.exp(-row_logits[steps]))).tolist())
+        targets.append([None if v == UNKNOWN else float(v) for v in row_labels[steps]])
+    if complete is not None and len(complete) != len(probs):
+        complete = None
+    metrics = step_metrics(probs, targets, threshold, complete)
+    if head == "orm":
+        metrics = {k: v for k, v in metrics.items() if not k.startswith("first_error")}
+    return {k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))}
+
+
+# -- the trainer --------------------------------------------------------------------------
+
+class RewardTrainer(Trainer):
+    """`transformers.Trainer` for `RewardModel` on `Trace` records.
+
+    model: a `RewardModel`, or a backbone name/path (then built with the config's model
+    fields). train_traces / eval_traces: labelled traces (eval may also be a dict of name ->
+    traces). After construction, `train_report` / `eval_report` say what was used.
+    """
+
+    def __init__(self, model: RewardModel | str, args: RewardTrainerConfig | None = None,
+                 train_traces: list[Trace] | None = None,
+                 eval_traces: list[Trace] | dict[str, list[Trace]] | None = None,
+                 callbacks: list[TrainerCallback] | None = None, **kwargs):
+        args = args or RewardTrainerConfig(output_dir="reward_model")
+        if not train_traces:
+            raise ValueError("train_traces is required")
+        if isinstance(model, str):
+            model = RewardModel.from_backbone(
+                model, head=args.head, label_type=args.labels, objective=args.objective,
+                aggregation=args.aggregation, prompt_template=args.prompt_template,
+                step_separator=args.step_separator, step_marker=args.step_marker,
+                marker_token=args.marker_token, max_length=args.max_length, head_dropout=args.head_dropout)
+        elif model.config.head != args.head:
+            raise ValueError(f"the model has a {model.config.head!r} head but args.head is {args.head!r}")
+        model.config.label_type, model.config.objective = args.labels, args.objective
+        if args.disable_dropout:
+            for module in model.backbone.modules():
+                if isinstance(module, nn.Dropout):
+                    module.p = 0.0
+
+        train_set, self.train_report = build_examples(model, train_traces, labels=args.labels,
+                                                      orm_label=args.orm_label)
+        if not train_set:
+            raise ValueError(f"no trace has {args.labels} labels to train on ({self.train_report.summary()})")
+        _log_report(self.train_report, "train")
+        self.eval_report = None
+        eval_set, complete = None, None
+        if isinstance(eval_traces, dict):
+            eval_set = {name: build_examples(model, traces, labels=args.labels, orm_label=args.orm_label)[0]
+                        for name, traces in eval_traces.items()}
+        elif eval_traces:
+            eval_set, self.eval_report = build_examples(model, eval_traces, labels=args.labels,
+                                                        orm_label=args.orm_label)
+            complete = [e["complete"] for e in eval_set]
+            _log_report(self.eval_report, "eval")
+
+        self.pos_weight = args.pos_weight
+        if self.pos_weight is None and args.balance_classes:
+            good = self.train_report.positive
+            bad = self.train_report.labeled_steps - good
+            self.pos_weight = bad / good if good > 0 else None
+
+        callbacks = list(callbacks or [])
+        if args.early_stopping_patience is not None:
+            callbacks.append(EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
+        threshold, head = args.threshold, model.config.head
+        super().__init__(
+            model=model, args=args, data_collator=StepCollator(model.tokenizer.pad_token_id),
+            train_dataset=train_set, eval_dataset=eval_set, processing_class=model.tokenizer,
+            compute_metrics=lambda pred: _metrics_from_eval(pred, threshold, complete, head),
+            callbacks=callbacks, **kwargs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = step_loss(outputs.logits, labels, self.args.objective, self.pos_weight)
+        return (loss, outputs) if return_outputs else loss
+
+    def train(self, *args, **kwargs):
+        report = self.train_report
+        self.log({"train_traces": report.used, "train_labeled_steps": report.labeled_steps,
+                  "train_positive_rate": report.positive_rate or 0.0,
+                  "train_unknown_masked": report.unknown_masked,
+                  "train_dropped_steps": report.dropped_steps,
+                  "pos_weight": self.pos_weight if self.pos_weight is not None else 1.0})
+        return super().train(*args, **kwargs)
+
+
+def _log_report(report: DataReport, name: str) -> None:
+    lost = report.dropped_steps or report.skipped_unlabeled or report.skipped_truncated_orm
+    logger.log(logging.WARNING if lost else logging.INFO, report.summary(name))
+
+
+class JsonlLogCallback(TrainerCallback):
+    """Appends every log record (loss, learning rate, eval metrics, ...) to a JSONL file."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"step": state.global_step, "epoch": state.epoch, **logs}
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, default=float) + "\n")
+
+
+def config_dict(args: RewardTrainerConfig) -> dict:
+    """The reward-model fields of a config (for logs and reports)."""
+    names = ("head", "labels", "objective", "orm_label", "max_length", "step_marker", "step_separator",
+             "balance_classes", "pos_weight", "learning_rate", "num_train_epochs",
+             "per_device_train_batch_size", "seed")
+    values = asdict(args)
+    return {name: values[name] for name in names}

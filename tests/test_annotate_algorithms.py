@@ -1,0 +1,242 @@
+"""Monte Carlo labels, binary search and budgets, on a scripted completer.
+
+The scripted completer is a test double for the algorithm logic only: from a prefix that
+contains no step marked "BAD" a sample reaches the answer with probability `p` (decided by
+a hash of seed, prompt and sample index, so it is deterministic); from a prefix with a BAD
+step it never does. Everything that needs a real model is in test_annotate_integration.py.
+"""
+
+import math
+
+import pytest
+
+from annotate.binary_search import label_trace as binary_label
+from annotate.grading import Grader
+from annotate.monte_carlo import AnnotateConfig, derive_seed, spread
+from annotate.monte_carlo import label_trace as mc_label
+from completers.base import Completer, Completion
+from prm.records import Rollouts, Step, Trace
+
+ANSWER = "42"
+
+
+class ScriptedCompleter(Completer):
+    name = "scripted"
+
+    def __init__(self, p: float = 1.0):
+        self.p = p
+        self.calls = []  # (number of requests, n) per call
+
+    def complete_many(self, requests, params):
+        self.calls.append((len(requests), params.n))
+        results = []
+        for request in requests:
+            bad = any("BAD" in step for step in request.prefix_steps)
+            completions = []
+            for j in range(params.n):
+                u = derive_seed(params.seed, request.problem, len(request.prefix_steps), j) / 2**31
+                ok = not bad and u < self.p
+                text = f"so on\n#### {ANSWER if ok else '41'}"
+                completions.append(Completion(text, tokens=10 + j % 3))
+            results.append(completions)
+        return results
+
+    @property
+    def rollouts(self):
+        return sum(r * n for r, n in self.calls)
+
+
+def make_trace(n_steps: int, first_error: int = -1, final_answer: str | None = "41", trace_id: str = "t") -> Trace:
+    steps = [f"step {i}" + (" BAD" if 0 <= first_error <= i else "") for i in range(n_steps)]
+    return Trace(id=trace_id, problem="What is six times seven?", steps=steps, final_answer=final_answer,
+                 reference_answer=ANSWER)
+
+
+@pytest.fixture(scope="module")
+def grader():
+    return Grader()
+
+
+def test_monte_carlo_soft_label_is_fraction_and_hard_label_is_any_success(grader):
+    completer = ScriptedCompleter(p=0.5)
+    trace = mc_label(make_trace(5, first_error=3), completer, AnnotateConfig(n=8), grader)
+    assert completer.calls == [(5, 8)]  # every prefix in one complete_many call
+    for i, step in enumerate(trace.steps):
+        r = step.rollouts
+        assert r.total == 8 and len(r.answers) == 8 and r.texts is None
+        assert r.correct == sum(a == ANSWER for a in r.answers)
+        assert step.soft_label == r.correct / 8
+        assert step.hard_label == int(r.correct > 0)
+        assert step.label_source == "monte-carlo"
+        assert r.tokens == sum(10 + j % 3 for j in range(8))
+        if i >= 3:
+            assert r.correct == 0
+    assert 0 < sum(s.rollouts.correct for s in trace.steps[:3]) < 24  # p = 0.5 really mixes
+    assert trace.meta["annotation"]["rollouts"] == 40
+    assert trace.meta["annotation"]["first_error"] == trace.first_error()
+
+
+def test_monte_carlo_keeps_completion_texts_only_when_asked(grader):
+    trace = mc_label(make_trace(2), ScriptedCompleter(), AnnotateConfig(n=2, keep_texts=True), grader)
+    assert trace.steps[0].rollouts.texts == ["so on\n#### 42"] * 2
+
+
+@pytest.mark.parametrize("n_steps", [1, 2, 5, 6, 9])
+def test_binary_search_finds_every_first_error_in_log_probes(grader, n_steps):
+    config = AnnotateConfig(method="binary", n=4, skip_correct=False)
+    for first_error in [-1, *range(n_steps)]:
+        completer = ScriptedCompleter(p=1.0)
+        trace = binary_label(make_trace(n_steps, first_error), completer, config, grader)
+        expected = first_error
+        assert trace.meta["annotation"]["first_error"] == expected
+        assert trace.first_error() == expected
+        probes = trace.meta["annotation"]["probed"]
+        assert len(probes) == len(set(probes)) <= math.ceil(math.log2(n_steps + 1))
+        for i, step in enumerate(trace.steps):
+            assert step.hard_label == (1 if expected == -1 or i < expected else 0)
+            assert step.label_source == "binary-search"
+            # soft labels only where rollouts were collected
+            assert (step.soft_label is None) == (step.rollouts is None) == (i not in probes)
+
+
+def test_binary_search_stops_a_probe_at_its_first_success(grader):
+    completer = ScriptedCompleter(p=1.0)
+    config = AnnotateConfig(method="binary", n=8, skip_correct=False)  # first batch: ceil(8/4) = 2
+    trace = binary_label(make_trace(6, first_error=4), completer, config, grader)
+    assert trace.first_error() == 4
+    for i in trace.meta["annotation"]["probed"]:
+        assert trace.steps[i].rollouts.total == (2 if i < 4 else 8)
+    assert trace.steps[4].soft_label == 0.0
+
+
+def test_binary_search_after_error_option(grader):
+    config = AnnotateConfig(method="binary", n=2, skip_correct=False, after_error="unknown")
+    trace = binary_label(make_trace(8, first_error=2), ScriptedCompleter(), config, grader)
+    probed = set(trace.meta["annotation"]["probed"])
+    assert trace.hard_labels[:3] == [1, 1, 0]
+    for i in range(3, 8):  # unknown unless the step was itself probed (then its evidence says 0)
+        assert trace.steps[i].hard_label == (0 if i in probed else None)
+
+
+def test_binary_search_labels_a_verified_correct_trace_without_rollouts(grader):
+    completer = ScriptedCompleter()
+    trace = binary_label(make_trace(6, final_answer="42.0"), completer, AnnotateConfig(method="binary"), grader)
+    assert completer.calls == []
+    assert trace.hard_labels == [1] * 6 and trace.soft_labels == [None] * 6
+    assert trace.meta["annotation"]["shortcut"]
+    # ... unless told to search anyway
+    trace = binary_label(make_trace(6, final_answer="42"), completer,
+                         AnnotateConfig(method="binary", skip_correct=False), grader)
+    assert completer.calls and trace.hard_labels == [1] * 6
+
+
+def test_binary_search_reuses_rollouts_already_in_the_input(grader):
+    trace = make_trace(7, first_error=5)
+    # step 3 already has a success, step 5 already has n failures: neither is sampled again
+    trace.steps[3].rollouts = Rollouts(correct=1, total=3, answers=["42", "1", "2"])
+    trace.steps[5].rollouts = Rollouts(correct=0, total=4, answers=["1"] * 4)
+    completer = ScriptedCompleter()
+    config = AnnotateConfig(method="binary", n=4, skip_correct=False)
+    labelled = binary_label(trace, completer, config, grader)
+    assert labelled.first_error() == 5
+    assert labelled.steps[3].rollouts.total == 3 and labelled.steps[5].rollouts.total == 4
+    assert labelled.meta["annotation"]["rollouts"] == completer.rollouts
+    fresh = ScriptedCompleter()
+    binary_label(trace, fresh, AnnotateConfig(method="binary", n=4, skip_correct=False, reuse_rollouts=False),
+                 grader)
+    assert fresh.rollouts > completer.rollouts
+
+
+def test_monte_carlo_tops_up_input_rollouts_to_n(grader):
+    trace = make_trace(3)
+    trace.steps[1].rollouts = Rollouts(correct=0, total=3, answers=["1"] * 3, tokens=30)
+    completer = ScriptedCompleter()
+    labelled = mc_label(trace, completer, AnnotateConfig(n=4), grader)
+    assert [s.rollouts.total for s in labelled.steps] == [4, 4, 4]
+    assert completer.rollouts == 9
+    assert labelled.steps[1].soft_label == 1 / 4
+
+
+def test_spread_shares_rollouts_evenly_earlier_steps_first():
+    assert spread([4, 4, 4, 4, 4], 7) == [2, 2, 1, 1, 1]
+    assert spread([4, 0, 4], 100) == [4, 0, 4]
+    assert spread([3, 3], 0) == [0, 0]
+
+
+@pytest.mark.parametrize("max_rollouts", [0, 1, 7, 10, 19, 20, 50])
+def test_rollout_budget_is_honoured_exactly_by_monte_carlo(grader, max_rollouts):
+    completer = ScriptedCompleter()
+    config = AnnotateConfig(n=4, max_rollouts=max_rollouts)
+    trace = mc_label(make_trace(5), completer, config, grader)
+    spent = min(max_rollouts, 20)
+    assert completer.rollouts == spent == trace.meta["annotation"]["rollouts"]
+    assert sum(s.rollouts.total for s in trace.steps if s.rollouts) == spent
+    assert trace.meta["annotation"]["budget_limited"] == (max_rollouts < 20)
+    for step in trace.steps:  # a step with no rollout is unknown, never 0
+        assert (step.hard_label is None) == (step.rollouts is None)
+
+
+@pytest.mark.parametrize("max_tokens", [0, 40, 100, 333, 1000])
+def test_token_budget_is_never_exceeded(grader, max_tokens):
+    for method in ("mc", "binary"):
+        completer = ScriptedCompleter(p=0.3)
+        config = AnnotateConfig(method=method, n=4, max_new_tokens=12, max_tokens=max_tokens, skip_correct=False)
+        trace = binary_label(make_trace(6, 4), completer, config, grader) if method == "binary" else \
+            mc_label(make_trace(6, 4), completer, config, grader)
+        tokens = trace.meta["annotation"]["tokens"]
+        assert tokens <= max_tokens
+        assert tokens == sum(s.rollouts.tokens for s in trace.steps if s.rollouts)
+        if trace.meta["annotation"]["budget_limited"]:  # stopped only when one more rollout might not fit
+            assert max_tokens - tokens < 12 * (1 if method == "mc" else 4)
+
+
+@pytest.mark.parametrize("max_rollouts", [0, 2, 3, 5, 9])
+def test_rollout_budget_is_honoured_by_binary_search_and_leaves_the_rest_unknown(grader, max_rollouts):
+    completer = ScriptedCompleter()
+    config = AnnotateConfig(method="binary", n=4, probe_first=4, max_rollouts=max_rollouts, skip_correct=False)
+    trace = binary_label(make_trace(12, first_error=9), completer, config, grader)
+    assert completer.rollouts == trace.meta["annotation"]["rollouts"] <= max_rollouts
+    if trace.meta["annotation"]["first_error"] is None:  # search cut short: some steps unknown
+        assert None in trace.hard_labels
+    else:
+        assert trace.first_error() == 9
+    known = [label for label in trace.hard_labels if label is not None]
+    assert known == sorted(known, reverse=True)  # never a good step after a bad one
+
+
+def test_binary_search_matches_monte_carlo_with_far_fewer_rollouts(grader):
+    mc_rollouts = binary_rollouts = 0
+    for first_error in [-1, 0, 3, 7, 11]:
+        trace = make_trace(12, first_error)
+        mc_completer, binary_completer = ScriptedCompleter(p=0.7), ScriptedCompleter(p=0.7)
+        mc = mc_label(trace, mc_completer, AnnotateConfig(n=8), grader)
+        binary = binary_label(trace, binary_completer, AnnotateConfig(method="binary", n=8, skip_correct=False),
+                              grader)
+        assert mc.first_error() == binary.first_error() == first_error
+        mc_rollouts += mc_completer.rollouts
+        binary_rollouts += binary_completer.rollouts
+    assert binary_rollouts * 3 <= mc_rollouts
+
+
+def test_labels_depend_only_on_seed_and_trace_not_on_call_order(grader):
+    config = AnnotateConfig(n=4)
+    a, b = make_trace(4, trace_id="a"), make_trace(4, trace_id="b")
+    completer = ScriptedCompleter(p=0.5)
+    first = [mc_label(t, completer, config, grader).to_dict() for t in (a, b)]
+    second = [mc_label(t, completer, config, grader).to_dict() for t in (b, a)][::-1]
+    for x, y in zip(first, second):
+        x["meta"].pop("annotation"), y["meta"].pop("annotation")
+        for sx, sy in zip(x["steps"], y["steps"]):
+            sx["rollouts"].pop("seconds"), sy["rollouts"].pop("seconds")
+    assert first == second
+    other_seed = mc_label(a, completer, AnnotateConfig(n=4, seed=1), grader)
+    assert [s.rollouts.answers for s in other_seed.steps] != [s["rollouts"]["answers"] for s in first[0]["steps"]]
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError):
+        AnnotateConfig(method="mcts")
+    with pytest.raises(ValueError):
+        AnnotateConfig(after_error="maybe")
+    with pytest.raises(ValueError):
+        AnnotateConfig(n=0)

@@ -1,0 +1,179 @@
+"""OpenAICompleter against real OpenAI-compatible HTTP servers on 127.0.0.1 (completers.server
+serving a tiny model): completions, retries of injected 503/429 failures, the error after
+the last try, failover, load sharing over two endpoints, and the concurrency bound."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from completers.base import CompletionRequest, SamplingParams
+from completers.openai_completer import CompletionError, OpenAICompleter
+from completers.server import CompletionServer
+from completers.transformers_completer import TransformersCompleter
+from test_completers_transformers import PROBLEM, STEPS, build_char_gpt2
+
+PARAMS = SamplingParams(n=3, max_new_tokens=12, seed=4)
+REQUESTS = [CompletionRequest(PROBLEM, STEPS[:k]) for k in range(4)]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return build_char_gpt2(tmp_path_factory.mktemp("served-gpt2"))
+
+
+@pytest.fixture(scope="module")
+def local(model_dir):
+    return TransformersCompleter(model_dir)
+
+
+def serve(local, **options):
+    return CompletionServer(local, "char-gpt2", "127.0.0.1", 0, **options).start()
+
+
+def client(urls, **options):
+    options.setdefault("backoff", 0.01)
+    return OpenAICompleter(urls, **options)
+
+
+def test_completions_come_back_equal_to_the_local_sampler(local):
+    server = serve(local)
+    try:
+        remote = client(server.url)  # model name read from /v1/models
+        results = remote.complete_many(REQUESTS, PARAMS)
+        assert remote.model == "char-gpt2"
+        assert results == local.complete_many(REQUESTS, PARAMS)  # same prompt and seed, same samples
+        assert server.stats["requests"] == len(REQUESTS) and server.stats["failed"] == 0
+        remote.close()
+    finally:
+        server.stop()
+
+
+def test_token_counts_come_from_usage_when_choices_do_not_carry_them(local):
+    server = serve(local, per_choice_tokens=False)  # answers like vLLM: totals in `usage` only
+    try:
+        remote = client(server.url, model="char-gpt2")
+        expected = local.complete_many(REQUESTS, PARAMS)
+        results = remote.complete_many(REQUESTS, PARAMS)
+        for got, want in zip(results, expected):
+            assert [c.text for c in got] == [c.text for c in want]
+            assert sum(c.tokens for c in got) == sum(c.tokens for c in want)
+        single = remote.complete_many(REQUESTS[:1], SamplingParams(n=1, max_new_tokens=12, seed=4))
+        assert single[0][0].tokens == local.complete_many(REQUESTS[:1], SamplingParams(
+            n=1, max_new_tokens=12, seed=4))[0][0].tokens
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_injected_failures_are_retried_until_they_succeed(local, status):
+    server = serve(local, fail_every=2, fail_status=status)
+    try:
+        remote = client(server.url, model="char-gpt2", max_retries=3, max_concurrency=2)
+        assert remote.complete_many(REQUESTS, PARAMS) == local.complete_many(REQUESTS, PARAMS)
+        assert server.stats["failed"] >= 2
+        assert server.stats["completed"] == len(REQUESTS)
+    finally:
+        server.stop()
+
+
+def test_a_server_that_always_fails_gives_a_clear_error_after_the_last_try(local):
+    server = serve(local, fail_every=1)
+    try:
+        remote = client(server.url, model="char-gpt2", max_retries=2)
+        with pytest.raises(CompletionError) as caught:
+            remote.complete_many(REQUESTS[:1], PARAMS)
+        message = str(caught.value)
+        assert server.url in message and "status 503" in message and "after 3 tries" in message
+        assert caught.value.status == 503
+        assert server.stats["requests"] == 3  # bounded: first try + 2 retries
+    finally:
+        server.stop()
+
+
+def test_an_unreachable_endpoint_and_a_timeout_are_retried_then_reported(local):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed when the block ends: nothing listens there
+    remote = client(f"http://127.0.0.1:{port}", model="m", max_retries=1)
+    with pytest.raises(CompletionError, match=rf"127.0.0.1:{port}/v1/completions failed after 2 tries.*refused"):
+        remote.complete_many(REQUESTS[:1], PARAMS)
+
+    server = serve(local, delay=1.0)
+    try:
+        slow = client(server.url, model="char-gpt2", timeout=0.2, max_retries=1)
+        with pytest.raises(CompletionError, match="(?i)timed? ?out"):
+            slow.complete_many(REQUESTS[:1], PARAMS)
+    finally:
+        server.stop()
+
+
+def test_a_bad_request_is_not_retried(local):
+    server = serve(local)
+    try:
+        remote = client(server.url, model="char-gpt2", max_retries=3)
+        with pytest.raises(CompletionError, match="status 400.*`n`") as caught:
+            remote.complete_many(REQUESTS[:1], SamplingParams(n=0))
+        assert caught.value.status == 400 and server.stats["requests"] == 1
+    finally:
+        server.stop()
+
+
+def test_failover_sends_retries_to_the_healthy_endpoint(local):
+    broken, healthy = serve(local, fail_every=1), serve(local)
+    try:
+        remote = client([broken.url, healthy.url], model="char-gpt2", max_retries=1, max_concurrency=2)
+        assert remote.complete_many(REQUESTS, PARAMS) == local.complete_many(REQUESTS, PARAMS)
+        assert broken.stats["requests"] >= 1 and healthy.stats["completed"] == len(REQUESTS)
+    finally:
+        broken.stop()
+        healthy.stop()
+
+
+def test_two_endpoints_share_the_load(local):
+    first, second = serve(local, delay=0.05), serve(local, delay=0.05)
+    try:
+        remote = client(f"{first.url},{second.url}", model="char-gpt2", max_concurrency=4)
+        requests = [CompletionRequest(PROBLEM, STEPS[:k % 5]) for k in range(8)]
+        remote.complete_many(requests, SamplingParams(n=2, max_new_tokens=6, seed=0))
+        counts = first.stats["completed"], second.stats["completed"]
+        assert sum(counts) == 8 and min(counts) >= 3, counts
+    finally:
+        first.stop()
+        second.stop()
+
+
+@pytest.mark.parametrize("bound", [1, 3])
+def test_concurrency_bound_is_respected(local, bound):
+    server = serve(local, delay=0.15)
+    try:
+        remote = client(server.url, model="char-gpt2", max_concurrency=bound)
+        requests = [CompletionRequest(PROBLEM, STEPS[:k % 5]) for k in range(3 * bound)]
+        remote.complete_many(requests, SamplingParams(n=1, max_new_tokens=4, seed=0))
+        assert server.stats["max_in_flight"] == bound  # reached, never exceeded
+        remote.close()
+    finally:
+        server.stop()
+
+
+def test_server_command_serves_models_and_completions(model_dir, local):
+    process = subprocess.Popen([sys.executable, "-m", "completers.server", "--model", model_dir, "--port", "0",
+                                "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.time() + 60
+        line = ""
+        while "serving" not in line and time.time() < deadline and process.poll() is None:
+            line = process.stdout.readline()
+        assert "serving" in line, "the server did not start"
+        base = line.split(" at ")[1].strip()  # http://127.0.0.1:PORT/v1
+        with urllib.request.urlopen(base + "/models", timeout=10) as response:
+            assert json.load(response)["data"][0]["id"] == model_dir
+        remote = client(base)
+        assert remote.complete_many(REQUESTS[:2], PARAMS) == local.complete_many(REQUESTS[:2], PARAMS)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

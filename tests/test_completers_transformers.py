@@ -1,0 +1,239 @@
+"""TransformersCompleter: the shared-prefix sampler against the naive reference sampler,
+seeds, stops, token counts, chat templates; on a tiny random GPT-2 built here and on the
+trained tiny-gsm model when its checkpoint is present."""
+
+import random
+import string
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from completers.base import CompletionRequest, SamplingParams
+from completers.loading import cut_at_stop, load_completer
+from completers.prompts import plain_prompt
+from completers.transformers_completer import TransformersCompleter, chat_prompt, pick_tokens
+
+CHARS = string.digits + string.ascii_letters + " \n.,:;?!+-*/=<>#$()%'"
+CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['role'] }}>\n{% endfor %}"
+                 "{% if add_generation_prompt %}<assistant>{% endif %}")
+PROBLEM = "Ann has 3 bags with 4 apples each. She eats 2. How many are left?"
+STEPS = ["3 bags * 4 = 12 apples", "12 - 2 = 10 left", "So Ann has 10", "Check: 10 + 2 = 12"]
+
+
+def build_char_gpt2(folder, chat_template=None, seed=0):
+    """A 2-layer GPT-2 with random weights and a character tokenizer whose only special token
+    is <eos>, so every other sampled token is exactly one character of the text. '!' is a
+    second end-of-sequence token, so continuations also end early."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    vocab = {"<eos>": 0, **{c: i + 1 for i, c in enumerate(CHARS)}}
+    core = Tokenizer(models.WordLevel(vocab, unk_token=None))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<eos>")
+    if chat_template:
+        tokenizer.chat_template = chat_template
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_positions=512, n_embd=32, n_layer=2, n_head=2,
+                                       bos_token_id=0, eos_token_id=0))
+    model.generation_config.eos_token_id = [0, vocab["!"]]
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return build_char_gpt2(tmp_path_factory.mktemp("char-gpt2"))
+
+
+@pytest.fixture(scope="module")
+def completer(tiny_dir):
+    return TransformersCompleter(tiny_dir)
+
+
+def trace_prompts(completer, steps=STEPS):
+    return [completer.prompt_for(PROBLEM, steps[:k]) for k in range(len(steps) + 1)]
+
+
+@pytest.mark.parametrize("shared_attention", [True, False])
+def test_shared_prefix_sampler_gives_the_naive_reference_samples(tiny_dir, shared_attention):
+    completer = TransformersCompleter(tiny_dir, shared_attention=shared_attention)
+    assert completer.shared_attention is shared_attention
+    prompts = trace_prompts(completer)
+    params = SamplingParams(n=4, temperature=0.8, top_p=0.9, max_new_tokens=24, seed=11)
+    fast = completer.complete_prompts(prompts, params)
+    assert fast == completer.reference_complete_prompts(prompts, params)
+    assert [len(c) for c in fast] == [4] * len(prompts)
+    assert len({c.text for completions in fast for c in completions}) > len(prompts)  # really sampled
+
+
+def test_each_trace_prefix_and_each_prompt_are_encoded_once(completer):
+    prompts = trace_prompts(completer)
+    lengths = [len(completer.encode(p)) for p in prompts]
+    work = {}
+    for n in (1, 8):
+        completer.counters.update({k: 0 for k in completer.counters})
+        completer.complete_prompts(prompts, SamplingParams(n=n, max_new_tokens=4, seed=0))
+        work[n] = dict(completer.counters)
+    assert work[8]["prompt_tokens"] == sum(lengths)
+    # the longest prompt once, then one token for each shorter prefix (its logits), whatever N
+    assert work[8]["prefill_tokens"] == max(lengths) + len(prompts) - 1
+    assert work[1]["prefill_tokens"] == work[8]["prefill_tokens"]
+
+
+def test_same_seed_gives_same_samples_whatever_else_is_in_the_batch(completer):
+    prompts = trace_prompts(completer)
+    params = SamplingParams(n=3, max_new_tokens=16, seed=7)
+    together = completer.complete_prompts(prompts, params)
+    assert completer.complete_prompts(prompts, params) == together
+    assert completer.complete_prompts(prompts[2:3], params)[0] == together[2]
+    small_batches = TransformersCompleter(completer.path, batch_size=3)
+    assert small_batches.complete_prompts(prompts, params) == together
+    other_seed = completer.complete_prompts(prompts, SamplingParams(n=3, max_new_tokens=16, seed=8))
+    assert other_seed != together
+    unseeded = SamplingParams(n=3, max_new_tokens=16, seed=None)
+    assert completer.complete_prompts(prompts[:1], unseeded) != completer.complete_prompts(prompts[:1], unseeded)
+
+
+def test_stop_strings_end_samples_and_every_sampled_token_is_counted(completer):
+    params = SamplingParams(n=12, max_new_tokens=30, seed=3)
+    stops = ["a", "e", "o", "7"]
+    results = completer.complete_prompts(trace_prompts(completer)[:3], params, stop=stops)
+    reasons = set()
+    for completion in (c for completions in results for c in completions):
+        assert not any(s in completion.text for s in stops)
+        assert "!" not in completion.text  # '!' is an end-of-sequence token: never in the text
+        if completion.finish_reason == "length":
+            assert completion.tokens == len(completion.text) == 30
+        else:  # the stop character or end-of-sequence token was sampled, counted, and cut
+            assert completion.tokens == len(completion.text) + 1 <= 30
+        reasons.add(completion.finish_reason)
+    assert reasons == {"stop", "length"}
+    assert completer.complete_prompts(trace_prompts(completer)[:3], params, stop=stops) == results
+
+
+def test_completer_level_stop_strings_apply_to_complete_many(tiny_dir):
+    completer = TransformersCompleter(tiny_dir, stop=["e"])
+    requests = [CompletionRequest(PROBLEM, STEPS[:k]) for k in range(3)]
+    results = completer.complete_many(requests, SamplingParams(n=6, max_new_tokens=40, seed=1))
+    assert all("e" not in c.text for completions in results for c in completions)
+    assert results == completer.reference_complete_prompts([completer.prompt_for(r.problem, r.prefix_steps)
+                                                             for r in requests],
+                                                            SamplingParams(n=6, max_new_tokens=40, seed=1))
+
+
+def test_gsm8k_answer_line_ends_a_continuation_after_the_answer():
+    assert cut_at_stop("3 + 4 = 7\n#### 7\nQuestion: next") == "3 + 4 = 7\n#### 7"
+    assert cut_at_stop("3 + 4 = 7\n#### 7") is None  # the answer line may still grow
+    assert cut_at_stop("a #### 7\n") is None  # only at the start of a line
+    assert cut_at_stop("x STOP y\n#### 1\n", ("STOP",)) == "x "
+    assert cut_at_stop("#### 12\n", answer_line=False) is None
+
+
+def test_greedy_and_tiny_top_p_take_the_most_likely_token(completer):
+    prompts = trace_prompts(completer)[:2]
+    greedy = completer.complete_prompts(prompts, SamplingParams(n=3, temperature=0, max_new_tokens=12))
+    for completions in greedy:
+        assert len({c.text for c in completions}) == 1
+    nucleus = completer.complete_prompts(prompts, SamplingParams(n=3, top_p=1e-9, max_new_tokens=12, seed=5))
+    assert nucleus == greedy
+    assert greedy == completer.reference_complete_prompts(prompts, SamplingParams(n=3, temperature=0,
+                                                                                  max_new_tokens=12))
+
+
+def test_sampling_rule_follows_temperature_and_top_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]])).repeat(6000, 1)
+    rngs = [random.Random(i) for i in range(6000)]
+    counts = torch.bincount(pick_tokens(logits, rngs, 1.0, 1.0), minlength=3).double() / 6000
+    assert torch.allclose(counts, torch.tensor([0.5, 0.3, 0.2], dtype=torch.double), atol=0.025)
+    counts = torch.bincount(pick_tokens(logits, rngs, 1.0, 0.6), minlength=3).double() / 6000
+    assert counts[2] == 0 and abs(counts[0] - 0.5 / 0.8) < 0.025  # nucleus {0, 1}, renormalised
+    hot = torch.bincount(pick_tokens(logits, rngs, 100.0, 1.0), minlength=3).double() / 6000
+    assert torch.allclose(hot, torch.full((3,), 1 / 3, dtype=torch.double), atol=0.025)
+
+
+def test_chat_template_puts_problem_in_user_turn_and_prefix_in_open_assistant_turn(tmp_path):
+    folder = build_char_gpt2(tmp_path / "chat", chat_template=CHAT_TEMPLATE)
+    completer = TransformersCompleter(folder)
+    assert completer.use_chat_template
+    prompt = completer.prompt_for(PROBLEM, STEPS[:2])
+    assert prompt == f"<user>{PROBLEM}</user>\n<assistant>{STEPS[0]}\n{STEPS[1]}\n"
+    assert completer.prompt_for(PROBLEM, []) == f"<user>{PROBLEM}</user>\n<assistant>"
+    assert chat_prompt(completer.tokenizer, PROBLEM, STEPS[:1], " ки ") == \
+        f"<user>{PROBLEM}</user>\n<assistant>{STEPS[0]} ки "
+    params = SamplingParams(n=2, max_new_tokens=10, seed=0)
+    requests = [CompletionRequest(PROBLEM, STEPS[:k]) for k in range(3)]
+    assert completer.complete_many(requests, params) == completer.reference_complete_prompts(
+        [completer.prompt_for(r.problem, r.prefix_steps) for r in requests], params)
+    plain = TransformersCompleter(folder, use_chat_template=False)
+    assert plain.prompt_for(PROBLEM, STEPS[:2]) == plain_prompt(PROBLEM, STEPS[:2])
+    with pytest.raises(ValueError, match="no chat template"):
+        TransformersCompleter(build_char_gpt2(tmp_path / "plain"), use_chat_template=True)
+
+
+def test_prompt_template_and_step_delimiter(tiny_dir):
+    completer = TransformersCompleter(tiny_dir, step_delimiter=" ; ", prompt_template="Q: {problem}\nA: {prefix}")
+    assert completer.prompt_for(PROBLEM, STEPS[:2]) == f"Q: {PROBLEM}\nA: {STEPS[0]} ; {STEPS[1]} ; "
+    assert completer.split_steps("a ; b ;  ; c") == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="{problem}"):
+        TransformersCompleter(tiny_dir, prompt_template="no fields")
+
+
+def test_load_completer_picks_the_backend_from_the_spec(tiny_dir):
+    assert isinstance(load_completer(tiny_dir), TransformersCompleter)
+    remote = load_completer("http://127.0.0.1:1, http://127.0.0.1:2/v1", model="m")
+    assert remote.endpoints == ["http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1"]
+    with pytest.raises(ValueError):
+        load_completer(" ")
+
+
+def test_vllm_completer_import_says_how_to_install_vllm():
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"pip install 'prm-toolkit\[vllm\]'"):
+            load_completer("vllm:tiny-gsm")
+    else:
+        pytest.skip("vLLM is installed here")
+
+
+def test_importing_completers_does_not_import_torch():
+    code = ("import sys, completers; from completers import load_completer, SamplingParams; "
+            "completers.OpenAICompleter; assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# -- the trained tiny model of the embedded world ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_gsm():
+    from prm.model_names import tiny_gsm_path
+
+    try:
+        tiny_gsm_path()
+    except FileNotFoundError as error:
+        pytest.skip(f"tiny-gsm checkpoint not trained yet: {error}")
+    return TransformersCompleter("tiny-gsm")
+
+
+def test_tiny_gsm_continuations_end_after_the_answer_line_and_match_reference(tiny_gsm):
+    from completers.world import generate_problems
+
+    problem = next(p for p in generate_problems(30, seed=123) if len(p.steps) >= 4)
+    requests = [CompletionRequest(problem.question, problem.steps[:k]) for k in range(len(problem.steps))]
+    params = SamplingParams(n=2, max_new_tokens=200, seed=0)
+    results = tiny_gsm.complete_many(requests, params)
+    prompts = [tiny_gsm.prompt_for(r.problem, r.prefix_steps) for r in requests]
+    assert results[-2:] == tiny_gsm.reference_complete_prompts(prompts[-2:], params)
+    for completions in results:
+        for completion in completions:
+            assert completion.finish_reason == "stop"
+            assert completion.text.splitlines()[-1].startswith("####")
+            assert completion.tokens == len(completion.text) + 1  # characters + newline (or eos)
+    # from the last step, the continuation is just the answer line
+    assert all(c.text.startswith("####") for c in results[-1])

@@ -1,0 +1,66 @@
+"""`prm train` and `prm score` end to end, in process, on real GSM8K records."""
+
+import json
+
+import pytest
+
+from prm.cli import main
+from prm.io import read_traces, write_traces
+from prm.reward_model import RewardModel
+from test_reward_helpers import gsm8k_with_errors, tiny_bert
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    write_traces(root / "train.jsonl", gsm8k_with_errors(20, seed=0))
+    write_traces(root / "eval.jsonl", gsm8k_with_errors(6, seed=1, start=100))
+    return {"root": root, "backbone": str(tiny_bert(root / "bert")),
+            "train": str(root / "train.jsonl"), "eval": str(root / "eval.jsonl")}
+
+
+def test_train_writes_a_model_a_metrics_log_and_resumes(files, capsys):
+    out = files["root"] / "prm"
+    argv = ["train", files["train"], "--backbone", files["backbone"], "--head", "prm", "--labels", "hard",
+            "--out", str(out), "--eval", files["eval"], "--epochs", "1", "--batch-size", "8", "--lr", "1e-3"]
+    assert main(argv) == 0
+    assert "positive rate" in capsys.readouterr().out
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["head"] == "prm" and saved["label_type"] == "hard" and saved["backbone_name"] == files["backbone"]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert 0 < records[0]["train_positive_rate"] < 1
+    assert any("eval_first_error_accuracy" in r for r in records)
+    steps_after_one_epoch = max(r["step"] for r in records)
+
+    assert main(argv) == 1  # checkpoints exist: refuses to start over silently
+    assert "--resume" in capsys.readouterr().err
+    assert main(argv[:-6] + ["--epochs", "2", "--batch-size", "8", "--lr", "1e-3", "--resume"]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in records) == 2 * steps_after_one_epoch
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["train_report"]["used"] == len(read_traces(files["train"]))
+
+
+def test_orm_trains_and_score_writes_step_scores_into_the_records(files, tmp_path, capsys):
+    out = tmp_path / "orm"
+    assert main(["train", files["train"], "--backbone", files["backbone"], "--head", "orm", "--labels", "hard",
+                 "--out", str(out), "--epochs", "1", "--batch-size", "8"]) == 0
+    scored = tmp_path / "scored.jsonl"
+    assert main(["score", str(out), files["eval"], str(scored), "--batch-size", "4"]) == 0
+    assert "scored" in capsys.readouterr().out
+    traces = read_traces(scored)
+    model = RewardModel.from_pretrained(out)
+    assert model.config.head == "orm"
+    for trace in traces[:3]:
+        assert trace.scores == pytest.approx(model.score(trace.problem, trace.step_texts), abs=1e-5)
+        assert trace.meta["solution_score"] == pytest.approx(trace.scores[-1])  # an ORM reads the end
+        assert trace.meta["reward_model"]["aggregation"] == "last"
+    assert not (tmp_path / "scored.jsonl.partial.jsonl").exists()
+
+
+def test_training_on_missing_labels_names_the_file_and_field(files, capsys):
+    code = main(["train", files["train"], "--backbone", files["backbone"], "--labels", "soft",
+                 "--out", str(files["root"] / "soft")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert files["train"] in err and "soft_label" in err
