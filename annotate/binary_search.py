@@ -17,8 +17,8 @@ Labels written (label_source "binary-search"):
 - the first error: hard 0, soft 0.0 (its probe ran all k completions, none reached the answer).
 - later steps: hard 0 by default, or None with `after_error="unknown"`; a later step that
   was probed keeps the labels of its own evidence.
-- a search cut short by the budget leaves the steps between the last success and the last
-  failure unknown (None).
+- a search cut short by the budget, or by a prefix the completer refuses (longer than its
+  context), leaves the steps between the last success and the last failure unknown (None).
 
 Rollouts already collected are reused: a prefix is never probed twice, and rollouts in the
 input steps count as evidence (`reuse_rollouts`). With `skip_correct` (default) a trace
@@ -49,13 +49,15 @@ class _Prober:
                  budget: Budget, evidence: dict[int, Rollouts]):
         self.trace, self.completer, self.config, self.grader = trace, completer, config, grader
         self.budget, self.evidence = budget, evidence
+        self.skipped: dict[int, str] = {}
         self.seed = derive_seed(config.seed, trace.id)
         self.first = config.probe_first or math.ceil(config.n / 4)
         self.probed: list[int] = []
 
-    def reaches_answer(self, index: int) -> bool | None:
+    def reaches_answer(self, index: int) -> bool | str | None:
         """True if some completion from the prefix ending at step `index` reaches the answer,
-        False if none of k does, None if the budget ran out before that was known."""
+        False if none of k does, None if the budget ran out before that was known, REFUSED if
+        the completer refuses the prefix (e.g. longer than the model's context)."""
         self.probed.append(index)
         batch = 0
         while True:
@@ -71,9 +73,14 @@ class _Prober:
                 return None
             seed = round_seed(self.seed, batch)
             new = sample_rollouts(self.completer, self.trace, {index: granted}, self.config, seed,
-                                  self.grader, self.budget)[index]
-            self.evidence[index] = merge_rollouts(rollouts, new, self.config.keep_texts)
+                                  self.grader, self.budget, self.skipped)
+            if index not in new:
+                return REFUSED
+            self.evidence[index] = merge_rollouts(rollouts, new[index], self.config.keep_texts)
             batch += 1
+
+
+REFUSED = "refused"
 
 
 def find_first_error(prober: _Prober, n_steps: int) -> tuple[int, int]:
@@ -81,15 +88,18 @@ def find_first_error(prober: _Prober, n_steps: int) -> tuple[int, int]:
 
     Returns (lo, hi): every step < lo is known good, the step at hi is known bad (hi ==
     n_steps: no bad step found). lo == hi when the search finished; the first error is then
-    lo (or none when lo == n_steps).
+    lo (or none when lo == n_steps). A prefix the completer refuses is taken as the end of
+    what can be probed (longer prefixes make longer prompts): the search goes on below it.
     """
-    lo, hi = 0, n_steps
-    while lo < hi:
-        mid = (lo + hi) // 2
+    lo, hi, end = 0, n_steps, n_steps  # prefixes from `end` on cannot be probed
+    while lo < min(hi, end):
+        mid = (lo + min(hi, end)) // 2
         result = prober.reaches_answer(mid)
         if result is None:
             break
-        if result:
+        if result == REFUSED:
+            end = mid
+        elif result:
             lo = mid + 1
         else:
             hi = mid
@@ -107,7 +117,7 @@ def label_trace(trace: Trace, completer: "Completer", config: AnnotateConfig, gr
     if config.skip_correct and trace.final_answer is not None \
             and grader.is_equivalent(trace.final_answer, trace.reference_answer):
         _write_labels(trace, evidence, config, lo=n_steps, hi=n_steps)
-        trace.meta["annotation"] = annotation_meta(config, budget, time.perf_counter() - start,
+        trace.meta["annotation"] = annotation_meta(config, budget, time.perf_counter() - start, {},
                                                    first_error=-1, probed=[],
                                                    shortcut="final answer equals the reference")
         return trace
@@ -116,7 +126,7 @@ def label_trace(trace: Trace, completer: "Completer", config: AnnotateConfig, gr
     lo, hi = find_first_error(prober, n_steps)
     _write_labels(trace, evidence, config, lo, hi)
     first_error = (lo if lo < n_steps else -1) if lo == hi else None
-    trace.meta["annotation"] = annotation_meta(config, budget, time.perf_counter() - start,
+    trace.meta["annotation"] = annotation_meta(config, budget, time.perf_counter() - start, prober.skipped,
                                                first_error=first_error, probed=prober.probed)
     return trace
 

@@ -145,31 +145,36 @@ class Budget:
 
 
 def sample_rollouts(completer: "Completer", trace: Trace, counts: dict[int, int], config: AnnotateConfig,
-                    seed: int, grader: "Grader", budget: Budget) -> dict[int, Rollouts]:
+                    seed: int, grader: "Grader", budget: Budget, skipped: dict[int, str]) -> dict[int, Rollouts]:
     """Sample `counts[i]` completions from the prefix ending at step i, for each i, and grade them.
 
     One `complete_many` call per distinct count (requests in step order); the wall time of a
-    call is shared among its prefixes in proportion to their tokens.
+    call is shared among its prefixes in proportion to their tokens. A prefix the completer
+    refuses as input (`ValueError`, e.g. longer than the model's context) gets no rollouts:
+    its reason is put in `skipped` and the other prefixes are sampled as usual.
     """
-    from completers.base import CompletionRequest, SamplingParams
+    from completers.base import SamplingParams
 
     results: dict[int, Rollouts] = {}
     by_count: dict[int, list[int]] = {}
     for index, count in sorted(counts.items()):
-        if count > 0:
+        if count > 0 and index not in skipped:
             by_count.setdefault(count, []).append(index)
     for count, indices in sorted(by_count.items(), reverse=True):
         params = SamplingParams(n=count, temperature=config.temperature, top_p=config.top_p,
                                 max_new_tokens=config.max_new_tokens, seed=seed)
-        requests = [CompletionRequest(trace.problem, trace.step_texts[:i + 1]) for i in indices]
         start = time.perf_counter()
-        outputs = completer.complete_many(requests, params)
+        outputs = _complete_or_refuse(completer, trace, indices, params)
         seconds = time.perf_counter() - start
-        if len(outputs) != len(requests) or any(len(out) != count for out in outputs):
-            raise RuntimeError(f"completer {completer.name!r} returned {[len(o) for o in outputs]} "
-                               f"completions for {len(requests)} requests of n={count}")
-        total_tokens = sum(c.tokens for out in outputs for c in out) or 1
-        for index, completions in zip(indices, outputs):
+        total_tokens = sum(c.tokens for out in outputs.values() if isinstance(out, list) for c in out) or 1
+        for index in indices:
+            completions = outputs[index]
+            if isinstance(completions, ValueError):
+                skipped[index] = str(completions)
+                continue
+            if len(completions) != count:
+                raise RuntimeError(f"completer {completer.name!r} returned {len(completions)} completions "
+                                   f"for a request of n={count}")
             graded = [grader.grade(c.text, trace.reference_answer) for c in completions]
             tokens = sum(c.tokens for c in completions)
             results[index] = Rollouts(
@@ -179,6 +184,29 @@ def sample_rollouts(completer: "Completer", trace: Trace, counts: dict[int, int]
                 texts=[c.text for c in completions] if config.keep_texts else None)
             budget.spend(count, tokens)
     return results
+
+
+def _complete_or_refuse(completer: "Completer", trace: Trace, indices: list[int], params) -> dict:
+    """step index -> its completions, or the `ValueError` the completer raised for that prefix.
+
+    When a call is refused, the requests are split in halves until the refused prefixes are
+    alone (a refusal comes before any sampling, so this costs little), so that the other
+    prefixes still share one call.
+    """
+    from completers.base import CompletionRequest
+
+    requests = [CompletionRequest(trace.problem, trace.step_texts[:i + 1]) for i in indices]
+    try:
+        outputs = completer.complete_many(requests, params)
+    except ValueError as err:
+        if len(indices) == 1:
+            return {indices[0]: err}
+        half = len(indices) // 2
+        return {**_complete_or_refuse(completer, trace, indices[:half], params),
+                **_complete_or_refuse(completer, trace, indices[half:], params)}
+    if len(outputs) != len(requests):
+        raise RuntimeError(f"completer {completer.name!r} returned {len(outputs)} results for {len(requests)} requests")
+    return dict(zip(indices, outputs))
 
 
 def merge_rollouts(old: Rollouts | None, new: Rollouts, keep_texts: bool) -> Rollouts:
@@ -227,6 +255,7 @@ def label_trace(trace: Trace, completer: "Completer", config: AnnotateConfig, gr
     budget = Budget(config.max_rollouts, config.max_tokens, config.max_new_tokens)
     trace_seed = derive_seed(config.seed, trace.id)
     evidence = existing_rollouts(trace, config)
+    skipped: dict[int, str] = {}
     needs = [max(0, config.n - (evidence[i].total if i in evidence else 0)) for i in range(len(trace.steps))]
     round_number = 0
     while any(needs):
@@ -235,9 +264,10 @@ def label_trace(trace: Trace, completer: "Completer", config: AnnotateConfig, gr
             break
         seed = round_seed(trace_seed, round_number)
         counts = {i: c for i, c in enumerate(allocation) if c}
-        for index, rollouts in sample_rollouts(completer, trace, counts, config, seed, grader, budget).items():
+        new = sample_rollouts(completer, trace, counts, config, seed, grader, budget, skipped)
+        for index, rollouts in new.items():
             evidence[index] = merge_rollouts(evidence.get(index), rollouts, config.keep_texts)
-        needs = [need - given for need, given in zip(needs, allocation)]
+        needs = [0 if i in skipped else need - given for i, (need, given) in enumerate(zip(needs, allocation))]
         round_number += 1
 
     for index, step in enumerate(trace.steps):
@@ -249,13 +279,15 @@ def label_trace(trace: Trace, completer: "Completer", config: AnnotateConfig, gr
             step.hard_label = int(rollouts.correct > 0)
             step.soft_label = rollouts.correct / rollouts.total
             step.label_source = config.label_source
-    trace.meta["annotation"] = annotation_meta(config, budget, time.perf_counter() - start,
+    trace.meta["annotation"] = annotation_meta(config, budget, time.perf_counter() - start, skipped,
                                                first_error=trace.first_error())
     return trace
 
 
-def annotation_meta(config: AnnotateConfig, budget: Budget, seconds: float, **extra) -> dict:
-    """What `meta["annotation"]` records: the settings and the cost of this trace."""
+def annotation_meta(config: AnnotateConfig, budget: Budget, seconds: float, skipped: dict[int, str],
+                    **extra) -> dict:
+    """What `meta["annotation"]` records: the settings, the cost of this trace, and the steps
+    whose prefix the completer refused (`skipped`: step index and reason)."""
     return {"method": config.label_source, "settings": config.settings(), "rollouts": budget.rollouts,
             "tokens": budget.tokens, "seconds": round(seconds, 4), "budget_limited": budget.limited,
-            **extra}
+            "skipped": [{"step": i, "reason": reason} for i, reason in sorted(skipped.items())], **extra}

@@ -216,6 +216,7 @@ class RunSummary:
     labels: dict[str, int] = field(default_factory=lambda: {"positive": 0, "negative": 0, "unknown": 0})
     output_traces: int = 0
     grading_timeouts: int = 0
+    skipped_steps: int = 0  # steps whose prefix the completer refused (e.g. longer than its context)
 
     def count_labels(self, trace: Trace) -> None:
         self.output_traces += 1
@@ -228,6 +229,7 @@ class RunSummary:
         self.steps += len(trace.steps)
         self.rollouts += annotation["rollouts"]
         self.tokens += annotation["tokens"]
+        self.skipped_steps += len(annotation.get("skipped", []))
         self.count_labels(trace)
 
     def text(self) -> str:
@@ -238,6 +240,9 @@ class RunSummary:
         lines = [f"annotated {self.annotated} trace(s) ({self.already_done} already done), {self.steps} steps, "
                  f"{self.rollouts} rollouts, {self.tokens} tokens in {self.seconds:.1f} s ({rate:.2f} traces/s)",
                  f"output holds {self.output_traces} trace(s); step labels: {balance}"]
+        if self.skipped_steps:
+            lines.append(f"{self.skipped_steps} step(s) left unknown: the completer refused their prefix "
+                         "(see meta.annotation.skipped; e.g. longer than the model's context)")
         if self.grading_timeouts:
             lines.append(f"{self.grading_timeouts} answer comparison(s) timed out (counted as wrong)")
         return "\n".join(lines)

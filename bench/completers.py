@@ -18,8 +18,8 @@ or after the `#### x` answer line). Reported, side by side in one process:
   prompts; and (a) and (b) have equal solve rates (two-proportion z-test; `generate` draws its
   random numbers differently, so only the distributions can agree) and equal mean lengths.
 
-Writes bench/results/completers.json. Uses 2 torch threads (the whole machine); takes about
-2-3 minutes with the defaults.
+Writes bench/results/completers.json. Uses 2 torch threads (the whole machine, `--threads`);
+takes 1-4 minutes with the defaults, depending on how busy the machine is.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import tempfile
@@ -36,11 +37,11 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+_SCRATCH = None
 sys.path.insert(0, str(ROOT))
 
 from completers.base import SamplingParams  # noqa: E402
 from completers.loading import cut_at_stop  # noqa: E402
-from completers.prompts import plain_prompt  # noqa: E402
 from completers.transformers_completer import TransformersCompleter  # noqa: E402
 from completers.world import generate_problems, parse_answer, split_solution  # noqa: E402
 
@@ -48,13 +49,17 @@ from completers.world import generate_problems, parse_answer, split_solution  # 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="default: tiny-gsm, or a random GPT-2 of its shape if absent")
-    parser.add_argument("--traces", type=int, default=6, help="traces (each gives one prompt per step)")
+    parser.add_argument("--traces", type=int, default=4, help="traces (each gives one prompt per step)")
     parser.add_argument("--min-steps", type=int, default=4)
     parser.add_argument("--n", type=int, default=8, help="samples per step prefix")
-    parser.add_argument("--max-new-tokens", type=int, default=160)
-    parser.add_argument("--batch-size", type=int, default=64, help="sequences decoded together by (b)")
+    parser.add_argument("--max-new-tokens", type=int, default=320,
+                        help="at most; less where prompt + continuation would not fit the model's positions")
+    parser.add_argument("--batch-size", type=int, default=128, help="sequences decoded together by (b)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--check-prompts", type=int, default=2, help="prompts checked against the reference sampler")
+    parser.add_argument("--check-prompts", type=int, default=3,
+                        help="prompts of the first trace whose samples are checked against the (slow, "
+                             "cache-free) reference sampler")
+    parser.add_argument("--check-tokens", type=int, default=48, help="max_new_tokens of that check")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "completers.json")
     args = parser.parse_args(argv)
@@ -88,12 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(b) shared-prefix:  {shared_seconds:.1f} s", flush=True)
     counters = dict(completer.counters)
 
-    check = min(args.check_prompts, len(prompts))
+    # The check re-runs (b) on a few prompts with shorter continuations: the reference sampler
+    # re-encodes the whole text for every token, so its cost grows with the square of the length.
+    check_prompts = prompts[:min(args.check_prompts, len(problems[0].steps))]
+    check_params = SamplingParams(n=args.n, temperature=1.0, top_p=1.0, max_new_tokens=args.check_tokens,
+                                  seed=args.seed)
     t0 = time.perf_counter()
-    reference = completer.reference_complete_prompts(prompts[:check], params)
-    identical = reference == shared[:check]
-    print(f"identical to the reference sampler on {check} prompts x {args.n} samples: {identical} "
-          f"({time.perf_counter() - t0:.1f} s)", flush=True)
+    identical = (completer.reference_complete_prompts(check_prompts, check_params)
+                 == completer.complete_prompts(check_prompts, check_params))
+    print(f"identical to the reference sampler on {len(check_prompts)} prompts x {args.n} samples x "
+          f"<= {args.check_tokens} tokens: {identical} ({time.perf_counter() - t0:.1f} s)", flush=True)
 
     def summary(results, seconds):
         flat = [c for completions in results for c in completions]
@@ -115,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         "model": model_name, "model_note": model_note, "traces": len(problems), "step_prefixes": len(prompts),
         "steps_per_trace": [len(p.steps) for p in problems], "n": args.n, "max_new_tokens": args.max_new_tokens,
         "temperature": 1.0, "top_p": 1.0, "seed": args.seed, "threads": args.threads,
-        "batch_size": args.batch_size, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+        "batch_size": args.batch_size, "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
         "matmul_gflops": round(gflops_peak, 2),
         "naive_generate": a, "shared_prefix": b,
         "speedup_wall": round(naive_seconds / shared_seconds, 2),
@@ -123,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         "shared_prefix_counters": counters,
         "shared_prefix_gflop": round(flops / 1e9, 3), "shared_prefix_gflops": round(achieved, 3),
         "fraction_of_matmul_peak": round(achieved / gflops_peak, 4),
-        "identical_to_reference": {"prompts": check, "samples": check * args.n, "identical": identical},
+        "identical_to_reference": {"prompts": len(check_prompts), "samples": len(check_prompts) * args.n,
+                                   "max_new_tokens": args.check_tokens, "identical": identical},
         "equal_distribution": {"solve_rate_p_value": round(solve_p, 4), "mean_tokens_p_value": round(length_p, 4)},
         "total_seconds": round(time.time() - started, 1),
     }
@@ -152,27 +163,30 @@ def time_naive(completer: TransformersCompleter, prompts: list[str], params: Sam
 
     model, pad = completer.model, completer.tokenizer.pad_token_id
     eos = sorted(completer.eos_ids)
-    outputs = []
+    outputs, limits = [], []
     t0 = time.perf_counter()
     with torch.inference_mode():
         for i, prompt in enumerate(prompts):
             ids = torch.tensor([completer.encode(prompt)], device=completer.device)
+            # the same cap as (b): prompt + continuation within the model's positions
+            limit = min(params.max_new_tokens, (completer.max_length or 1 << 30) - ids.shape[1])
             torch.manual_seed(params.seed + i)
             output = model.generate(
                 input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
                 temperature=params.temperature, top_p=params.top_p, top_k=0,
-                max_new_tokens=params.max_new_tokens, num_return_sequences=params.n,
+                max_new_tokens=limit, num_return_sequences=params.n,
                 eos_token_id=eos, pad_token_id=pad if pad is not None else eos[0],
                 stopping_criteria=StoppingCriteriaList([AnswerLineStop(ids.shape[1])]))
             outputs.append(output[:, ids.shape[1]:].tolist())
+            limits.append(limit)
     seconds = time.perf_counter() - t0
     results = []  # (untimed) cut each row where its continuation ends, exactly as (b) decides it
-    for rows in outputs:
+    for rows, limit in zip(outputs, limits):
         completions = []
         for row in rows:
             done = None
             for length in range(1, len(row) + 1):
-                done = completer.completion_if_ended(row[:length], params.max_new_tokens, completer.stop)
+                done = completer.completion_if_ended(row[:length], limit, completer.stop)
                 if done:
                     break
             completions.append(done)
@@ -242,7 +256,9 @@ def pick_model(name: str | None) -> tuple[str, str]:
     try:
         return str(tiny_gsm_path()), "tiny-gsm"
     except FileNotFoundError:
-        folder = Path(tempfile.mkdtemp(prefix="bench-completers-")) / "random-gpt2"
+        global _SCRATCH  # removed when the process exits
+        _SCRATCH = tempfile.TemporaryDirectory(prefix="bench-completers-")
+        folder = Path(_SCRATCH.name) / "random-gpt2"
         build_random_gpt2(folder)
         return str(folder), "tiny-gsm checkpoint absent: a random-weight GPT-2 of its shape"
 

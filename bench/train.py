@@ -13,8 +13,12 @@ TRL runs with its PRMConfig defaults (gradient checkpointing on, bf16 autocast, 
 step separator "\\n"); with `--trl-tuned` a second TRL run turns gradient checkpointing and
 bf16 off and groups batches by length, as this trainer does (same speed ideas, TRL code).
 
-    python bench/train.py                      # about 6-8 minutes on 2 cores
-    python bench/train.py --train-records 2500 --eval-records 500   # the notes' sizes (slower)
+    python bench/train.py                      # 800 train / 200 held-out records
+    python bench/train.py --train-records 1200 --eval-records 300 --trl-tuned   # bench/README.train.md
+    python bench/train.py --train-records 2500 --eval-records 500   # the sizes of the TRL notes
+
+Timing on a shared machine: each run also reports CPU seconds (samples per CPU-second) and
+the load average before and after it, so that a busy machine can be told from a slow trainer.
 
 TRL's PRMTrainer is in trl 1.13.0 only: `pip install --no-deps trl==1.13.0`.
 Results: bench/results/train.json.
@@ -65,6 +69,19 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(function):
+    """Wall seconds, CPU seconds of this process, and the load average before and after."""
+    load_before, cpu_start, start = os.getloadavg()[0], cpu_seconds(), time.perf_counter()
+    function()
+    return {"seconds": time.perf_counter() - start, "cpu_seconds": cpu_seconds() - cpu_start,
+            "load_average": [load_before, os.getloadavg()[0]]}
+
+
 def run_ours(settings: dict, queue) -> None:
     import torch
 
@@ -78,29 +95,34 @@ def run_ours(settings: dict, queue) -> None:
         warmup_steps=0, seed=settings["seed"], max_length=512, save_strategy="no", report_to="none",
         logging_steps=50, disable_tqdm=True, use_cpu=True)
     trainer = RewardTrainer("minilm-l6", args, train_traces=train)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
+    timing = timed(trainer.train)
     model = trainer.model.eval()
     items = [(t.problem, t.step_texts) for t in held_out]
     probs = model.score_many(items, batch_size=32)
     metrics = step_metrics(probs, [t.hard_labels for t in held_out])
 
-    # scoring throughput: batched (sorted by length, padded per batch) vs one trace at a time
+    # scoring throughput: batched (sorted by length, padded per batch) vs one trace at a time,
+    # alternated twice so that a change in machine load hits both alike
+    items = items[:settings["scoring_traces"]]
     n_steps = sum(len(s) for _, s in items)
-    start = time.perf_counter()
-    batched = model.score_many(items, batch_size=32)
-    batched_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    single = [model.score(p, s) for p, s in items]
-    single_seconds = time.perf_counter() - start
+    batched_seconds = single_seconds = 0.0
+    for _ in range(2):
+        start = time.perf_counter()
+        batched = model.score_many(items, batch_size=32)
+        batched_seconds += time.perf_counter() - start
+        start = time.perf_counter()
+        single = [model.score(p, s) for p, s in items]
+        single_seconds += time.perf_counter() - start
     agree = max(abs(a - b) for x, y in zip(batched, single) for a, b in zip(x, y))
-    queue.put({"trainer": "prm RewardTrainer", "train_seconds": seconds,
-               "samples_per_second": len(train) * settings["epochs"] / seconds,
+    traces_scored = len(items)
+    n_steps *= 2  # two rounds
+    queue.put({"trainer": "prm RewardTrainer", "train_seconds": timing["seconds"], "timing": timing,
+               "samples_per_second": len(train) * settings["epochs"] / timing["seconds"],
+               "samples_per_cpu_second": len(train) * settings["epochs"] / timing["cpu_seconds"],
                "peak_rss_mb": peak_rss_mb(), "metrics": metrics,
                "train_report": vars(trainer.train_report),
-               "scoring": {"steps": n_steps, "batched_steps_per_second": n_steps / batched_seconds,
-                           "single_steps_per_second": n_steps / single_seconds,
+               "scoring": {"traces": traces_scored, "steps": n_steps // 2, "rounds": 2, "batched_steps_per_second": n_steps / batched_seconds,
+                           "single_steps_per_second": n_steps / single_seconds, "batch_size": 32,
                            "speedup": single_seconds / batched_seconds, "max_abs_difference": agree}})
 
 
@@ -136,9 +158,7 @@ def run_trl(settings: dict, queue) -> None:
                      report_to="none", logging_steps=50, disable_tqdm=True, use_cpu=True, **extra)
     trainer = PRMTrainer(model=model, args=args, train_dataset=rows(train), eval_dataset=rows(held_out),
                          processing_class=tokenizer)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
+    timing = timed(trainer.train)
     output = trainer.predict(trainer.eval_dataset)
     logits, labels = np.asarray(output.predictions, dtype=float), np.asarray(output.label_ids)
     probs, targets = [], []
@@ -151,7 +171,9 @@ def run_trl(settings: dict, queue) -> None:
     lost = sum(len(t.steps) for t in held_out) - sum(len(t) for t in targets)
     metrics = step_metrics(probs, targets)
     queue.put({"trainer": "TRL PRMTrainer" + (" (tuned)" if settings["tuned"] else " (defaults)"),
-               "train_seconds": seconds, "samples_per_second": len(train) * settings["epochs"] / seconds,
+               "train_seconds": timing["seconds"], "timing": timing,
+               "samples_per_second": len(train) * settings["epochs"] / timing["seconds"],
+               "samples_per_cpu_second": len(train) * settings["epochs"] / timing["cpu_seconds"],
                "peak_rss_mb": peak_rss_mb(), "metrics": metrics, "held_out_labels_lost": lost,
                "config": {"gradient_checkpointing": args.gradient_checkpointing, "bf16": args.bf16,
                           "train_sampling_strategy": args.train_sampling_strategy}})
@@ -169,13 +191,14 @@ def in_child(target, settings: dict) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train-records", type=int, default=1200)
-    parser.add_argument("--eval-records", type=int, default=300)
+    parser.add_argument("--train-records", type=int, default=800)
+    parser.add_argument("--eval-records", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--scoring-traces", type=int, default=200, help="held-out traces for the scoring test")
     parser.add_argument("--trl-tuned", action="store_true",
                         help="also run TRL with gradient checkpointing and bf16 off and length grouping")
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "train"))
@@ -205,6 +228,7 @@ def main() -> int:
 
     trl, ours = runs[0], runs[1]
     ratios = {"throughput_vs_trl_defaults": ours["samples_per_second"] / trl["samples_per_second"],
+              "cpu_time_throughput_vs_trl_defaults": ours["samples_per_cpu_second"] / trl["samples_per_cpu_second"],
               "peak_rss_vs_trl_defaults": ours["peak_rss_mb"] / trl["peak_rss_mb"],
               "accuracy_difference_vs_trl_defaults": ours["metrics"]["accuracy"] - trl["metrics"]["accuracy"],
               "scoring_speedup_batched_vs_single": ours["scoring"]["speedup"]}
@@ -212,16 +236,17 @@ def main() -> int:
         ratios["throughput_vs_trl_tuned"] = ours["samples_per_second"] / runs[2]["samples_per_second"]
 
     print()
-    header = f"{'trainer':<28}{'samples/s':>10}{'peak RSS MB':>13}{'step acc':>10}{'AUROC':>8}" \
+    header = f"{'trainer':<28}{'samples/s':>10}{'/cpu-s':>8}{'peak RSS MB':>13}{'step acc':>10}{'AUROC':>8}" \
              f"{'bad recall':>12}{'1st-err acc':>13}"
     print(header)
     for run in runs:
         m = run["metrics"]
-        print(f"{run['trainer']:<28}{run['samples_per_second']:>10.2f}{run['peak_rss_mb']:>13.0f}"
+        print(f"{run['trainer']:<28}{run['samples_per_second']:>10.2f}{run['samples_per_cpu_second']:>8.2f}"
+              f"{run['peak_rss_mb']:>13.0f}"
               f"{m['accuracy']:>10.3f}{m['auroc']:>8.3f}{m['bad_step_recall']:>12.3f}"
               f"{m['first_error_accuracy']:>13.3f}")
     scoring = ours["scoring"]
-    print(f"\nscoring {scoring['steps']} held-out steps: score_many {scoring['batched_steps_per_second']:.1f} "
+    print(f"\nscoring {scoring['traces']} held-out traces ({scoring['steps']} steps, x2): score_many {scoring['batched_steps_per_second']:.1f} "
           f"steps/s, one trace at a time {scoring['single_steps_per_second']:.1f} steps/s")
     print("ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
     print(f"total {total:.0f} s")

@@ -146,17 +146,16 @@ class OpenAICompleter(Completer):
         for attempt in range(self.max_retries + 1):
             url = self._acquire(avoid=failed)
             try:
-                response = self._post(url + "/completions", data)
-                return self._completions(response, params.n)
+                return self._completions(self._post(url + "/completions", data), params.n)
             except _RetryableError as error:
-                failed = url
-                if attempt == self.max_retries:
-                    raise CompletionError(
-                        f"POST {url}/completions failed after {attempt + 1} tries; last error: {error}",
-                        endpoint=url, status=error.status) from None
-                time.sleep(self._wait(attempt, error.retry_after))
+                failed, last_error = url, error
             finally:
                 self._release(url)
+            if attempt == self.max_retries:
+                raise CompletionError(
+                    f"POST {url}/completions failed after {attempt + 1} tries; last error: {last_error}",
+                    endpoint=url, status=last_error.status)
+            time.sleep(self._wait(attempt, last_error.retry_after))
         raise AssertionError("unreachable")
 
     def _post(self, url: str, data: bytes) -> dict:

@@ -236,22 +236,21 @@ def _handler_for(server: CompletionServer):
                 self._send(server.fail_status, _error("failure injected for testing (--fail-every)",
                                                       "server_error"), retry_after=0)
                 return
-            completed = False
+            status = 200
             try:
                 if server.delay:
                     time.sleep(server.delay)
                 request = json.loads(body or b"{}")
                 if not isinstance(request, dict):
                     raise ValueError("the request body must be a JSON object")
-                response = server.complete(request)
-                completed = True
-                self._send(200, response)
+                payload = server.complete(request)
             except ValueError as error:
-                self._send(400, _error(str(error), "invalid_request_error"))
+                status, payload = 400, _error(str(error), "invalid_request_error")
             except Exception as error:  # the model failed: tell the client, keep serving
-                self._send(500, _error(f"{type(error).__name__}: {error}", "server_error"))
-            finally:
-                server.finish_request(completed)
+                status, payload = 500, _error(f"{type(error).__name__}: {error}", "server_error")
+            # done before answering, so a client's next request never overlaps this one in the stats
+            server.finish_request(status == 200)
+            self._send(status, payload)
 
         def _read_body(self) -> bytes:
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -295,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed at start)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--batch-size", type=int, default=64, help="sequences decoded together")
+    parser.add_argument("--batch-size", type=int, default=128, help="sequences decoded together")
     parser.add_argument("--fail-every", type=int, default=0, metavar="K",
                         help="fail every K-th completion request on purpose (for tests)")
     parser.add_argument("--fail-status", type=int, default=503, help="status of injected failures (503, 429...)")

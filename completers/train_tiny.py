@@ -1,26 +1,37 @@
-"""Train (and measure) `tiny-gsm`, the small GPT-2 of the embedded world, from scratch.
+"""Train (and measure) `tiny-gsm`, the small language model of the embedded world, from scratch.
 
-    python -m completers.train_tiny                 # train into completers/tiny_gsm (CPU, 2 threads)
+    python -m completers.train_tiny --steps K       # train into completers/tiny_gsm, then measure
     python -m completers.train_tiny --evaluate      # measure the committed checkpoint
 
-The model reads characters: the tokenizer is a character vocabulary (printable ASCII and
+The model is a Llama-architecture decoder of about 0.87M parameters (see `build_model` for
+why not GPT-2) and reads characters: the tokenizer is a character vocabulary (printable ASCII and
 newline, anything else is `<|unk|>`) built with `tokenizers` and saved in Hugging Face
 format beside the weights, so `AutoTokenizer` / `AutoModelForCausalLM.from_pretrained`
 load the folder. It is trained on the world's reference solutions in exactly the format
 `completers.prompts.plain_prompt(question, [])` + solution lines + "\\n" + eos, with the
-loss on the answer part only. Every training example is a fresh problem from
-`completers.world.generate_problems(steps * batch_size, seed)`; the held-out problems
-(seed `eval_seed`) are kept out of it by question text.
+loss on the answer part only. Every training example is a fresh problem, taken in order
+from `completers.world.generate_problems(n, seed)`; the held-out problems (`eval_seed`)
+are kept out by question text.
+
+The learning rate does not depend on the total number of steps (warm-up, then inverse
+square root) and batches are built window by window, so the first k steps of any run are
+the same: `--checkpoint-every` saves intermediate checkpoints that are exactly what
+`--steps k` would train, each with its own log. The committed checkpoint was chosen that way
+(the first checkpoint in the 40-80 % band, see MODEL_CARD.md).
+
+Threads: on an idle 2-core machine 2 torch threads are fastest; when other jobs share the
+cores, 1 thread was twice as fast here (2 threads wait on each other), so `--threads` is a
+recorded setting. Results are deterministic for a given thread count.
 
 A plain PyTorch loop (nanoGPT style) rather than `transformers.Trainer`: the model is tiny,
 CPU-only and trained once, and the loop is shorter than the Trainer set-up it would need
-(custom collator, log capture, wall-time guard).
+(custom collator, length buckets, step-exact checkpoints with their own logs).
 
 `--evaluate` reports, on held-out problems with a fixed seed: the solve rate sampled at
 temperature 1 (top-p 1, no top-k) and greedily, and how often continuations of a
 reference prefix whose last step has a corrupted calculator value still reach the right
 answer (next to the same prefixes uncorrupted). It writes the figures to
-`<model dir>/evaluation.json` unless `--no-write`.
+`<model dir>/evaluation.json` and regenerates `MODEL_CARD.md` from them, unless `--no-write`.
 """
 
 from __future__ import annotations
@@ -50,21 +61,21 @@ class TrainConfig:
 
     seed: int = 0  # model init, batch order and the training problems' generator seed
     steps: int = 3000
-    batch_size: int = 32
-    lr: float = 3e-3
-    min_lr: float = 3e-4  # cosine decay floor
+    batch_size: int = 16
+    lr: float = 5e-3
     warmup_steps: int = 100
+    decay_steps: int = 1000  # after warm-up: lr / sqrt(1 + (step - warmup) / decay_steps)
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
+    n_inner: int = 384  # width of the (SwiGLU) MLP
     n_positions: int = 512  # characters of context: prompt + solution
     eval_seed: int = 1_000_003  # held-out problems, excluded from training
     eval_problems: int = 300
-    threads: int = 2
+    threads: int = 1
     log_every: int = 25
-    max_minutes: float = 30.0  # wall-time guard: stop early (and say so) past this
 
 
 # --------------------------------------------------------------------------------------
@@ -119,19 +130,33 @@ def make_batch(examples: list[tuple[list[int], int]], pad_id: int):
     return input_ids, mask, labels
 
 
-def length_bucketed_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
-    """Batches of example indices with similar lengths (less padding), in a seeded random
-    order: shuffle, sort each window of 64 batches by length, cut, shuffle the batches."""
-    rng = random.Random(seed)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    window = batch_size * 64
+BUCKET = 64  # batches per length bucket window
+
+
+def training_examples(config: TrainConfig, tokenizer) -> list[list[tuple[list[int], int]]]:
+    """The batches of the first `config.steps` steps.
+
+    Problems come in order from one seeded generator; every window of BUCKET batches is
+    sorted by length (less padding), cut into batches and shuffled with its own seed. So the
+    first k batches do not depend on `steps`: a run stopped at step k equals a run with
+    `--steps k`, which is what makes intermediate checkpoints reproducible.
+    """
+    windows = math.ceil(config.steps / BUCKET)
+    need = windows * BUCKET * config.batch_size
+    held_out = {p.question for p in held_out_problems(config, HELD_OUT_LIMIT)}
+    problems = [p for p in generate_problems(need + need // 20 + 100, seed=config.seed)
+                if p.question not in held_out]
+    examples = encode_examples(tokenizer, problems, config.n_positions)[:need]
+    if len(examples) < need:
+        raise RuntimeError("too few training examples after removing held-out and too long ones")
     batches = []
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start:start + window], key=lambda i: lengths[i])
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk) - batch_size + 1, batch_size)]
-    rng.shuffle(batches)
-    return batches
+    for w in range(windows):
+        window = sorted(examples[w * BUCKET * config.batch_size:(w + 1) * BUCKET * config.batch_size],
+                        key=lambda example: len(example[0]))
+        cut = [window[i:i + config.batch_size] for i in range(0, len(window), config.batch_size)]
+        random.Random(f"{config.seed}-{w}").shuffle(cut)
+        batches += cut
+    return batches[:config.steps]
 
 
 def held_out_problems(config: TrainConfig, n: int | None = None) -> list[WorldProblem]:
@@ -147,85 +172,127 @@ def held_out_problems(config: TrainConfig, n: int | None = None) -> list[WorldPr
 # --------------------------------------------------------------------------------------
 
 
-def train(config: TrainConfig, out: Path) -> dict:
-    """Train from scratch, save model + tokenizer + training_log.json into `out`."""
+def train(config: TrainConfig, out: Path, checkpoint_every: int = 0) -> dict:
+    """Train from scratch; save model, tokenizer and training_log.json into `out`.
+
+    checkpoint_every: also save `out/checkpoints/step-<k>` every k steps, each with the
+    log of a run with `--steps k` and a quick solve rate (T=1, 100 held-out problems).
+    """
     import torch
     from tqdm import tqdm
-    from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    random.seed(config.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    started, cpu_started = time.time(), time.process_time()
+    started, cpu_started, side_seconds = time.time(), time.process_time(), 0.0
 
     tokenizer = build_tokenizer(config.n_positions)
-    held_out = {p.question for p in held_out_problems(config, HELD_OUT_LIMIT)}
-    problems = [p for p in generate_problems(config.steps * config.batch_size, seed=config.seed)
-                if p.question not in held_out]
-    examples = encode_examples(tokenizer, problems, config.n_positions)
-    model = GPT2LMHeadModel(GPT2Config(
-        vocab_size=len(tokenizer), n_positions=config.n_positions, n_embd=config.n_embd,
-        n_layer=config.n_layer, n_head=config.n_head, resid_pdrop=0.0, embd_pdrop=0.0,
-        attn_pdrop=0.0, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id))
+    batches = training_examples(config, tokenizer)
+    model = build_model(config, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}],
                                   lr=config.lr, betas=(0.9, 0.98))
-    floor = config.min_lr / config.lr
 
-    def lr_factor(step: int) -> float:  # linear warm-up, then cosine down to min_lr
+    def lr_factor(step: int) -> float:
+        # linear warm-up, then inverse square root: independent of the total number of steps
         if step < config.warmup_steps:
             return (step + 1) / config.warmup_steps
-        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        return 1 / math.sqrt(1 + (step - config.warmup_steps) / config.decay_steps)
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
 
-    batches = length_bucketed_batches([len(ids) for ids, _ in examples], config.batch_size, config.seed)
-    curve, window, stopped_early = [], [], False
+    def log_at(steps_done: int) -> dict:
+        wall = time.time() - started - side_seconds
+        at = TrainConfig(**{**asdict(config), "steps": steps_done})
+        return {"command": "python -m completers.train_tiny " + " ".join(_as_flags(at)),
+                "config": asdict(at), "parameters": n_params,
+                "training_examples": steps_done * config.batch_size,
+                "steps_done": steps_done, "wall_seconds": round(wall, 1),
+                "cpu_seconds": round(time.process_time() - cpu_started, 1),
+                "seconds_per_step": round(wall / steps_done, 3),
+                "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+                "torch": torch.__version__, "transformers": _version("transformers"),
+                "loss_curve": [point for point in curve if point["step"] <= steps_done]}
+
+    curve, window, quick_evals = [], [], []
     model.train()
-    progress = tqdm(range(config.steps), desc="train tiny-gsm", mininterval=5)
-    for step in progress:
-        picked = batches[step % len(batches)]
-        input_ids, mask, labels = make_batch([examples[i] for i in picked], tokenizer.pad_token_id)
-        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+    progress = tqdm(batches, desc="train tiny-gsm", mininterval=10)
+    for step, batch in enumerate(progress, start=1):
+        input_ids, _, labels = make_batch(batch, tokenizer.pad_token_id)
+        # Right padding under a causal mask: real tokens never see the pads, so no attention
+        # mask is needed (and without one SDPA takes its fast causal path).
+        loss = model(input_ids=input_ids, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         schedule.step()
         window.append(loss.item())
-        if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-            curve.append({"step": step + 1, "loss": round(sum(window) / len(window), 4),
+        if step % config.log_every == 0 or step == config.steps:
+            curve.append({"step": step, "loss": round(sum(window) / len(window), 4),
                           "lr": round(schedule.get_last_lr()[0], 6),
-                          "seconds": round(time.time() - started, 1)})
+                          "seconds": round(time.time() - started - side_seconds, 1)})
             progress.set_postfix(loss=curve[-1]["loss"])
             window = []
-        if time.time() - started > config.max_minutes * 60:
-            stopped_early = True
-            break
-    wall = time.time() - started
+        if checkpoint_every and step % checkpoint_every == 0 and step < config.steps:
+            side_started = time.time()
+            folder = out / "checkpoints" / f"step-{step}"
+            save_checkpoint(folder, model, tokenizer, log_at(step))
+            rng_state = torch.get_rng_state()
+            quick = evaluate_solve_rate(model, tokenizer, held_out_problems(config, 100), seed=0)
+            torch.set_rng_state(rng_state)
+            model.train()
+            quick_evals.append({"step": step, "solve_rate_t1_100": quick})
+            (folder / "quick_eval.json").write_text(json.dumps(quick_evals[-1]) + "\n")
+            progress.write(f"step {step}: loss {curve[-1]['loss']}, T=1 solve rate {quick:.0%} "
+                           f"(100 held-out problems)")
+            side_seconds += time.time() - side_started
 
-    out.mkdir(parents=True, exist_ok=True)
-    model.eval()
+    log = log_at(config.steps)
+    if quick_evals:
+        log["checkpoint_solve_rates"] = quick_evals
+    save_checkpoint(out, model, tokenizer, log)
+    return log
+
+
+def build_model(config: TrainConfig, tokenizer):
+    """A freshly initialised Llama-architecture decoder (RoPE, RMSNorm, SwiGLU, tied
+    embeddings), seeded by the caller.
+
+    Llama rather than GPT-2: with GPT-2's learned absolute positions this model size had
+    not learned to copy numbers from the question after 1,500 steps (loss 0.60, 0 % solved),
+    while the same size with rotary positions reached loss 0.37 and copied after 900 steps.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=config.n_embd, intermediate_size=config.n_inner,
+        num_hidden_layers=config.n_layer, num_attention_heads=config.n_head,
+        num_key_value_heads=config.n_head, max_position_embeddings=config.n_positions,
+        tie_word_embeddings=True, bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+
+
+def save_checkpoint(folder: Path, model, tokenizer, log: dict) -> None:
+    """Model (with a pure temperature-1 sampling generation config), tokenizer and log."""
+    from transformers import GenerationConfig
+
+    folder.mkdir(parents=True, exist_ok=True)
     model.generation_config = GenerationConfig(
         do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=400,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    log = {"command": "python -m completers.train_tiny " + " ".join(_as_flags(config)),
-           "config": asdict(config), "parameters": n_params,
-           "training_problems": len(problems), "training_examples": len(examples),
-           "steps_done": step + 1, "stopped_early_by_wall_time": stopped_early,
-           "wall_seconds": round(wall, 1), "cpu_seconds": round(time.process_time() - cpu_started, 1),
-           "load_average_at_end": [round(x, 2) for x in os.getloadavg()], "seconds_per_step": round(wall / (step + 1), 3),
-           "torch": torch.__version__, "loss_curve": curve}
-    (out / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
-    return log
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
+
+
+def _version(distribution: str) -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version(distribution)
 
 
 def _as_flags(config: TrainConfig) -> list[str]:
@@ -259,7 +326,7 @@ def generate_texts(model, tokenizer, prompts: list[str], *, greedy: bool, seed: 
     for start in range(0, len(prompts), batch_size):
         batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
                           add_special_tokens=False)
-        room = model.config.n_positions - batch["input_ids"].shape[1]
+        room = model.config.max_position_embeddings - batch["input_ids"].shape[1]
         torch.manual_seed(seed + start // batch_size)
         with torch.no_grad():
             output = model.generate(
@@ -274,6 +341,16 @@ def generate_texts(model, tokenizer, prompts: list[str], *, greedy: bool, seed: 
 
 def reaches_answer(problem: WorldProblem, text: str) -> bool:
     return parse_answer(split_solution(text)[1]) == problem.answer
+
+
+def evaluate_solve_rate(model, tokenizer, problems: list[WorldProblem], seed: int) -> float:
+    """Fraction of `problems` solved by one temperature-1 sample each."""
+    was_training = model.training
+    model.eval()
+    texts = generate_texts(model, tokenizer, [plain_prompt(p.question, []) for p in problems],
+                           greedy=False, seed=seed)
+    model.train(was_training)
+    return sum(reaches_answer(p, t) for p, t in zip(problems, texts)) / len(problems)
 
 
 def corrupt_last_step(step: str, rng: random.Random, avoid: set[int]) -> str:
@@ -334,16 +411,19 @@ def write_model_card(out: Path) -> str:
     by_steps = ", ".join(f"{k} steps {v:.0%}" for k, v in ev["solve_rate_t1_by_steps"].items())
     card = f"""# tiny-gsm
 
-A {log['parameters']:,}-parameter GPT-2 that writes GSM8K-format solutions to the word problems
+A {log['parameters']:,}-parameter causal language model that writes GSM8K-format solutions to the word problems
 of the project's embedded world (`completers/world.py`). It exists so that the toolkit's whole
 pipeline (sampling, Monte Carlo step labels, reward-model training, evaluation against exact
 gold labels) runs on a bare 2-core CPU machine with no model download. Short name: `tiny-gsm`
 (`prm.model_names.resolve_model`).
 
 ## Architecture
-`GPT2LMHeadModel` from `transformers`: {c['n_layer']} layers, {c['n_head']} heads, width {c['n_embd']},
+`LlamaForCausalLM` from `transformers` (rotary positions, RMSNorm, SwiGLU MLP, tied input and
+output embeddings): {c['n_layer']} layers, {c['n_head']} heads, width {c['n_embd']}, MLP width {c['n_inner']},
 context {c['n_positions']} characters, no dropout; {log['parameters']:,} parameters, float32
-safetensors ({size:.1f} MB).
+safetensors ({size:.1f} MB). Llama rather than GPT-2: a GPT-2 of the same size (learned absolute
+positions) had not learned to copy numbers from the question after 1,500 steps (loss 0.60 per
+character, 0% solved), while this one copied after about 900 steps.
 
 ## Tokenizer
 One token per character: the 95 printable ASCII characters and newline, plus `<|pad|>`,
@@ -352,7 +432,7 @@ no merges and a Fuse decoder) and saved as a `PreTrainedTokenizerFast`, so
 `AutoTokenizer.from_pretrained` loads it; decoding returns the text exactly.
 
 ## Data
-Reference solutions from `completers.world.generate_problems({log['training_problems']:,}, seed={c['seed']})`
+Reference solutions of the problems of `completers.world.generate_problems(n, seed={c['seed']})`, in order
 (one fresh problem per training example, {log['training_examples']:,} examples), {len(TEMPLATES)} templates
 ({', '.join(sorted(TEMPLATES))}), 2 to 6 steps, integers only. Held-out problems
 (`seed={c['eval_seed']}`) are removed from training by question text. Format of one example:
@@ -363,7 +443,7 @@ the loss is on the solution part only.
     {log['command']}
 
 Seed {c['seed']}; {log['steps_done']:,} steps of batch {c['batch_size']} (length-bucketed), AdamW
-(lr {c['lr']}, warm-up {c['warmup_steps']} steps, cosine to {c['min_lr']}, weight decay
+(lr {c['lr']}, linear warm-up {c['warmup_steps']} steps, then lr / sqrt(1 + (step - warm-up) / {c['decay_steps']}); weight decay
 {c['weight_decay']}, gradient clip {c['grad_clip']}), {c['threads']} torch threads, torch {log['torch']}.
 Wall time on this machine (2 CPU cores shared with other jobs): {log['wall_seconds'] / 60:.1f} minutes
 ({log['seconds_per_step']} s a step; process CPU time {log['cpu_seconds'] / 60:.1f} minutes).
@@ -403,12 +483,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-n", type=int, default=None, help="held-out problems to measure (default: eval_problems)")
     parser.add_argument("--sampling-seed", type=int, default=0)
     parser.add_argument("--no-write", action="store_true", help="do not write evaluation.json")
+    parser.add_argument("--checkpoint-every", type=int, default=0,
+                        help="also save out/checkpoints/step-<k> every k steps, with a quick solve rate")
     for f in fields(TrainConfig):
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
     args = parser.parse_args(argv)
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     if not args.evaluate:
-        log = train(config, args.out)
+        log = train(config, args.out, args.checkpoint_every)
         print(json.dumps({k: v for k, v in log.items() if k != "loss_curve"}, indent=1))
     result = evaluate(args.out, config, args.eval_n or config.eval_problems, args.sampling_seed)
     if not args.no_write:

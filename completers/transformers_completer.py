@@ -10,7 +10,8 @@ forward pass and KV cache instead:
    encoded once; every shorter prompt reuses a slice of that KV cache for the tokens it
    shares and encodes only the rest (at least its last token, whose logits it needs).
 2. Decoding: the N samples of all prompts in a chunk (up to `batch_size` sequences) are
-   decoded together, one forward pass per new token; finished sequences leave the batch.
+   decoded together, one forward pass per new token; finished sequences leave the batch
+   (in groups: once a quarter of it has finished, as each removal copies the cache).
    Each prompt's KV cache is kept ONCE, not copied N times: a small attention function
    (`shared_prefix_attention`, registered with transformers' AttentionInterface) attends
    the N queries of a prompt to its one cached prompt and each query to its own generated
@@ -70,7 +71,7 @@ class TransformersCompleter(Completer):
     def __init__(self, model: str, *, device: str = "cpu", step_delimiter: str = "\n",
                  stop: str | list[str] | None = None, use_chat_template: bool | None = None,
                  prompt_template: str | PromptBuilder | None = None, dtype=None,
-                 batch_size: int = 64, stop_at_answer_line: bool = True, shared_attention: bool | None = None):
+                 batch_size: int = 128, stop_at_answer_line: bool = True, shared_attention: bool | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from prm.model_names import resolve_model
@@ -95,6 +96,9 @@ class TransformersCompleter(Completer):
         self.build_prompt = prompt_builder(prompt_template)
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self.shared_attention = shared_attention is not False and _use_shared_prefix_attention(self.model)
+        config = self.model.config.get_text_config()
+        # Prompt + continuation must fit the model's positions (GPT-2 fails beyond them).
+        self.max_length = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
         # Work done so far, for benchmarks: tokens through the model in prefill and decoding, rows
         # whose logits were computed, query-key pairs attended (padding included).
         self.counters = {"prompt_tokens": 0, "prefill_tokens": 0, "decode_tokens": 0, "lm_head_rows": 0,
@@ -132,6 +136,7 @@ class TransformersCompleter(Completer):
 
         seeds / ns: per-prompt seed and sample count, overriding `params.seed` / `params.n`.
         """
+        _check(params)
         jobs = self._jobs(prompts, params, seeds, ns)
         stops = self.stop + normalize_stop(stop)
         results: list[list[Completion]] = [[] for _ in prompts]
@@ -146,6 +151,7 @@ class TransformersCompleter(Completer):
         """The naive sampler: one sequence at a time, the whole text re-encoded for every token,
         no cache. Same sampling rule and random streams as `complete_prompts`, so it must
         return the same samples; it exists to check that (tests, benchmark)."""
+        _check(params)
         stops = self.stop + normalize_stop(stop)
         results = []
         with torch.inference_mode():
@@ -157,7 +163,7 @@ class TransformersCompleter(Completer):
                         logits = self.model(torch.tensor([ids], device=self.device)).logits[:, -1]
                         generated.append(int(pick_tokens(logits, [rng], params.temperature, params.top_p)[0]))
                         ids.append(generated[-1])
-                        done = self.completion_if_ended(generated, params.max_new_tokens, stops)
+                        done = self.completion_if_ended(generated, job.max_new_tokens, stops)
                     completions.append(done)
                 results.append(completions)
         return results
@@ -185,7 +191,11 @@ class TransformersCompleter(Completer):
                 seed = random.SystemRandom().getrandbits(63)
             n = params.n if ns is None else ns[i]
             rngs = [random.Random(f"{seed}\x00{j}\x00{prompt}") for j in range(n)]
-            jobs.append(_Job(i, self.encode(prompt), rngs))
+            ids = self.encode(prompt)
+            room = self.max_length - len(ids) if self.max_length else params.max_new_tokens
+            if room < 1:
+                raise ValueError(f"prompt {i} has {len(ids)} tokens; the model reads at most {self.max_length}")
+            jobs.append(_Job(i, ids, rngs, min(params.max_new_tokens, room)))
         return jobs
 
     def _chunks(self, jobs: list[_Job]) -> list[list[_Job]]:
@@ -230,35 +240,48 @@ class TransformersCompleter(Completer):
         rows = [(job, j) for job in chunk for j in range(len(job.rngs))]
         row_prompt = torch.tensor([p for p, job in enumerate(chunk) for _ in job.rngs], device=self.device)
         cache_class = _SharedPrefixCache if self.shared_attention else _RepeatedPrefixCache
-        cache = cache_class([job.kv for job in chunk], row_prompt, room=params.max_new_tokens)
+        longest = max(job.max_new_tokens for job in chunk)
+        # room for 64 new tokens to start with; a layer doubles it when it runs out
+        cache = cache_class([job.kv for job in chunk], row_prompt, room=min(longest, 64))
         for job in chunk:
             job.kv = None  # the chunk's cache holds them now
         positions = torch.tensor([len(job.ids) for job, _ in rows], device=self.device)
         logits = torch.stack([job.logits for job in chunk])[row_prompt]
 
-        active = list(range(len(rows)))  # row numbers still sampling, in batch order
+        batch = list(range(len(rows)))  # the row number at each position of the batch
+        alive = [True] * len(batch)  # finished rows stay in the batch (ignored) until compaction
         generated: list[list[int]] = [[] for _ in rows]
         results: list[Completion | None] = [None] * len(rows)
-        for _ in range(params.max_new_tokens):
-            tokens = pick_tokens(logits, [rows[r][0].rngs[rows[r][1]] for r in active],
+        tokens = torch.zeros(len(batch), dtype=torch.long, device=self.device)
+        for _ in range(longest):
+            live = [p for p, ok in enumerate(alive) if ok]
+            index = None if len(live) == len(batch) else torch.tensor(live, device=self.device)
+            picked = pick_tokens(logits if index is None else logits[index],
+                                 [rows[batch[p]][0].rngs[rows[batch[p]][1]] for p in live],
                                  params.temperature, params.top_p)
-            keep = []
-            for position, (r, token) in enumerate(zip(active, tokens.tolist())):
+            if index is None:
+                tokens = picked
+            else:
+                tokens[index] = picked
+            for p, token in zip(live, picked.tolist()):
+                r = batch[p]
                 generated[r].append(token)
-                results[r] = self.completion_if_ended(generated[r], params.max_new_tokens, stops)
-                if results[r] is None:
-                    keep.append(position)
-            if not keep:
+                results[r] = self.completion_if_ended(generated[r], rows[r][0].max_new_tokens, stops)
+                alive[p] = results[r] is None
+            still = [p for p, ok in enumerate(alive) if ok]
+            if not still:
                 break
-            if len(keep) < len(active):
-                index = torch.tensor(keep, device=self.device)
-                cache.select_rows(index)
-                positions, tokens = positions[index], tokens[index]
-                active = [active[p] for p in keep]
+            if 4 * (len(batch) - len(still)) >= len(batch):  # a quarter finished: drop them
+                keep = torch.tensor(still, device=self.device)
+                cache.select_rows(keep)
+                positions, tokens = positions[keep], tokens[keep]
+                batch, alive = [batch[p] for p in still], [True] * len(still)
             out = self.model(input_ids=tokens[:, None], position_ids=positions[:, None], past_key_values=cache,
                              use_cache=True, **cache.forward_kwargs())
             logits, positions = out.logits[:, -1], positions + 1
-            self._count(decode_tokens=len(active), lm_head_rows=len(active), forward_calls=1,
+            if self.max_length:  # finished rows waiting for compaction must not run off the positions
+                positions = positions.clamp_(max=self.max_length - 1)
+            self._count(decode_tokens=len(batch), lm_head_rows=len(batch), forward_calls=1,
                         attention_pairs=cache.attended_pairs())
 
         self._count(generated_tokens=sum(c.tokens for c in results))
@@ -272,6 +295,11 @@ class TransformersCompleter(Completer):
             self.counters[key] += amount
 
     def _decode(self, ids: list[int]) -> str:
+        # Called for every sampled token: straight to the Rust tokenizer when that is what
+        # `decode` would do anyway (it otherwise checks every id in Python first).
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None and not getattr(self.tokenizer, "clean_up_tokenization_spaces", False):
+            return backend.decode(ids, skip_special_tokens=True)
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
 
@@ -283,11 +311,18 @@ class _Job:
     index: int
     ids: list[int]
     rngs: list[random.Random]
+    max_new_tokens: int  # the request's, or less if the model's positions run out
     kv: list | None = None
     logits: torch.Tensor | None = None
 
 
 # -- sampling ------------------------------------------------------------------------------
+
+
+def _check(params: SamplingParams) -> None:
+    if params.n < 1 or params.max_new_tokens < 1:
+        raise ValueError(f"n and max_new_tokens must be at least 1, got n={params.n}, "
+                         f"max_new_tokens={params.max_new_tokens}")
 
 
 def pick_tokens(logits: torch.Tensor, rngs: list[random.Random], temperature: float,
@@ -314,8 +349,9 @@ def pick_tokens(logits: torch.Tensor, rngs: list[random.Random], temperature: fl
 
 
 class _RoomyLayer(DynamicLayer):
-    """A KV-cache layer with room for `room` more positions: each decoding step writes its keys
-    and values in place, where `DynamicLayer` copies the whole cache (torch.cat) every step."""
+    """A KV-cache layer with room for `room` more positions (doubled when it runs out): each
+    decoding step writes its keys and values in place, where `DynamicLayer` copies the whole
+    cache (torch.cat) every step."""
 
     def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int):
         super().__init__()
@@ -341,7 +377,12 @@ class _RoomyLayer(DynamicLayer):
         return self.keys, self.values
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self._keys, self._values = self._keys[indices], self._values[indices]
+        """Keep these rows (copying only the filled positions)."""
+        keys = self._keys.new_empty(len(indices), *self._keys.shape[1:])
+        values = self._values.new_empty(len(indices), *self._values.shape[1:])
+        keys[:, :, :self.length] = self._keys[indices, :, :self.length]
+        values[:, :, :self.length] = self._values[indices, :, :self.length]
+        self._keys, self._values = keys, values
         self._expose()
 
     def drop_front(self, count: int) -> None:
@@ -426,7 +467,12 @@ class _SharedPrefixCache(DynamicCache):
         self._set_rows(row_prompt)
 
     def _set_rows(self, row_prompt: torch.Tensor) -> None:
-        """Which prompt each row samples, and its slot among that prompt's rows."""
+        """Which prompt each row samples, its slot among that prompt's rows, and the additive
+        mask of the prompts' padding for `torch.baddbmm` ([prompts * kv_heads, 1, width])."""
+        kv_heads = self.layers[0].prompt_keys.shape[1]
+        bias = torch.zeros(self.valid.shape, dtype=self.layers[0].prompt_keys.dtype, device=self.valid.device)
+        bias = bias.masked_fill(~self.valid, float("-inf"))
+        self.bias = bias[:, None, None, :].expand(-1, kv_heads, 1, -1).reshape(-1, 1, self.valid.shape[1])
         self.row_prompt = row_prompt
         counts = torch.bincount(row_prompt, minlength=len(self.valid))
         starts = torch.cumsum(counts, 0) - counts  # rows are grouped by prompt, in order
@@ -442,8 +488,8 @@ class _SharedPrefixCache(DynamicCache):
         unused = int(valid.any(dim=0).long().argmax())  # leading columns padding for every prompt
         self.valid = valid[:, unused:]
         for layer in self.layers:
-            layer.prompt_keys = layer.prompt_keys[alive][:, :, unused:]
-            layer.prompt_values = layer.prompt_values[alive][:, :, unused:]
+            layer.prompt_keys = layer.prompt_keys[alive][:, :, unused:].contiguous()
+            layer.prompt_values = layer.prompt_values[alive][:, :, unused:].contiguous()
             layer.generated.batch_select_indices(index)
             layer.keys, layer.values = layer.generated.keys, layer.generated.values
         self._set_rows(renumber[row_prompt])
@@ -480,12 +526,13 @@ def shared_prefix_attention(module, query, key, value, attention_mask, dropout: 
     grouped = query.new_zeros(prompts, cache.slots, heads, dim)
     grouped[cache.row_prompt, cache.row_slot] = query[:, :, 0]
     grouped = grouped.view(prompts, cache.slots, kv_heads, groups, dim).transpose(1, 2)
-    grouped = grouped.reshape(prompts, kv_heads, cache.slots * groups, dim)
-    scores = (grouped @ layer.prompt_keys.transpose(-1, -2)).float() * scale
-    scores = scores.masked_fill(~cache.valid[:, None, None, :], float("-inf"))
-    prompt_max, prompt_sum, prompt_out = _softmax_parts(scores, layer.prompt_values)
+    grouped = grouped.reshape(prompts * kv_heads, cache.slots * groups, dim)
+    keys = layer.prompt_keys.view(prompts * kv_heads, width, dim).transpose(1, 2)
+    scores = torch.baddbmm(cache.bias, grouped, keys, alpha=scale).float()
+    prompt_max, prompt_sum, prompt_out = _softmax_parts(scores, layer.prompt_values.view(prompts * kv_heads, width,
+                                                                                          dim))
 
-    def per_row(t):  # [prompts, kv_heads, slots * groups, x] -> [rows, heads, x]
+    def per_row(t):  # [prompts * kv_heads, slots * groups, x] -> [rows, heads, x]
         t = t.view(prompts, kv_heads, cache.slots, groups, -1).transpose(1, 2)
         return t.reshape(prompts, cache.slots, heads, -1)[cache.row_prompt, cache.row_slot]
 

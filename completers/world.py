@@ -5,9 +5,9 @@ ages, savings, travel, baking, reading, farming, sports) with random names and n
 Each problem carries its reference program: the solution lines, written exactly in
 GSM8K's answer format (one step a line, one `<<expr=value>>` calculator note per step, a
 last line `#### answer`), and the set of values that program computes. All numbers are
-integers (divisions are exact) and small (operands of at most three digits, products
-below 1000) so that a character-level model can learn the arithmetic. Problems have 2 to 6
-steps and about 100-250 characters of question.
+integers (divisions are exact) and small (97% of the computed values are below 100, all
+below 200; every product has a one-digit factor) so that a character-level model can
+learn the arithmetic. Problems have 2 to 6 steps and 100-160 characters of question.
 
 Gold step labels for a sampled solution (`gold_labels`, `trace_from_sample`)
 -------------------------------------------------------------------------------
@@ -22,7 +22,7 @@ The generator knows the program, so the label of every step of any solution is e
    A malformed note (no `=`, unparsable expression, `<<` without `>>`) is wrong.
 2. A step without any calculator note makes no checkable computation; it is correct when
    every number in its text is a number of the problem (`given_values`) or a needed
-   value (so "So she spends 30 dollars." with a wrong 30 is wrong, "Add them up." is right).
+   value (so "So she spends $30." with a wrong 30 is wrong, "Add them up." is right).
 3. The first step that breaks 1 or 2 is the first error; it and every later step are
    labelled 0 (later steps build on a wrong state; this is the PRM800K / ProcessBench
    convention and the one `prm.formats.gsm8k.inject_calculator_error` uses).
@@ -98,13 +98,13 @@ class _Program:
         self.steps: list[str] = []
         self.values: list[int] = []
 
-    def calc(self, a: int, op: str, b: int) -> tuple[str, int]:
-        """`a op b = <<a op b=v>>v` and v; divisions must be exact."""
+    def calc(self, a: int, op: str, b: int, dollars: bool = False) -> tuple[str, int]:
+        """`a op b = <<a op b=v>>v` (`$<<` for dollars) and v; divisions must be exact."""
         value = {"+": a + b, "-": a - b, "*": a * b, "/": a // b if b and a % b == 0 else None}[op]
         if value is None or value < 0:
             raise ValueError(f"{a} {op} {b} is not a whole non-negative number")
         self.values.append(value)
-        return f"{a} {op} {b} = <<{a}{op}{b}={value}>>{value}", value
+        return f"{a} {op} {b} = {'$' if dollars else ''}<<{a}{op}{b}={value}>>{value}", value
 
     def step(self, text: str) -> None:
         self.steps.append(text)
@@ -116,7 +116,7 @@ NAMES = [("Mia", "she"), ("Leo", "he"), ("Ava", "she"), ("Sam", "he"), ("Zoe", "
          ("Luis", "he"), ("Ivy", "she"), ("Noah", "he"), ("Maya", "she"), ("Eli", "he")]
 ITEMS = ["pens", "books", "apples", "cups", "hats", "toys", "plates", "socks", "balls",
          "cards", "kites", "mugs"]
-CONTAINERS = [("bags", "bag"), ("boxes", "box"), ("jars", "jar"), ("bowls", "bowl")]
+CONTAINERS = ["bags", "boxes", "jars", "bowls"]
 MAKERS = [("machine", "toys"), ("printer", "pages"), ("robot", "boxes"), ("bakery", "rolls"),
           ("factory", "chairs")]
 BAKED = ["muffins", "cookies", "cupcakes", "rolls", "tarts"]
@@ -128,42 +128,35 @@ POSSESSIVE = {"she": "her", "he": "his"}
 OBJECT = {"she": "her", "he": "him"}
 
 
-def _person(rng: random.Random) -> tuple[str, str]:
-    name, pronoun = rng.choice(NAMES)
-    return name, pronoun
-
-
 def _shopping(rng: random.Random, p: _Program) -> tuple[str, int]:
-    name, pron = _person(rng)
+    name, pron = rng.choice(NAMES)
     n_kinds = rng.choice([1, 2, 2, 3])
     kinds = rng.sample(ITEMS, n_kinds)
-    counts = [rng.randint(2, 9) for _ in kinds]
-    prices = [rng.randint(2, 25) for _ in kinds]
+    counts = [rng.randint(2, 6) for _ in kinds]
+    prices = [rng.randint(2, 9) for _ in kinds]
     phrases = [f"{c} {k} at ${pr} each" for c, k, pr in zip(counts, kinds, prices)]
     bought = phrases[0] if n_kinds == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
     costs = []
     for c, k, pr in zip(counts, kinds, prices):
-        text, cost = p.calc(c, "*", pr)
-        p.step(f"The {k} cost {text} dollars.")
+        text, cost = p.calc(c, "*", pr, dollars=True)
+        p.step(f"The {k} cost {text}.")
         costs.append(cost)
     total = costs[0]
     for cost in costs[1:]:
-        text, total = p.calc(total, "+", cost)
-        p.step(f"In all {pron} spends {text} dollars.")
-    bill = next(b for b in (20, 50, 100, 200, 500, 1000) if b > total)
-    text, change = p.calc(bill, "-", total)
-    p.step(f"{pron.capitalize()} gets {text} dollars back.")
+        text, total = p.calc(total, "+", cost, dollars=True)
+        p.step(f"In all {pron} spends {text}.")
+    bill = next(b for b in (10, 20, 50, 100, 200) if b > total)
+    text, change = p.calc(bill, "-", total, dollars=True)
+    p.step(f"{pron.capitalize()} gets {text} back.")
     return (f"{name} buys {bought}. {pron.capitalize()} pays with a ${bill} bill. "
             f"How much change does {pron} get?"), change
 
 
 def _rates(rng: random.Random, p: _Program) -> tuple[str, int]:
     maker, things = rng.choice(MAKERS)
-    per_hour = rng.randint(3, 30)
-    hours = rng.randint(2, 8)
-    days = rng.randint(2, 5)
-    while per_hour * hours * days >= 1000:
-        per_hour = rng.randint(3, 30)
+    per_hour = rng.randint(2, 9)
+    hours = rng.randint(2, 6)
+    days = rng.randint(2, 3)
     text, per_day = p.calc(per_hour, "*", hours)
     p.step(f"It makes {text} {things} a day.")
     text, made = p.calc(per_day, "*", days)
@@ -171,7 +164,7 @@ def _rates(rng: random.Random, p: _Program) -> tuple[str, int]:
     question = (f"A {maker} makes {per_hour} {things} an hour. It works {hours} hours a day. ")
     if rng.random() < 0.5:
         return question + f"How many {things} does it make in {days} days?", made
-    broken = rng.randint(2, min(made - 1, 60))
+    broken = rng.randint(2, min(9, made - 1))
     text, good = p.calc(made, "-", broken)
     p.step(f"So {text} {things} are good.")
     return question + (f"In {days} days, {broken} of its {things} are bad. "
@@ -179,12 +172,12 @@ def _rates(rng: random.Random, p: _Program) -> tuple[str, int]:
 
 
 def _sharing(rng: random.Random, p: _Program) -> tuple[str, int]:
-    name, pron = _person(rng)
+    name, pron = rng.choice(NAMES)
     thing = rng.choice(["candies", "stickers", "marbles", "grapes", "coins"])
     while True:
-        part = rng.choice([2, 3, 4, 5])
-        friends = rng.randint(2, 6)
-        each = rng.randint(2, 15)
+        part = rng.choice([2, 3, 4])
+        friends = rng.randint(2, 5)
+        each = rng.randint(2, 9)
         rest = each * friends
         if rest % (part - 1) == 0:
             break
@@ -201,8 +194,8 @@ def _sharing(rng: random.Random, p: _Program) -> tuple[str, int]:
 
 
 def _ages(rng: random.Random, p: _Program) -> tuple[str, int]:
-    name, _ = _person(rng)
-    age = rng.randint(3, 12)
+    name, _ = rng.choice(NAMES)
+    age = rng.randint(3, 9)
     times = rng.randint(2, 4)
     older = rng.randint(15, 30)
     years = rng.randint(2, 9)
@@ -224,35 +217,35 @@ def _ages(rng: random.Random, p: _Program) -> tuple[str, int]:
 
 
 def _savings(rng: random.Random, p: _Program) -> tuple[str, int]:
-    name, pron = _person(rng)
+    name, pron = rng.choice(NAMES)
     relative = rng.choice(RELATIVES)
-    weekly = rng.randint(4, 15)
-    weeks = rng.randint(4, 12)
-    text, saved = p.calc(weekly, "*", weeks)
-    p.step(f"{name} saves {text} dollars.")
-    game = rng.randint(5, saved // 3)
+    weekly = rng.randint(3, 9)
+    weeks = rng.randint(3, 9)
+    text, saved = p.calc(weekly, "*", weeks, dollars=True)
+    p.step(f"{name} saves {text}.")
+    game = rng.randint(2, saved // 3)
     book = rng.randint(2, saved // 3)
-    text, spent = p.calc(game, "+", book)
-    p.step(f"{pron.capitalize()} spends {text} dollars.")
-    text, left = p.calc(saved, "-", spent)
-    p.step(f"{pron.capitalize()} has {text} dollars left.")
+    text, spent = p.calc(game, "+", book, dollars=True)
+    p.step(f"{pron.capitalize()} spends {text}.")
+    text, left = p.calc(saved, "-", spent, dollars=True)
+    p.step(f"{pron.capitalize()} has {text} left.")
     question = (f"{name} saves ${weekly} a week for {weeks} weeks. {pron.capitalize()} spends "
                 f"${game} on a game and ${book} on a book. ")
     if rng.random() < 0.4:
         return question + f"How much money does {pron} have left?", left
-    times = rng.randint(2, 3)
-    text, gift = p.calc(spent, "*", times)
-    p.step(f"{pron.capitalize()} gets {text} dollars.")
-    text, now = p.calc(left, "+", gift)
-    p.step(f"Now {pron} has {text} dollars.")
+    times = 2
+    text, gift = p.calc(spent, "*", times, dollars=True)
+    p.step(f"{pron.capitalize()} gets {text}.")
+    text, now = p.calc(left, "+", gift, dollars=True)
+    p.step(f"Now {pron} has {text}.")
     return question + (f"Then {POSSESSIVE[pron]} {relative} gives "
-                       f"{OBJECT[pron]} {times} times what {pron} spent. How much does {pron} have now?"), now
+                       f"{OBJECT[pron]} twice what {pron} spent. How much does {pron} have now?"), now
 
 
 def _travel(rng: random.Random, p: _Program) -> tuple[str, int]:
     vehicle = rng.choice(VEHICLES)
-    speed1, hours1 = rng.randint(3, 9) * 5, rng.randint(2, 6)
-    speed2, hours2 = rng.randint(3, 9) * 5, rng.randint(2, 4)
+    speed1, hours1 = rng.randint(2, 6) * 5, rng.randint(2, 3)
+    speed2, hours2 = rng.randint(2, 6) * 5, rng.randint(2, 3)
     text, first = p.calc(speed1, "*", hours1)
     p.step(f"First it goes {text} miles.")
     text, second = p.calc(speed2, "*", hours2)
@@ -263,20 +256,20 @@ def _travel(rng: random.Random, p: _Program) -> tuple[str, int]:
                 f"{speed2} miles an hour for {hours2} hours. ")
     if rng.random() < 0.5:
         return question + "How many miles does it go in all?", total
-    trip = (total // 50 + rng.randint(1, 6)) * 50
+    trip = (total // 10 + rng.randint(1, 9)) * 10
     text, left = p.calc(trip, "-", total)
     p.step(f"It has {text} miles left.")
     return question + f"The trip is {trip} miles long. How many miles are left?", left
 
 
 def _baking(rng: random.Random, p: _Program) -> tuple[str, int]:
-    name, pron = _person(rng)
+    name, pron = rng.choice(NAMES)
     baked = rng.choice(BAKED)
-    plural, single = rng.choice(CONTAINERS)
+    plural = rng.choice(CONTAINERS)
     while True:
-        trays, per_tray = rng.randint(2, 6), rng.randint(6, 24)
+        trays, per_tray = rng.randint(2, 4), rng.randint(4, 12)
         made = trays * per_tray
-        box = rng.randint(2, 6)
+        box = rng.randint(2, 5)
         sold = rng.randint(1, made - box)
         if (made - sold) % box == 0:
             break
@@ -292,17 +285,17 @@ def _baking(rng: random.Random, p: _Program) -> tuple[str, int]:
 
 
 def _reading(rng: random.Random, p: _Program) -> tuple[str, int]:
-    name, pron = _person(rng)
-    per_day, days = rng.randint(5, 25), rng.randint(2, 7)
+    name, pron = rng.choice(NAMES)
+    per_day, days = rng.randint(3, 12), rng.randint(2, 6)
     text, read = p.calc(per_day, "*", days)
     p.step(f"{pron.capitalize()} reads {text} pages.")
     question = f"{name} reads {per_day} pages a day for {days} days"
     if rng.random() < 0.5:
-        extra = rng.randint(5, 40)
+        extra = rng.randint(5, 20)
         text, read = p.calc(read, "+", extra)
         p.step(f"In all {pron} reads {text} pages.")
         question += f" and {extra} pages on Sunday"
-    pages = read + rng.randint(1, 20) * 10
+    pages = read + rng.randint(1, 9) * 10
     text, left = p.calc(pages, "-", read)
     p.step(f"{pron.capitalize()} has {text} pages left.")
     return (f"A book has {pages} pages. {question}. "
@@ -310,12 +303,12 @@ def _reading(rng: random.Random, p: _Program) -> tuple[str, int]:
 
 
 def _farming(rng: random.Random, p: _Program) -> tuple[str, int]:
-    name, pron = _person(rng)
+    name, pron = rng.choice(NAMES)
     tree = rng.choice(TREES)
     while True:
-        rows, per_row = rng.randint(3, 9), rng.randint(4, 12)
-        more = rng.randint(2, 30)
-        part = rng.choice([2, 3, 4, 5])
+        rows, per_row = rng.randint(2, 9), rng.randint(2, 9)
+        more = rng.randint(2, 20)
+        part = rng.choice([2, 3, 4])
         if (rows * per_row + more) % part == 0:
             break
     text, planted = p.calc(rows, "*", per_row)
@@ -337,7 +330,7 @@ def _sports(rng: random.Random, p: _Program) -> tuple[str, int]:
     (name, _), (friend, _) = rng.sample(NAMES, 2)
     goals, goal_pts = rng.randint(2, 9), rng.randint(2, 3)
     shots, shot_pts = rng.randint(2, 9), rng.choice([1, 2])
-    times = rng.randint(2, 4)
+    times = rng.randint(2, 3)
     text, from_goals = p.calc(goals, "*", goal_pts)
     p.step(f"{name} gets {text} points from goals.")
     text, from_shots = p.calc(shots, "*", shot_pts)
@@ -349,8 +342,8 @@ def _sports(rng: random.Random, p: _Program) -> tuple[str, int]:
     text, total = p.calc(mine, "+", theirs)
     p.step(f"Together they score {text} points.")
     return (f"{name} scores {goals} goals worth {goal_pts} points each and {shots} shots worth "
-            f"{shot_pts} point{'s' if shot_pts > 1 else ''} each. {friend} scores {times} times as many points as {name}. "
-            "How many points do they score together?"), total
+            f"{shot_pts} point{'s' if shot_pts > 1 else ''} each. {friend} scores {times} times as "
+            f"many points as {name}. How many points do they score together?"), total
 
 
 TEMPLATES: dict[str, Callable[[random.Random, _Program], tuple[str, int]]] = {

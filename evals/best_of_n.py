@@ -74,7 +74,7 @@ class _Problem:
         # Trace-level scores by name ("min", ..., "orm"); a name is kept only when every
         # trace has that score (unscored steps are skipped by prm.aggregate).
         self.scores: dict[str, np.ndarray] = {}
-        candidates = {how: [aggregate([s.score for s in t.steps], how) for t in traces] for how in AGGREGATIONS}
+        candidates = {how: [aggregate(t.scores, how) for t in traces] for how in AGGREGATIONS}
         candidates["orm"] = [orm_score(t) for t in traces]
         for name, values in candidates.items():
             if all(v is not None for v in values):

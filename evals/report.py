@@ -4,9 +4,10 @@ as `metrics.json`, PNG plots and a `report.md` that embeds them.
 `evaluate` computes every metric that the traces allow: step level and first error where
 steps have scores, PRMBench classes where traces have `meta["error_class"]`, best-of-N
 where problems have several traces with outcome labels, label quality where steps have
-hard or soft labels. `write_report` adds the files. Thresholds follow the rule of
-`evals.step_metrics`: given, or chosen on validation traces, else on a hash split of the
-input by trace id (and then measured on the other half only); the report says which.
+automatic (Monte Carlo, binary-search or checker) labels. `write_report` adds the files.
+Thresholds follow the rule of `evals.step_metrics`: given, or chosen on validation traces,
+else on a hash split of the input by trace id (and then measured on the other half only);
+the report says which.
 """
 
 from __future__ import annotations
@@ -49,9 +50,12 @@ def _scored(traces: list[Trace]) -> bool:
     return any(s.score is not None for t in traces for s in t.steps)
 
 
-def _labelled(traces: list[Trace], gold: str) -> bool:
-    """Steps carry automatic labels worth comparing with gold."""
-    return any((s.hard_label is not None or s.soft_label is not None) and s.label_source != gold
+def _labelled(traces: list[Trace]) -> bool:
+    """Some steps carry automatic labels (Monte Carlo, binary search, a checker), worth
+    comparing with gold; imported or human labels are usually the gold itself."""
+    return any((s.hard_label is not None or s.soft_label is not None) and s.label_source is not None
+               and (s.label_source in ("monte-carlo", "binary-search")
+                    or s.label_source.startswith("checker:"))
                for t in traces for s in t.steps)
 
 
@@ -78,12 +82,12 @@ def evaluate(traces: list[Trace], config: EvalConfig | None = None,
     curves = best_of_n_curves(traces, config.ns, config.repeats, config.seed)
     if curves["problems"]:
         metrics["best_of_n"] = curves
-    if gold_known and _labelled(traces, config.gold):
+    if gold_known and _labelled(traces):
         metrics["label_quality"] = label_quality(traces, config.gold, config.bins)
     if not any(key in metrics for key in ("step", "best_of_n", "label_quality")):
-        raise RecordError("nothing to evaluate: the traces need step scores or labels and gold "
-                          f"labels (gold={config.gold!r}), or several traces per problem with "
-                          "outcome labels")
+        raise RecordError("nothing to evaluate: the traces need step scores or automatic labels "
+                          f"(Monte Carlo, binary search, checkers) and gold labels (gold={config.gold!r}), "
+                          "or several traces per problem with outcome labels")
     return metrics, test
 
 
@@ -287,7 +291,8 @@ def _label_section(quality: dict, plot_names: dict) -> str:
             f"{_pct(first['correct_accuracy'])}).\n"]
     soft = quality.get("soft")
     if soft:
-        text.append(f"Soft labels on {soft['steps']} steps: ECE {_num(soft['ece'])}, Brier {_num(soft['brier'])}.\n")
+        text.append(f"Soft labels on {soft['steps']} steps: ECE {_num(soft['ece'])}, "
+                    f"Brier {_num(soft['brier'])}.\n")
     rollouts = quality.get("rollouts")
     if rollouts:
         text.append(f"Rollouts spent: {rollouts['total']} on {rollouts['traces']} traces (mean "

@@ -115,14 +115,15 @@ def step_metrics(traces: list[Trace], threshold: float, gold: str = DEFAULT_GOLD
         raise RecordError(f"no step has both a {values} and a gold label")
     predicted_bad = (scores < threshold).astype(int)
     is_bad = 1 - labels
-    both_classes = 0 < labels.sum() < labels.size
+    both_classes = 0 < labels.sum() < labels.size  # else AUROC and balanced accuracy are undefined
     table = calibration_table(scores, labels, bins)
     return {
         "threshold": float(threshold),
         "steps": int(labels.size),
         "bad_steps": int(is_bad.sum()),
         "accuracy": float(skm.accuracy_score(is_bad, predicted_bad)),
-        "balanced_accuracy": float(skm.balanced_accuracy_score(is_bad, predicted_bad)) if both_classes else None,
+        "balanced_accuracy": (float(skm.balanced_accuracy_score(is_bad, predicted_bad))
+                              if both_classes else None),
         "precision": float(skm.precision_score(is_bad, predicted_bad, zero_division=0)),
         "recall": float(skm.recall_score(is_bad, predicted_bad, zero_division=0)),
         "f1": float(skm.f1_score(is_bad, predicted_bad, zero_division=0)),

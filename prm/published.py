@@ -180,9 +180,12 @@ def detect_format(path: str) -> str:
 
     from prm.model_names import resolve_model
 
-    local = Path(resolve_model(path)) / "config.json"
+    folder = Path(resolve_model(path))
+    local = folder / "config.json"
     if local.exists():
         config = json.loads(local.read_text(encoding="utf-8"))
+    elif folder.exists() or folder.is_absolute() or str(path).startswith((".", "~")):
+        raise FileNotFoundError(f"no model config.json in {folder}")
     else:
         config = AutoConfig.from_pretrained(path).to_dict()
     if config.get("model_type") == "prm-reward-model":

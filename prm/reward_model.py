@@ -207,6 +207,9 @@ class RewardModel(StepScorer, PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _supports_flash_attn = True
+    # the loss is a mean over one micro-batch's labelled steps: let the Trainer divide it by
+    # the gradient-accumulation steps (it would not if it thought forward took num_items_in_batch)
+    accepts_loss_kwargs = False
 
     def __init__(self, config: RewardModelConfig, backbone: PreTrainedModel | None = None):
         super().__init__(config)
@@ -269,7 +272,7 @@ class RewardModel(StepScorer, PreTrainedModel):
             marker_token = marker_token or DEFAULT_MARKER_TOKEN
             if add_marker_token(tokenizer, marker_token):
                 backbone.resize_token_embeddings(len(tokenizer))
-        positions = _max_positions(backbone.config)
+        positions = _max_positions(backbone.config, tokenizer)
         if positions is not None and max_length > positions:
             logger.warning("max_length %d exceeds the backbone's %d positions; using %d",
                            max_length, positions, positions)
@@ -336,9 +339,9 @@ def _hidden_size(config) -> int:
     raise ValueError(f"cannot tell the hidden size of a {type(config).__name__}")
 
 
-def _max_positions(config) -> int | None:
-    for name in ("max_position_embeddings", "n_positions"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+def _max_positions(config, tokenizer) -> int | None:
+    """The longest input the backbone takes (its position table, or the tokenizer's limit)."""
+    limits = [getattr(config, name, None) for name in ("max_position_embeddings", "n_positions")]
+    limits.append(getattr(tokenizer, "model_max_length", None))
+    limits = [v for v in limits if isinstance(v, int) and 0 < v < 1_000_000]
+    return min(limits) if limits else None

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 UNKNOWN = -1.0  # a step whose label nobody decided: masked in the loss, kept apart in metrics
 PADDING = -100.0  # no step here (padding, or an ORM's non-final step)
+TRUNCATED = -2.0  # an extra masked entry after the last kept step: this trace lost steps
 
 
 @dataclass
@@ -176,7 +177,7 @@ class DataReport:
     traces: int = 0
     used: int = 0
     skipped_unlabeled: int = 0  # no step (or outcome) label of the chosen kind
-    skipped_truncated_orm: int = 0  # an ORM label needs the solution's end, which did not fit
+    skipped_truncated: int = 0  # every labelled step (for an ORM: the solution's end) was cut off
     labeled_steps: int = 0
     positive: float = 0.0  # sum of targets (soft labels count fractionally)
     unknown_masked: int = 0
@@ -196,8 +197,8 @@ class DataReport:
         if self.dropped_steps:
             text += (f", {self.dropped_steps} step(s) in {self.truncated_traces} trace(s) dropped "
                      "by truncation at max_length")
-        if self.skipped_truncated_orm:
-            text += f", {self.skipped_truncated_orm} ORM trace(s) skipped: their end did not fit"
+        if self.skipped_truncated:
+            text += f", {self.skipped_truncated} trace(s) skipped: their labelled steps did not fit"
         return text
 
 
@@ -220,7 +221,9 @@ def trace_targets(trace: Trace, labels: str = "hard", head: str = "prm",
 def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "hard",
                    orm_label: str = "outcome") -> tuple[list[dict], DataReport]:
     """Tokenize traces into training examples: input_ids, step_positions and labels
-    (target, UNKNOWN for an unknown label, PADDING for an ORM's non-final steps)."""
+    (target, UNKNOWN for an unknown label, PADDING for an ORM's non-final steps). A PRM trace
+    that lost steps to truncation gets one more masked entry, TRUNCATED, so that metrics can
+    leave its first error out."""
     head = model.config.head
     report = DataReport(traces=len(traces))
     encoded = model.step_tokenizer.encode_many([(t.problem, t.step_texts) for t in traces])
@@ -233,24 +236,27 @@ def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "ha
         if enc.dropped:
             report.dropped_steps += enc.dropped
             report.truncated_traces += 1
-            if head == "orm":
-                report.skipped_truncated_orm += 1
-                continue
         kept = targets[:enc.kept]
         if head == "orm":
-            values = [PADDING] * (enc.kept - 1) + [kept[-1]]
+            values = [PADDING] * (enc.kept - 1) + [kept[-1]] if enc.dropped == 0 else []
         else:
             values = [UNKNOWN if t is None else t for t in kept]
-            report.unknown_masked += sum(t is None for t in kept)
         known = [v for v in values if v >= 0]
         if not known:
-            report.skipped_unlabeled += 1
+            if enc.dropped:
+                report.skipped_truncated += 1
+            else:
+                report.skipped_unlabeled += 1
             continue
         report.used += 1
         report.labeled_steps += len(known)
         report.positive += sum(known)
-        examples.append({"input_ids": enc.input_ids, "step_positions": enc.step_positions,
-                         "labels": values, "complete": enc.dropped == 0})
+        report.unknown_masked += sum(v == UNKNOWN for v in values)
+        positions = list(enc.step_positions)
+        if enc.dropped and head == "prm":
+            positions.append(positions[-1])
+            values.append(TRUNCATED)
+        examples.append({"input_ids": enc.input_ids, "step_positions": positions, "labels": values})
     return examples, report
 
 
@@ -324,16 +330,15 @@ def _first_error(labels: list[int | None]) -> int | None:
     return -1
 
 
-def _metrics_from_eval(eval_pred, threshold: float, complete: list[bool] | None, head: str) -> dict:
+def _metrics_from_eval(eval_pred, threshold: float, head: str) -> dict:
     logits = np.asarray(eval_pred.predictions, dtype=float)
     labels = np.asarray(eval_pred.label_ids, dtype=float)
-    probs, targets = [], []
+    probs, targets, complete = [], [], []
     for row_logits, row_labels in zip(logits, labels):
-        steps = row_labels != PADDING
+        steps = (row_labels != PADDING) & (row_labels != TRUNCATED)
         probs.append((1.0 / (1.0 + np.exp(-row_logits[steps]))).tolist())
         targets.append([None if v == UNKNOWN else float(v) for v in row_labels[steps]])
-    if complete is not None and len(complete) != len(probs):
-        complete = None
+        complete.append(not bool((row_labels == TRUNCATED).any()))
     metrics = step_metrics(probs, targets, threshold, complete)
     if head == "orm":
         metrics = {k: v for k, v in metrics.items() if not k.startswith("first_error")}
@@ -377,14 +382,13 @@ class RewardTrainer(Trainer):
             raise ValueError(f"no trace has {args.labels} labels to train on ({self.train_report.summary()})")
         _log_report(self.train_report, "train")
         self.eval_report = None
-        eval_set, complete = None, None
+        eval_set = None
         if isinstance(eval_traces, dict):
             eval_set = {name: build_examples(model, traces, labels=args.labels, orm_label=args.orm_label)[0]
                         for name, traces in eval_traces.items()}
         elif eval_traces:
             eval_set, self.eval_report = build_examples(model, eval_traces, labels=args.labels,
                                                         orm_label=args.orm_label)
-            complete = [e["complete"] for e in eval_set]
             _log_report(self.eval_report, "eval")
 
         self.pos_weight = args.pos_weight
@@ -400,7 +404,7 @@ class RewardTrainer(Trainer):
         super().__init__(
             model=model, args=args, data_collator=StepCollator(model.tokenizer.pad_token_id),
             train_dataset=train_set, eval_dataset=eval_set, processing_class=model.tokenizer,
-            compute_metrics=lambda pred: _metrics_from_eval(pred, threshold, complete, head),
+            compute_metrics=lambda pred: _metrics_from_eval(pred, threshold, head),
             callbacks=callbacks, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -421,7 +425,7 @@ class RewardTrainer(Trainer):
 
 
 def _log_report(report: DataReport, name: str) -> None:
-    lost = report.dropped_steps or report.skipped_unlabeled or report.skipped_truncated_orm
+    lost = report.dropped_steps or report.skipped_unlabeled or report.skipped_truncated
     logger.log(logging.WARNING if lost else logging.INFO, report.summary(name))
 
 

@@ -23,11 +23,15 @@ ANSWER = "42"
 class ScriptedCompleter(Completer):
     name = "scripted"
 
-    def __init__(self, p: float = 1.0):
+    def __init__(self, p: float = 1.0, max_prefix: int | None = None):
         self.p = p
+        self.max_prefix = max_prefix  # longer prefixes are refused, as a model refuses a too long prompt
         self.calls = []  # (number of requests, n) per call
 
     def complete_many(self, requests, params):
+        for i, request in enumerate(requests):
+            if self.max_prefix is not None and len(request.prefix_steps) > self.max_prefix:
+                raise ValueError(f"prompt {i} is too long")
         self.calls.append((len(requests), params.n))
         results = []
         for request in requests:
@@ -155,6 +159,21 @@ def test_monte_carlo_tops_up_input_rollouts_to_n(grader):
     assert [s.rollouts.total for s in labelled.steps] == [4, 4, 4]
     assert completer.rollouts == 9
     assert labelled.steps[1].soft_label == 1 / 4
+
+
+def test_prefixes_the_completer_refuses_get_unknown_labels_and_the_others_are_labelled(grader):
+    completer = ScriptedCompleter(max_prefix=3)
+    trace = mc_label(make_trace(6), completer, AnnotateConfig(n=2), grader)
+    assert trace.hard_labels == [1, 1, 1, None, None, None]
+    assert [s["step"] for s in trace.meta["annotation"]["skipped"]] == [3, 4, 5]
+    assert "too long" in trace.meta["annotation"]["skipped"][0]["reason"]
+    assert sum(r for r, _ in completer.calls) == 3  # the accepted prefixes, each sampled once
+    config = AnnotateConfig(method="binary", n=2, skip_correct=False)
+    binary = binary_label(make_trace(6, first_error=4), ScriptedCompleter(max_prefix=3), config, grader)
+    assert binary.meta["annotation"]["first_error"] is None  # the search could not finish ...
+    assert binary.hard_labels == [1, 1, 1, None, None, None]  # ... but went on below the refused prefix
+    binary = binary_label(make_trace(6, first_error=1), ScriptedCompleter(max_prefix=3), config, grader)
+    assert binary.meta["annotation"]["first_error"] == 1 and binary.hard_labels == [1, 0, 0, 0, 0, 0]
 
 
 def test_spread_shares_rollouts_evenly_earlier_steps_first():

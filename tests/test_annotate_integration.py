@@ -77,26 +77,37 @@ def test_shards_of_a_real_run_merge_to_the_unsharded_output(world_input, tmp_pat
 
 
 def test_prm_annotate_labels_gsm8k_test_traces_that_export_to_trl_and_math_shepherd(shared_data, tmp_path, capsys):
-    from prm.formats import read, write
+    from prm.formats import WriteReport, read, write
 
     out = tmp_path / "gsm8k.jsonl"
     assert main(["annotate", str(shared_data / "gsm8k" / "test.jsonl"), str(out), "--completer", MODEL,
-                 "--limit", "2", *FAST]) == 0
+                 "--limit", "5", *FAST]) == 0
     summary = capsys.readouterr().out
-    assert "annotated 2 trace(s)" in summary and "step labels:" in summary
+    assert "annotated 5 trace(s)" in summary and "step labels:" in summary
     traces = read_traces(out)
-    assert [t.id for t in traces] == ["gsm8k-test-0", "gsm8k-test-1"]
+    assert [t.id for t in traces] == [f"gsm8k-test-{i}" for i in range(5)]
     for trace in traces:
         assert trace.meta["gold_labels"] == [1] * len(trace.steps)  # the importer's gold is kept
-        for step in trace.steps:
-            assert step.label_source == "monte-carlo" and step.rollouts.total == 2
-            assert step.hard_label == int(step.rollouts.correct > 0)
-    write(tmp_path / "trl.jsonl", traces, "trl")
-    write(tmp_path / "shepherd.jsonl", traces, "math-shepherd")
-    for name, fmt in (("trl.jsonl", "trl"), ("shepherd.jsonl", "math-shepherd")):
-        back = read(tmp_path / name, fmt)
-        assert [t.hard_labels for t in back] == [t.hard_labels for t in traces]
-        assert [t.step_texts for t in back] == [t.step_texts for t in traces]
+        skipped = {s["step"] for s in trace.meta["annotation"]["skipped"]}
+        for index, step in enumerate(trace.steps):
+            if index in skipped:  # prompt longer than tiny-gsm's 512 characters: unknown, not 0
+                assert step.hard_label is None and step.rollouts is None
+            else:
+                assert step.label_source == "monte-carlo" and step.rollouts.total == 2
+                assert step.hard_label == int(step.rollouts.correct > 0)
+    assert any(t.meta["annotation"]["skipped"] for t in traces)  # GSM8K test 2 and 4 are too long
+    assert "left unknown" in summary
+
+    for fmt in ("trl", "math-shepherd"):
+        report = WriteReport()
+        write(tmp_path / f"{fmt}.jsonl", traces, fmt, report=report)
+        back = read(tmp_path / f"{fmt}.jsonl", fmt)
+        kept = [t for t in traces if t.hard_labels[0] is not None]  # a trace unknown from step 0 is dropped
+        assert len(back) == len(kept) == report.written
+        for original, exported in zip(kept, back):
+            known = [label for label in original.hard_labels if label is not None]  # cut at the first unknown
+            assert exported.hard_labels == known
+            assert exported.step_texts == original.step_texts[:len(known)]
 
 
 def test_bad_input_is_one_clear_error_line(tmp_path, capsys):
@@ -118,3 +129,23 @@ def test_per_trace_budget_is_honoured_with_a_real_model(world_input, tmp_path):
         assert sum(r.tokens for r in spent) == trace.meta["annotation"]["tokens"] <= 150
         assert trace.meta["annotation"]["budget_limited"]
         assert trace.meta["annotation"]["rollouts"] >= 5  # 150 tokens always fit 5 completions of 30
+
+
+def test_annotating_through_an_http_server_with_workers_equals_annotating_locally(world_input, tmp_path):
+    from completers.loading import load_completer
+    from completers.server import CompletionServer
+
+    args = ["--limit", "4", "--method", "binary", "--search-correct", *FAST]
+    local = tmp_path / "local.jsonl"
+    assert main(["annotate", str(world_input), str(local), "--completer", MODEL, *args]) == 0
+    with CompletionServer(load_completer(MODEL), "tiny") as server:
+        remote = tmp_path / "remote.jsonl"
+        assert main(["annotate", str(world_input), str(remote), "--completer", server.url, "--workers", "2",
+                     *args]) == 0
+    by_id = sorted(normalised(remote), key=lambda r: r["id"])
+    for record in by_id:  # the completer spec differs, nothing else
+        assert record["meta"]["annotation"].pop("completer") == server.url
+    expected = sorted(normalised(local), key=lambda r: r["id"])
+    for record in expected:
+        record["meta"]["annotation"].pop("completer")
+    assert by_id == expected

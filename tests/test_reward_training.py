@@ -132,3 +132,5 @@ def test_step_metrics_by_hand():
     assert m["first_error_accuracy_with_error"] == 1.0 and m["first_error_accuracy_without_error"] == 0.0
     from sklearn.metrics import roc_auc_score
     assert m["auroc"] == pytest.approx(roc_auc_score([1, 1, 0, 1, 1, 1, 0], [0.9, 0.8, 0.3, 0.9, 0.2, 0.7, 0.9]))
+    # a trace that lost steps to truncation says nothing about its first error
+    assert step_metrics(probs, gold, complete=[True, False, True, True])["first_error_accuracy"] == 1.0

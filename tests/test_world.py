@@ -1,5 +1,6 @@
 """The embedded world: reproducible GSM8K-format problems and exact gold step labels."""
 
+import hashlib
 import random
 import re
 from fractions import Fraction
@@ -15,10 +16,10 @@ MIA = WorldProblem(
     id="hand-1", template="shopping",
     question="Mia buys 3 pens at $4 each and 2 books at $9 each. She pays with a $50 bill. "
              "How much change does she get?",
-    steps=["The pens cost 3 * 4 = <<3*4=12>>12 dollars.",
-           "The books cost 2 * 9 = <<2*9=18>>18 dollars.",
-           "In all she spends 12 + 18 = <<12+18=30>>30 dollars.",
-           "She gets 50 - 30 = <<50-30=20>>20 dollars back."],
+    steps=["The pens cost 3 * 4 = $<<3*4=12>>12.",
+           "The books cost 2 * 9 = $<<2*9=18>>18.",
+           "In all she spends 12 + 18 = $<<12+18=30>>30.",
+           "She gets 50 - 30 = $<<50-30=20>>20 back."],
     answer=20, needed_values=[12, 18, 20, 30], given_values=[2, 3, 4, 9, 50])
 
 
@@ -32,6 +33,14 @@ def test_generate_problems_is_reproducible_from_its_seed():
     assert [p.solution for p in first] == [p.solution for p in again]
     assert [p.question for p in first] != [p.question for p in other]
     assert [p.id for p in first[:2]] == ["tiny-gsm-7-0", "tiny-gsm-7-1"]
+
+
+def test_generator_output_is_pinned_for_the_committed_tiny_model():
+    # tiny-gsm was trained on generate_problems(n, seed=0): changing what a seed generates
+    # would make `python -m completers.train_tiny` train a different model than the card says.
+    text = "\n".join(p.question + "\n" + p.solution for p in generate_problems(1000, seed=0))
+    assert hashlib.sha256(text.encode()).hexdigest() == \
+        "32854571f651f586744fa8fe1a52bc175412f07ef46388665c09215a1d612292"
 
 
 def test_world_covers_many_templates_two_to_six_steps_and_short_problems():
@@ -49,7 +58,7 @@ def test_reference_solutions_are_in_gsm8k_answer_format():
         lines = problem.solution.split("\n")
         assert lines[-1] == f"#### {problem.answer}"
         for line in lines[:-1]:
-            assert re.fullmatch(r"[^<>]* = <<[\d+\-*/]+=\d+>>\d+[^<>]*", line), line
+            assert re.fullmatch(r"[^<>]* = \$?<<[\d+\-*/]+=\d+>>\d+[^<>]*", line), line
 
 
 def test_reference_solutions_parse_with_the_gsm8k_reader():

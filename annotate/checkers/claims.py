@@ -46,7 +46,7 @@ HEDGED = re.compile(
     r"\?|\b(not true|isn't true|not equal|incorrect|wrong|false|contradicts?|contradiction|"
     r"impossible|mistake|not correct|isn't correct|doesn't work|does not work|not possible|"
     r"can't be|cannot be|not the case|don't think|doesn't hold|does not hold|not hold|"
-    r"doesn't satisfy|does not satisfy|not satisfy|invalid|error|plug|plugging|plugged|"
+    r"doesn't satisfy|does not satisfy|not satisfy|plug|plugging|plugged|"
     r"substitut\w*|equation)\b", re.IGNORECASE)
 ALTERNATIVES = re.compile(r"\b(or|either)\b|\\pm|±", re.IGNORECASE)
 BARE_NUMBER = re.compile(r"\s*(?:\\?\$\s*)?(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+)\s*(\\?%)?\s*")
@@ -101,6 +101,7 @@ class Claim:
     problem: str | None = None
     hedged: bool = False  # the step says the claim may be false: a refutation is not an error
     alternatives: bool = False  # the step states alternatives ("x = 3 or x = -3")
+    unit: str | None = None  # the unit written after it ("3x = 1 hour"): hours are not minutes
 
     @property
     def symbolic(self) -> bool:
@@ -130,7 +131,9 @@ def _cached_claims(text: str, limits: Limits) -> tuple[Claim, ...]:
     hedged = bool(HEDGED.search(without_notes))
     alternatives = bool(ALTERNATIVES.search(without_notes))
     for claim in claims:
-        claim.hedged, claim.alternatives = hedged, alternatives
+        # a calculator note is the writer's own computation, never a doubted statement
+        claim.hedged = hedged and claim.kind not in ("note", "note-result")
+        claim.alternatives = alternatives
     return tuple(claims)
 
 
@@ -290,8 +293,9 @@ def _first_side_cut(side: list[Token], tokens: list[Token], start: int) -> bool:
             tokens[start - 2].kind == "OP"
             or (tokens[start - 2].kind == "NUM" and tokens[start - 2].end == before.start)):
         return True  # "14, 400 / 80", ".8 + . 84"
-    if before.kind == "SEP" and before.text in _LATEX_CHARS:
-        return True  # LaTeX written without $...$: "s_2^2=486\\sqrt{3}"
+    if before.kind == "SEP" and before.text in _LATEX_CHARS or (
+            start >= 2 and tokens[start - 2].kind == "SEP" and tokens[start - 2].text == "\\"):
+        return True  # LaTeX written without $...$: "s_2^2=486\\sqrt{3}", "7\\,\\S\\, 2"
     if before.kind != "WORD":
         return False
     word = before.text
@@ -299,6 +303,8 @@ def _first_side_cut(side: list[Token], tokens: list[Token], start: int) -> bool:
         return True  # an identifier such as D3
     if word in WORDS_BEFORE_CUT or _singular(word) in LABEL_WORDS:
         return True
+    if start >= 2 and tokens[start - 2].kind == "OP" and tokens[start - 2].value in ("*", "/"):
+        return True  # "6 * feet 5": a unit inside a longer expression
     if _is_bare(side) and word.lower() not in CONNECTORS:
         return True  # "Week 2 = 35 + 35", "Remaining 10 = ..."
     if word.lower() == "and" and start >= 2 and tokens[start - 2].kind == "NUM" \
@@ -317,6 +323,9 @@ def _last_side_cut(side: list[Token], tokens: list[Token], end: int) -> bool:
     if after.kind == "WORD":
         if after.text in WORDS_AFTER_CUT:
             return True  # "= 50 cents", "= 5 thousand"
+        following = tokens[end + 1] if end + 1 < len(tokens) else None
+        if following is not None and following.kind == "OP" and following.value in ("*", "/", "^"):
+            return True  # "= 30 feet / 6": the unit sits inside a longer expression
         if glued and (not _is_bare(side) or len(after.text) == 1
                       or after.text.lower() in ("bn", "mn")):
             return True  # "10+4c", "(1/2)*2M", "= 5k"
@@ -392,7 +401,8 @@ def _chain_claims(tokens: list[Token], start: int, end: int, source: str, approx
             continue
         text = f"{_text_of(left, source)} {'=' if relation == '=' else '≈'} {_text_of(right, source)}"
         claim = Claim(text=text, kind="arithmetic", relation=relation,
-                      approx=approx or relation == "≈")
+                      approx=approx or relation == "≈", unit=_unit_after(tokens, end)
+                      if i + 1 == last_index else None)
         claims.append(claim)
         problems = [p for p in (parsed[i], parsed[i + 1]) if isinstance(p, Unsafe)]
         if problems:
@@ -410,6 +420,18 @@ def _chain_claims(tokens: list[Token], start: int, end: int, source: str, approx
                 tight[i + 1] if tight[i + 1] is not None else parsed[i + 1],
                 literal.stated, literal.stated_value, "spaced fraction (a / b/c = a/(b/c))"))
     return claims
+
+
+UNIT_NAMES = frozenset("""second minute hour day week month year inch foot feet yard mile meter
+    centimeter kilometer gram kilogram pound ounce cup quart gallon liter dozen cent dollar""".split())
+
+
+def _unit_after(tokens: list[Token], end: int) -> str | None:
+    after = tokens[end] if end < len(tokens) else None
+    if after is None or after.kind != "WORD":
+        return None
+    word = _singular(after.text)
+    return word if word in UNIT_NAMES or word + "s" in UNIT_NAMES else None
 
 
 def _bare_text(side: list[Token], source: str) -> str | None:
@@ -481,8 +503,12 @@ def math_spans(text: str) -> list[tuple[int, int, str]]:
 
 _SEPARATOR = re.compile(
     r"\\\\|;|\\(?:quad|qquad|Rightarrow|Longrightarrow|implies|iff|Leftrightarrow|to|rightarrow|"
-    r"therefore|because|neq|ne|equiv|pmod|mod|bmod|cup|cap|in|notin|subset|pm|mp|mid)(?![A-Za-z])"
-    r"|\\(?:text|mbox|textbf|textit|mathrm|operatorname)\s*\{[^{}]*\}|\\begin\{[^{}]*\}|\\end\{[^{}]*\}")
+    r"therefore|because|neq|ne|equiv|pmod|mod|bmod|cup|cap|in|notin|subset|mid)(?![A-Za-z])"
+    r"|\\begin\{[^{}]*\}|\\end\{[^{}]*\}")
+_TEXT = re.compile(r"\\(?:text|mbox|textbf|textit|textrm|mathrm|operatorname|hbox)\s*\{([^{}]*)\}")
+_TEXT_CONNECTORS = frozenset("""and or so since where then if for because hence thus i.e. is gives
+    when but which with as while also""".split())
+_MATRIX = re.compile(r"\\begin\{([pbvBV]?matrix|smallmatrix|array|cases)\}.*?\\end\{\1\}", re.DOTALL)
 _RELATION = re.compile(r"\\approx|\\leq?(?![A-Za-z])|\\geq?(?![A-Za-z])|\\lt(?![A-Za-z])|"
                        r"\\gt(?![A-Za-z])|≤|≥|≈|<|>|=")
 _RELATION_NAME = {"=": "=", "\\approx": "≈", "≈": "≈", "<": "<", "\\lt": "<", ">": ">",
@@ -524,21 +550,30 @@ def latex_claims(content: str, approx: bool, limits: Limits, inline: bool = True
     In display math `\\\\` ends a line (and `&= 5` continues the chain of the line before);
     in inline math it has no meaning, so the sides around it are not used.
     """
-    content = re.sub(r"\\[,;:! ]", " ", _THOUSANDS.sub("", content))
+    content = re.sub(r"(?<=\d),\\!(?=\d)", ",", content)  # 729,\!000
+    content = re.sub(r"(?<=\d)\\[,!](?=\d{3})", "", content)  # 1\,000
+    content = content.replace("\\&", " \\unusable ")  # a custom operator such as 9 \& 2
+    content = re.sub(r"(?<!\\)\\[,;:! ]", " ", _THOUSANDS.sub("", content))
+    content = _MATRIX.sub(lambda _: " \\unusable ", content)  # vectors and matrices are not numbers
+    # "\text{ and }" joins two claims; "5\text{ cm}" is a unit, and the side is not a number
+    content = _TEXT.sub(lambda m: " ; " if m.group(1).strip().lower() in _TEXT_CONNECTORS
+                        else " \\unusable ", content)
     if inline:
         content = content.replace("\\\\", " \\unusable ")
     content = content.replace("&", " ").replace(",", " ; ")  # thousands commas are gone
     claims = []
-    previous_side = None
-    for piece, _ in _top_level_split(content, _SEPARATOR):
+    previous_side, separator = None, None
+    for piece, after in _top_level_split(content, _SEPARATOR):
         parts = _top_level_split(piece, _RELATION)
         sides = [p for p, _ in parts]
         relations = [_RELATION_NAME.get(r.strip(), r) for _, r in parts[:-1]]
+        continues = separator == "\\\\" and previous_side is not None
+        separator = after
         if not relations:
             previous_side = None if not piece.strip() else sides[0]
             continue
-        if not sides[0].strip() and previous_side is not None:
-            sides[0] = previous_side  # align continuation: "x &= 2+3 \\ &= 5"
+        if not sides[0].strip() and continues:
+            sides[0] = previous_side  # align continuation: "x &= 2+3 \\\\ &= 5"
         claims.extend(_latex_chain(sides, relations, approx, limits))
         previous_side = sides[-1]
     return claims
@@ -563,10 +598,8 @@ def _latex_chain(sides: list[str], relations: list[str], approx: bool, limits: L
         if left is None or right is None:
             continue
         left_bare, right_bare = _latex_bare(sides[i]), _latex_bare(sides[i + 1])
-        if left_bare is not None and right_bare is not None and relation == "=":
-            # "1 = 1" style restatements carry no computation, but in LaTeX they are rare and
-            # usually meaningful (a value substituted); still check them.
-            pass
+        if left_bare is not None and right_bare is not None:
+            continue  # "0 = -12": a contradiction reached on purpose, or a unit ratio; no arithmetic
         claim = Claim(text=f"{sides[i].strip()} {relation} {sides[i + 1].strip()}", kind="latex",
                       relation=relation, approx=approx or relation == "≈")
         claims.append(claim)

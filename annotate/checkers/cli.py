@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -32,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="label every refuted step 0 (label_source checker:<name>)")
     parser.add_argument("--consensus-filter", action="store_true",
                         help="keep only traces whose labels and checkers agree on the first error")
-    parser.add_argument("--timeout", type=float, default=2.0,
-                        help="seconds allowed per step and checker (default 2)")
+    parser.add_argument("--timeout", type=float, default=5.0,
+                        help="seconds allowed per step and checker (default 5)")
     parser.add_argument("--z3-timeout-ms", type=int, default=1000,
                         help="timeout of each z3 solver call in milliseconds (default 1000)")
     parser.add_argument("--z3-refute", choices=("counterexample", "contradiction"),

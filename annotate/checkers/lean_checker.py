@@ -191,19 +191,29 @@ class ReplBackend:
 
 
 def _lines_until(stream: IO[bytes], deadline: float, on_timeout):
-    """Lines from a pipe, giving up (and calling `on_timeout`) at `deadline`."""
+    """Lines from a pipe, giving up (and calling `on_timeout`) at `deadline`.
+
+    Reads the file descriptor directly: a buffered `readline` could pull the next lines into
+    Python's buffer, where `select` no longer sees them.
+    """
+    fd, pending = stream.fileno(), b""
     selector = selectors.DefaultSelector()
-    selector.register(stream, selectors.EVENT_READ)
+    selector.register(fd, selectors.EVENT_READ)
     try:
         while True:
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                yield line.decode("utf-8", errors="replace") + "\n"
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not selector.select(remaining):
                 on_timeout()
                 raise TimeoutError("the Lean REPL did not answer in time")
-            line = stream.readline()
-            if not line:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                if pending:
+                    yield pending.decode("utf-8", errors="replace")
                 return
-            yield line.decode("utf-8", errors="replace")
+            pending += chunk
     finally:
         selector.close()
 

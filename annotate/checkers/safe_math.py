@@ -30,6 +30,7 @@ checkers report as `unknown`.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import signal
@@ -99,6 +100,14 @@ def time_limit(seconds: float | None):
         return
 
     def on_alarm(signum, frame):
+        # An exception raised inside a finalizer (z3 objects free themselves in __del__ during
+        # garbage collection) would be swallowed; fire again just after it instead.
+        caller = frame
+        while caller is not None:
+            if caller.f_code.co_name == "__del__":
+                signal.setitimer(signal.ITIMER_REAL, 0.01)
+                return
+            caller = caller.f_back
         raise CheckTimeout(f"time limit of {seconds:g} s exceeded")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
@@ -192,7 +201,8 @@ def _classify_words(tokens: list[Token], text: str) -> None:
         glued_right = nxt is not None and nxt.start == token.end
         next_is_number = nxt is not None and (nxt.kind in ("NUM", "LP", "FUNC") or (
             nxt.kind == "CUR" and after is not None and after.kind == "NUM"))
-        if word in ("x", "X") and prev is not None and prev.kind in numeric_end and next_is_number:
+        if word in ("x", "X") and prev is not None and prev.kind in numeric_end | {"WORD"} \
+                and next_is_number:  # 12 x 4, and "5 apples x 3" (whose left side is cut off)
             token.kind, token.value = "OP", "*"
         elif word == "sqrt" and nxt is not None and nxt.kind == "LP" and glued_right:
             token.kind = "FUNC"
@@ -345,6 +355,9 @@ class _PlainParser:
         if token.kind == "NUM":
             return number_literal(token.value, self.limits)
         if token.kind == "SYM":  # glued letters are a product of one-letter variables: 2ab
+            following = self.peek()
+            if following is not None and following.kind == "LP" and following.start == token.end:
+                raise NotParsed(f"function notation {token.text}(...)")
             letters = [sympy.Symbol(ch) for ch in token.text]
             return letters[0] if len(letters) == 1 else sympy.Mul(*letters, evaluate=False)
         if token.kind == "LP":
@@ -389,6 +402,8 @@ LATEX_COMMANDS = frozenset("""
 """.split())
 _COMMAND = re.compile(r"\\([A-Za-z]+|.)")
 _BIG_NUMBER = re.compile(r"\d{%d,}")
+# f(x), g(2), p(x): function values, which latex2sympy would read as products f*(x).
+_FUNCTION_CALL = re.compile(r"(?<![A-Za-z\\])[fghpqFGHPQ]\s*(?:_\{?\w+\}?)?\s*\(")
 _SMALL_BINOM = re.compile(r"\\[dt]?binom\s*\{\s*\d{1,3}\s*\}\s*\{\s*\d{1,3}\s*\}")
 _LATEX_ALLOWED_CHARS = re.compile(r"[0-9A-Za-z\s+\-*/^_(){}\[\]!.,|=\\%$]*")
 
@@ -403,7 +418,7 @@ _ALLOWED_CONSTANTS = (type(sympy.pi), type(sympy.E))
 def normalize_latex(text: str) -> str:
     """Spacing and sizing commands removed, `\\dfrac`->`\\frac`, `\\frac12`->`\\frac{1}{2}`."""
     text = re.sub(r"\\(?:left|right|[bB]igg?[lr]?)(?![A-Za-z])\s*\.?", "", text)
-    text = re.sub(r"\\[,;:! ]|\\(quad|qquad|displaystyle|textstyle)\b|~", " ", text)
+    text = re.sub(r"(?<!\\)\\[,;:! ]|\\(quad|qquad|displaystyle|textstyle)\b|~", " ", text)
     text = re.sub(r"\\[dt]frac", r"\\frac", text)
     text = re.sub(r"\\[dt]binom", r"\\binom", text)
     text = re.sub(r"\\frac\s*(\d)\s*(\d)", r"\\frac{\1}{\2}", text)
@@ -416,6 +431,7 @@ def _explicit_products(text: str) -> str:
     """`3(6)`, `(2)(3)`, `\\frac{1}{3}(144)` written with `\\cdot`: latex2sympy reads a number
     before parentheses as a sum (3(6) = 9). A braced subscript before `(` is left alone
     (`\\log_{2}(8)`)."""
+    text = re.sub(r"\)\s*(?=\d)", lambda _: ") \\cdot ", text)  # (0)7
     out = []
     for i, ch in enumerate(text):
         if ch == "(" and out:
@@ -437,7 +453,18 @@ def _is_subscript_group(text: str) -> bool:
     return True
 
 
-def parse_latex(text: str, limits: Limits = DEFAULT_LIMITS, seconds: float | None = 0.5,
+@functools.lru_cache(maxsize=1)
+def _latex_parser():
+    """latex2sympy, imported and warmed up once outside any time limit (its first call
+    builds the ANTLR parser, which takes longer than a claim's time limit)."""
+    from latex2sympy2_extended import latex2sympy
+    from latex2sympy2_extended.latex2sympy2 import ConversionConfig
+
+    latex2sympy("1+1", normalization_config=None)
+    return latex2sympy, ConversionConfig
+
+
+def parse_latex(text: str, limits: Limits = DEFAULT_LIMITS, seconds: float | None = 1.0,
                 mixed_fractions: bool = True):
     """An unevaluated sympy expression from one LaTeX expression (no relation signs).
 
@@ -446,6 +473,8 @@ def parse_latex(text: str, limits: Limits = DEFAULT_LIMITS, seconds: float | Non
     refused before latex2sympy sees the text; the result may only hold whitelisted node
     types and must pass `check_shape`.
     """
+    if _FUNCTION_CALL.search(re.sub(r"\\(?:left|right)(?![A-Za-z])", "", text)):
+        raise NotParsed("function notation such as f(x)")
     text = normalize_latex(text)
     if not text:
         raise NotParsed("empty expression")
@@ -468,9 +497,7 @@ def parse_latex(text: str, limits: Limits = DEFAULT_LIMITS, seconds: float | Non
         depth -= ch in "})]"
         if depth > limits.max_depth:
             raise TooBig(f"nested deeper than {limits.max_depth}")
-    from latex2sympy2_extended import latex2sympy
-    from latex2sympy2_extended.latex2sympy2 import ConversionConfig
-
+    latex2sympy, ConversionConfig = _latex_parser()
     config = ConversionConfig(interpret_as_mixed_fractions=mixed_fractions,
                               lowercase_symbols=False)
     try:
@@ -681,7 +708,7 @@ def rational_value_or_float(expr, limits: Limits) -> float:
         return float(sympy.N(expr, 15))
 
 
-def real_difference(lhs, rhs, limits: Limits = DEFAULT_LIMITS, seconds: float | None = 0.5,
+def real_difference(lhs, rhs, limits: Limits = DEFAULT_LIMITS, seconds: float | None = 1.0,
                     digits: int = 30):
     """`lhs - rhs` for symbol-free expressions with irrational parts: `0` when sympy proves
     them equal, else a sympy Float accurate to `digits` significant digits.

@@ -88,8 +88,8 @@ class SympyChecker(Checker):
 
     name = "sympy"
 
-    def __init__(self, limits: Limits = safe_math.DEFAULT_LIMITS, seconds: float = 2.0,
-                 claim_seconds: float = 0.5):
+    def __init__(self, limits: Limits = safe_math.DEFAULT_LIMITS, seconds: float = 5.0,
+                 claim_seconds: float = 1.0):
         self.limits, self.seconds, self.claim_seconds = limits, seconds, claim_seconds
         self.backend = f"sympy {sympy.__version__}"
 

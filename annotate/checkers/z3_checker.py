@@ -19,10 +19,29 @@ side conditions), and z3 decides:
 A claim is added to H after it is checked, unless it would make H inconsistent. Symbol-free
 claims are proved the same way (with the rounding tolerance of the symbolic checker). Every
 solver call has a timeout; a timeout or an untranslatable claim is `unknown`.
+
+Solutions reason in ways a plain conjunction of equations does not capture, so:
+
+- "does not follow" is refuted only when H pins every variable of the claim to a few values
+  (none of several probe values fits it): `x^2 = 9` pins x, so `x = 3` is refuted; after
+  `ar^4 = 7!` the claim `ar^7 = 8!` is new information, not an error. A contradiction is
+  refuted only when H pins every variable involved (the unsat core's): equations that leave a
+  variable free describe a curve or hold for all x, and letters get reused.
+- hypotheses come from the problem and the last `window` (5) steps only.
+- a new value for a variable (`Let's try n = 2` after `n = 1`) replaces the old one and what
+  was derived from it; steps that try or suppose ("let's", "try", "suppose", "check") add
+  nothing to H; a step with "if" is checked on its own equations only; claims followed by a
+  unit (`3x = 1 hour`, then `3x = 60 minutes`) are not hypotheses.
+- in a word problem (a problem text without LaTeX math) variables count things: they are
+  assumed non-negative (`A^2 = 25` gives `A = 5`), unless that contradicts H.
+- a step that states alternatives ("x = 3 or x = -3", `\\pm`) or doubts itself is not refuted,
+  nor is an inequality with variables (usually a case: "the case n - 3 < 0"); `i`, `omega`,
+  `z` are taken for complex numbers and not translated.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -31,13 +50,24 @@ import sympy
 
 from annotate.checkers import safe_math
 from annotate.checkers.base import Checker
-from annotate.checkers.claims import Claim, extract_claims
+from annotate.checkers.claims import Claim, extract_claims, math_spans
 from annotate.checkers.safe_math import Limits, NotRational, Unsafe
 from annotate.checkers.sympy_checker import ClaimResult, format_number, summarize, tolerance
 from prm.records import Verdict
 
 MAX_POWER = 12  # x^n with |n| above this is not expanded for z3
-_ARBITRARY = ("7919/13", "1009/17", "2053/19", "4001/23", "6007/29")  # "any value" probes
+# Values a variable that the hypotheses leave free can take (signs, sizes, non-integers).
+_PROBES = ("7/3", "-5/2", "1/7", "-3/11", "97/7", "-89/9", "7919/13", "-6007/29", "1000003/7")
+
+
+# Words that make a step a trial whose equations hold only inside it ("Let's try n=2").
+TRIAL = re.compile(r"\b(try|trying|tried|let's|let us|suppose|assume|assuming|test|testing|"
+                   r"check|checking|plug|plugging|guess|case|cases|wlog|whether)\b", re.IGNORECASE)
+# Names that stand for complex numbers, which z3's real arithmetic would misread.
+COMPLEX_NAMES = frozenset({"i", "omega", "zeta", "z"})
+
+
+CONDITIONAL = re.compile(r"\bif\b", re.IGNORECASE)
 
 
 class Untranslatable(Unsafe):
@@ -78,6 +108,8 @@ class _Translator:
             except NotRational:
                 pass  # an irrational constant such as sqrt(2): translated structurally below
         if isinstance(expr, sympy.Symbol):
+            if expr.name in COMPLEX_NAMES:
+                raise Untranslatable(f"{expr.name} is (probably) a complex number")
             return self.real(expr.name)
         if isinstance(expr, sympy.UnevaluatedExpr):
             return self.term(expr.args[0], conditions)
@@ -148,6 +180,20 @@ class _Translator:
 class _Hypothesis:
     text: str
     translation: _Translation
+    assigns: str | None = None  # "n" for `n = 2`: a value given to a variable, which a later
+    # `n = 3` replaces (solutions try values: "Let's try n=2", "If a=1")
+    origin: int = 0  # 0: the problem; k: the k-th step (1-based)
+
+
+def _assigned_variable(claim: Claim) -> str | None:
+    """The variable of a claim `v = <number>` (or `<number> = v`), else None."""
+    if claim.relation != "=" or not claim.readings:
+        return None
+    reading = claim.readings[0]
+    for var, value in ((reading.lhs, reading.rhs), (reading.rhs, reading.lhs)):
+        if isinstance(var, sympy.Symbol) and not value.free_symbols:
+            return var.name
+    return None
 
 
 class Z3Checker(Checker):
@@ -156,10 +202,14 @@ class Z3Checker(Checker):
     name = "z3"
 
     def __init__(self, limits: Limits = safe_math.DEFAULT_LIMITS, timeout_ms: int = 1000,
-                 seconds: float = 10.0, refute: str = "counterexample"):
+                 seconds: float = 10.0, refute: str = "counterexample",
+                 nonnegative: bool | None = None, window: int | None = 5):
         if refute not in ("counterexample", "contradiction"):
             raise ValueError("refute must be 'counterexample' or 'contradiction'")
         self.limits, self.timeout_ms, self.seconds, self.refute = limits, timeout_ms, seconds, refute
+        self._last = None  # (problem, previous steps), translator, hypotheses of the last call
+        self.nonnegative = nonnegative  # variables >= 0; None: yes for word problems (no LaTeX)
+        self.window = window  # hypotheses from the problem and the last `window` steps only
 
     @property
     def backend(self) -> str:
@@ -199,21 +249,47 @@ class Z3Checker(Checker):
 
     def check_claims(self, problem: str, previous_steps: list[str], step: str) -> list[ClaimResult]:
         """The outcome of every claim of `step` (status may also be "assumption")."""
-        translator = _Translator(self.limits)
-        hypotheses: list[_Hypothesis] = []
-        for index, text in enumerate([problem, *previous_steps]):
-            for claim in self._claims(text):
-                # a question mark in the problem is the question, not doubt about its equations
-                doubted = claim.hedged and index > 0
-                if claim.problem is None and claim.readings and claim.symbolic and not doubted:
-                    self._assume(translator, hypotheses, claim)
+        translator, hypotheses = self._hypotheses(problem, previous_steps)
+        if CONDITIONAL.search(step):  # "if 100 + 100x = 120 then x = .2": its own context
+            hypotheses = []
+        if self.window is not None:  # letters get reused: only the problem and recent steps
+            oldest = len(previous_steps) + 1 - self.window
+            hypotheses = [h for h in hypotheses if h.origin == 0 or h.origin >= oldest]
+        here = len(previous_steps) + 1
+        nonnegative = self.nonnegative
+        if nonnegative is None:  # a word problem counts things; a LaTeX problem may not
+            nonnegative = bool(problem.strip()) and not math_spans(problem)
         results = []
         for claim in self._claims(step):
-            result = self._judge(translator, hypotheses, claim)
+            result = self._judge(translator, hypotheses, claim, nonnegative)
             results.append(result)
-            if result.status == "assumption" and not claim.hedged:
-                self._assume(translator, hypotheses, claim)
+            if result.status == "assumption" and _usable_hypothesis(claim, True):
+                self._assume(translator, hypotheses, claim, here)
         return results
+
+    def _hypotheses(self, problem: str, previous_steps: list[str]):
+        """The translator and hypotheses after the problem and `previous_steps`, built
+        incrementally when the steps of one trace are checked in order."""
+        key = (problem, tuple(previous_steps))
+        last = self._last
+        if last is not None and last[0] == key:
+            return last[1], list(last[2])
+        if last is not None and previous_steps and last[0] == (problem, tuple(previous_steps[:-1])):
+            translator, hypotheses = last[1], list(last[2])
+            texts = [(len(previous_steps), previous_steps[-1])]
+        else:
+            translator, hypotheses = _Translator(self.limits), []
+            texts = list(enumerate([problem, *previous_steps]))
+        for index, text in texts:
+            # a trial ("Let's try n = 2", "If a = 1") holds only inside its own step
+            if index > 0 and TRIAL.search(text):
+                continue
+            for claim in self._claims(text):
+                # a question mark in the problem is the question, not doubt about its equations
+                if _usable_hypothesis(claim, index > 0):
+                    self._assume(translator, hypotheses, claim, index)
+        self._last = (key, translator, list(hypotheses))
+        return translator, hypotheses
 
     def _solver(self, facts: list):
         z3 = self.z3
@@ -228,7 +304,8 @@ class Z3Checker(Checker):
 
         return z3
 
-    def _assume(self, translator: _Translator, hypotheses: list[_Hypothesis], claim: Claim) -> None:
+    def _assume(self, translator: _Translator, hypotheses: list[_Hypothesis], claim: Claim,
+                origin: int = 0) -> None:
         """Add the claim to the hypotheses (as written if that is consistent with them, else
         as any of its readings), unless it contradicts them."""
         for literal_only in (True, False) if len(claim.readings) > 1 else (True,):
@@ -239,12 +316,16 @@ class Z3Checker(Checker):
             negated = self.z3.Not(translation.formula)
             if self._solver(translation.conditions + [negated]).check() == self.z3.unsat:
                 return  # an identity says nothing about its variables
-            candidate = hypotheses + [_Hypothesis(claim.text, translation)]
+            assigns = _assigned_variable(claim)
+            if assigns is not None:  # a new value for the variable replaces the old one
+                hypotheses[:] = _without_value_of(hypotheses, assigns)
+            candidate = hypotheses + [_Hypothesis(claim.text, translation, assigns, origin)]
             if self._solver(_facts(candidate)).check() == self.z3.sat:
                 hypotheses.append(candidate[-1])
                 return
 
-    def _judge(self, translator: _Translator, hypotheses: list[_Hypothesis], claim: Claim) -> ClaimResult:
+    def _judge(self, translator: _Translator, hypotheses: list[_Hypothesis], claim: Claim,
+               nonnegative: bool = False) -> ClaimResult:
         if claim.problem is not None:
             return ClaimResult(claim, "unknown", claim.problem)
         if not claim.readings:
@@ -265,12 +346,20 @@ class Z3Checker(Checker):
             if alone == z3.sat:
                 return self._refuted(claim, _numeric_evidence(claim, self.limits))
             return ClaimResult(claim, "unknown", f"z3: {alone}")
+        assigns = _assigned_variable(claim)
+        if assigns is not None:  # `n = 2` after `n = 1`: trying another value, not an error
+            hypotheses = _without_value_of(hypotheses, assigns)
         relevant = _relevant(hypotheses, conclusion.symbols)
         known = frozenset().union(*(h.translation.symbols for h in relevant)) if relevant else frozenset()
         if not relevant or not conclusion.symbols <= known:
             return ClaimResult(claim, "assumption", "new equation: nothing before constrains "
                                + ", ".join(sorted(conclusion.symbols - known)))
         facts = _facts(relevant) + conclusion.conditions
+        if nonnegative:  # quantities of a word problem: x^2 = 25 gives x = 5
+            names = conclusion.symbols.union(*(h.translation.symbols for h in relevant))
+            signs = [z3.Real(name) >= 0 for name in sorted(names)]
+            if self._solver(facts + signs).check() == z3.sat:  # never from inconsistent facts
+                facts += signs
         solver = self._solver(facts + [negated])
         outcome = solver.check()
         used = "; ".join(h.text for h in relevant[:4]) + (" ..." if len(relevant) > 4 else "")
@@ -280,35 +369,90 @@ class Z3Checker(Checker):
             return ClaimResult(claim, "unknown", f"z3: {outcome} (timeout {self.timeout_ms} ms)")
         model = solver.model()
         consistent = self._solver(facts + [conclusion.formula]).check()
+        if claim.alternatives or claim.relation not in ("=", "≈"):
+            # "x^2 = 64 or x^2 = 1", "the case n - 3 < 0": cases and choices, not errors
+            what = "states alternatives" if claim.alternatives else "is an inequality (a case?)"
+            return ClaimResult(claim, "unknown", f"does not follow from {used}, but the step {what}")
         if consistent == z3.unsat:
-            return self._refuted(claim, f"contradicts {used}")
-        if self._leaves_free(facts, conclusion.symbols):
+            core = self._core(relevant, conclusion)
+            tried = [h.text for h in core if h.assigns is not None] if assigns else []
+            if tried:
+                return ClaimResult(claim, "unknown", "conflicts with the earlier value(s) "
+                                   + "; ".join(tried) + " (values tried in turn are not an error)")
+            involved = conclusion.symbols.union(*(h.translation.symbols for h in core))
+            free = [name for name in sorted(involved) if name not in self._pinned(facts, {name})]
+            if free:
+                return ClaimResult(claim, "unknown", "conflicts with " + "; ".join(h.text for h in core)
+                                   + ", which leave " + ", ".join(free) + " free (a curve, an "
+                                   "identity in x, a reused letter?): not refuted")
+            return self._refuted(claim, "contradicts " + "; ".join(h.text for h in core[:4]))
+        pinned = self._pinned(facts, conclusion.symbols)
+        if not pinned:
             return ClaimResult(claim, "assumption", f"new equation: {used} leave "
                                + ", ".join(sorted(conclusion.symbols)) + " free")
+        if len(pinned) < len(conclusion.symbols):  # about a free variable too: not decided
+            return ClaimResult(claim, "unknown", f"does not follow from {used}, but "
+                               + ", ".join(sorted(conclusion.symbols - set(pinned))) + " are free")
         if self.refute == "contradiction":
             return ClaimResult(claim, "unknown", f"does not follow from {used} (not refuted: "
                                "refute='contradiction')")
-        if claim.alternatives:
-            return ClaimResult(claim, "unknown", f"does not follow from {used} alone, but the "
-                               "step states alternatives (or, ±)")
         return self._refuted(claim, f"does not follow from {used}: counter-example "
                              + _show_model(model, conclusion.symbols))
 
-    def _leaves_free(self, facts: list, symbols: frozenset) -> bool:
-        """Whether the hypotheses still hold with the claim's variables set to arbitrary
-        values: then they do not pin those variables down, and a claim about them that
-        neither follows nor contradicts is new information (`7S = 847` after `S + 2S + 4S =
-        7S`), not an error. `x^2 = 9` pins x to {3, -3}, so `x = 3` is refuted."""
+    def _core(self, relevant: list[_Hypothesis], conclusion) -> list[_Hypothesis]:
+        """The hypotheses the claim conflicts with (a z3 unsat core)."""
         z3 = self.z3
-        pinned = [z3.Real(name) == z3.RealVal(f"{_ARBITRARY[i % len(_ARBITRARY)]}")
-                  for i, name in enumerate(sorted(symbols))]
-        return self._solver(facts + pinned).check() == z3.sat
+        solver = self._solver(conclusion.conditions + [conclusion.formula])
+        labels = {}
+        for number, hypothesis in enumerate(relevant):
+            label = z3.Bool(f"hypothesis_{number}")
+            labels[str(label)] = hypothesis
+            solver.assert_and_track(z3.And(*hypothesis.translation.conditions,
+                                           hypothesis.translation.formula), label)
+        if solver.check() != z3.unsat:
+            return list(relevant)
+        return [labels[str(label)] for label in solver.unsat_core() if str(label) in labels]
+
+    def _pinned(self, facts: list, symbols: frozenset) -> list[str]:
+        """The claim's variables that the hypotheses pin down to a few values: none of the
+        probe values (spread over signs and magnitudes) is possible for them.
+
+        A claim that neither follows nor contradicts is refuted only if it is about such a
+        variable (`x^2 = 9` pins x to 3 or -3, so `x = 3` does not follow). When every
+        variable can still take the probe values, the claim is new information (`ar^7 = 8!`
+        after `ar^4 = 7!`, `7S = 847` after `S + 2S + 4S = 7S`), not an error.
+        """
+        z3 = self.z3
+        pinned = []
+        for name in sorted(symbols):
+            variable = z3.Real(name)
+            if not any(self._solver(facts + [variable == z3.RealVal(probe)]).check() == z3.sat
+                       for probe in _PROBES):
+                pinned.append(name)
+        return pinned
 
     def _refuted(self, claim: Claim, detail: str) -> ClaimResult:
         if claim.hedged:
             return ClaimResult(claim, "unknown", detail + ", but the step itself questions or "
                                "rejects it")
         return ClaimResult(claim, "refuted", detail)
+
+
+def _without_value_of(hypotheses: list[_Hypothesis], variable: str) -> list[_Hypothesis]:
+    """The hypotheses without the last value given to `variable` and without what was
+    derived about `variable` after it (`2n + 1 = 5` after `n = 2`), before a new value."""
+    last = max((i for i, h in enumerate(hypotheses) if h.assigns == variable), default=None)
+    if last is None:
+        return list(hypotheses)
+    return [h for i, h in enumerate(hypotheses)
+            if h.assigns != variable and not (i > last and variable in h.translation.symbols)]
+
+
+def _usable_hypothesis(claim: Claim, doubtable: bool) -> bool:
+    """A claim with variables that can serve as a hypothesis: parsed, not doubted by its step,
+    and without a unit after it (`3x = 1 hour` and `3x = 60 minutes` are both right)."""
+    return (claim.problem is None and bool(claim.readings) and claim.symbolic
+            and not (doubtable and claim.hedged) and claim.unit is None)
 
 
 def _facts(hypotheses: list[_Hypothesis]) -> list:
