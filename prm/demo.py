@@ -29,6 +29,9 @@ from pathlib import Path
 from prm.io import atomic_write, read_traces, write_traces
 from prm.records import Trace
 
+# The reward models read a trace the way tiny-gsm wrote it (`completers.prompts.plain_prompt`).
+PROMPT_TEMPLATE = "Question: {problem}\nAnswer:\n"
+
 
 @dataclass
 class DemoConfig:
@@ -203,8 +206,8 @@ def check_and_combine(traces: list[Trace], path: Path) -> list[Trace]:
         for i, step in enumerate(trace.steps):
             step.verdicts = [v for v in step.verdicts if v.checker != checker.name]
             step.verdicts.append(checker.check(trace.problem, trace.step_texts[:i], step.text))
-    counts = override_refuted(traces, checker.name)
-    print(f"sympy override: {counts}")
+    counts = override_refuted(traces, [checker.name])
+    print(f"sympy override: {counts.as_dict()}")
     write_traces(path, traces)
     return traces
 
@@ -221,7 +224,7 @@ def train(config: DemoConfig, traces: list[Trace], val: list[Trace], folder: Pat
         num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate, seed=config.seed, save_strategy="no",
         eval_strategy="no", logging_steps=20, report_to=[], disable_tqdm=False,
-        balance_classes=True)
+        balance_classes=True, prompt_template=PROMPT_TEMPLATE)
     trainer = RewardTrainer(config.model, args, train_traces=traces)
     trainer.train()
     trainer.model.save_pretrained(str(folder))
@@ -284,8 +287,7 @@ def _pct(value) -> str:
 def summary_lines(summary: dict) -> list[str]:
     lines = [f"wall time {summary['seconds']:.0f} s"]
     for name, quality in summary["label_quality"].items():
-        agreement = (quality.get("hard") or {}).get("agreement")
-        lines.append(f"labels {name}: hard-label agreement with gold {_pct(agreement)}")
+        lines.append(f"labels {name}: hard-label agreement with gold {_pct(quality.get('agreement'))}")
     if summary.get("step"):
         lines.append(f"PRM step accuracy vs gold (test): {_pct(summary['step']['accuracy'])}")
     final = _best_of_n_at_max(summary)
@@ -296,12 +298,13 @@ def summary_lines(summary: dict) -> list[str]:
 
 def _best_of_n_at_max(summary: dict) -> dict | None:
     best = summary.get("best_of_n") or {}
-    curves, ns = best.get("curves"), best.get("ns")
+    curves, ns = best.get("methods"), best.get("n")
     if not curves or not ns:
         return None
-    at = -1
-    return {"n": ns[at], "prm": _pct(curves["prm_min"][at]), "maj": _pct(curves["majority"][at]),
-            "orm": _pct(curves["orm"][at]), "orc": _pct(curves["oracle"][at])}
+    pick = {name: _pct(curves[name][-1]) if name in curves else "n/a"
+            for name in ("prm_min", "majority", "orm", "oracle")}
+    return {"n": ns[-1], "prm": pick["prm_min"], "maj": pick["majority"], "orm": pick["orm"],
+            "orc": pick["oracle"]}
 
 
 def render_report(summary: dict) -> str:
@@ -318,11 +321,10 @@ def render_report(summary: dict) -> str:
              "| labels | hard-label agreement | first-error accuracy | rollouts per trace |",
              "|---|---|---|---|"]
     for name, q in summary["label_quality"].items():
-        hard = q.get("hard") or {}
         first = q.get("first_error") or {}
-        rollouts = q.get("rollouts") or {}
-        lines.append(f"| {name} | {_pct(hard.get('agreement'))} | {_pct(first.get('accuracy'))} | "
-                     f"{rollouts.get('mean_per_trace', 'n/a') if not isinstance(rollouts.get('mean_per_trace'), float) else round(rollouts['mean_per_trace'], 1)} |")
+        rollouts = (q.get("rollouts") or {}).get("per_trace_mean")
+        lines.append(f"| {name} | {_pct(q.get('agreement'))} | {_pct(first.get('accuracy'))} | "
+                     f"{'n/a' if rollouts is None else f'{rollouts:.1f}'} |")
     step = summary.get("step") or {}
     first = summary.get("first_error") or {}
     lines += ["", "## PRM on held-out test traces, against gold", "",
@@ -330,8 +332,8 @@ def render_report(summary: dict) -> str:
               f"| {_pct(step.get('accuracy'))} | {_num(step.get('f1'))} | {_num(step.get('auroc'))} | "
               f"{_num((first.get('overall') or first).get('f1'))} |", ""]
     best = summary.get("best_of_n") or {}
-    if best.get("curves"):
-        ns, curves = best["ns"], best["curves"]
+    if best.get("methods"):
+        ns, curves = best["n"], best["methods"]
         lines += ["## Best-of-N solve rate on test problems", "",
                   "| method | " + " | ".join(f"N={n}" for n in ns) + " |",
                   "|---|" + "---|" * len(ns)]

