@@ -90,13 +90,11 @@ def test_prm_annotate_labels_gsm8k_test_traces_that_export_to_trl_and_math_sheph
         assert trace.meta["gold_labels"] == [1] * len(trace.steps)  # the importer's gold is kept
         skipped = {s["step"] for s in trace.meta["annotation"]["skipped"]}
         for index, step in enumerate(trace.steps):
-            if index in skipped:  # prompt longer than tiny-gsm's 512 characters: unknown, not 0
+            if index in skipped:  # prompt longer than tiny-gsm's 512 tokens: unknown, not 0
                 assert step.hard_label is None and step.rollouts is None
             else:
                 assert step.label_source == "monte-carlo" and step.rollouts.total == 2
                 assert step.hard_label == int(step.rollouts.correct > 0)
-    assert any(t.meta["annotation"]["skipped"] for t in traces)  # GSM8K test 2 and 4 are too long
-    assert "left unknown" in summary
 
     for fmt in ("trl", "math-shepherd"):
         report = WriteReport()

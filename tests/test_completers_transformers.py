@@ -239,7 +239,8 @@ def test_tiny_gsm_continuations_end_after_the_answer_line_and_match_reference(ti
     assert len(stopped) >= 0.75 * len(requests) * 4  # a trained model finishes its solutions
     for completion in stopped:
         if completion.text.splitlines() and completion.text.splitlines()[-1].startswith("####"):
-            assert completion.tokens == len(completion.text) + 1  # characters + the newline (or eos)
+            encoded = tiny_gsm.tokenizer(completion.text, add_special_tokens=False)["input_ids"]
+            assert completion.tokens == len(encoded) + 1  # the text's tokens + the newline (or eos)
     # the longer the prefix, the less is left to write
     mean_tokens = [sum(c.tokens for c in completions) / len(completions) for completions in results]
     assert mean_tokens[-1] < mean_tokens[0]

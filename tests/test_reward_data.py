@@ -110,7 +110,7 @@ def test_the_embedded_worlds_gold_labels(head, tmp_path):
     data = world_traces(60, seed=0)
     train, held_out = data[:90], data[90:]
     _, model = train_save_reload_score(world_backbone(tmp_path), train, held_out, tmp_path, head=head,
-                                       max_length=512, prompt_template="Question: {problem}\nAnswer:\n")
+                                       max_length=512, lr=5e-4, prompt_template="Question: {problem}\nAnswer:\n")
     assert model.config.head == head
 
 
