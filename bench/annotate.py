@@ -206,7 +206,7 @@ def _fmt(value, digits=3):
 
 
 def markdown(report: dict) -> str:
-    """The results as the tables of bench/README.annotate.md."""
+    """The results as the tables of bench/README.md."""
     lines = ["| method | rollouts | rollouts/trace | tokens | wall s | hard agreement | soft ECE | soft Brier "
              "| first-error acc. | rollouts/trace (6+) | hard agr. (6+) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -49,7 +49,7 @@ from completers.world import generate_problems, parse_answer, split_solution  # 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="default: tiny-gsm, or a random GPT-2 of its shape if absent")
-    parser.add_argument("--traces", type=int, default=4, help="traces (each gives one prompt per step)")
+    parser.add_argument("--traces", type=int, default=16, help="traces (each gives one prompt per step)")
     parser.add_argument("--min-steps", type=int, default=4)
     parser.add_argument("--n", type=int, default=8, help="samples per step prefix")
     parser.add_argument("--max-new-tokens", type=int, default=320,

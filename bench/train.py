@@ -14,7 +14,7 @@ step separator "\\n"); with `--trl-tuned` a second TRL run turns gradient checkp
 bf16 off and groups batches by length, as this trainer does (same speed ideas, TRL code).
 
     python bench/train.py                      # 800 train / 200 held-out records
-    python bench/train.py --train-records 1200 --eval-records 300 --trl-tuned   # bench/README.train.md
+    python bench/train.py --train-records 1200 --eval-records 300 --trl-tuned   # bench/README.md
     python bench/train.py --train-records 2500 --eval-records 500   # the sizes of the TRL notes
 
 Timing on a shared machine: each run also reports CPU seconds (samples per CPU-second) and
