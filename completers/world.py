@@ -6,7 +6,7 @@ Each problem carries its reference program: the solution lines, written exactly 
 GSM8K's answer format (one step a line, one `<<expr=value>>` calculator note per step, a
 last line `#### answer`), and the set of values that program computes. All numbers are
 integers (divisions are exact) and small (97% of the computed values are below 100, all
-below 200; every product has a one-digit factor) so that a character-level model can
+below 200; every product has a one-digit factor) so that a 1M-parameter model can
 learn the arithmetic. Problems have 2 to 6 steps and 100-160 characters of question.
 
 Gold step labels for a sampled solution (`gold_labels`, `trace_from_sample`)

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedConfig, PreTrainedModel
+from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedConfig,
+                          PreTrainedModel)
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
@@ -150,6 +151,7 @@ class RewardModelConfig(PreTrainedConfig):
     marker_token: str | None = None
     max_length: int = 512
     head_dropout: float = 0.0
+    lm_features: bool = False
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -213,11 +215,15 @@ class RewardModel(StepScorer, PreTrainedModel):
 
     def __init__(self, config: RewardModelConfig, backbone: PreTrainedModel | None = None):
         super().__init__(config)
-        self.backbone = backbone if backbone is not None else AutoModel.from_config(config.transformer_config)
+        if backbone is None:
+            auto = AutoModelForCausalLM if config.lm_features else AutoModel
+            backbone = auto.from_config(config.transformer_config)
+        self.backbone = backbone
         if getattr(self.backbone, "pooler", None) is not None:
             self.backbone.pooler = None  # an encoder's [CLS] pooler is unused: skip its compute and weights
         self.dropout = nn.Dropout(config.head_dropout)
-        self.head = nn.Linear(_hidden_size(config.transformer_config), 1)
+        extra = len(LM_FEATURES) if config.lm_features else 0
+        self.head = nn.Linear(_hidden_size(config.transformer_config) + extra, 1)
         self.tokenizer = None
         self._step_tokenizer = None
         self.post_init()
@@ -231,6 +237,11 @@ class RewardModel(StepScorer, PreTrainedModel):
             std = getattr(self.config.transformer_config, "initializer_range", 0.02)
             nn.init.normal_(module.weight, mean=0.0, std=std)
             nn.init.zeros_(module.bias)
+            if self.config.lm_features:
+                # Start from the LM's own surprise (an unlikely token lowers the score); an
+                # optimizer's steps of about lr each would take thousands of steps to get there.
+                with torch.no_grad():
+                    module.weight[0, -len(LM_FEATURES):] = 1.0
 
     def get_input_embeddings(self):
         return self.backbone.get_input_embeddings()
@@ -240,14 +251,24 @@ class RewardModel(StepScorer, PreTrainedModel):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 step_positions: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                **kwargs) -> RewardModelOutput:
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+                answer_start: torch.Tensor | None = None, **kwargs) -> RewardModelOutput:
         if step_positions is None:  # the last real token of each row
             last = (attention_mask.sum(1) - 1) if attention_mask is not None else \
                 torch.full((input_ids.size(0),), input_ids.size(1) - 1, device=input_ids.device)
             step_positions = last.view(-1, 1)
+        if self.config.lm_features:
+            output = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+            hidden = output.hidden_states[-1]
+        else:
+            hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         index = step_positions.clamp(min=0).unsqueeze(-1).expand(-1, -1, hidden.size(-1))
-        logits = self.head(self.dropout(hidden.gather(1, index))).squeeze(-1)
+        features = self.dropout(hidden.gather(1, index))
+        if self.config.lm_features:
+            if answer_start is None:
+                answer_start = torch.zeros(input_ids.size(0), dtype=torch.long, device=input_ids.device)
+            extra = lm_step_features(output.logits, input_ids, step_positions, answer_start)
+            features = torch.cat([features, extra.to(features.dtype)], dim=-1)
+        logits = self.head(features).squeeze(-1)
         loss = step_loss(logits, labels, self.config.objective) if labels is not None else None
         return RewardModelOutput(loss=loss, logits=logits)
 
@@ -258,14 +279,16 @@ class RewardModel(StepScorer, PreTrainedModel):
                       objective: str = "bce", aggregation: str | None = None,
                       prompt_template: str = "{problem}\n", step_separator: str = "\n",
                       step_marker: str = "last-token", marker_token: str | None = None,
-                      max_length: int = 512, head_dropout: float = 0.0, **load_kwargs) -> "RewardModel":
+                      max_length: int = 512, head_dropout: float = 0.0, lm_features: bool = False,
+                      **load_kwargs) -> "RewardModel":
         """A new reward model on a pretrained backbone: a short name (`prm.model_names`), a
-        folder or a hub name. The head starts untrained."""
+        folder or a hub name. The head starts untrained. lm_features: keep a causal LM's
+        head and give the reward head its token log-probabilities (`lm_step_features`)."""
         from prm.model_names import resolve_model
 
         path = resolve_model(name_or_path)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        backbone = AutoModel.from_pretrained(path, **load_kwargs)
+        backbone = (AutoModelForCausalLM if lm_features else AutoModel).from_pretrained(path, **load_kwargs)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
         if step_marker == "special-token":
@@ -283,7 +306,7 @@ class RewardModel(StepScorer, PreTrainedModel):
             aggregation=aggregation or ("last" if head == "orm" else "min"),
             prompt_template=prompt_template, step_separator=step_separator, step_marker=step_marker,
             marker_token=marker_token, max_length=max_length, head_dropout=head_dropout,
-            attn_implementation=backbone.config._attn_implementation)
+            lm_features=lm_features, attn_implementation=backbone.config._attn_implementation)
         for module in backbone.modules():  # loaded weights: keep them out of post_init's initialisation
             module._is_hf_initialized = True
         model = cls(config, backbone=backbone)
@@ -322,13 +345,40 @@ class RewardModel(StepScorer, PreTrainedModel):
     def _step_probabilities(self, batch: list[EncodedSteps]) -> list[list[float]]:
         was_training = self.training
         self.eval()
-        inputs = pad_batch(batch, self.tokenizer.pad_token_id)
+        inputs = pad_batch(batch, self.tokenizer.pad_token_id, answer_start=True)
         device = self.head.weight.device
         logits = self(**{k: v.to(device) for k, v in inputs.items()}).logits.float()
         probs = torch.sigmoid(logits).cpu().tolist()
         if was_training:
             self.train()
         return [row[:e.kept] for row, e in zip(probs, batch)]
+
+
+LM_FEATURES = ("step_min_logprob", "answer_min_logprob")
+
+
+def lm_step_features(lm_logits: torch.Tensor, input_ids: torch.Tensor, step_positions: torch.Tensor,
+                     answer_start: torch.Tensor) -> torch.Tensor:
+    """Per step, the lowest log-probability the LM gave to a token of that step, and to a
+    token of the answer up to the end of that step (so a step after a wrong one still
+    sees it). Shape (batch, steps, 2); padded steps get 0.
+
+    A calculator result the model would not have written is an unlikely token: these two
+    numbers make the LM's own arithmetic available to the head without the head having to
+    re-learn it.
+    """
+    logp = torch.log_softmax(lm_logits[:, :-1].float(), dim=-1)
+    logp = logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    logp = F.pad(logp, (1, 0)).detach()  # the first token has no prediction; a fixed signal
+    position = torch.arange(input_ids.size(1), device=input_ids.device)
+    ends = step_positions.unsqueeze(-1)
+    starts = torch.cat([answer_start.view(-1, 1), step_positions[:, :-1] + 1], dim=1).unsqueeze(-1)
+    in_step = (position >= starts) & (position <= ends)
+    in_answer = (position >= answer_start.view(-1, 1, 1)) & (position <= ends)
+    values = logp.unsqueeze(1)
+    step_min = torch.where(in_step, values, torch.zeros_like(values)).min(dim=-1).values
+    answer_min = torch.where(in_answer, values, torch.zeros_like(values)).min(dim=-1).values
+    return torch.stack([step_min, answer_min], dim=-1)
 
 
 def _hidden_size(config) -> int:

@@ -38,7 +38,7 @@ class EncodedSteps:
     input_ids: the whole sequence. step_positions: for each kept step, the index in
     input_ids where its label is read. n_steps: steps given. dropped: steps cut from the
     end by truncation (their scores are unknown). prompt_truncated: prompt tokens removed
-    from the front to make room for the first step.
+    from the front to make room for the first step. answer_start: where the steps begin.
     """
 
     input_ids: list[int]
@@ -46,6 +46,7 @@ class EncodedSteps:
     n_steps: int
     dropped: int = 0
     prompt_truncated: int = 0
+    answer_start: int = 0  # index of the first step's first token (the prompt's length)
 
     @property
     def kept(self) -> int:
@@ -131,7 +132,8 @@ class StepTokenizer:
             input_ids.extend(piece)
             positions.append(len(input_ids) - 1)
         return EncodedSteps(input_ids=input_ids, step_positions=positions, n_steps=n,
-                            dropped=n - len(positions), prompt_truncated=prompt_truncated)
+                            dropped=n - len(positions), prompt_truncated=prompt_truncated,
+                            answer_start=len(prompt))
 
 
 def add_marker_token(tokenizer, marker_token: str = DEFAULT_MARKER_TOKEN) -> bool:
@@ -139,11 +141,12 @@ def add_marker_token(tokenizer, marker_token: str = DEFAULT_MARKER_TOKEN) -> boo
     return tokenizer.add_tokens([marker_token], special_tokens=True) > 0
 
 
-def pad_batch(batch: list[EncodedSteps], pad_id: int, labels: list[list[float]] | None = None) -> dict:
+def pad_batch(batch: list[EncodedSteps], pad_id: int, labels: list[list[float]] | None = None,
+              answer_start: bool = False) -> dict:
     """Right-pad a batch to its own longest sequence (dynamic padding).
 
-    Returns tensors input_ids, attention_mask, step_positions (padding -1) and, if labels
-    are given, labels (padding -100).
+    Returns tensors input_ids, attention_mask, step_positions (padding -1), if labels are
+    given, labels (padding -100), and if answer_start, each row's answer start.
     """
     import torch
 
@@ -157,6 +160,8 @@ def pad_batch(batch: list[EncodedSteps], pad_id: int, labels: list[list[float]] 
         attention_mask[row, :len(e.input_ids)] = 1
         positions[row, :e.kept] = torch.tensor(e.step_positions, dtype=torch.long)
     out = {"input_ids": input_ids, "attention_mask": attention_mask, "step_positions": positions}
+    if answer_start:
+        out["answer_start"] = torch.tensor([e.answer_start for e in batch], dtype=torch.long)
     if labels is not None:
         target = torch.full((rows, steps), -100.0, dtype=torch.float32)
         for row, values in enumerate(labels):

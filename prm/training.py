@@ -77,6 +77,14 @@ class RewardTrainerConfig(TrainingArguments):
             `"last"` or `"mean"`; `None` means `"min"` for a PRM and `"last"` for an ORM.
         head_dropout (`float`, defaults to `0.0`):
             Dropout before the head.
+        lm_features (`bool`, defaults to `False`):
+            For a causal-LM backbone: also give the head, per step, the lowest log-probability
+            the backbone's LM assigns to a token of the step and of the answer so far. A small
+            backbone cannot learn to re-check a calculation from a few thousand labels, but a
+            wrong result is an unlikely token to the LM that can compute it.
+        freeze_backbone (`bool`, defaults to `False`):
+            Train the head only. With `lm_features` this keeps the LM whose log-probabilities
+            the head reads as it was (fine-tuning would change them).
 
         > Labels and loss
 
@@ -131,6 +139,9 @@ class RewardTrainerConfig(TrainingArguments):
     prompt_template: str = field(default="{problem}\n", metadata={"help": "Problem text before the steps."})
     aggregation: str | None = field(default=None, metadata={"help": "min, prod, last or mean."})
     head_dropout: float = field(default=0.0, metadata={"help": "Dropout before the head."})
+    lm_features: bool = field(default=False, metadata={
+        "help": "Also give the head the causal-LM backbone's token log-probabilities (see RewardModel)."})
+    freeze_backbone: bool = field(default=False, metadata={"help": "Train the head only."})
     labels: str = field(default="hard", metadata={"help": "Train on hard or soft step labels.",
                                                   "choices": list(LABEL_TYPES)})
     orm_label: str = field(default="outcome", metadata={"help": "ORM target: outcome or all-steps.",
@@ -256,7 +267,8 @@ def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "ha
         if enc.dropped and head == "prm":
             positions.append(positions[-1])
             values.append(TRUNCATED)
-        examples.append({"input_ids": enc.input_ids, "step_positions": positions, "labels": values})
+        examples.append({"input_ids": enc.input_ids, "step_positions": positions, "labels": values,
+                         "answer_start": enc.answer_start})
     return examples, report
 
 
@@ -267,8 +279,9 @@ class StepCollator:
         self.pad_token_id = pad_token_id
 
     def __call__(self, features: list[dict]) -> dict:
-        batch = [EncodedSteps(f["input_ids"], f["step_positions"], len(f["step_positions"])) for f in features]
-        return pad_batch(batch, self.pad_token_id, labels=[f["labels"] for f in features])
+        batch = [EncodedSteps(f["input_ids"], f["step_positions"], len(f["step_positions"]),
+                              answer_start=f.get("answer_start", 0)) for f in features]
+        return pad_batch(batch, self.pad_token_id, labels=[f["labels"] for f in features], answer_start=True)
 
 
 # -- metrics ------------------------------------------------------------------------------
@@ -367,10 +380,13 @@ class RewardTrainer(Trainer):
                 model, head=args.head, label_type=args.labels, objective=args.objective,
                 aggregation=args.aggregation, prompt_template=args.prompt_template,
                 step_separator=args.step_separator, step_marker=args.step_marker,
-                marker_token=args.marker_token, max_length=args.max_length, head_dropout=args.head_dropout)
+                marker_token=args.marker_token, max_length=args.max_length, head_dropout=args.head_dropout,
+                lm_features=args.lm_features)
         elif model.config.head != args.head:
             raise ValueError(f"the model has a {model.config.head!r} head but args.head is {args.head!r}")
         model.config.label_type, model.config.objective = args.labels, args.objective
+        if args.freeze_backbone:
+            model.backbone.requires_grad_(False)
         if args.disable_dropout:
             for module in model.backbone.modules():
                 if isinstance(module, nn.Dropout):

@@ -126,3 +126,26 @@ def test_soft_targets_stay_fractional_in_the_training_examples(backbones):
                                           ("mean", (0.9 + 0.2 + 0.5) / 3)])
 def test_aggregations(how, expected):
     assert aggregate([0.9, 0.2, 0.5], how) == pytest.approx(expected)
+
+
+def test_lm_features_make_a_wrong_calculation_score_lower_and_survive_save_and_reload(tmp_path):
+    """With lm_features the head reads tiny-gsm's token log-probabilities: before any
+    training a corrupted calculator result already scores below the right one, in the
+    corrupted step and in every later step."""
+    import re
+
+    from completers.world import generate_problems
+
+    problem = next(p for p in generate_problems(20, seed=3) if len(p.steps) >= 3)
+    model = RewardModel.from_backbone("tiny-gsm", lm_features=True, prompt_template="Question: {problem}\nAnswer:\n")
+    right = model.score(problem.question, problem.steps)
+    steps = list(problem.steps)
+    steps[1] = re.sub(r"=(\d+)>>(\d+)", lambda m: f"={int(m[1]) + 7}>>{int(m[2]) + 7}", steps[1], count=1)
+    assert steps[1] != problem.steps[1]
+    wrong = model.score(problem.question, steps)
+    assert wrong[0] == pytest.approx(right[0])
+    assert all(w < r - 0.05 for w, r in zip(wrong[1:], right[1:])), (wrong, right)
+
+    model.save_pretrained(tmp_path / "m")
+    again = RewardModel.from_pretrained(tmp_path / "m")
+    assert again.config.lm_features and again.score(problem.question, steps) == pytest.approx(wrong)
