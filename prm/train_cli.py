@@ -57,6 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also checkpoint every N optimiser steps (default: once per epoch)")
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="recompute activations to save memory (slower; for large backbones)")
+    parser.add_argument("--prompt-template", default="{problem}\n",
+                        help="how the problem is written before the steps (tiny-gsm: 'Question: {problem}\\nAnswer:\\n')")
+    parser.add_argument("--lm-features", action="store_true",
+                        help="causal-LM backbones: the head also reads the LM's token log-probabilities")
+    parser.add_argument("--freeze-backbone", action="store_true", help="train the head only")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         eval_strategy="epoch" if held_out else "no",
         save_strategy="steps" if args.save_steps else "epoch", save_steps=args.save_steps or 500,
         early_stopping_patience=args.early_stopping, activation_checkpointing=args.gradient_checkpointing,
-        disable_tqdm=False, logging_first_step=True)
+        prompt_template=args.prompt_template.replace("\\n", "\n"), lm_features=args.lm_features,
+        freeze_backbone=args.freeze_backbone, disable_tqdm=False, logging_first_step=True)
     trainer = RewardTrainer(args.backbone, config, train_traces=train, eval_traces=held_out,
                             callbacks=[JsonlLogCallback(out / "metrics.jsonl")])
     print(trainer.train_report.summary("train"))
