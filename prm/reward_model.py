@@ -266,7 +266,8 @@ class RewardModel(StepScorer, PreTrainedModel):
         if self.config.lm_features:
             if answer_start is None:
                 answer_start = torch.zeros(input_ids.size(0), dtype=torch.long, device=input_ids.device)
-            extra = lm_step_features(output.logits, input_ids, step_positions, answer_start)
+            extra = lm_step_features(output.logits, input_ids, step_positions, answer_start,
+                                     include_end=self.config.step_marker != "special-token")
             features = torch.cat([features, extra.to(features.dtype)], dim=-1)
         logits = self.head(features).squeeze(-1)
         loss = step_loss(logits, labels, self.config.objective) if labels is not None else None
@@ -358,20 +359,21 @@ LM_FEATURES = ("step_min_logprob", "answer_min_logprob")
 
 
 def lm_step_features(lm_logits: torch.Tensor, input_ids: torch.Tensor, step_positions: torch.Tensor,
-                     answer_start: torch.Tensor) -> torch.Tensor:
+                     answer_start: torch.Tensor, include_end: bool = True) -> torch.Tensor:
     """Per step, the lowest log-probability the LM gave to a token of that step, and to a
     token of the answer up to the end of that step (so a step after a wrong one still
     sees it). Shape (batch, steps, 2); padded steps get 0.
 
     A calculator result the model would not have written is an unlikely token: these two
     numbers make the LM's own arithmetic available to the head without the head having to
-    re-learn it.
+    re-learn it. include_end=False leaves out the token a step's label is read at (an added
+    marker token, which the LM never learned to predict).
     """
     logp = torch.log_softmax(lm_logits[:, :-1].float(), dim=-1)
     logp = logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
     logp = F.pad(logp, (1, 0)).detach()  # the first token has no prediction; a fixed signal
     position = torch.arange(input_ids.size(1), device=input_ids.device)
-    ends = step_positions.unsqueeze(-1)
+    ends = (step_positions if include_end else step_positions - 1).unsqueeze(-1)
     starts = torch.cat([answer_start.view(-1, 1), step_positions[:, :-1] + 1], dim=1).unsqueeze(-1)
     in_step = (position >= starts) & (position <= ends)
     in_answer = (position >= answer_start.view(-1, 1, 1)) & (position <= ends)
