@@ -8,7 +8,10 @@ the assistant turn (see `TransformersCompleter`).
 
 from __future__ import annotations
 
+# Also the `prompt_template` of reward models that read traces the way tiny-gsm wrote them.
+PLAIN_TEMPLATE = "Question: {problem}\nAnswer:\n"
+
 
 def plain_prompt(problem: str, prefix_steps: list[str], delimiter: str = "\n") -> str:
-    """`Question: <problem>\\nAnswer:\\n` then each prefix step followed by the delimiter."""
-    return f"Question: {problem.strip()}\nAnswer:\n" + "".join(s + delimiter for s in prefix_steps)
+    """`PLAIN_TEMPLATE` filled with the problem, then each prefix step followed by the delimiter."""
+    return PLAIN_TEMPLATE.replace("{problem}", problem.strip()) + "".join(s + delimiter for s in prefix_steps)

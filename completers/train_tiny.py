@@ -154,6 +154,8 @@ def calculator_drills(tokenizer, problems: list[WorldProblem], rows: int, per_ro
     """
     notes = [NOTE.search(step) for problem in problems for step in problem.steps]
     notes = [m for m in notes if m][:rows * per_row]
+    if len(notes) < rows * per_row:
+        raise RuntimeError(f"{len(notes)} calculator notes for {rows} rows of {per_row}: give more problems")
     questions = tokenizer([f" <<{m.group(1)}" for m in notes], add_special_tokens=False)["input_ids"]
     answers = tokenizer([f"{m.group(2)}>>{m.group(3)}" for m in notes], add_special_tokens=False)["input_ids"]
     examples = []

@@ -29,9 +29,6 @@ from pathlib import Path
 from prm.io import atomic_write, read_traces, write_traces
 from prm.records import Trace
 
-# The reward models read a trace the way tiny-gsm wrote it (`completers.prompts.plain_prompt`).
-PROMPT_TEMPLATE = "Question: {problem}\nAnswer:\n"
-
 
 @dataclass
 class DemoConfig:
@@ -230,6 +227,7 @@ def train(config: DemoConfig, traces: list[Trace], val: list[Trace], folder: Pat
     """Train a reward model on `traces` into `folder` (skipped when it already holds one)."""
     if (folder / "config.json").exists():
         return folder
+    from completers.prompts import PLAIN_TEMPLATE
     from prm.training import RewardTrainer, RewardTrainerConfig
 
     labels = config.labels if head == "prm" else "hard"
@@ -238,7 +236,7 @@ def train(config: DemoConfig, traces: list[Trace], val: list[Trace], folder: Pat
         num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate, seed=config.seed, save_strategy="no",
         eval_strategy="no", logging_steps=20, report_to=[], disable_tqdm=False,
-        balance_classes=True, prompt_template=PROMPT_TEMPLATE, lm_features=config.lm_features,
+        balance_classes=True, prompt_template=PLAIN_TEMPLATE, lm_features=config.lm_features,
         freeze_backbone=config.lm_features)
     trainer = RewardTrainer(config.model, args, train_traces=traces)
     trainer.train()
