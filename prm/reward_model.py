@@ -10,7 +10,8 @@ One code path serves both kinds of reward model:
   score is the last one (its default aggregation is ``"last"``).
 
 The backbone is any Hugging Face causal LM or encoder loaded with `AutoModel` (the base
-model without its LM head, so no vocabulary-sized projection is computed). `RewardModel` is
+model without its LM head, so no vocabulary-sized projection is computed), unless
+`lm_features` asks for a causal LM's token log-probabilities (`lm_step_features`). `RewardModel` is
 a `PreTrainedModel`, so `save_pretrained`/`from_pretrained`, the HF `Trainer`, accelerate,
 DDP, FSDP and DeepSpeed handle it with no extra code. The saved folder holds the tokenizer,
 the weights and one JSON config (`config.json`) recording the head, the step-marking method,
