@@ -1,4 +1,4 @@
-"""`prm merge OUT SHARD... --input IN`: join the outputs of a sharded annotation run.
+"""Join the outputs of a sharded annotation run (`prm merge`).
 
 Every trace of the input must be in exactly one shard: the merge counts the traces of each
 shard and refuses (writing nothing) if any input trace is missing, appears twice, or a
@@ -13,23 +13,13 @@ suffix).
 
 from __future__ import annotations
 
-import argparse
 from collections import Counter
 
-from annotate.runner import input_formats, load_input, read_finished, stored_settings
+from annotate.runner import load_input, read_finished, stored_settings
 
 
 class MergeError(Exception):
     """The shards do not add up to the input (the message has the counts)."""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("output", metavar="OUT", help="merged traces (.jsonl, .parquet, or a folder)")
-    parser.add_argument("shards", metavar="SHARD", nargs="+", help="the shard outputs of `prm annotate --shard`")
-    parser.add_argument("--input", required=True, metavar="IN", help="the input the shards were annotated from")
-    parser.add_argument("--format", choices=input_formats(), default="auto",
-                        help="input layout (default: told from the fields)")
-    parser.add_argument("--limit", type=int, default=None, help="the --limit the shards were run with")
 
 
 def merge(output: str, shards: list[str], input_path: str, input_format: str = "auto",
@@ -69,14 +59,3 @@ def merge(output: str, shards: list[str], input_path: str, input_format: str = "
         raise MergeError(f"{report}\n{details}\nnothing written")
     write_traces(output, [by_id[i] for i in expected])
     return f"{report}\nwrote {len(expected)} trace(s) to {output}"
-
-
-def run(args: argparse.Namespace) -> int:
-    import sys
-
-    try:
-        print(merge(args.output, args.shards, args.input, args.format, args.limit))
-    except MergeError as err:
-        print(f"prm merge: error: {err}", file=sys.stderr)
-        return 1
-    return 0

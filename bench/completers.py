@@ -41,7 +41,7 @@ _SCRATCH = None
 sys.path.insert(0, str(ROOT))
 
 from completers.base import SamplingParams  # noqa: E402
-from completers.loading import cut_at_stop  # noqa: E402
+from completers.text import cut_at_stop  # noqa: E402
 from completers.transformers_completer import TransformersCompleter  # noqa: E402
 from completers.world import generate_problems, parse_answer, split_solution  # noqa: E402
 

@@ -6,7 +6,7 @@ result changed -- that step and every later one labelled bad -- split by problem
 batch size, epochs, learning rate (linear schedule, no warm-up) and seed. Each trainer runs
 in its own child process so that its peak RSS is its own. Reported per trainer: training
 samples/s, peak RSS, and on the same held-out records step accuracy, AUROC, recall of bad
-steps and first-error accuracy (all from `prm.training.step_metrics`). Then the scoring
+steps and first-error accuracy (all from `prm.reward.training.step_metrics`). Then the scoring
 throughput (steps/s) of `RewardModel.score_many` against `score` called one trace at a time.
 
 TRL runs with its PRMConfig defaults (gradient checkpointing on, bf16 autocast, dropout off,
@@ -86,7 +86,7 @@ def run_ours(settings: dict, queue) -> None:
     import torch
 
     torch.set_num_threads(settings["threads"])
-    from prm.training import RewardTrainer, RewardTrainerConfig, step_metrics
+    from prm.reward.training import RewardTrainer, RewardTrainerConfig, step_metrics
 
     train, held_out = build_data(settings["train_records"], settings["eval_records"], settings["seed"])
     args = RewardTrainerConfig(
@@ -137,7 +137,7 @@ def run_trl(settings: dict, queue) -> None:
     from trl.experimental.prm import PRMConfig, PRMTrainer
 
     from prm.model_names import resolve_model
-    from prm.training import step_metrics
+    from prm.reward.training import step_metrics
 
     train, held_out = build_data(settings["train_records"], settings["eval_records"], settings["seed"])
 

@@ -3,7 +3,7 @@
 This is how annotation scales past one machine: start vLLM, SGLang or TGI (or
 `python -m completers.server`) on as many GPUs as you have and list their URLs. The client:
 
-- builds the prompt text itself (`plain_prompt`, or a template: see `completers.loading`), so
+- builds the prompt text itself (`plain_prompt`, or a template: see `completers.text`), so
   every backend sees the same prompt for the same (problem, prefix);
 - sends one request per prefix with `n`, `temperature`, `top_p`, `max_tokens`, `seed`, `stop`;
 - keeps at most `max_concurrency` requests in flight (a thread pool: the work is waiting on
@@ -29,8 +29,8 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from completers.base import Completer, Completion, CompletionRequest, SamplingParams
-from completers.loading import PromptBuilder, cut_at_stop, normalize_stop, prompt_builder
+from completers.base import Completer, Completion, SamplingParams, per_prompt
+from completers.text import PromptBuilder, cut_at_stop, normalize_stop, prompt_builder
 
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 
@@ -90,21 +90,17 @@ class OpenAICompleter(Completer):
 
     # -- the Completer interface --------------------------------------------------------
 
-    def prompt_for(self, problem: str, prefix_steps: list[str]) -> str:
-        return self.build_prompt(problem, list(prefix_steps), self.step_delimiter)
-
-    def complete_many(self, requests: list[CompletionRequest],
-                      params: SamplingParams) -> list[list[Completion]]:
-        prompts = [self.prompt_for(r.problem, r.prefix_steps) for r in requests]
-        return self.complete_prompts(prompts, params)
-
-    def complete_prompts(self, prompts: list[str], params: SamplingParams) -> list[list[Completion]]:
-        """Sample `params.n` continuations of each raw prompt, `max_concurrency` requests at a time."""
+    def complete_prompts(self, prompts: list[str], params: SamplingParams, *,
+                         stop: str | list[str] | None = None, seeds: list[int | None] | None = None,
+                         ns: list[int] | None = None) -> list[list[Completion]]:
+        """One request per prompt, `max_concurrency` requests in flight at a time."""
         if not prompts:
             return []
         if self.model is None:
             self.model = self.list_models()[0]
-        futures = [self._executor().submit(self._complete_one, prompt, params) for prompt in prompts]
+        stops = self.stop + normalize_stop(stop)
+        futures = [self._executor().submit(self._complete_one, prompt, params, seed, n, stops)
+                   for prompt, (seed, n) in zip(prompts, per_prompt(params, len(prompts), seeds, ns))]
         try:
             return [future.result() for future in futures]
         finally:
@@ -134,19 +130,20 @@ class OpenAICompleter(Completer):
 
     # -- one request, with retries and failover -------------------------------------------
 
-    def _complete_one(self, prompt: str, params: SamplingParams) -> list[Completion]:
-        body = {"model": self.model, "prompt": prompt, "n": params.n, "temperature": params.temperature,
+    def _complete_one(self, prompt: str, params: SamplingParams, seed: int | None, n: int,
+                      stops: tuple[str, ...]) -> list[Completion]:
+        body = {"model": self.model, "prompt": prompt, "n": n, "temperature": params.temperature,
                 "top_p": params.top_p, "max_tokens": params.max_new_tokens}
-        if params.seed is not None:
-            body["seed"] = params.seed
-        if self.stop:
-            body["stop"] = list(self.stop)
+        if seed is not None:
+            body["seed"] = seed
+        if stops:
+            body["stop"] = list(stops)
         data = json.dumps(body).encode()
         failed: str | None = None
         for attempt in range(self.max_retries + 1):
             url = self._acquire(avoid=failed)
             try:
-                return self._completions(self._post(url + "/completions", data), params.n)
+                return self._completions(self._post(url + "/completions", data), n)
             except _RetryableError as error:
                 failed, last_error = url, error
             finally:

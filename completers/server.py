@@ -21,7 +21,6 @@ handful of clients. Non-standard but harmless: each choice also carries its own
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import queue
 import threading
@@ -30,7 +29,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from completers.base import Completer, Completion, SamplingParams
-from completers.loading import normalize_stop
+from completers.text import normalize_stop
 
 
 class CompletionServer:
@@ -43,11 +42,7 @@ class CompletionServer:
     def __init__(self, completer: Completer, model_name: str, host: str = "127.0.0.1", port: int = 0, *,
                  fail_every: int = 0, fail_status: int = 503, delay: float = 0.0, max_batch_rows: int = 256,
                  per_choice_tokens: bool = True):
-        if not hasattr(completer, "complete_prompts"):
-            raise TypeError(f"{type(completer).__name__} cannot complete raw prompts (no complete_prompts)")
         self.completer = completer
-        parameters = inspect.signature(completer.complete_prompts).parameters
-        self._batches_prompts = {"stop", "seeds", "ns"} <= set(parameters)
         self.model_name = model_name
         self.fail_every = fail_every
         self.fail_status = fail_status
@@ -182,17 +177,13 @@ class CompletionServer:
         seeds = [job.params.seed for job in batch for _ in job.prompts]
         ns = [job.params.n for job in batch for _ in job.prompts]
         try:
-            if self._batches_prompts:
-                results = self.completer.complete_prompts(prompts, batch[0].params, stop=batch[0].stop,
-                                                          seeds=seeds, ns=ns)
-            else:  # a completer without per-prompt seeds: one call per request
-                results = [c for job in batch for c in self.completer.complete_prompts(job.prompts, job.params)]
-            encode = getattr(self.completer, "encode", None)
+            results = self.completer.complete_prompts(prompts, batch[0].params, stop=list(batch[0].stop),
+                                                      seeds=seeds, ns=ns)
             with self._lock:
                 self.stats["batches"] += 1
             for job in batch:
                 job.results, results = results[:len(job.prompts)], results[len(job.prompts):]
-                job.prompt_tokens = sum(len(encode(p)) for p in job.prompts) if encode else 0
+                job.prompt_tokens = sum(self.completer.prompt_tokens(p) or 0 for p in job.prompts)
         except Exception as error:  # reported to each waiting request as a 500
             for job in batch:
                 job.error = error

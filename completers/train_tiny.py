@@ -8,7 +8,7 @@ why not GPT-2). Its tokenizer is a byte-level BPE learned from the world's text 
 every number is one token (see `build_tokenizer` for why), built with `tokenizers` and saved
 in Hugging Face format beside the weights, so `AutoTokenizer` /
 `AutoModelForCausalLM.from_pretrained` load the folder. It is trained on the world's
-reference solutions in exactly the format `completers.prompts.plain_prompt(question, [])` +
+reference solutions in exactly the format `completers.text.plain_prompt(question, [])` +
 solution lines + "\\n" + eos, with the loss on the answer part only, plus rows of calculator
 notes from further reference solutions (`calculator_drills`). Every training example is a
 fresh problem, taken in order from `completers.world.generate_problems(n, seed)`; the
@@ -47,7 +47,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from completers.prompts import plain_prompt
+from completers.text import plain_prompt
 from completers.world import WorldProblem, generate_problems, parse_answer, split_solution
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "tiny_gsm"
@@ -507,7 +507,7 @@ Reference solutions of the problems of `completers.world.generate_problems(n, se
 (one fresh problem per training example, {log['training_examples']:,} examples), {len(TEMPLATES)} templates
 ({', '.join(sorted(TEMPLATES))}), 2 to 6 steps, integers only. Held-out problems
 (`seed={c['eval_seed']}`) are removed from training by question text. Format of one example:
-`completers.prompts.plain_prompt(question, [])` + the solution lines joined by newlines + newline + eos;
+`completers.text.plain_prompt(question, [])` + the solution lines joined by newlines + newline + eos;
 the loss is on the solution part only. Each batch also has {c['drill_rows']} rows of {drills_per_row} calculator
 notes (` <<a+b=c>>c`, loss on the results only) taken from the reference solutions of a second problem
 stream (seed {c['seed']} + 1): arithmetic is what the model learns last, and dense notes show it more

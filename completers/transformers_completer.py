@@ -26,7 +26,7 @@ forward pass and KV cache instead:
    at a time) reproduces them; tests and `bench/completers.py` check that.
 
 A continuation ends at an end-of-sequence token, at a stop string (cut before it), after a
-GSM8K answer line `#### x` (see `completers.loading.cut_at_stop`), or at `max_new_tokens`.
+GSM8K answer line `#### x` (see `completers.text.cut_at_stop`), or at `max_new_tokens`.
 `Completion.tokens` counts every sampled token, including the end-of-sequence token.
 """
 
@@ -42,11 +42,10 @@ from transformers import AttentionInterface, DynamicCache
 from transformers.cache_utils import DynamicLayer
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from completers.base import Completer, Completion, CompletionRequest, SamplingParams
-from completers.loading import PromptBuilder, cut_at_stop, normalize_stop, prompt_builder
+from completers.base import Completer, Completion, SamplingParams, per_prompt
+from completers.text import PromptBuilder, cut_at_stop, normalize_stop, prompt_builder
 
 SHARED_PREFIX_ATTENTION = "prm_shared_prefix"
-_SENTINEL = "\u2063PRM-ASSISTANT-TURN\u2063"  # marks where the assistant's text starts in a chat render
 
 
 class TransformersCompleter(Completer):
@@ -57,7 +56,7 @@ class TransformersCompleter(Completer):
     stop: stop strings that end every continuation (cut before them).
     use_chat_template: None = use the tokenizer's chat template if it has one. With a chat
         template the problem is the user turn and the prefix steps start the assistant turn.
-    prompt_template: the prompt without a chat template (see `completers.loading.prompt_builder`).
+    prompt_template: the prompt without a chat template (see `completers.text.prompt_builder`).
     dtype: torch dtype or its name ("float32", "bfloat16"); None = float32 on CPU, the
         checkpoint's dtype on CUDA.
     batch_size: how many sequences are decoded together (at least one prompt's N).
@@ -104,13 +103,7 @@ class TransformersCompleter(Completer):
         self.counters = {"prompt_tokens": 0, "prefill_tokens": 0, "decode_tokens": 0, "lm_head_rows": 0,
                          "generated_tokens": 0, "attention_pairs": 0, "forward_calls": 0}
 
-    # -- prompts ----------------------------------------------------------------------
-
-    def prompt_for(self, problem: str, prefix_steps: list[str]) -> str:
-        """The prompt text for a problem and the steps written so far."""
-        if not self.use_chat_template:
-            return self.build_prompt(problem, list(prefix_steps), self.step_delimiter)
-        return chat_prompt(self.tokenizer, problem, prefix_steps, self.step_delimiter)
+    # -- prompts ---------------------------------------------------------------------------
 
     def encode(self, prompt: str) -> list[int]:
         # A rendered chat template already holds its special tokens.
@@ -121,21 +114,14 @@ class TransformersCompleter(Completer):
             ids = [self.tokenizer.bos_token_id]
         return list(ids)
 
+    def prompt_tokens(self, prompt: str) -> int:
+        return len(self.encode(prompt))
+
     # -- the Completer interface --------------------------------------------------------
 
-    def complete_many(self, requests: list[CompletionRequest],
-                      params: SamplingParams) -> list[list[Completion]]:
-        prompts = [self.prompt_for(r.problem, r.prefix_steps) for r in requests]
-        return self.complete_prompts(prompts, params)
-
-    def complete_prompts(self, prompts: list[str], params: SamplingParams,
-                         stop: str | list[str] | None = None,
-                         seeds: list[int | None] | None = None,
+    def complete_prompts(self, prompts: list[str], params: SamplingParams, *,
+                         stop: str | list[str] | None = None, seeds: list[int | None] | None = None,
                          ns: list[int] | None = None) -> list[list[Completion]]:
-        """Sample continuations of raw prompt texts (what the HTTP server calls).
-
-        seeds / ns: per-prompt seed and sample count, overriding `params.seed` / `params.n`.
-        """
         _check(params)
         jobs = self._jobs(prompts, params, seeds, ns)
         stops = self.stop + normalize_stop(stop)
@@ -185,11 +171,9 @@ class TransformersCompleter(Completer):
 
     def _jobs(self, prompts, params, seeds, ns) -> list[_Job]:
         jobs = []
-        for i, prompt in enumerate(prompts):
-            seed = params.seed if seeds is None else seeds[i]
+        for i, (prompt, (seed, n)) in enumerate(zip(prompts, per_prompt(params, len(prompts), seeds, ns))):
             if seed is None:
                 seed = random.SystemRandom().getrandbits(63)
-            n = params.n if ns is None else ns[i]
             rngs = [random.Random(f"{seed}\x00{j}\x00{prompt}") for j in range(n)]
             ids = self.encode(prompt)
             room = self.max_length - len(ids) if self.max_length else params.max_new_tokens
@@ -573,22 +557,6 @@ def _use_shared_prefix_attention(model) -> bool:
     AttentionMaskInterface.register(SHARED_PREFIX_ATTENTION, sdpa_mask)
     model.set_attn_implementation(SHARED_PREFIX_ATTENTION)
     return model.config._attn_implementation == SHARED_PREFIX_ATTENTION
-
-
-# -- prompts ---------------------------------------------------------------------------------
-
-
-def chat_prompt(tokenizer, problem: str, prefix_steps: list[str], delimiter: str = "\n") -> str:
-    """The chat template rendered with the problem as the user turn and the prefix steps as the
-    unfinished start of the assistant turn (no end-of-turn after them)."""
-    messages = [{"role": "user", "content": problem.strip()},
-                {"role": "assistant", "content": _SENTINEL}]
-    rendered = tokenizer.apply_chat_template(messages, tokenize=False)
-    if _SENTINEL in rendered:
-        head = rendered[:rendered.index(_SENTINEL)]
-    else:  # a template that rewrites the assistant turn: fall back to the generation prompt
-        head = tokenizer.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True)
-    return head + "".join(step + delimiter for step in prefix_steps)
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

@@ -17,8 +17,8 @@ except ImportError as error:  # pragma: no cover - depends on the machine
         "(a CUDA GPU is required). Without a GPU use TransformersCompleter, or OpenAICompleter "
         f"against a vLLM server elsewhere. ({error})") from error
 
-from completers.base import Completer, Completion, CompletionRequest, SamplingParams
-from completers.loading import PromptBuilder, cut_at_stop, normalize_stop, prompt_builder
+from completers.base import Completer, Completion, SamplingParams, per_prompt
+from completers.text import PromptBuilder, cut_at_stop, normalize_stop, prompt_builder
 
 
 class VLLMCompleter(Completer):
@@ -48,22 +48,13 @@ class VLLMCompleter(Completer):
         has_template = bool(getattr(self.tokenizer, "chat_template", None))
         self.use_chat_template = has_template if use_chat_template is None else use_chat_template
 
-    def prompt_for(self, problem: str, prefix_steps: list[str]) -> str:
-        if self.use_chat_template:
-            from completers.transformers_completer import chat_prompt
-
-            return chat_prompt(self.tokenizer, problem, prefix_steps, self.step_delimiter)
-        return self.build_prompt(problem, list(prefix_steps), self.step_delimiter)
-
-    def complete_many(self, requests: list[CompletionRequest],
-                      params: SamplingParams) -> list[list[Completion]]:
-        return self.complete_prompts([self.prompt_for(r.problem, r.prefix_steps) for r in requests], params)
-
-    def complete_prompts(self, prompts: list[str], params: SamplingParams,
-                         stop: str | list[str] | None = None) -> list[list[Completion]]:
-        sampling = vllm.SamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
-                                       max_tokens=params.max_new_tokens, seed=params.seed,
-                                       stop=list(self.stop + normalize_stop(stop)) or None)
+    def complete_prompts(self, prompts: list[str], params: SamplingParams, *,
+                         stop: str | list[str] | None = None, seeds: list[int | None] | None = None,
+                         ns: list[int] | None = None) -> list[list[Completion]]:
+        stops = list(self.stop + normalize_stop(stop)) or None
+        sampling = [vllm.SamplingParams(n=n, temperature=params.temperature, top_p=params.top_p,
+                                        max_tokens=params.max_new_tokens, seed=seed, stop=stops)
+                    for seed, n in per_prompt(params, len(prompts), seeds, ns)]
         outputs = self.llm.generate(prompts, sampling, use_tqdm=False)
         results = []
         for output in outputs:
@@ -77,3 +68,6 @@ class VLLMCompleter(Completer):
                                               "length" if reason == "length" else "stop"))
             results.append(completions)
         return results
+
+    def prompt_tokens(self, prompt: str) -> int:
+        return len(self.tokenizer(prompt)["input_ids"])

@@ -28,17 +28,20 @@ class ScriptedCompleter(Completer):
         self.max_prefix = max_prefix  # longer prefixes are refused, as a model refuses a too long prompt
         self.calls = []  # (number of requests, n) per call
 
-    def complete_many(self, requests, params):
-        for i, request in enumerate(requests):
-            if self.max_prefix is not None and len(request.prefix_steps) > self.max_prefix:
+    def complete_prompts(self, prompts, params, *, stop=None, seeds=None, ns=None):
+        # prompts are `plain_prompt(problem, prefix)`: "Question: ...\nAnswer:\n" + one line per step
+        requests = [(prompt.split("\n")[0].removeprefix("Question: "), prompt.split("\n")[2:-1])
+                    for prompt in prompts]
+        for i, (_, prefix) in enumerate(requests):
+            if self.max_prefix is not None and len(prefix) > self.max_prefix:
                 raise ValueError(f"prompt {i} is too long")
         self.calls.append((len(requests), params.n))
         results = []
-        for request in requests:
-            bad = any("BAD" in step for step in request.prefix_steps)
+        for problem, prefix in requests:
+            bad = any("BAD" in step for step in prefix)
             completions = []
             for j in range(params.n):
-                u = derive_seed(params.seed, request.problem, len(request.prefix_steps), j) / 2**31
+                u = derive_seed(params.seed, problem, len(prefix), j) / 2**31
                 ok = not bad and u < self.p
                 text = f"so on\n#### {ANSWER if ok else '41'}"
                 completions.append(Completion(text, tokens=10 + j % 3))

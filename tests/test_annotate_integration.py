@@ -11,7 +11,7 @@ import time
 import pytest
 
 from completers.world import generate_problems
-from prm.cli import main
+from prm.app.cli import main
 from prm.io import read_traces, write_traces
 
 MODEL = os.environ.get("ANNOTATE_TEST_MODEL", "tiny-gsm")  # TEMP
@@ -47,7 +47,7 @@ def test_sigkill_during_annotation_then_resume_equals_an_uninterrupted_run(world
     assert main(["annotate", args[0], str(full), *args[1:]]) == 0
 
     env = dict(os.environ, OMP_NUM_THREADS="1")  # the same arithmetic as this process (1 thread)
-    process = subprocess.Popen([sys.executable, "-m", "prm.cli", "annotate", args[0], str(killed), *args[1:]],
+    process = subprocess.Popen([sys.executable, "-m", "prm.app.cli", "annotate", args[0], str(killed), *args[1:]],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while count_lines(killed) < 2 and process.poll() is None and time.monotonic() < deadline:

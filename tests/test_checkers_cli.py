@@ -8,7 +8,7 @@ import pytest
 
 from annotate.checkers import Checker, get_checker
 from annotate.checkers.combine import checker_first_error, consensus_filter, override_refuted
-from prm.cli import main
+from prm.app.cli import main
 from prm.formats.gsm8k import inject_calculator_error, read_gsm8k
 from prm.io import read_traces, write_traces
 from prm.records import Rollouts, Verdict

@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from completers.base import CompletionRequest, SamplingParams
-from completers.loading import cut_at_stop, load_completer
-from completers.prompts import plain_prompt
-from completers.transformers_completer import TransformersCompleter, chat_prompt, pick_tokens
+from completers.loading import load_completer
+from completers.text import cut_at_stop
+from completers.text import plain_prompt
+from completers.text import chat_prompt
+from completers.transformers_completer import TransformersCompleter, pick_tokens
 
 CHARS = string.digits + string.ascii_letters + " \n.,:;?!+-*/=<>#$()%'"
 CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['role'] }}>\n{% endfor %}"

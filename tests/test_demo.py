@@ -3,7 +3,7 @@ run with the same folder reuses every stage's output instead of recomputing it."
 
 import json
 
-from prm.cli import main
+from prm.app.cli import main
 
 
 def test_quick_demo_writes_a_report_with_measured_figures_and_resumes_without_recomputing(tmp_path, capsys):

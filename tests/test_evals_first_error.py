@@ -9,7 +9,7 @@ import pytest
 from evals.first_error import (choose_first_error_threshold, first_error_metrics,
                                predict_first_error)
 from evals.processbench import is_processbench, load_processbench
-from prm.cli import main
+from prm.app.cli import main
 from prm.io import write_traces
 from prm.records import Step, Trace
 

@@ -9,7 +9,7 @@ import pytest
 from evals.first_error import first_error_metrics
 from evals.report import EvalConfig, write_report
 from evals.step_metrics import step_metrics
-from prm.cli import main
+from prm.app.cli import main
 from prm.io import read_traces, write_traces
 from prm.records import Rollouts, Step, Trace
 
@@ -69,7 +69,7 @@ def test_labels_without_scores_give_a_label_quality_report(tmp_path):
 
 
 def test_eval_scores_with_a_model_folder_and_its_orm(tmp_path):
-    from prm.reward_model import RewardModel
+    from prm.reward.model import RewardModel
 
     model_dir = tmp_path / "prm"
     RewardModel.from_backbone("minilm-l6").save_pretrained(model_dir)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from prm.cli import main
+from prm.app.cli import main
 from prm.formats import guess_format, read
 
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from prm.cli import main
+from prm.app.cli import main
 from prm.io import read_traces, write_traces
-from prm.reward_model import RewardModel
+from prm.reward.model import RewardModel
 from test_reward_helpers import gsm8k_with_errors, tiny_bert
 
 

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from prm.reward_model import RewardModel
-from prm.training import RewardTrainer, RewardTrainerConfig
+from prm.reward.model import RewardModel
+from prm.reward.training import RewardTrainer, RewardTrainerConfig
 from test_reward_helpers import SHARED, gsm8k_with_errors, tiny_bert, tiny_gpt2
 
 

@@ -8,8 +8,8 @@ import torch
 
 from prm.aggregate import aggregate
 from prm.records import Step, Trace
-from prm.reward_model import RewardModel, step_loss
-from prm.training import build_examples
+from prm.reward.model import RewardModel, step_loss
+from prm.reward.training import build_examples
 from test_reward_helpers import tiny_bert, tiny_gpt2
 
 ITEMS = [

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from prm.formats.math_shepherd import read_math_shepherd
-from prm.published import MathShepherdScorer, TokenClassificationScorer, detect_format, load_scorer
-from prm.reward_model import RewardModel
+from prm.reward.published import MathShepherdScorer, TokenClassificationScorer, detect_format, load_scorer
+from prm.reward.model import RewardModel
 from test_reward_helpers import SHARED, bpe_tokenizer, tiny_bert, tiny_gpt2
 
 SAMPLE = SHARED / "samples" / "math-shepherd.sample.jsonl"

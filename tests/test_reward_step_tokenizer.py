@@ -2,7 +2,7 @@
 
 import pytest
 
-from prm.step_tokenizer import StepTokenizer, add_marker_token
+from prm.reward.step_tokenizer import StepTokenizer, add_marker_token
 from test_reward_helpers import bert_tokenizer, bpe_tokenizer
 
 PROBLEM = "Natalia sold clips to 48 of her friends in April. How many?"

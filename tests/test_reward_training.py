@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from prm.records import Step, Trace
-from prm.reward_model import RewardModel
-from prm.training import JsonlLogCallback, RewardTrainer, RewardTrainerConfig, step_metrics
+from prm.reward.model import RewardModel
+from prm.reward.training import JsonlLogCallback, RewardTrainer, RewardTrainerConfig, step_metrics
 from test_reward_helpers import tiny_bert, tiny_gpt2
 
 

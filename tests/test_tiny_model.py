@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from completers.prompts import plain_prompt
+from completers.text import plain_prompt
 from completers.train_tiny import TrainConfig, build_tokenizer, evaluate, generate_texts, held_out_problems, train
 from completers.world import generate_problems, sample_traces
 from prm.model_names import resolve_model

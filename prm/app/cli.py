@@ -16,16 +16,16 @@ from prm.errors import RecordError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("prm.demo", "run the whole job on the embedded world: sample, label, train, evaluate"),
-    "annotate": ("annotate.cli", "label steps with Monte Carlo completions or binary search"),
-    "merge": ("annotate.merge", "join the shards of a sharded annotation run, checking none is missing"),
-    "check": ("annotate.checkers.cli", "add symbolic/formal checker verdicts to records"),
-    "check-report": ("annotate.checkers.report", "measure the checkers on GSM8K and PRMBench"),
-    "train": ("prm.train_cli", "train a PRM or ORM head on labeled traces"),
-    "score": ("prm.score_cli", "write a reward model's per-step scores into records"),
-    "eval": ("evals.cli", "evaluate scores or labels against gold: report.md, plots, metrics.json"),
-    "convert": ("prm.convert", "convert records from one format to another"),
-    "inspect": ("prm.inspect", "summarise a data set: counts, step lengths, label balance"),
+    "demo": ("prm.app.demo", "run the whole job on the embedded world: sample, label, train, evaluate"),
+    "annotate": ("prm.app.annotate", "label steps with Monte Carlo completions or binary search"),
+    "merge": ("prm.app.merge", "join the shards of a sharded annotation run, checking none is missing"),
+    "check": ("prm.app.check", "add symbolic/formal checker verdicts to records"),
+    "check-report": ("prm.app.check_report", "measure the checkers on GSM8K and PRMBench"),
+    "train": ("prm.app.train", "train a PRM or ORM head on labeled traces"),
+    "score": ("prm.app.score", "write a reward model's per-step scores into records"),
+    "eval": ("prm.app.eval", "evaluate scores or labels against gold: report.md, plots, metrics.json"),
+    "convert": ("prm.app.convert", "convert records from one format to another"),
+    "inspect": ("prm.app.inspect", "summarise a data set: counts, step lengths, label balance"),
 }
 
 

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from prm.io import dumps, read_traces, read_records, write_traces
-    from prm.published import load_scorer
+    from prm.reward.published import load_scorer
     from prm.records import Trace
 
     if args.threads:
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load(load_scorer, args, kwargs):
-    from prm.published import detect_format
+    from prm.reward.published import detect_format
 
     try:
         kind = detect_format(args.model) if args.format == "auto" else args.format

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import torch
 
-from prm.reward_model import RewardModel, StepScorer
-from prm.step_tokenizer import EncodedSteps, pad_batch
+from prm.reward.model import RewardModel, StepScorer
+from prm.reward.step_tokenizer import EncodedSteps, pad_batch
 
 logger = logging.getLogger(__name__)
 

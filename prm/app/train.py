@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from transformers.trainer_utils import get_last_checkpoint
 
-    from prm.training import JsonlLogCallback, RewardTrainer, RewardTrainerConfig, config_dict
+    from prm.reward.training import JsonlLogCallback, RewardTrainer, RewardTrainerConfig, config_dict
 
     out = Path(args.out)
     checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None

@@ -2,7 +2,7 @@
 
 One code path serves both kinds of reward model:
 
-- PRM (``head="prm"``): the head is read at the end of every step (see `prm.step_tokenizer`
+- PRM (``head="prm"``): the head is read at the end of every step (see `prm.reward.step_tokenizer`
   for how the positions are found) and trained on every step's label.
 - ORM (``head="orm"``): the same model trained on one label per solution, read at the end
   of its last step. Scoring an ORM still reads every step end: each value is the ORM's
@@ -18,7 +18,7 @@ the weights and one JSON config (`config.json`) recording the head, the step-mar
 the label type, the objective, the aggregation and the backbone's name and config.
 
 `StepScorer` is the scoring interface shared with the published formats in
-`prm.published`: ``score(problem, steps)``, ``score_many(items)`` (sorted by length and
+`prm.reward.published`: ``score(problem, steps)``, ``score_many(items)`` (sorted by length and
 padded per batch), ``score_traces(traces)`` and ``solution_score(scores)``.
 """
 
@@ -37,7 +37,7 @@ from transformers.utils import ModelOutput
 
 from prm.aggregate import AGGREGATIONS, aggregate
 from prm.records import Trace
-from prm.step_tokenizer import (DEFAULT_MARKER_TOKEN, EncodedSteps, StepTokenizer, add_marker_token,
+from prm.reward.step_tokenizer import (DEFAULT_MARKER_TOKEN, EncodedSteps, StepTokenizer, add_marker_token,
                                 pad_batch)
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class RewardModelConfig(PreTrainedConfig):
     it was initialised from. head: "prm" or "orm". label_type: "hard" or "soft" labels it was
     trained on. objective: "bce" (cross-entropy, hard or soft targets) or "mse" (regression
     on the sigmoid output). aggregation: default step -> solution aggregation. The other
-    fields say how steps are marked (see `prm.step_tokenizer`).
+    fields say how steps are marked (see `prm.reward.step_tokenizer`).
     """
 
     model_type = "prm-reward-model"

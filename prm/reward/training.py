@@ -1,7 +1,7 @@
 """Training reward models on labelled traces, with the Hugging Face `Trainer`.
 
 `RewardTrainer` is a thin `transformers.Trainer`: it turns `Trace` records into examples
-(one label per step position, see `prm.step_tokenizer`), pads each batch to its own longest
+(one label per step position, see `prm.reward.step_tokenizer`), pads each batch to its own longest
 sequence, computes a masked loss and reports step-level metrics. Everything else — the
 optimiser, schedules, checkpoints, `resume_from_checkpoint`, evaluation during training,
 early stopping, logging, and scaling with accelerate / torchrun / DDP / FSDP / DeepSpeed —
@@ -33,8 +33,8 @@ from torch import nn
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
 from prm.records import Trace
-from prm.reward_model import HEADS, LABEL_TYPES, OBJECTIVES, RewardModel, step_loss
-from prm.step_tokenizer import STEP_MARKERS, EncodedSteps, pad_batch
+from prm.reward.model import HEADS, LABEL_TYPES, OBJECTIVES, RewardModel, step_loss
+from prm.reward.step_tokenizer import STEP_MARKERS, EncodedSteps, pad_batch
 
 logger = logging.getLogger(__name__)
 

@@ -302,7 +302,7 @@ def _one_based_evidence(files: list[Path], limit: int | None) -> dict:
 # -- the command -----------------------------------------------------------------------------
 
 def run(args) -> int:
-    from annotate.checkers.cli import build_checkers
+    from prm.app.check import build_checkers
 
     data = Path(args.data) if args.data else DEFAULT_DATA
     if not data.exists():

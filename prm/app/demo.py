@@ -46,7 +46,7 @@ class DemoConfig:
     labels: which Monte Carlo label the PRM learns, "hard" or "soft".
     epochs, batch_size, learning_rate: reward-model training.
     lm_features: give the reward heads tiny-gsm's token log-probabilities
-        (`prm.reward_model.lm_step_features`) and train the heads only, keeping the LM as it
+        (`prm.reward.model.lm_step_features`) and train the heads only, keeping the LM as it
         is; without them a PRM fine-tuned on this 1M-parameter backbone scores steps by
         position and template, blind to their arithmetic.
     threads: torch threads (the machine's cores by default).
@@ -227,8 +227,8 @@ def train(config: DemoConfig, traces: list[Trace], val: list[Trace], folder: Pat
     """Train a reward model on `traces` into `folder` (skipped when it already holds one)."""
     if (folder / "config.json").exists():
         return folder
-    from completers.prompts import PLAIN_TEMPLATE
-    from prm.training import RewardTrainer, RewardTrainerConfig
+    from completers.text import PLAIN_TEMPLATE
+    from prm.reward.training import RewardTrainer, RewardTrainerConfig
 
     labels = config.labels if head == "prm" else "hard"
     args = RewardTrainerConfig(
@@ -250,7 +250,7 @@ def score(prm_dir: Path, orm_dir: Path, val: list[Trace], test: list[Trace],
     paths = out / "scored_val.jsonl", out / "scored_test.jsonl"
     if all(p.exists() for p in paths):
         return read_traces(paths[0]), read_traces(paths[1])
-    from prm.reward_model import RewardModel
+    from prm.reward.model import RewardModel
 
     prm_model = RewardModel.from_pretrained(str(prm_dir))
     orm_model = RewardModel.from_pretrained(str(orm_dir))

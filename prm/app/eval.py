@@ -66,7 +66,7 @@ def load_traces(path: str) -> list[Trace]:
 def load_model(name: str):
     """A saved reward model (folder, short name or hub name); imported only when needed."""
     from prm.model_names import resolve_model
-    from prm.reward_model import RewardModel
+    from prm.reward.model import RewardModel
 
     return RewardModel.from_pretrained(resolve_model(name))
 
