@@ -64,11 +64,10 @@ def load_traces(path: str) -> list[Trace]:
 
 
 def load_model(name: str):
-    """A saved reward model (folder, short name or hub name); imported only when needed."""
-    from prm.model_names import resolve_model
-    from prm.reward.model import RewardModel
+    """A step scorer: a `RewardModel` folder or a published PRM (folder, short name or hub name)."""
+    from prm.reward.published import load_scorer
 
-    return RewardModel.from_pretrained(resolve_model(name))
+    return load_scorer(name)
 
 
 def score_with(model, traces: list[Trace], batch_size: int) -> list[Trace]:

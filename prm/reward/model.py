@@ -17,9 +17,8 @@ DDP, FSDP and DeepSpeed handle it with no extra code. The saved folder holds the
 the weights and one JSON config (`config.json`) recording the head, the step-marking method,
 the label type, the objective, the aggregation and the backbone's name and config.
 
-`StepScorer` is the scoring interface shared with the published formats in
-`prm.reward.published`: ``score(problem, steps)``, ``score_many(items)`` (sorted by length and
-padded per batch), ``score_traces(traces)`` and ``solution_score(scores)``.
+A `RewardModel` is a `prm.reward.scorer.StepScorer`, like the published formats in
+`prm.reward.published`, so scoring code does not care which it has.
 """
 
 from __future__ import annotations
@@ -35,8 +34,8 @@ from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoToken
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
-from prm.aggregate import AGGREGATIONS, aggregate
-from prm.records import Trace
+from prm.aggregate import AGGREGATIONS
+from prm.reward.scorer import BatchedStepScorer
 from prm.reward.step_tokenizer import (DEFAULT_MARKER_TOKEN, EncodedSteps, StepTokenizer, add_marker_token,
                                 pad_batch)
 
@@ -45,84 +44,6 @@ logger = logging.getLogger(__name__)
 HEADS = ("prm", "orm")
 LABEL_TYPES = ("hard", "soft")
 OBJECTIVES = ("bce", "mse")
-
-
-# -- scoring interface shared by every reward model -----------------------------------------
-
-class StepScorer:
-    """Batched step scoring. Subclasses provide `_encode_many` and `_step_probabilities`.
-
-    Steps that were dropped by truncation get the score None (and a warning says how many):
-    a step is never given a made-up score.
-    """
-
-    aggregation: str = "min"
-    batch_size: int = 16
-    max_batch_tokens: int = 16384
-
-    def _encode_many(self, items: list[tuple[str, list[str]]]) -> list[EncodedSteps]:
-        raise NotImplementedError
-
-    def _step_probabilities(self, batch: list[EncodedSteps]) -> list[list[float]]:
-        raise NotImplementedError
-
-    def score(self, problem: str, steps: list[str]) -> list[float | None]:
-        """One probability per step that the step is good."""
-        return self.score_many([(problem, steps)])[0]
-
-    def score_many(self, items: list[tuple[str, list[str]]], batch_size: int | None = None,
-                   progress: bool = False) -> list[list[float | None]]:
-        """Score many (problem, steps) pairs: sorted by length, padded per batch."""
-        items = [(problem, list(steps)) for problem, steps in items]
-        encoded = self._encode_many(items)
-        results: list[list[float | None]] = [[None] * e.n_steps for e in encoded]
-        batches = _length_batches(encoded, batch_size or self.batch_size, self.max_batch_tokens)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(encoded), desc="scoring", unit="trace")
-        for batch in batches:
-            for index, probs in zip(batch, self._step_probabilities([encoded[i] for i in batch])):
-                results[index][:len(probs)] = probs
-            if bar is not None:
-                bar.update(len(batch))
-        if bar is not None:
-            bar.close()
-        dropped = [e.dropped for e in encoded if e.dropped]
-        if dropped:
-            logger.warning("%d step(s) in %d trace(s) did not fit in max_length and have no score",
-                           sum(dropped), len(dropped))
-        return results
-
-    def score_traces(self, traces: list[Trace], batch_size: int | None = None,
-                     progress: bool = False) -> list[Trace]:
-        """Fill `Step.score` of every step (None for steps cut by truncation); returns the traces."""
-        scores = self.score_many([(t.problem, t.step_texts) for t in traces], batch_size, progress)
-        for trace, values in zip(traces, scores):
-            for step, value in zip(trace.steps, values):
-                step.score = value
-        return traces
-
-    def solution_score(self, step_scores: list[float | None], how: str | None = None) -> float | None:
-        """Aggregate step scores with `how` (default: this model's aggregation)."""
-        return aggregate(step_scores, how or self.aggregation)
-
-
-def _length_batches(encoded: list[EncodedSteps], batch_size: int, max_tokens: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length, longest first."""
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids), reverse=True)
-    batches, current, width = [], [], 0
-    for i in order:
-        length = len(encoded[i].input_ids)
-        if current and (len(current) >= batch_size or (len(current) + 1) * max(width, length) > max_tokens):
-            batches.append(current)
-            current, width = [], 0
-        current.append(i)
-        width = max(width, length)
-    if current:
-        batches.append(current)
-    return batches
 
 
 # -- the model ------------------------------------------------------------------------------
@@ -197,7 +118,7 @@ def step_loss(logits: torch.Tensor, labels: torch.Tensor, objective: str = "bce"
     raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
 
 
-class RewardModel(StepScorer, PreTrainedModel):
+class RewardModel(BatchedStepScorer, PreTrainedModel):
     """A backbone (`AutoModel`) and a linear head giving one logit per step position.
 
     Build one from a backbone with `RewardModel.from_backbone(name_or_path, head=...)`, load a
@@ -230,7 +151,7 @@ class RewardModel(StepScorer, PreTrainedModel):
         self.post_init()
 
     @property
-    def aggregation(self) -> str:  # noqa: D401 - StepScorer interface
+    def aggregation(self) -> str:
         return self.config.aggregation
 
     def _init_weights(self, module):

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import torch
 
-from prm.reward.model import RewardModel, StepScorer
+from prm.reward.model import RewardModel
+from prm.reward.scorer import BatchedStepScorer, StepScorer
 from prm.reward.step_tokenizer import EncodedSteps, pad_batch
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ FORMATS = ("reward-model", "math-shepherd", "token-classification")
 _NUMBERED = re.compile(r"^\s*Step\s*\d+\s*:")
 
 
-class MathShepherdScorer(StepScorer):
+class MathShepherdScorer(BatchedStepScorer):
     """A causal LM that judges each step by predicting ``+`` or ``-`` at a step tag.
 
     step_tag: text appended to every step (``" ки"`` in Math-Shepherd). good_token /
@@ -116,7 +117,7 @@ class MathShepherdScorer(StepScorer):
         return [row[:e.kept] for row, e in zip(probs, batch)]
 
 
-class TokenClassificationScorer(StepScorer):
+class TokenClassificationScorer(BatchedStepScorer):
     """A token-classification PRM as saved by TRL's PRMTrainer (label 1 = good step).
 
     step_separator: what TRL's `PRMConfig.step_separator` was at training ("\\n" by
