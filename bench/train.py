@@ -86,15 +86,16 @@ def run_ours(settings: dict, queue) -> None:
     import torch
 
     torch.set_num_threads(settings["threads"])
+    from prm.reward.model import RewardModelOptions
     from prm.reward.training import RewardTrainer, RewardTrainerConfig, step_metrics
 
     train, held_out = build_data(settings["train_records"], settings["eval_records"], settings["seed"])
     args = RewardTrainerConfig(
         output_dir=settings["out"] + "/ours", per_device_train_batch_size=settings["batch_size"],
         num_train_epochs=settings["epochs"], learning_rate=settings["lr"], lr_scheduler_type="linear",
-        warmup_steps=0, seed=settings["seed"], max_length=512, save_strategy="no", report_to="none",
+        warmup_steps=0, seed=settings["seed"], save_strategy="no", report_to="none",
         logging_steps=50, disable_tqdm=True, use_cpu=True)
-    trainer = RewardTrainer("minilm-l6", args, train_traces=train)
+    trainer = RewardTrainer("minilm-l6", args, train_traces=train, model_options=RewardModelOptions(max_length=512))
     timing = timed(trainer.train)
     model = trainer.model.eval()
     items = [(t.problem, t.step_texts) for t in held_out]

@@ -2,10 +2,11 @@
 errors, the PRMBench train part, and the embedded world's gold labels."""
 
 import random
+from dataclasses import fields
 
 import pytest
 
-from prm.reward.model import RewardModel
+from prm.reward.model import RewardModel, RewardModelOptions
 from prm.reward.training import RewardTrainer, RewardTrainerConfig
 from test_reward_helpers import SHARED, gsm8k_with_errors, tiny_bert, tiny_gpt2
 
@@ -13,10 +14,14 @@ from test_reward_helpers import SHARED, gsm8k_with_errors, tiny_bert, tiny_gpt2
 def train_save_reload_score(backbone, train, held_out, tmp_path, max_length=256, epochs=3, lr=2e-3, **config):
     """Train a few epochs: the loss on the training traces must fall; the reloaded model
     must score the held-out traces exactly as the trained one."""
+    model_fields = {f.name for f in fields(RewardModelOptions)}
+    options = RewardModelOptions(max_length=max_length, **{k: v for k, v in config.items() if k in model_fields})
     args = RewardTrainerConfig(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8,
                                per_device_eval_batch_size=16, learning_rate=lr, num_train_epochs=epochs,
-                               seed=0, save_strategy="no", disable_tqdm=True, max_length=max_length, **config)
-    trainer = RewardTrainer(backbone, args, train_traces=train, eval_traces={"train": train, "held_out": held_out})
+                               seed=0, save_strategy="no", disable_tqdm=True,
+                               **{k: v for k, v in config.items() if k not in model_fields})
+    trainer = RewardTrainer(backbone, args, train_traces=train, eval_traces={"train": train, "held_out": held_out},
+                            model_options=options)
     before = trainer.evaluate()["eval_train_loss"]
     trainer.train()
     after = trainer.evaluate()

@@ -8,7 +8,7 @@ import torch
 
 from prm.aggregate import aggregate
 from prm.records import Step, Trace
-from prm.reward.model import RewardModel, step_loss
+from prm.reward.model import RewardModel, RewardModelOptions, step_loss
 from prm.reward.training import build_examples
 from test_reward_helpers import tiny_bert, tiny_gpt2
 
@@ -28,7 +28,8 @@ def backbones(tmp_path_factory):
 
 @pytest.mark.parametrize("kind", ["gpt2", "bert"])
 def test_save_and_reload_give_identical_scores_and_record_how_it_was_built(backbones, kind, tmp_path):
-    model = RewardModel.from_backbone(backbones[kind], head="prm", label_type="soft", aggregation="prod")
+    model = RewardModel.from_backbone(backbones[kind],
+                                      RewardModelOptions(head="prm", label_type="soft", aggregation="prod"))
     before = model.score_many(ITEMS)
     model.save_pretrained(tmp_path / "rm")
     saved = json.loads((tmp_path / "rm" / "config.json").read_text())
@@ -42,7 +43,7 @@ def test_save_and_reload_give_identical_scores_and_record_how_it_was_built(backb
 
 
 def test_special_token_marker_survives_the_round_trip(backbones, tmp_path):
-    model = RewardModel.from_backbone(backbones["gpt2"], step_marker="special-token")
+    model = RewardModel.from_backbone(backbones["gpt2"], RewardModelOptions(step_marker="special-token"))
     assert model.backbone.get_input_embeddings().num_embeddings == len(model.tokenizer)
     before = model.score_many(ITEMS)
     model.save_pretrained(tmp_path / "rm")
@@ -62,8 +63,8 @@ def test_score_many_equals_scoring_one_trace_at_a_time(backbones, kind):
 
 
 def test_orm_is_the_same_model_read_at_the_last_step(backbones):
-    prm = RewardModel.from_backbone(backbones["bert"], head="prm")
-    orm = RewardModel.from_backbone(backbones["bert"], head="orm")
+    prm = RewardModel.from_backbone(backbones["bert"], RewardModelOptions(head="prm"))
+    orm = RewardModel.from_backbone(backbones["bert"], RewardModelOptions(head="orm"))
     orm.load_state_dict(prm.state_dict())
     assert orm.config.aggregation == "last"
     problem, steps = ITEMS[0]
@@ -76,7 +77,7 @@ def test_orm_is_the_same_model_read_at_the_last_step(backbones):
 
 
 def test_steps_that_do_not_fit_get_no_score_and_a_warning(backbones, caplog):
-    model = RewardModel.from_backbone(backbones["gpt2"], max_length=40)
+    model = RewardModel.from_backbone(backbones["gpt2"], RewardModelOptions(max_length=40))
     problem, steps = "Q?", ["a fairly long step number %d with words" % i for i in range(6)]
     with caplog.at_level(logging.WARNING):
         scores = model.score(problem, steps)
@@ -137,7 +138,8 @@ def test_lm_features_make_a_wrong_calculation_score_lower_and_survive_save_and_r
     from completers.world import generate_problems
 
     problem = next(p for p in generate_problems(20, seed=3) if len(p.steps) >= 3)
-    model = RewardModel.from_backbone("tiny-gsm", lm_features=True, prompt_template="Question: {problem}\nAnswer:\n")
+    model = RewardModel.from_backbone("tiny-gsm", RewardModelOptions(lm_features=True,
+                                                                     prompt_template="Question: {problem}\nAnswer:\n"))
     right = model.score(problem.question, problem.steps)
     steps = list(problem.steps)
     steps[1] = re.sub(r"=(\d+)>>(\d+)", lambda m: f"={int(m[1]) + 7}>>{int(m[2]) + 7}", steps[1], count=1)

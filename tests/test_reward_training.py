@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from prm.records import Step, Trace
-from prm.reward.model import RewardModel
+from prm.reward.model import RewardModel, RewardModelOptions
 from prm.reward.training import JsonlLogCallback, RewardTrainer, RewardTrainerConfig, step_metrics
 from test_reward_helpers import tiny_bert, tiny_gpt2
 
@@ -47,9 +47,14 @@ def args_for(tmp_path, **overrides):
     return RewardTrainerConfig(**values)
 
 
+def options(**values) -> RewardModelOptions:
+    return RewardModelOptions(**values)
+
+
 def test_soft_labels_learn_fractional_targets_not_zero_or_one(bert_folder, tmp_path):
     train = synthetic(160, seed=0, soft=True)
-    trainer = RewardTrainer(bert_folder, args_for(tmp_path, labels="soft", num_train_epochs=6), train_traces=train)
+    trainer = RewardTrainer(bert_folder, args_for(tmp_path, num_train_epochs=6), train_traces=train,
+                            model_options=options(label_type="soft"))
     trainer.train()
     model = trainer.model
     probe = [("How many fruits?", [f"she counts the {fruit} {k}"]) for fruit in ("apples", "pears")
@@ -62,8 +67,8 @@ def test_soft_labels_learn_fractional_targets_not_zero_or_one(bert_folder, tmp_p
 
 def test_mse_regression_head_also_learns_the_fractions(gpt2_folder, tmp_path):
     train = synthetic(160, seed=1, soft=True)
-    trainer = RewardTrainer(gpt2_folder, args_for(tmp_path, labels="soft", objective="mse", num_train_epochs=6,
-                                                  learning_rate=5e-3), train_traces=train)
+    trainer = RewardTrainer(gpt2_folder, args_for(tmp_path, num_train_epochs=6, learning_rate=5e-3), train_traces=train,
+                            model_options=options(label_type="soft", objective="mse"))
     trainer.train()
     scores = [s[0] for s in trainer.model.score_many([("How many fruits?", ["she counts the apples 5"]),
                                                       ("How many fruits?", ["she counts the pears 5"])])]
@@ -116,7 +121,7 @@ def test_class_balance_and_the_positive_rate_are_reported_in_the_metrics_log(ber
 def test_traces_without_labels_of_the_chosen_kind_are_refused(bert_folder, tmp_path):
     train = synthetic(8, seed=7, soft=False)  # hard labels only
     with pytest.raises(ValueError, match="no trace has soft labels"):
-        RewardTrainer(bert_folder, args_for(tmp_path, labels="soft"), train_traces=train)
+        RewardTrainer(bert_folder, args_for(tmp_path), train_traces=train, model_options=options(label_type="soft"))
 
 
 def test_step_metrics_by_hand():

@@ -1,7 +1,9 @@
 """The `prm` command line.
 
-Each subcommand lives in its own module, which defines `add_arguments(parser)` and
-`run(args) -> int`. Only the chosen subcommand's module is imported, so `prm --help` is
+Each subcommand lives in its own module of `prm.app`, which defines `add_arguments(parser)`
+and `run(args) -> int`. A module whose options come from config dataclasses lists them in
+`CONFIGS`; its parser is then generated from their fields (help, choices, defaults, aliases)
+by `transformers.HfArgumentParser`, so each option is defined once, in its dataclass. Only the chosen subcommand's module is imported, so `prm --help` is
 instant and `prm` never imports the other packages until a command needs them.
 Errors about bad input (`RecordError`) are printed as one clear line, with no traceback.
 """
@@ -38,9 +40,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND", help="what to do")
     if command is not None:
         module_name, text = COMMANDS[command]
-        sub = argparse.ArgumentParser(prog=f"prm {command}", description=text[0].upper() + text[1:] + ".",
-                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-        importlib.import_module(module_name).add_arguments(sub)
+        module = importlib.import_module(module_name)
+        settings = dict(prog=f"prm {command}", description=text[0].upper() + text[1:] + ".",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+        configs = getattr(module, "CONFIGS", ())
+        if configs:
+            from transformers import HfArgumentParser
+
+            sub = HfArgumentParser(configs, **settings)
+        else:
+            sub = argparse.ArgumentParser(**settings)
+        module.add_arguments(sub)
         return sub
     return parser
 

@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from prm.io import atomic_write, read_traces, write_traces
@@ -33,43 +33,30 @@ from prm.records import Trace
 @dataclass
 class DemoConfig:
     """Sizes and settings of the demo; the defaults take about 4 minutes on 2 CPU cores.
+    `prm demo --help` lists the fields with their help (generated from this class)."""
 
-    out: folder for every output (re-running with the same folder resumes).
-    train_problems / val_problems / test_problems: problems per split; validation traces
-        choose the thresholds, test traces are only measured.
-    train_samples: solutions sampled per training problem.
-    eval_samples: solutions per validation/test problem (best-of-N goes up to this N).
-    mc_n: completions per step prefix for Monte Carlo labels.
-    binary_traces: how many training traces are also labelled by binary search (to compare
-        its labels and rollout cost with Monte Carlo's).
-    temperature: sampling temperature of solutions and completions.
-    labels: which Monte Carlo label the PRM learns, "hard" or "soft".
-    epochs, batch_size, learning_rate: reward-model training.
-    lm_features: give the reward heads tiny-gsm's token log-probabilities
-        (`prm.reward.model.lm_step_features`) and train the heads only, keeping the LM as it
-        is; without them a PRM fine-tuned on this 1M-parameter backbone scores steps by
-        position and template, blind to their arithmetic.
-    threads: torch threads (the machine's cores by default).
-    seed: everything random derives from it.
-    """
-
-    out: str = "demo_out"
-    train_problems: int = 150
-    val_problems: int = 40
-    test_problems: int = 80
-    train_samples: int = 4
-    eval_samples: int = 8
-    mc_n: int = 8
-    binary_traces: int = 120
-    temperature: float = 1.0
-    labels: str = "hard"
-    epochs: float = 8.0
-    batch_size: int = 16
-    learning_rate: float = 5e-3
-    lm_features: bool = True
-    threads: int = 0
-    seed: int = 0
-    model: str = "tiny-gsm"
+    out: str = field(default="demo_out", metadata={"help": "folder for every output (re-running with it resumes)"})
+    train_problems: int = field(default=150, metadata={"help": "training problems"})
+    val_problems: int = field(default=40, metadata={"help": "validation problems (they choose the thresholds)"})
+    test_problems: int = field(default=80, metadata={"help": "test problems (only measured)"})
+    train_samples: int = field(default=4, metadata={"help": "solutions sampled per training problem"})
+    eval_samples: int = field(default=8, metadata={
+        "help": "solutions per validation/test problem (best-of-N goes up to this N)"})
+    mc_n: int = field(default=8, metadata={"help": "completions per step prefix for Monte Carlo labels"})
+    binary_traces: int = field(default=120, metadata={
+        "help": "training traces also labelled by binary search (to compare labels and rollout cost)"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of solutions and completions"})
+    labels: str = field(default="hard", metadata={"help": "which Monte Carlo label the PRM learns",
+                                                  "choices": ["hard", "soft"]})
+    epochs: float = field(default=8.0, metadata={"help": "reward-model training epochs"})
+    batch_size: int = field(default=16, metadata={"help": "reward-model training batch size"})
+    learning_rate: float = field(default=5e-3, metadata={"help": "reward-model learning rate"})
+    lm_features: bool = field(default=True, metadata={
+        "help": "give the reward heads tiny-gsm's token log-probabilities and train the heads only; without "
+                "them a PRM fine-tuned on this 1M-parameter backbone scores steps by position and template"})
+    threads: int = field(default=0, metadata={"help": "torch threads (0: the machine's cores)"})
+    seed: int = field(default=0, metadata={"help": "everything random derives from it"})
+    model: str = field(default="tiny-gsm", metadata={"help": "the completer and reward-model backbone"})
 
     @classmethod
     def quick(cls, out: str) -> "DemoConfig":
@@ -78,24 +65,14 @@ class DemoConfig:
                    eval_samples=4, mc_n=4, binary_traces=8, epochs=1.0)
 
 
+# The parser is generated from DemoConfig's fields (see prm.app.cli).
+CONFIGS = (DemoConfig,)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = DemoConfig()
-    parser.add_argument("--out", default=defaults.out, help="output folder (re-run to resume)")
     parser.add_argument("--quick", action="store_true", help="a small run (about a minute)")
-    for f in fields(DemoConfig):
-        if f.name in ("out",):
-            continue
-        kind = type(getattr(defaults, f.name))
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=_yes_no if kind is bool else kind,
-                            default=None, help=f"(default {getattr(defaults, f.name)})")
-
-
-def _yes_no(text: str) -> bool:
-    if text.lower() in ("true", "yes", "1"):
-        return True
-    if text.lower() in ("false", "no", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    # None marks "not given", so that --quick's sizes apply where the command line is silent
+    parser.set_defaults(**{f.name: None for f in fields(DemoConfig) if f.name != "out"})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -228,17 +205,17 @@ def train(config: DemoConfig, traces: list[Trace], val: list[Trace], folder: Pat
     if (folder / "config.json").exists():
         return folder
     from completers.text import PLAIN_TEMPLATE
+    from prm.reward.model import RewardModelOptions
     from prm.reward.training import RewardTrainer, RewardTrainerConfig
 
-    labels = config.labels if head == "prm" else "hard"
+    options = RewardModelOptions(head=head, label_type=config.labels if head == "prm" else "hard",
+                                 prompt_template=PLAIN_TEMPLATE, lm_features=config.lm_features)
     args = RewardTrainerConfig(
-        output_dir=str(folder / "checkpoints"), head=head, labels=labels,
-        num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate, seed=config.seed, save_strategy="no",
-        eval_strategy="no", logging_steps=20, report_to=[], disable_tqdm=False,
-        balance_classes=True, prompt_template=PLAIN_TEMPLATE, lm_features=config.lm_features,
-        freeze_backbone=config.lm_features)
-    trainer = RewardTrainer(config.model, args, train_traces=traces)
+        output_dir=str(folder / "checkpoints"), num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
+        save_strategy="no", eval_strategy="no", logging_steps=20, report_to=[], disable_tqdm=False,
+        balance_classes=True, freeze_backbone=config.lm_features)
+    trainer = RewardTrainer(config.model, args, train_traces=traces, model_options=options)
     trainer.train()
     trainer.model.save_pretrained(str(folder))
     return folder

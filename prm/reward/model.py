@@ -24,7 +24,7 @@ A `RewardModel` is a `prm.reward.scorer.StepScorer`, like the published formats 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +36,8 @@ from transformers.utils import ModelOutput
 
 from prm.aggregate import AGGREGATIONS
 from prm.reward.scorer import BatchedStepScorer
-from prm.reward.step_tokenizer import (DEFAULT_MARKER_TOKEN, EncodedSteps, StepTokenizer, add_marker_token,
-                                pad_batch)
+from prm.reward.step_tokenizer import (DEFAULT_MARKER_TOKEN, STEP_MARKERS, EncodedSteps, StepTokenizer,
+                                     add_marker_token, pad_batch)
 
 logger = logging.getLogger(__name__)
 
@@ -48,39 +48,103 @@ OBJECTIVES = ("bce", "mse")
 
 # -- the model ------------------------------------------------------------------------------
 
-class RewardModelConfig(PreTrainedConfig):
-    """Everything needed to rebuild a reward model and to use it the way it was trained.
+@dataclass
+class RewardModelOptions:
+    r"""
+    Every setting of a reward model, defined once: `RewardModel.from_backbone` takes it,
+    `RewardModelConfig` saves it with the weights, and `prm train` generates its options from it.
 
-    transformer_config: the backbone's own config (nested). backbone_name: the name or path
-    it was initialised from. head: "prm" or "orm". label_type: "hard" or "soft" labels it was
-    trained on. objective: "bce" (cross-entropy, hard or soft targets) or "mse" (regression
-    on the sigmoid output). aggregation: default step -> solution aggregation. The other
-    fields say how steps are marked (see `prm.reward.step_tokenizer`).
+    Parameters:
+        head (`str`, defaults to `"prm"`):
+            `"prm"`: a label at the end of every step. `"orm"`: one label per solution, read at the
+            end of its last step.
+        label_type (`str`, defaults to `"hard"`):
+            Which step labels it is trained on: `"hard"` (`Step.hard_label`, 0/1) or `"soft"`
+            (`Step.soft_label`, e.g. the Monte Carlo fraction of correct completions).
+        objective (`str`, defaults to `"bce"`):
+            `"bce"`: binary cross-entropy against hard or soft targets (for two classes the same
+            as the cross-entropy against the target distribution). `"mse"`: a regression head,
+            squared error between the predicted probability and the target.
+        aggregation (`str` or `None`, defaults to `None`):
+            Default step -> solution aggregation (`prm.aggregate.AGGREGATIONS`); `None` means
+            `"min"` for a PRM and `"last"` for an ORM.
+        prompt_template (`str`, defaults to `"{problem}\n"`):
+            How the problem is written before the steps (tiny-gsm's traces:
+            `completers.text.PLAIN_TEMPLATE`).
+        step_separator (`str`, defaults to `"\n"`):
+            Text appended to every step before tokenizing it (`step_marker="last-token"`). If it
+            tokenizes to nothing (BERT drops `"\n"`), the tokenizer's sep/eos token is used.
+        step_marker (`str`, defaults to `"last-token"`):
+            `"last-token"`: the label sits on the last token of `step + separator`.
+            `"special-token"`: a dedicated token (`marker_token`) is added to the tokenizer and
+            follows every step; the label sits on it.
+        marker_token (`str` or `None`, defaults to `None`):
+            The marker for `step_marker="special-token"` (default `"<|step|>"`).
+        max_length (`int`, defaults to `512`):
+            Longest sequence in tokens (prompt + steps). Longer traces lose whole steps from the
+            end, counted and reported; those steps get no score.
+        head_dropout (`float`, defaults to `0.0`):
+            Dropout before the head.
+        lm_features (`bool`, defaults to `False`):
+            For a causal-LM backbone: also give the head, per step, the lowest log-probability
+            the backbone's LM assigns to a token of the step and of the answer so far
+            (`lm_step_features`). A small backbone cannot learn to re-check a calculation from
+            a few thousand labels, but a wrong result is an unlikely token to the LM that can
+            compute it.
     """
+
+    head: str = field(default="prm", metadata={"help": "prm: a score per step; orm: one per solution.",
+                                                 "choices": list(HEADS)})
+    label_type: str = field(default="hard", metadata={"help": "Train on hard or soft step labels.",
+                                                        "choices": list(LABEL_TYPES), "aliases": ["--labels"]})
+    objective: str = field(default="bce", metadata={"help": "bce (cross-entropy) or mse (regression).",
+                                                      "choices": list(OBJECTIVES)})
+    aggregation: str | None = field(default=None, metadata={
+        "help": "Step -> solution aggregation saved with the model (default: min for a PRM, last for an ORM).",
+        "choices": list(AGGREGATIONS)})
+    prompt_template: str = field(default="{problem}\n", metadata={
+        "help": "How the problem is written before the steps (tiny-gsm: 'Question: {problem}\\nAnswer:\\n')."})
+    step_separator: str = field(default="\n", metadata={"help": "Text appended to every step."})
+    step_marker: str = field(default="last-token", metadata={
+        "help": "Label on the last token of step+separator, or on an added marker token.",
+        "choices": list(STEP_MARKERS)})
+    marker_token: str | None = field(default=None, metadata={"help": "Marker for step_marker=special-token."})
+    max_length: int = field(default=512, metadata={"help": "Longest sequence; whole steps are dropped beyond it."})
+    head_dropout: float = field(default=0.0, metadata={"help": "Dropout before the head."})
+    lm_features: bool = field(default=False, metadata={
+        "help": "Causal-LM backbones: the head also reads the LM's token log-probabilities."})
+
+    def __post_init__(self):
+        check_options(self)
+
+
+def check_options(options) -> None:
+    """Raise ValueError naming the field when a setting is not one of its choices."""
+    for f in fields(RewardModelOptions):
+        allowed = f.metadata.get("choices")
+        value = getattr(options, f.name)
+        if allowed is not None and value is not None and value not in allowed:
+            raise ValueError(f"{f.name} must be one of {tuple(allowed)}, got {value!r}")
+
+
+class RewardModelConfig(RewardModelOptions, PreTrainedConfig):
+    """Everything needed to rebuild a reward model and to use it the way it was trained: the
+    `RewardModelOptions`, the backbone's own config (`transformer_config`, nested) and the
+    name or path it was initialised from (`backbone_name`)."""
 
     model_type = "prm-reward-model"
     sub_configs_defaults = {"transformer_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
 
     transformer_config: dict | PreTrainedConfig | None = None
     backbone_name: str | None = None
-    head: str = "prm"
-    label_type: str = "hard"
-    objective: str = "bce"
-    aggregation: str = "min"
-    prompt_template: str = "{problem}\n"
-    step_separator: str = "\n"
-    step_marker: str = "last-token"
-    marker_token: str | None = None
-    max_length: int = 512
-    head_dropout: float = 0.0
-    lm_features: bool = False
 
     def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)
-        for name, allowed in (("head", HEADS), ("label_type", LABEL_TYPES), ("objective", OBJECTIVES),
-                              ("aggregation", AGGREGATIONS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        PreTrainedConfig.__post_init__(self, **kwargs)
+        check_options(self)
+
+    @property
+    def options(self) -> RewardModelOptions:
+        return RewardModelOptions(**{f.name: getattr(self, f.name) for f in fields(RewardModelOptions)})
 
 
 AutoConfig.register(RewardModelConfig.model_type, RewardModelConfig, exist_ok=True)
@@ -121,7 +185,7 @@ def step_loss(logits: torch.Tensor, labels: torch.Tensor, objective: str = "bce"
 class RewardModel(BatchedStepScorer, PreTrainedModel):
     """A backbone (`AutoModel`) and a linear head giving one logit per step position.
 
-    Build one from a backbone with `RewardModel.from_backbone(name_or_path, head=...)`, load a
+    Build one from a backbone with `RewardModel.from_backbone(name_or_path, RewardModelOptions(...))`, load a
     trained one with `RewardModel.from_pretrained(folder)`. `forward` takes input_ids,
     attention_mask and step_positions (padding -1) and returns logits of shape (batch, steps).
     """
@@ -198,38 +262,31 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
     # -- building, saving, loading ---------------------------------------------------------
 
     @classmethod
-    def from_backbone(cls, name_or_path: str, *, head: str = "prm", label_type: str = "hard",
-                      objective: str = "bce", aggregation: str | None = None,
-                      prompt_template: str = "{problem}\n", step_separator: str = "\n",
-                      step_marker: str = "last-token", marker_token: str | None = None,
-                      max_length: int = 512, head_dropout: float = 0.0, lm_features: bool = False,
+    def from_backbone(cls, name_or_path: str, options: RewardModelOptions | None = None,
                       **load_kwargs) -> "RewardModel":
         """A new reward model on a pretrained backbone: a short name (`prm.model_names`), a
-        folder or a hub name. The head starts untrained. lm_features: keep a causal LM's
-        head and give the reward head its token log-probabilities (`lm_step_features`)."""
+        folder or a hub name, with `options` (defaults: `RewardModelOptions()`). The head starts
+        untrained. `load_kwargs` go to the backbone's `from_pretrained`."""
         from prm.model_names import resolve_model
 
         path = resolve_model(name_or_path)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        backbone = (AutoModelForCausalLM if lm_features else AutoModel).from_pretrained(path, **load_kwargs)
+        options = replace(options or RewardModelOptions())
+        backbone = (AutoModelForCausalLM if options.lm_features else AutoModel).from_pretrained(path, **load_kwargs)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
-        if step_marker == "special-token":
-            marker_token = marker_token or DEFAULT_MARKER_TOKEN
-            if add_marker_token(tokenizer, marker_token):
+        if options.step_marker == "special-token":
+            options.marker_token = options.marker_token or DEFAULT_MARKER_TOKEN
+            if add_marker_token(tokenizer, options.marker_token):
                 backbone.resize_token_embeddings(len(tokenizer))
         positions = _max_positions(backbone.config, tokenizer)
-        if positions is not None and max_length > positions:
+        if positions is not None and options.max_length > positions:
             logger.warning("max_length %d exceeds the backbone's %d positions; using %d",
-                           max_length, positions, positions)
-            max_length = positions
-        config = RewardModelConfig(
-            transformer_config=backbone.config, backbone_name=name_or_path, head=head,
-            label_type=label_type, objective=objective,
-            aggregation=aggregation or ("last" if head == "orm" else "min"),
-            prompt_template=prompt_template, step_separator=step_separator, step_marker=step_marker,
-            marker_token=marker_token, max_length=max_length, head_dropout=head_dropout,
-            lm_features=lm_features, attn_implementation=backbone.config._attn_implementation)
+                           options.max_length, positions, positions)
+            options.max_length = positions
+        options.aggregation = options.aggregation or ("last" if options.head == "orm" else "min")
+        config = RewardModelConfig(transformer_config=backbone.config, backbone_name=name_or_path,
+                                   attn_implementation=backbone.config._attn_implementation, **asdict(options))
         for module in backbone.modules():  # loaded weights: keep them out of post_init's initialisation
             module._is_hf_initialized = True
         model = cls(config, backbone=backbone)

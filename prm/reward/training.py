@@ -24,20 +24,21 @@ import json
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from prm.records import Trace
-from prm.reward.model import HEADS, LABEL_TYPES, OBJECTIVES, RewardModel, step_loss
-from prm.reward.step_tokenizer import STEP_MARKERS, EncodedSteps, pad_batch
+from prm.reward.model import RewardModel, RewardModelOptions, step_loss
+from prm.reward.step_tokenizer import EncodedSteps, pad_batch
 
 logger = logging.getLogger(__name__)
 
+ORM_LABELS = ("outcome", "all-steps")
 UNKNOWN = -1.0  # a step whose label nobody decided: masked in the loss, kept apart in metrics
 PADDING = -100.0  # no step here (padding, or an ORM's non-final step)
 TRUNCATED = -2.0  # an extra masked entry after the last kept step: this trace lost steps
@@ -52,53 +53,20 @@ class RewardTrainerConfig(TrainingArguments):
     command line with [`~transformers.HfArgumentParser`].
 
     Parameters:
-        > Model (used when the trainer builds the model from a backbone name; a `RewardModel`
-        > passed in keeps its own settings)
+        > Model: every reward-model setting (head, labels, objective, prompt template, step
+        > marker, max length, LM features, ...) is a field of `RewardModelOptions`, passed to the
+        > trainer as `model_options` when it builds the model from a backbone name.
 
-        head (`str`, defaults to `"prm"`):
-            `"prm"`: a label at the end of every step. `"orm"`: one label per solution, read at the
-            end of its last step.
-        max_length (`int`, defaults to `512`):
-            Longest sequence in tokens (prompt + steps). Longer traces lose whole steps from the
-            end, and the trainer reports how many.
-        step_separator (`str`, defaults to `"\n"`):
-            Text appended to every step before tokenizing it (`step_marker="last-token"`). If it
-            tokenizes to nothing (BERT drops `"\n"`), the tokenizer's sep/eos token is used.
-        step_marker (`str`, defaults to `"last-token"`):
-            `"last-token"`: the label sits on the last token of `step + separator`.
-            `"special-token"`: a dedicated token (`marker_token`) is added to the tokenizer and
-            follows every step; the label sits on it.
-        marker_token (`str` or `None`, defaults to `None`):
-            The marker for `step_marker="special-token"` (default `"<|step|>"`).
-        prompt_template (`str`, defaults to `"{problem}\n"`):
-            How the problem is written before the steps.
-        aggregation (`str` or `None`, defaults to `None`):
-            Default step -> solution aggregation saved with the model: `"min"`, `"prod"`,
-            `"last"` or `"mean"`; `None` means `"min"` for a PRM and `"last"` for an ORM.
-        head_dropout (`float`, defaults to `0.0`):
-            Dropout before the head.
-        lm_features (`bool`, defaults to `False`):
-            For a causal-LM backbone: also give the head, per step, the lowest log-probability
-            the backbone's LM assigns to a token of the step and of the answer so far. A small
-            backbone cannot learn to re-check a calculation from a few thousand labels, but a
-            wrong result is an unlikely token to the LM that can compute it.
         freeze_backbone (`bool`, defaults to `False`):
             Train the head only. With `lm_features` this keeps the LM whose log-probabilities
             the head reads as it was (fine-tuning would change them).
 
         > Labels and loss
 
-        labels (`str`, defaults to `"hard"`):
-            Which step labels to train on: `"hard"` (`Step.hard_label`, 0/1) or `"soft"`
-            (`Step.soft_label`, e.g. the Monte Carlo fraction of correct completions).
         orm_label (`str`, defaults to `"outcome"`):
             ORM target: `"outcome"` (`Trace.outcome_label`, or, when it is unknown, whether every
             step is labelled good) or `"all-steps"` (always whether every step is labelled good).
             With `labels="soft"` the last step's soft label is used when present.
-        objective (`str`, defaults to `"bce"`):
-            `"bce"`: binary cross-entropy against hard or soft targets (for two classes the same
-            as the cross-entropy against the target distribution). `"mse"`: a regression head,
-            squared error between the predicted probability and the target.
         balance_classes (`bool`, defaults to `False`):
             Weight the loss so that good and bad steps count equally (`pos_weight` = bad / good
             in the training labels).
@@ -129,33 +97,26 @@ class RewardTrainerConfig(TrainingArguments):
     >   costs about a third of the training time and memory is not the limit.
     """
 
-    head: str = field(default="prm", metadata={"help": "prm: a label per step; orm: one per solution.",
-                                                 "choices": list(HEADS)})
-    max_length: int = field(default=512, metadata={"help": "Longest sequence; whole steps are dropped beyond it."})
-    step_separator: str = field(default="\n", metadata={"help": "Text appended to every step."})
-    step_marker: str = field(default="last-token", metadata={"help": "How a step's end is marked.",
-                                                             "choices": list(STEP_MARKERS)})
-    marker_token: str | None = field(default=None, metadata={"help": "Marker for step_marker=special-token."})
-    prompt_template: str = field(default="{problem}\n", metadata={"help": "Problem text before the steps."})
-    aggregation: str | None = field(default=None, metadata={"help": "min, prod, last or mean."})
-    head_dropout: float = field(default=0.0, metadata={"help": "Dropout before the head."})
-    lm_features: bool = field(default=False, metadata={
-        "help": "Also give the head the causal-LM backbone's token log-probabilities (see RewardModel)."})
     freeze_backbone: bool = field(default=False, metadata={"help": "Train the head only."})
-    labels: str = field(default="hard", metadata={"help": "Train on hard or soft step labels.",
-                                                  "choices": list(LABEL_TYPES)})
     orm_label: str = field(default="outcome", metadata={"help": "ORM target: outcome or all-steps.",
-                                                        "choices": ["outcome", "all-steps"]})
-    objective: str = field(default="bce", metadata={"help": "bce (cross-entropy) or mse (regression).",
-                                                    "choices": list(OBJECTIVES)})
+                                                        "choices": list(ORM_LABELS)})
     balance_classes: bool = field(default=False, metadata={"help": "Weight good and bad steps equally."})
     pos_weight: float | None = field(default=None, metadata={"help": "Loss weight of the positive class."})
     threshold: float = field(default=0.5, metadata={"help": "Probability at which a step counts as good."})
     disable_dropout: bool = field(default=True, metadata={"help": "Turn off dropout in the backbone."})
-    early_stopping_patience: int | None = field(default=None, metadata={"help": "Evaluations without improvement."})
+    early_stopping_patience: int | None = field(default=None, metadata={
+        "help": "Stop after this many evaluations without improvement.", "aliases": ["--early-stopping"]})
     early_stopping_threshold: float = field(default=0.0, metadata={"help": "Least change that counts."})
 
-    # TrainingArguments fields with other defaults
+    # TrainingArguments fields with other defaults or a short name on the command line
+    output_dir: str | None = field(default=None, metadata={"help": "Folder for the model, checkpoints and logs.",
+                                                          "aliases": ["--out"]})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Training epochs.", "aliases": ["--epochs"]})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate.", "aliases": ["--lr"]})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Traces per batch and device.",
+                                                                  "aliases": ["--batch-size"]})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Gradient accumulation steps.",
+                                                                  "aliases": ["--grad-accum"]})
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
     train_sampling_strategy: str = field(default="group_by_length", metadata={"help": "Training sampler."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Examples are already model inputs."})
@@ -163,10 +124,8 @@ class RewardTrainerConfig(TrainingArguments):
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})
 
     def __post_init__(self):
-        for name, allowed in (("head", HEADS), ("labels", LABEL_TYPES), ("objective", OBJECTIVES),
-                              ("step_marker", STEP_MARKERS), ("orm_label", ("outcome", "all-steps"))):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.orm_label not in ORM_LABELS:
+            raise ValueError(f"orm_label must be one of {ORM_LABELS}, got {self.orm_label!r}")
         if self.early_stopping_patience is not None:
             self.load_best_model_at_end = True
             if self.metric_for_best_model is None:
@@ -363,28 +322,27 @@ def _metrics_from_eval(eval_pred, threshold: float, head: str) -> dict:
 class RewardTrainer(Trainer):
     """`transformers.Trainer` for `RewardModel` on `Trace` records.
 
-    model: a `RewardModel`, or a backbone name/path (then built with the config's model
-    fields). train_traces / eval_traces: labelled traces (eval may also be a dict of name ->
-    traces). After construction, `train_report` / `eval_report` say what was used.
+    model: a `RewardModel` (trained with its own `config.options`: head, label type,
+    objective, ...), or a backbone name/path, built with `model_options` after the seed is set
+    (so the same seed gives the same head). train_traces / eval_traces: labelled traces (eval
+    may also be a dict of name -> traces). After construction, `train_report` /
+    `eval_report` say what was used.
     """
 
     def __init__(self, model: RewardModel | str, args: RewardTrainerConfig | None = None,
                  train_traces: list[Trace] | None = None,
                  eval_traces: list[Trace] | dict[str, list[Trace]] | None = None,
-                 callbacks: list[TrainerCallback] | None = None, **kwargs):
+                 callbacks: list[TrainerCallback] | None = None,
+                 model_options: RewardModelOptions | None = None, **kwargs):
         args = args or RewardTrainerConfig(output_dir="reward_model")
         if not train_traces:
             raise ValueError("train_traces is required")
         if isinstance(model, str):
-            model = RewardModel.from_backbone(
-                model, head=args.head, label_type=args.labels, objective=args.objective,
-                aggregation=args.aggregation, prompt_template=args.prompt_template,
-                step_separator=args.step_separator, step_marker=args.step_marker,
-                marker_token=args.marker_token, max_length=args.max_length, head_dropout=args.head_dropout,
-                lm_features=args.lm_features)
-        elif model.config.head != args.head:
-            raise ValueError(f"the model has a {model.config.head!r} head but args.head is {args.head!r}")
-        model.config.label_type, model.config.objective = args.labels, args.objective
+            set_seed(args.seed)  # the new head's initialisation is part of the run
+            model = RewardModel.from_backbone(model, model_options)
+        elif model_options is not None:
+            raise ValueError("model_options are for a backbone name; a RewardModel keeps its own config.options")
+        labels = model.config.label_type
         if args.freeze_backbone:
             model.backbone.requires_grad_(False)
         if args.disable_dropout:
@@ -392,19 +350,17 @@ class RewardTrainer(Trainer):
                 if isinstance(module, nn.Dropout):
                     module.p = 0.0
 
-        train_set, self.train_report = build_examples(model, train_traces, labels=args.labels,
-                                                      orm_label=args.orm_label)
+        train_set, self.train_report = build_examples(model, train_traces, labels=labels, orm_label=args.orm_label)
         if not train_set:
-            raise ValueError(f"no trace has {args.labels} labels to train on ({self.train_report.summary()})")
+            raise ValueError(f"no trace has {labels} labels to train on ({self.train_report.summary()})")
         _log_report(self.train_report, "train")
         self.eval_report = None
         eval_set = None
         if isinstance(eval_traces, dict):
-            eval_set = {name: build_examples(model, traces, labels=args.labels, orm_label=args.orm_label)[0]
+            eval_set = {name: build_examples(model, traces, labels=labels, orm_label=args.orm_label)[0]
                         for name, traces in eval_traces.items()}
         elif eval_traces:
-            eval_set, self.eval_report = build_examples(model, eval_traces, labels=args.labels,
-                                                        orm_label=args.orm_label)
+            eval_set, self.eval_report = build_examples(model, eval_traces, labels=labels, orm_label=args.orm_label)
             _log_report(self.eval_report, "eval")
 
         self.pos_weight = args.pos_weight
@@ -427,7 +383,7 @@ class RewardTrainer(Trainer):
         inputs = dict(inputs)
         labels = inputs.pop("labels")
         outputs = model(**inputs)
-        loss = step_loss(outputs.logits, labels, self.args.objective, self.pos_weight)
+        loss = step_loss(outputs.logits, labels, self.model.config.objective, self.pos_weight)
         return (loss, outputs) if return_outputs else loss
 
     def train(self, *args, **kwargs):
@@ -458,12 +414,3 @@ class JsonlLogCallback(TrainerCallback):
         record = {"step": state.global_step, "epoch": state.epoch, **logs}
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, default=float) + "\n")
-
-
-def config_dict(args: RewardTrainerConfig) -> dict:
-    """The reward-model fields of a config (for logs and reports)."""
-    names = ("head", "labels", "objective", "orm_label", "max_length", "step_marker", "step_separator",
-             "balance_classes", "pos_weight", "learning_rate", "num_train_epochs",
-             "per_device_train_batch_size", "seed")
-    values = asdict(args)
-    return {name: values[name] for name in names}
