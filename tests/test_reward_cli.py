@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from prm.app.cli import main
 from prm.io import read_traces, write_traces
@@ -34,9 +35,14 @@ def test_train_writes_a_model_a_metrics_log_and_resumes(files, capsys):
 
     assert main(argv) == 1  # checkpoints exist: refuses to start over silently
     assert "--resume" in capsys.readouterr().err
+    # a kill during the next checkpoint's save leaves a folder without trainer_state.json
+    torn = out / f"checkpoint-{10 * steps_after_one_epoch}"
+    torn.mkdir()
+    (torn / "model.safetensors").write_bytes(b"\x00" * 10)
     assert main(argv[:-6] + ["--epochs", "2", "--batch-size", "8", "--lr", "1e-3", "--resume"]) == 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert max(r["step"] for r in records) == 2 * steps_after_one_epoch
+    assert sum("train_positive_rate" in r for r in records) == 1  # the data report is logged once
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["train_report"]["used"] == len(read_traces(files["train"]))
 
@@ -64,3 +70,16 @@ def test_training_on_missing_labels_names_the_file_and_field(files, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert files["train"] in err and "soft_label" in err
+
+
+def test_the_same_seed_trains_the_same_model(files, tmp_path):
+    from safetensors.torch import load_file
+
+    weights = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        assert main(["train", files["train"], "--backbone", files["backbone"], "--out", str(out),
+                     "--epochs", "1", "--batch-size", "8", "--seed", "3", "--save_strategy", "no"]) == 0
+        weights.append(load_file(out / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -56,15 +56,13 @@ def from_args(cls, args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    from prm.reward.training import JsonlLogCallback, RewardTrainer
+    from prm.reward.training import JsonlLogCallback, RewardTrainer, last_complete_checkpoint
 
     inputs, options = from_args(TrainInputs, args), from_args(RewardModelOptions, args)
     if not args.output_dir:
         raise RecordError("--out DIR is required")
     out = Path(args.output_dir)
-    checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
+    checkpoint = last_complete_checkpoint(out)
     if checkpoint and not inputs.resume:
         raise RecordError(f"{out} already holds checkpoints; pass --resume to continue, or choose another --out")
     if inputs.resume and checkpoint is None:

@@ -386,14 +386,38 @@ class RewardTrainer(Trainer):
         loss = step_loss(outputs.logits, labels, self.model.config.objective, self.pos_weight)
         return (loss, outputs) if return_outputs else loss
 
-    def train(self, *args, **kwargs):
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        if resume_from_checkpoint:  # the data report is already in the logs of the first run
+            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         report = self.train_report
         self.log({"train_traces": report.used, "train_labeled_steps": report.labeled_steps,
                   "train_positive_rate": report.positive_rate or 0.0,
                   "train_unknown_masked": report.unknown_masked,
                   "train_dropped_steps": report.dropped_steps,
                   "pos_weight": self.pos_weight if self.pos_weight is not None else 1.0})
-        return super().train(*args, **kwargs)
+        return super().train(**kwargs)
+
+
+def last_complete_checkpoint(folder: str | os.PathLike) -> str | None:
+    """The newest `checkpoint-N` in `folder` that was saved completely, or None.
+
+    The `Trainer` writes a checkpoint's `trainer_state.json` last, so a checkpoint whose state
+    file is missing or unreadable was cut short (a kill during the save); it is skipped, with a
+    warning, in favour of the previous one.
+    """
+    folder = Path(folder)
+    found = []
+    for path in folder.glob("checkpoint-*") if folder.is_dir() else []:
+        suffix = path.name.removeprefix("checkpoint-")
+        if path.is_dir() and suffix.isdigit():
+            found.append((int(suffix), path))
+    for _, path in sorted(found, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+            return str(path)
+        except (OSError, ValueError):
+            logger.warning("%s was not saved completely (no readable trainer_state.json); skipping it", path)
+    return None
 
 
 def _log_report(report: DataReport, name: str) -> None:
