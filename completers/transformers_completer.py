@@ -13,9 +13,10 @@ forward pass and KV cache instead:
    decoded together, one forward pass per new token; finished sequences leave the batch
    (in groups: once a quarter of it has finished, as each removal copies the cache).
    Each prompt's KV cache is kept ONCE, not copied N times: a small attention function
-   (`shared_prefix_attention`, registered with transformers' AttentionInterface) attends
-   the N queries of a prompt to its one cached prompt and each query to its own generated
-   tokens, and merges the two softmaxes exactly (log-sum-exp), as cascade attention does.
+   (`shared_prefix_attention` in `completers.shared_prefix`, registered with transformers'
+   AttentionInterface) attends the N queries of a prompt to its one cached prompt and each
+   query to its own generated tokens, and merges the two softmaxes exactly (log-sum-exp), as
+   cascade attention does.
    For small models on CPU, reading the N cache copies was most of the time. Models
    whose attention is not plain SDPA (sliding windows, soft-capping, flash kernels) use
    the simple path: the prompt cache repeated N times, left-padded, with a mask.
@@ -32,20 +33,17 @@ GSM8K answer line `#### x` (see `completers.text.cut_at_stop`), or at `max_new_t
 
 from __future__ import annotations
 
-import math
 import os
 import random
 from dataclasses import dataclass
 
 import torch
-from transformers import AttentionInterface, DynamicCache
-from transformers.cache_utils import DynamicLayer
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers import DynamicCache
 
 from completers.base import Completer, Completion, SamplingParams, per_prompt
+from completers.shared_prefix import RepeatedPrefixCache, SharedPrefixCache, use_shared_prefix_attention
 from completers.text import PromptBuilder, cut_at_stop, normalize_stop, prompt_builder
 
-SHARED_PREFIX_ATTENTION = "prm_shared_prefix"
 
 
 class TransformersCompleter(Completer):
@@ -94,7 +92,7 @@ class TransformersCompleter(Completer):
         self.use_chat_template = has_template if use_chat_template is None else use_chat_template
         self.build_prompt = prompt_builder(prompt_template)
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
-        self.shared_attention = shared_attention is not False and _use_shared_prefix_attention(self.model)
+        self.shared_attention = shared_attention is not False and use_shared_prefix_attention(self.model)
         config = self.model.config.get_text_config()
         # Prompt + continuation must fit the model's positions (GPT-2 fails beyond them).
         self.max_length = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
@@ -223,7 +221,7 @@ class TransformersCompleter(Completer):
         self._prefill(chunk)
         rows = [(job, j) for job in chunk for j in range(len(job.rngs))]
         row_prompt = torch.tensor([p for p, job in enumerate(chunk) for _ in job.rngs], device=self.device)
-        cache_class = _SharedPrefixCache if self.shared_attention else _RepeatedPrefixCache
+        cache_class = SharedPrefixCache if self.shared_attention else RepeatedPrefixCache
         longest = max(job.max_new_tokens for job in chunk)
         # room for 64 new tokens to start with; a layer doubles it when it runs out
         cache = cache_class([job.kv for job in chunk], row_prompt, room=min(longest, 64))
@@ -327,236 +325,6 @@ def pick_tokens(logits: torch.Tensor, rngs: list[random.Random], temperature: fl
     targets = (uniforms * cdf[:, -1]).unsqueeze(1)
     index = torch.searchsorted(cdf, targets, right=True).clamp_(max=probs.shape[-1] - 1)
     return (order.gather(1, index) if order is not None else index).squeeze(1)
-
-
-# -- KV caches for decoding many samples of a few prompts ---------------------------------------
-
-
-class _RoomyLayer(DynamicLayer):
-    """A KV-cache layer with room for `room` more positions (doubled when it runs out): each
-    decoding step writes its keys and values in place, where `DynamicLayer` copies the whole
-    cache (torch.cat) every step."""
-
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int):
-        super().__init__()
-        batch, heads, length, _ = keys.shape
-        self._keys = keys.new_empty(batch, heads, length + room, keys.shape[3])
-        self._values = values.new_empty(batch, heads, length + room, values.shape[3])
-        self._keys[:, :, :length], self._values[:, :, :length] = keys, values
-        self.length, self.dtype, self.device, self.is_initialized = length, keys.dtype, keys.device, True
-        self._expose()
-
-    def _expose(self) -> None:
-        self.keys, self.values = self._keys[:, :, :self.length], self._values[:, :, :self.length]
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        new = key_states.shape[-2]
-        if self.length + new > self._keys.shape[2]:  # out of room: double it
-            self._keys = torch.cat([self._keys, torch.empty_like(self._keys)], dim=2)
-            self._values = torch.cat([self._values, torch.empty_like(self._values)], dim=2)
-        self._keys[:, :, self.length:self.length + new] = key_states
-        self._values[:, :, self.length:self.length + new] = value_states
-        self.length += new
-        self._expose()
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        """Keep these rows (copying only the filled positions)."""
-        keys = self._keys.new_empty(len(indices), *self._keys.shape[1:])
-        values = self._values.new_empty(len(indices), *self._values.shape[1:])
-        keys[:, :, :self.length] = self._keys[indices, :, :self.length]
-        values[:, :, :self.length] = self._values[indices, :, :self.length]
-        self._keys, self._values = keys, values
-        self._expose()
-
-    def drop_front(self, count: int) -> None:
-        """Forget the first `count` positions (left padding no remaining row needs)."""
-        self._keys, self._values = self._keys[:, :, count:], self._values[:, :, count:]
-        self.length -= count
-        self._expose()
-
-
-def _left_padded(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-prompt [1, heads, length, dim] tensors -> [prompts, heads, longest, dim] padded on
-    the left, and a [prompts, longest] mask of the real positions."""
-    width = max(t.shape[2] for t in tensors)
-    padded = torch.cat([torch.nn.functional.pad(t, (0, 0, width - t.shape[2], 0)) for t in tensors])
-    lengths = torch.tensor([t.shape[2] for t in tensors], device=padded.device)
-    valid = torch.arange(width, device=padded.device)[None, :] >= (width - lengths)[:, None]
-    return padded, valid
-
-
-class _RepeatedPrefixCache(DynamicCache):
-    """The simple path: each prompt's cache copied for each of its rows, left-padded, with an
-    attention mask; works with any attention implementation."""
-
-    def __init__(self, prompt_kv: list[list[tuple]], row_prompt: torch.Tensor, room: int):
-        super().__init__()
-        self.layers = []
-        for layer in zip(*prompt_kv):
-            keys, self.valid = _left_padded([k for k, _ in layer])
-            values, _ = _left_padded([v for _, v in layer])
-            self.layers.append(_RoomyLayer(keys[row_prompt], values[row_prompt], room))
-        self.mask = self.valid[row_prompt]
-
-    def select_rows(self, index: torch.Tensor) -> None:
-        self.batch_select_indices(index)
-        self.mask = self.mask[index]
-        unused = int(self.mask.any(dim=0).long().argmax())  # leading columns padding for every row
-        if unused:
-            for layer in self.layers:
-                layer.drop_front(unused)
-            self.mask = self.mask[:, unused:]
-
-    def forward_kwargs(self) -> dict:
-        self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.mask), 1)], dim=1)
-        return {"attention_mask": self.mask}
-
-    def attended_pairs(self) -> int:
-        return self.mask.numel()
-
-
-class _SharedPrefixLayer(DynamicLayer):
-    """One layer of `_SharedPrefixCache`: the prompts' keys/values once each, and each row's
-    generated keys/values (what `update` stores and returns to the attention function)."""
-
-    def __init__(self, prompt_keys, prompt_values, rows: int, room: int):
-        super().__init__()
-        self.prompt_keys, self.prompt_values = prompt_keys, prompt_values
-        self.generated = _RoomyLayer(prompt_keys.new_empty(rows, prompt_keys.shape[1], 0, prompt_keys.shape[3]),
-                                     prompt_values.new_empty(rows, prompt_values.shape[1], 0,
-                                                             prompt_values.shape[3]), room)
-        self.dtype, self.device, self.is_initialized = prompt_keys.dtype, prompt_keys.device, True
-        self.keys, self.values = self.generated.keys, self.generated.values
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        self.keys, self.values = self.generated.update(key_states, value_states)
-        return self.keys, self.values
-
-    def get_seq_length(self) -> int:
-        return self.prompt_keys.shape[2] + self.generated.length
-
-
-class _SharedPrefixCache(DynamicCache):
-    """The fast path: one KV cache per prompt, shared by its rows through `shared_prefix_attention`
-    (the forward pass gets this cache as `shared_prefix_cache`)."""
-
-    def __init__(self, prompt_kv: list[list[tuple]], row_prompt: torch.Tensor, room: int):
-        super().__init__()
-        self.layers = []
-        for layer in zip(*prompt_kv):
-            keys, self.valid = _left_padded([k for k, _ in layer])
-            values, _ = _left_padded([v for _, v in layer])
-            self.layers.append(_SharedPrefixLayer(keys, values, len(row_prompt), room))
-        self._set_rows(row_prompt)
-
-    def _set_rows(self, row_prompt: torch.Tensor) -> None:
-        """Which prompt each row samples, its slot among that prompt's rows, and the additive
-        mask of the prompts' padding for `torch.baddbmm` ([prompts * kv_heads, 1, width])."""
-        kv_heads = self.layers[0].prompt_keys.shape[1]
-        bias = torch.zeros(self.valid.shape, dtype=self.layers[0].prompt_keys.dtype, device=self.valid.device)
-        bias = bias.masked_fill(~self.valid, float("-inf"))
-        self.bias = bias[:, None, None, :].expand(-1, kv_heads, 1, -1).reshape(-1, 1, self.valid.shape[1])
-        self.row_prompt = row_prompt
-        counts = torch.bincount(row_prompt, minlength=len(self.valid))
-        starts = torch.cumsum(counts, 0) - counts  # rows are grouped by prompt, in order
-        self.row_slot = torch.arange(len(row_prompt), device=row_prompt.device) - starts[row_prompt]
-        self.slots = int(counts.max())
-
-    def select_rows(self, index: torch.Tensor) -> None:
-        row_prompt = self.row_prompt[index]
-        alive = torch.unique(row_prompt)  # prompts that still have rows
-        renumber = torch.full((len(self.valid),), -1, dtype=torch.long, device=index.device)
-        renumber[alive] = torch.arange(len(alive), device=index.device)
-        valid = self.valid[alive]
-        unused = int(valid.any(dim=0).long().argmax())  # leading columns padding for every prompt
-        self.valid = valid[:, unused:]
-        for layer in self.layers:
-            layer.prompt_keys = layer.prompt_keys[alive][:, :, unused:].contiguous()
-            layer.prompt_values = layer.prompt_values[alive][:, :, unused:].contiguous()
-            layer.generated.batch_select_indices(index)
-            layer.keys, layer.values = layer.generated.keys, layer.generated.values
-        self._set_rows(renumber[row_prompt])
-
-    def forward_kwargs(self) -> dict:
-        return {"shared_prefix_cache": self}
-
-    def attended_pairs(self) -> int:
-        rows = len(self.row_prompt)
-        return rows * (self.valid.shape[1] + self.layers[0].generated.length + 1)
-
-
-def shared_prefix_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
-                            scaling: float | None = None, shared_prefix_cache: _SharedPrefixCache | None = None,
-                            **kwargs):
-    """Attention for one new token per row when rows share their prompt's KV cache.
-
-    query [rows, heads, 1, dim]; key/value [rows, kv_heads, generated, dim] are each row's own
-    generated tokens (the current one included); the prompts' keys/values are in the cache.
-    Each half is a softmax over its own keys; they are merged exactly by their log-sum-exp.
-    Anything else (prefill, other callers) goes to transformers' SDPA attention.
-    """
-    if shared_prefix_cache is None or query.shape[2] != 1:
-        return AttentionInterface._global_mapping["sdpa"](module, query, key, value, attention_mask,
-                                                          dropout=dropout, scaling=scaling, **kwargs)
-    cache, layer = shared_prefix_cache, shared_prefix_cache.layers[module.layer_idx]
-    rows, heads, _, dim = query.shape
-    prompts, kv_heads, width, _ = layer.prompt_keys.shape
-    groups = heads // kv_heads  # query heads per key/value head (grouped-query attention)
-    scale = scaling if scaling is not None else 1 / math.sqrt(dim)
-
-    # The prompts: queries gathered per prompt [prompts, kv_heads, slots * groups, dim], so
-    # each prompt's keys are read once for all its rows.
-    grouped = query.new_zeros(prompts, cache.slots, heads, dim)
-    grouped[cache.row_prompt, cache.row_slot] = query[:, :, 0]
-    grouped = grouped.view(prompts, cache.slots, kv_heads, groups, dim).transpose(1, 2)
-    grouped = grouped.reshape(prompts * kv_heads, cache.slots * groups, dim)
-    keys = layer.prompt_keys.view(prompts * kv_heads, width, dim).transpose(1, 2)
-    scores = torch.baddbmm(cache.bias, grouped, keys, alpha=scale).float()
-    prompt_max, prompt_sum, prompt_out = _softmax_parts(scores, layer.prompt_values.view(prompts * kv_heads, width,
-                                                                                          dim))
-
-    def per_row(t):  # [prompts * kv_heads, slots * groups, x] -> [rows, heads, x]
-        t = t.view(prompts, kv_heads, cache.slots, groups, -1).transpose(1, 2)
-        return t.reshape(prompts, cache.slots, heads, -1)[cache.row_prompt, cache.row_slot]
-
-    prompt_max, prompt_sum, prompt_out = per_row(prompt_max), per_row(prompt_sum), per_row(prompt_out)
-
-    # Each row's own generated tokens.
-    own = query.reshape(rows, kv_heads, groups, dim)
-    scores = (own @ key.transpose(-1, -2)).float() * scale
-    own_max, own_sum, own_out = (t.reshape(rows, heads, -1) for t in _softmax_parts(scores, value))
-
-    top = torch.maximum(prompt_max, own_max)
-    a, b = torch.exp(prompt_max - top), torch.exp(own_max - top)
-    out = (prompt_out * a + own_out * b) / (prompt_sum * a + own_sum * b)
-    return out.to(query.dtype)[:, None], None  # [rows, 1, heads, dim], like SDPA's
-
-
-def _softmax_parts(scores: torch.Tensor, values: torch.Tensor):
-    """(max, sum of exp, unnormalised output) of softmax(scores) @ values, for merging."""
-    top = scores.amax(dim=-1, keepdim=True)
-    weights = torch.exp(scores - top)
-    return top, weights.sum(dim=-1, keepdim=True), (weights.to(values.dtype) @ values).float()
-
-
-def _use_shared_prefix_attention(model) -> bool:
-    """Switch the model to `shared_prefix_attention` if its attention is plain SDPA (which it
-    then still uses for everything but shared-prefix decoding); False if it cannot."""
-    config = model.config.get_text_config()
-    if model.config._attn_implementation not in ("sdpa", SHARED_PREFIX_ATTENTION):
-        return False
-    if getattr(config, "sliding_window", None) or getattr(config, "attn_logit_softcapping", None) \
-            or getattr(config, "use_sliding_window", False) or getattr(config, "layer_types", None) and \
-            any(t != "full_attention" for t in config.layer_types):
-        return False
-    attentions = [m for m in model.modules() if hasattr(m, "layer_idx") and "Attention" in type(m).__name__]
-    if not attentions:
-        return False
-    AttentionInterface.register(SHARED_PREFIX_ATTENTION, shared_prefix_attention)
-    AttentionMaskInterface.register(SHARED_PREFIX_ATTENTION, sdpa_mask)
-    model.set_attn_implementation(SHARED_PREFIX_ATTENTION)
-    return model.config._attn_implementation == SHARED_PREFIX_ATTENTION
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
