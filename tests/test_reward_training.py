@@ -139,3 +139,11 @@ def test_step_metrics_by_hand():
     assert m["auroc"] == pytest.approx(roc_auc_score([1, 1, 0, 1, 1, 1, 0], [0.9, 0.8, 0.3, 0.9, 0.2, 0.7, 0.9]))
     # a trace that lost steps to truncation says nothing about its first error
     assert step_metrics(probs, gold, complete=[True, False, True, True])["first_error_accuracy"] == 1.0
+
+
+def test_an_evaluation_that_predicts_one_class_warns_loudly(bert_folder, tmp_path, capsys):
+    train = synthetic(24, seed=7, soft=False)
+    args = args_for(tmp_path, learning_rate=0.0, eval_strategy="epoch", threshold=0.0)  # every p >= 0: all good
+    trainer = RewardTrainer(bert_folder, args, train_traces=train, eval_traces=synthetic(12, 8, False))
+    trainer.train()
+    assert "predicts every step good" in capsys.readouterr().err

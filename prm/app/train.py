@@ -38,6 +38,8 @@ class TrainInputs:
     backbone: str = field(metadata={"help": "tiny-gsm, minilm-l6, smollm2-135m, a model folder or a hub name"})
     eval: str | None = field(default=None, metadata={"help": "held-out traces, evaluated after every epoch"})
     resume: bool = field(default=False, metadata={"help": "continue from the last complete checkpoint in --out"})
+    merge_lora: bool = field(default=False, metadata={
+        "help": "with --lora_r: save the model with its LoRA adapters folded into the backbone"})
 
 
 # The parser is generated from these (see prm.app.cli); TrainingArguments' own defaults that
@@ -85,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if trainer.eval_report is not None:
         print(trainer.eval_report.summary("eval"))
     result = trainer.train(resume_from_checkpoint=checkpoint if inputs.resume else None)
+    if inputs.merge_lora:
+        trainer.model.merge_lora()
     trainer.save_model(str(out))
     summary = {"model": asdict(trainer.model.config.options), "backbone": inputs.backbone,
                "training": {name: getattr(config, name) for name in (

@@ -91,6 +91,11 @@ class RewardModelOptions:
             (`lm_step_features`). A small backbone cannot learn to re-check a calculation from
             a few thousand labels, but a wrong result is an unlikely token to the LM that can
             compute it.
+        lora_r, lora_alpha, lora_dropout, lora_target_modules:
+            With `lora_r > 0` the backbone is wrapped in `peft` LoRA adapters (rank `lora_r`,
+            scale `lora_alpha / lora_r`, on `lora_target_modules`); the backbone's own weights
+            stay frozen and only the adapters and the head train. The saved folder holds the
+            adapters with the model; `RewardModel.merge_lora()` folds them into the backbone.
     """
 
     head: str = field(default="prm", metadata={"help": "prm: a score per step; orm: one per solution.",
@@ -113,6 +118,11 @@ class RewardModelOptions:
     head_dropout: float = field(default=0.0, metadata={"help": "Dropout before the head."})
     lm_features: bool = field(default=False, metadata={
         "help": "Causal-LM backbones: the head also reads the LM's token log-probabilities."})
+    lora_r: int = field(default=0, metadata={"help": "LoRA rank of the backbone's adapters (0: no LoRA)."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (alpha / r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA path."})
+    lora_target_modules: str = field(default="all-linear", metadata={
+        "help": "Backbone modules that get adapters: 'all-linear' or comma-separated names (q_proj,v_proj)."})
 
     def __post_init__(self):
         check_options(self)
@@ -204,6 +214,8 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
         if backbone is None:
             auto = AutoModelForCausalLM if config.lm_features else AutoModel
             backbone = auto.from_config(config.transformer_config)
+        if config.lora_r > 0:
+            backbone = _with_lora(backbone, config)
         self.backbone = backbone
         if getattr(self.backbone, "pooler", None) is not None:
             self.backbone.pooler = None  # an encoder's [CLS] pooler is unused: skip its compute and weights
@@ -228,6 +240,13 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
                 # optimizer's steps of about lr each would take thousands of steps to get there.
                 with torch.no_grad():
                     module.weight[0, -len(LM_FEATURES):] = 1.0
+
+    def merge_lora(self) -> "RewardModel":
+        """Fold the LoRA adapters into the backbone's weights (same scores, no peft needed to load)."""
+        if self.config.lora_r > 0:
+            self.backbone = self.backbone.merge_and_unload()
+            self.config.lora_r = 0
+        return self
 
     def get_input_embeddings(self):
         return self.backbone.get_input_embeddings()
@@ -360,6 +379,20 @@ def lm_step_features(lm_logits: torch.Tensor, input_ids: torch.Tensor, step_posi
     step_min = torch.where(in_step, values, torch.zeros_like(values)).min(dim=-1).values
     answer_min = torch.where(in_answer, values, torch.zeros_like(values)).min(dim=-1).values
     return torch.stack([step_min, answer_min], dim=-1)
+
+
+def _with_lora(backbone, config: RewardModelConfig):
+    """The backbone wrapped in LoRA adapters (`peft`, imported only when asked for)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as error:
+        raise ImportError("lora_r > 0 needs peft: pip install 'prm-toolkit[lora]'") from error
+    targets = config.lora_target_modules
+    if targets != "all-linear":
+        targets = [name.strip() for name in targets.split(",") if name.strip()]
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=targets)
+    return get_peft_model(backbone, lora)
 
 
 def _hidden_size(config) -> int:

@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from prm.records import Trace
+from prm.records import Trace, first_error
 from prm.reward.model import RewardModel, RewardModelOptions, step_loss
 from prm.reward.step_tokenizer import EncodedSteps, pad_batch
 
@@ -267,7 +268,7 @@ def step_metrics(probabilities: list[list[float]], targets: list[list[float | No
         t_all += [t for _, t in pairs]
         if complete is not None and not complete[index]:
             continue
-        gold = _first_error([None if t is None else int(t >= 0.5) for t in tgts])
+        gold = first_error([None if t is None else int(t >= 0.5) for t in tgts])
         if gold is None:
             continue
         predicted = next((i for i, p in enumerate(probs) if p < threshold), -1)
@@ -291,15 +292,6 @@ def step_metrics(probabilities: list[list[float]], targets: list[list[float | No
                       ("without_error", "first_error_accuracy_without_error")):
         metrics[key] = float(np.mean(hits[name])) if hits[name] else float("nan")
     return metrics
-
-
-def _first_error(labels: list[int | None]) -> int | None:
-    for i, label in enumerate(labels):
-        if label is None:
-            return None
-        if label == 0:
-            return i
-    return -1
 
 
 def _metrics_from_eval(eval_pred, threshold: float, head: str) -> dict:
@@ -369,7 +361,7 @@ class RewardTrainer(Trainer):
             bad = self.train_report.labeled_steps - good
             self.pos_weight = bad / good if good > 0 else None
 
-        callbacks = list(callbacks or [])
+        callbacks = list(callbacks or []) + [SingleClassWarning()]
         if args.early_stopping_patience is not None:
             callbacks.append(EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
         threshold, head = args.threshold, model.config.head
@@ -423,6 +415,23 @@ def last_complete_checkpoint(folder: str | os.PathLike) -> str | None:
 def _log_report(report: DataReport, name: str) -> None:
     lost = report.dropped_steps or report.skipped_unlabeled or report.skipped_truncated
     logger.log(logging.WARNING if lost else logging.INFO, report.summary(name))
+
+
+class SingleClassWarning(TrainerCallback):
+    """Warns loudly when an evaluation finds the model predicting one class for every step:
+    a reward model that calls every step good has learned nothing a user can use, and its
+    accuracy alone (the share of good steps) hides it."""
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        for key, rate in (metrics or {}).items():
+            if key.endswith("predicted_positive_rate") and rate in (0.0, 1.0):
+                name = key.removesuffix("predicted_positive_rate").removeprefix("eval_").rstrip("_") or "eval"
+                message = (f"WARNING: on the {name} data the model predicts every step "
+                           f"{'good' if rate == 1.0 else 'bad'} (threshold {args.threshold}); it has not "
+                           "learned to tell steps apart yet (try more epochs, a higher learning rate, "
+                           "balance_classes, or lm_features)")
+                logger.warning(message)
+                print(message, file=sys.stderr, flush=True)
 
 
 class JsonlLogCallback(TrainerCallback):
