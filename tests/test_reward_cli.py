@@ -1,6 +1,7 @@
 """`prm train` and `prm score` end to end, in process, on real GSM8K records."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -83,3 +84,17 @@ def test_the_same_seed_trains_the_same_model(files, tmp_path):
         weights.append(load_file(out / "model.safetensors"))
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_a_missing_or_corrupt_backbone_is_one_line_naming_it(files, tmp_path, capsys):
+    argv = ["train", files["train"], "--out", str(tmp_path / "out"), "--backbone"]
+    assert main(argv + [str(tmp_path / "no-such-model")]) == 1
+    assert "no such model folder" in capsys.readouterr().err
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    shutil.copytree(files["backbone"], corrupt, dirs_exist_ok=True)
+    weights = next(corrupt.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert main(argv + [str(corrupt)]) == 1
+    err = capsys.readouterr().err
+    assert "corrupt or truncated" in err and weights.name in err and "Traceback" not in err

@@ -26,7 +26,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from prm.errors import RecordError
+from prm.errors import RecordError, opening_model
 from prm.reward.model import RewardModelOptions
 from prm.reward.training import RewardTrainerConfig
 
@@ -58,6 +58,9 @@ def from_args(cls, args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from transformers import set_seed
+
+    from prm.reward.model import RewardModel
     from prm.reward.training import JsonlLogCallback, RewardTrainer, last_complete_checkpoint
 
     inputs, options = from_args(TrainInputs, args), from_args(RewardModelOptions, args)
@@ -81,8 +84,11 @@ def run(args: argparse.Namespace) -> int:
     options.prompt_template = options.prompt_template.replace("\\n", "\n")
     logging.getLogger("prm").setLevel(logging.INFO)
     config = from_args(RewardTrainerConfig, args)
-    trainer = RewardTrainer(inputs.backbone, config, train_traces=train, eval_traces=held_out,
-                            callbacks=[JsonlLogCallback(out / "metrics.jsonl")], model_options=options)
+    set_seed(config.seed)  # before the new head is initialised
+    with opening_model(inputs.backbone):
+        model = RewardModel.from_backbone(inputs.backbone, options)
+    trainer = RewardTrainer(model, config, train_traces=train, eval_traces=held_out,
+                            callbacks=[JsonlLogCallback(out / "metrics.jsonl")])
     print(trainer.train_report.summary("train"))
     if trainer.eval_report is not None:
         print(trainer.eval_report.summary("eval"))
