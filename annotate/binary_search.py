@@ -32,8 +32,9 @@ import math
 import time
 from typing import TYPE_CHECKING
 
-from annotate.monte_carlo import (AnnotateConfig, Budget, annotation_meta, derive_seed, existing_rollouts,
-                                  merge_rollouts, round_seed, sample_rollouts)
+from annotate.config import AnnotateConfig
+from annotate.rollouts import (Budget, annotation_meta, derive_seed, existing_rollouts,
+                               merge_rollouts, round_seed, sample_rollouts)
 from prm.records import Rollouts, Trace
 
 if TYPE_CHECKING:

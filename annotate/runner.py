@@ -18,7 +18,6 @@ time is spent waiting on a server) and written in the order they finish.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 import time
@@ -29,10 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prm.errors import RecordError
-from prm.io import dumps, read_records
+from prm.io import dumps, output_lock, read_finished, read_records
 from prm.records import Trace
 
-from annotate.monte_carlo import AnnotateConfig
+from annotate.config import AnnotateConfig
 
 if TYPE_CHECKING:
     from annotate.grading import Grader
@@ -116,37 +115,6 @@ def select_shard(traces: list[Trace], shard: tuple[int, int] | None) -> list[Tra
 
 
 # -- output -----------------------------------------------------------------------------------
-
-def read_finished(path: str | os.PathLike, *, repair: bool = False) -> tuple[list[Trace], int]:
-    """The finished traces of a (possibly interrupted) output file, and the size in bytes of a
-    torn last line (0 if none). With `repair` the torn line is cut off the file.
-
-    A torn line is a last line without its newline: the process died while writing it. Any
-    other bad line is an error (`RecordError` with the line), never skipped.
-    """
-    path = Path(path)
-    if not path.exists():
-        return [], 0
-    data = path.read_bytes()
-    keep = data.rfind(b"\n") + 1
-    torn = len(data) - keep
-    if torn and repair:
-        with open(path, "r+b") as handle:
-            handle.truncate(keep)
-            handle.flush()
-            os.fsync(handle.fileno())
-    traces = []
-    for number, raw in enumerate(data[:keep].split(b"\n")[:-1], start=1):
-        if not raw.strip():
-            continue
-        try:
-            traces.append(Trace.from_dict(json.loads(raw.decode("utf-8"))))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise RecordError(f"not a finished trace ({err})", path=str(path), line=number) from None
-        except RecordError as err:
-            raise err.located(path=str(path), line=number) from None
-    return traces, torn
-
 
 def run_settings(config: AnnotateConfig, completer_spec: str) -> dict:
     return {"completer": completer_spec, **config.settings()}
@@ -254,11 +222,10 @@ class RunSummary:
 def run(traces: list[Trace], out_path: str | os.PathLike, completer: "Completer", config: AnnotateConfig, *,
         completer_spec: str, shard: tuple[int, int] | None = None, workers: int = 1,
         progress: bool = True, on_trace: Callable[[Trace], None] | None = None) -> RunSummary:
-    """Annotate `traces` (this shard's part) into `out_path`, resuming what is already there."""
-    from tqdm.auto import tqdm
+    """Annotate `traces` (this shard's part) into `out_path`, resuming what is already there.
 
-    from annotate.grading import Grader
-
+    The output is locked for the whole run (`prm.io.output_lock`): a second run writing the
+    same file is refused with a `RecordError` instead of appending every trace again."""
     out_path = Path(out_path)
     if out_path.suffix not in (".jsonl", ".json"):
         raise RecordError("the output is streamed as JSONL: give a .jsonl file "
@@ -266,6 +233,17 @@ def run(traces: list[Trace], out_path: str | os.PathLike, completer: "Completer"
     todo = select_shard(traces, shard)
     settings = run_settings(config, completer_spec)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(out_path, "prm annotate"):  # a second run on the same output is refused
+        return _run_locked(todo, out_path, completer, config, settings, completer_spec, workers, progress,
+                           on_trace)
+
+
+def _run_locked(todo, out_path, completer, config, settings, completer_spec, workers, progress,
+                on_trace) -> RunSummary:
+    from tqdm.auto import tqdm
+
+    from annotate.grading import Grader
+
     done = resume(out_path, todo, settings)
     done_ids = {t.id for t in done}
     summary = RunSummary(already_done=len(done))

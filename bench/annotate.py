@@ -45,6 +45,8 @@ def build_traces(completer, problems: int, samples: int, seed: int, max_new_toke
 
     world = generate_problems(problems, seed=seed) + \
         generate_problems(max(2, problems // 2), seed=seed + 1, templates=["shopping"])
+    # the solutions themselves are the model's own samples (temperature 1); the annotation
+    # temperature is a separate setting (--temperature, default AnnotateConfig's)
     params = SamplingParams(n=samples, temperature=1.0, max_new_tokens=max_new_tokens, seed=seed)
     sampled = sample_traces(completer, world, samples, params)
     unique, seen = [], set()
@@ -140,7 +142,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from annotate.monte_carlo import AnnotateConfig
+    from annotate.config import AnnotateConfig
     from completers.loading import load_completer
 
     n = 4 if args.quick else args.n
@@ -207,23 +209,22 @@ def _fmt(value, digits=3):
 
 def markdown(report: dict) -> str:
     """The results as the tables of bench/README.md."""
-    lines = ["| method | rollouts | rollouts/trace | tokens | wall s | hard agreement | soft ECE | soft Brier "
-             "| first-error acc. | rollouts/trace (6+) | hard agr. (6+) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, entry in report["methods"].items():
-        a, s = entry["all"], entry["six_plus_steps"]
-        lines.append(f"| {name} | {a['rollouts']} | {_fmt(a['rollouts_per_trace'], 1)} | {a['tokens']} | "
-                     f"{_fmt(a['seconds'], 1)} | {_fmt(a['hard_agreement'])} | {_fmt(a['soft_ece'])} | "
-                     f"{_fmt(a['soft_brier'])} | {_fmt(a['first_error_accuracy'])} | "
-                     f"{_fmt(s['rollouts_per_trace'], 1)} | {_fmt(s['hard_agreement'])} |")
-    lines += ["", "| binary search vs Monte Carlo | same first error | same (6+) | rollouts | rollouts (6+) "
-              "| tokens | wall time |", "|---|---|---|---|---|---|---|"]
-    for name, entry in report["methods"].items():
-        v = entry.get("vs_monte_carlo")
-        if v:
-            lines.append(f"| {name} | {_fmt(v['same_first_error'])} | {_fmt(v['same_first_error_six_plus'])} | "
-                         f"{_fmt(v['rollout_ratio'])} | {_fmt(v['rollout_ratio_six_plus'])} | "
-                         f"{_fmt(v['token_ratio'])} | {_fmt(v['wall_time_ratio'])} |")
+    from prm.markdown import table_lines
+
+    lines = table_lines(
+        ["method", "rollouts", "rollouts/trace", "tokens", "wall s", "hard agreement", "soft ECE",
+         "soft Brier", "first-error acc.", "rollouts/trace (6+)", "hard agr. (6+)"],
+        [[name, a["rollouts"], _fmt(a["rollouts_per_trace"], 1), a["tokens"], _fmt(a["seconds"], 1),
+          _fmt(a["hard_agreement"]), _fmt(a["soft_ece"]), _fmt(a["soft_brier"]),
+          _fmt(a["first_error_accuracy"]), _fmt(s["rollouts_per_trace"], 1), _fmt(s["hard_agreement"])]
+         for name, entry in report["methods"].items()
+         for a, s in [(entry["all"], entry["six_plus_steps"])]])
+    lines += [""] + table_lines(
+        ["binary search vs Monte Carlo", "same first error", "same (6+)", "rollouts", "rollouts (6+)",
+         "tokens", "wall time"],
+        [[name, _fmt(v["same_first_error"]), _fmt(v["same_first_error_six_plus"]), _fmt(v["rollout_ratio"]),
+          _fmt(v["rollout_ratio_six_plus"]), _fmt(v["token_ratio"]), _fmt(v["wall_time_ratio"])]
+         for name, entry in report["methods"].items() if (v := entry.get("vs_monte_carlo"))])
     t = report["traces"]
     lines.append(f"\n{t['total']} traces ({t['flawed']} flawed, {t['injected_errors']} by an injected error; "
                  f"{t['six_plus_steps']} of 6+ steps; {t['steps']} steps), completer {report['completer']}, "

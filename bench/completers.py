@@ -43,7 +43,8 @@ sys.path.insert(0, str(ROOT))
 from completers.base import SamplingParams  # noqa: E402
 from completers.text import cut_at_stop  # noqa: E402
 from completers.transformers_completer import TransformersCompleter  # noqa: E402
-from completers.world import generate_problems, parse_answer, split_solution  # noqa: E402
+from completers.world import generate_problems, parse_answer  # noqa: E402
+from prm.formats.gsm8k import parse_gsm8k_answer  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,7 +227,7 @@ def model_flops(model, counters: dict) -> float:
 
 def reaches(answer: int, continuation: str) -> bool:
     """Whether a continuation ends on the reference answer (`#### answer`)."""
-    return parse_answer(split_solution(continuation)[1]) == answer
+    return parse_answer(parse_gsm8k_answer(continuation)[1]) == answer
 
 
 def two_proportion_p(x1: int, n1: int, x2: int, n2: int) -> float:

@@ -9,19 +9,22 @@ samples/s, peak RSS, and on the same held-out records step accuracy, AUROC, reca
 steps and first-error accuracy (all from `prm.reward.training.step_metrics`). Then the scoring
 throughput (steps/s) of `RewardModel.score_many` against `score` called one trace at a time.
 
-TRL runs with its PRMConfig defaults (gradient checkpointing on, bf16 autocast, dropout off,
-step separator "\\n"); with `--trl-tuned` a second TRL run turns gradient checkpointing and
-bf16 off and groups batches by length, as this trainer does (same speed ideas, TRL code).
+The headline comparison is at equal settings: TRL runs with gradient checkpointing and bf16
+off and batches grouped by length, as this trainer does (fp32, dropout off, step separator
+"\\n"). `--trl-defaults` adds a run with TRL's PRMConfig defaults (gradient checkpointing on,
+bf16 autocast), which is slower on a CPU for reasons that are settings, not code.
 
     python bench/train.py                      # 300 train / 100 held-out records, under 10 min
-    python bench/train.py --train-records 1200 --eval-records 300 --trl-tuned   # bench/README.md
-    python bench/train.py --train-records 2500 --eval-records 500   # the sizes of the TRL notes
+    python bench/train.py --train-records 1200 --eval-records 300 --trl-defaults   # bench/README.md
+    python bench/train.py --epochs 3 --lr 2e-4 --warmup-steps 20   # settings under which models learn
 
 Timing on a shared machine: each run also reports CPU seconds (samples per CPU-second) and
 the load average before and after it, so that a busy machine can be told from a slow trainer.
 
-TRL's PRMTrainer is in trl 1.13.0 only: `pip install --no-deps trl==1.13.0`.
-Results: bench/results/train.json.
+TRL's PRMTrainer is in trl 1.13.0 only, while the project needs a newer trl (GRPO): the TRL
+arm runs in its own virtual environment, `bench/.venv-trl113` (`make install-bench` creates it:
+`python -m venv --system-site-packages` plus `pip install --no-deps trl==1.13.0`), as a
+subprocess of that interpreter (`--trl-python`). Results: bench/results/train.json.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import os
 import platform
 import random
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,6 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 RESULTS = ROOT / "bench" / "results" / "train.json"
+TRL_PYTHON = ROOT / "bench" / ".venv-trl113" / "bin" / "python"
 
 
 def build_data(n_train: int, n_eval: int, seed: int):
@@ -82,7 +87,7 @@ def timed(function):
             "load_average": [load_before, os.getloadavg()[0]]}
 
 
-def run_ours(settings: dict, queue) -> None:
+def run_ours(settings: dict) -> dict:
     import torch
 
     torch.set_num_threads(settings["threads"])
@@ -93,7 +98,7 @@ def run_ours(settings: dict, queue) -> None:
     args = RewardTrainerConfig(
         output_dir=settings["out"] + "/ours", per_device_train_batch_size=settings["batch_size"],
         num_train_epochs=settings["epochs"], learning_rate=settings["lr"], lr_scheduler_type="linear",
-        warmup_steps=0, seed=settings["seed"], save_strategy="no", report_to="none",
+        warmup_steps=settings["warmup_steps"], seed=settings["seed"], save_strategy="no", report_to="none",
         logging_steps=50, disable_tqdm=True, use_cpu=True)
     trainer = RewardTrainer("minilm-l6", args, train_traces=train, model_options=RewardModelOptions(max_length=512))
     timing = timed(trainer.train)
@@ -117,7 +122,7 @@ def run_ours(settings: dict, queue) -> None:
     agree = max(abs(a - b) for x, y in zip(batched, single) for a, b in zip(x, y))
     traces_scored = len(items)
     n_steps *= 2  # two rounds
-    queue.put({"trainer": "prm RewardTrainer", "train_seconds": timing["seconds"], "timing": timing,
+    return ({"trainer": "prm RewardTrainer", "train_seconds": timing["seconds"], "timing": timing,
                "samples_per_second": len(train) * settings["epochs"] / timing["seconds"],
                "samples_per_cpu_second": len(train) * settings["epochs"] / timing["cpu_seconds"],
                "peak_rss_mb": peak_rss_mb(), "metrics": metrics,
@@ -127,7 +132,7 @@ def run_ours(settings: dict, queue) -> None:
                            "speedup": single_seconds / batched_seconds, "max_abs_difference": agree}})
 
 
-def run_trl(settings: dict, queue) -> None:
+def run_trl(settings: dict) -> dict:
     import torch
 
     torch.set_num_threads(settings["threads"])
@@ -152,9 +157,10 @@ def run_trl(settings: dict, queue) -> None:
     extra = {}
     if settings["tuned"]:
         extra = {"gradient_checkpointing": False, "bf16": False, "train_sampling_strategy": "group_by_length"}
+    import trl
     args = PRMConfig(output_dir=settings["out"] + "/trl", per_device_train_batch_size=settings["batch_size"],
                      per_device_eval_batch_size=32, num_train_epochs=settings["epochs"],
-                     learning_rate=settings["lr"], lr_scheduler_type="linear", warmup_steps=0,
+                     learning_rate=settings["lr"], lr_scheduler_type="linear", warmup_steps=settings["warmup_steps"],
                      seed=settings["seed"], max_length=512, step_separator="\n", save_strategy="no",
                      report_to="none", logging_steps=50, disable_tqdm=True, use_cpu=True, **extra)
     trainer = PRMTrainer(model=model, args=args, train_dataset=rows(train), eval_dataset=rows(held_out),
@@ -171,23 +177,39 @@ def run_trl(settings: dict, queue) -> None:
     # every held-out step must have kept its label (TRL truncates at max_length)
     lost = sum(len(t.steps) for t in held_out) - sum(len(t) for t in targets)
     metrics = step_metrics(probs, targets)
-    queue.put({"trainer": "TRL PRMTrainer" + (" (tuned)" if settings["tuned"] else " (defaults)"),
+    return ({"trainer": "TRL PRMTrainer" + (" (equal settings)" if settings["tuned"] else " (defaults)"),
                "train_seconds": timing["seconds"], "timing": timing,
                "samples_per_second": len(train) * settings["epochs"] / timing["seconds"],
                "samples_per_cpu_second": len(train) * settings["epochs"] / timing["cpu_seconds"],
                "peak_rss_mb": peak_rss_mb(), "metrics": metrics, "held_out_labels_lost": lost,
                "config": {"gradient_checkpointing": args.gradient_checkpointing, "bf16": args.bf16,
-                          "train_sampling_strategy": args.train_sampling_strategy}})
+                          "train_sampling_strategy": args.train_sampling_strategy}, "trl": trl.__version__})
 
 
-def in_child(target, settings: dict) -> dict:
+def _child(name: str, settings: dict, queue) -> None:
+    queue.put({"run_ours": run_ours, "run_trl": run_trl}[name](settings))
+
+
+def in_child(name: str, settings: dict) -> dict:
+    """Run `name` (run_ours) in a fresh process of this interpreter: its peak RSS is its own."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=target, args=(settings, queue))
+    process = context.Process(target=_child, args=(name, settings, queue))
     process.start()
     result = queue.get()
     process.join()
     return result
+
+
+def in_trl_environment(settings: dict) -> dict:
+    """Run the TRL arm with the interpreter of the trl 1.13.0 environment (`make install-bench`)."""
+    python = settings["trl_python"]
+    if not Path(python).exists():
+        raise SystemExit(f"no TRL environment at {python}: run `make install-bench` (it creates bench/.venv-trl113 "
+                         "with trl==1.13.0, the last release with PRMTrainer), or pass --trl-python")
+    done = subprocess.run([python, __file__, "--trl-child", json.dumps(settings)], stdout=subprocess.PIPE,
+                          text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
@@ -200,12 +222,21 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--scoring-traces", type=int, default=200, help="held-out traces for the scoring test")
-    parser.add_argument("--trl-tuned", action="store_true",
-                        help="also run TRL with gradient checkpointing and bf16 off and length grouping")
+    parser.add_argument("--warmup-steps", type=int, default=0)
+    parser.add_argument("--trl-defaults", action="store_true",
+                        help="also run TRL with its PRMConfig defaults (gradient checkpointing, bf16 autocast)")
+    parser.add_argument("--trl-python", default=str(TRL_PYTHON),
+                        help="interpreter of the environment with trl==1.13.0 (make install-bench)")
+    parser.add_argument("--trl-child", help=argparse.SUPPRESS)  # internal: run the TRL arm, print JSON
+    parser.add_argument("--results", default=str(RESULTS))
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "train"))
     options = parser.parse_args()
-    settings = {k: v for k, v in vars(options).items() if k != "trl_tuned"}
-    settings["tuned"] = False
+    if options.trl_child:
+        sys.path.insert(0, str(ROOT))
+        print(json.dumps(run_trl(json.loads(options.trl_child))), flush=True)
+        return 0
+    settings = {k: v for k, v in vars(options).items() if k not in ("trl_defaults", "trl_child", "results")}
+    settings["tuned"] = True
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     sys.path.insert(0, str(ROOT))
@@ -218,23 +249,28 @@ def main() -> int:
     print(f"data: {data}", flush=True)
 
     started = time.perf_counter()
-    runs = [in_child(run_trl, settings)]
+    runs = [in_trl_environment(settings)]
     print(f"{runs[-1]['trainer']}: {runs[-1]['samples_per_second']:.2f} samples/s", flush=True)
-    runs.append(in_child(run_ours, settings))
+    runs.append(in_child("run_ours", settings))
     print(f"{runs[-1]['trainer']}: {runs[-1]['samples_per_second']:.2f} samples/s", flush=True)
-    if options.trl_tuned:
-        runs.append(in_child(run_trl, {**settings, "tuned": True}))
+    if options.trl_defaults:
+        runs.append(in_trl_environment({**settings, "tuned": False}))
         print(f"{runs[-1]['trainer']}: {runs[-1]['samples_per_second']:.2f} samples/s", flush=True)
     total = time.perf_counter() - started
 
     trl, ours = runs[0], runs[1]
-    ratios = {"throughput_vs_trl_defaults": ours["samples_per_second"] / trl["samples_per_second"],
-              "cpu_time_throughput_vs_trl_defaults": ours["samples_per_cpu_second"] / trl["samples_per_cpu_second"],
-              "peak_rss_vs_trl_defaults": ours["peak_rss_mb"] / trl["peak_rss_mb"],
-              "accuracy_difference_vs_trl_defaults": ours["metrics"]["accuracy"] - trl["metrics"]["accuracy"],
+    ratios = {"throughput_vs_trl_equal_settings": ours["samples_per_second"] / trl["samples_per_second"],
+              "cpu_time_throughput_vs_trl_equal_settings":
+                  ours["samples_per_cpu_second"] / trl["samples_per_cpu_second"],
+              "peak_rss_vs_trl_equal_settings": ours["peak_rss_mb"] / trl["peak_rss_mb"],
+              "auroc_difference_vs_trl_equal_settings": ours["metrics"]["auroc"] - trl["metrics"]["auroc"],
+              "bad_step_recall_difference_vs_trl_equal_settings":
+                  ours["metrics"]["bad_step_recall"] - trl["metrics"]["bad_step_recall"],
               "scoring_speedup_batched_vs_single": ours["scoring"]["speedup"]}
-    if options.trl_tuned:
-        ratios["throughput_vs_trl_tuned"] = ours["samples_per_second"] / runs[2]["samples_per_second"]
+    if options.trl_defaults:
+        ratios["throughput_vs_trl_defaults"] = ours["samples_per_second"] / runs[2]["samples_per_second"]
+        ratios["cpu_time_throughput_vs_trl_defaults"] = \
+            ours["samples_per_cpu_second"] / runs[2]["samples_per_cpu_second"]
 
     print()
     header = f"{'trainer':<28}{'samples/s':>10}{'/cpu-s':>8}{'peak RSS MB':>13}{'step acc':>10}{'AUROC':>8}" \
@@ -255,20 +291,16 @@ def main() -> int:
     import torch
     import transformers
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    result = {"settings": {**settings, "trl_tuned": options.trl_tuned, "backbone": "minilm-l6"},
+    results = Path(options.results)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    result = {"settings": {**settings, "trl_defaults": options.trl_defaults, "backbone": "minilm-l6"},
               "data": data, "runs": runs, "ratios": ratios, "total_seconds": total,
               "environment": {"python": platform.python_version(), "torch": torch.__version__,
                               "transformers": transformers.__version__, "cpus": os.cpu_count(),
                               "load_average_at_end": os.getloadavg()}}
-    try:
-        import trl
-
-        result["environment"]["trl"] = trl.__version__
-    except ImportError:
-        pass
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"results: {RESULTS}")
+    result["environment"]["trl"] = trl.get("trl")
+    results.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"results: {results}")
     return 0
 
 

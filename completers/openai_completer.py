@@ -9,10 +9,14 @@ This is how annotation scales past one machine: start vLLM, SGLang or TGI (or
 - keeps at most `max_concurrency` requests in flight (a thread pool: the work is waiting on
   sockets, so threads are the simplest bound);
 - sends each request to the endpoint with the fewest requests in flight (ties in turn), and
-  retries a timeout, a refused connection, 429 or 5xx on another endpoint when there is one,
-  waiting `backoff * 2**attempt` seconds (or the server's Retry-After, if shorter than
-  `max_backoff`) between tries; after the last try it raises `CompletionError` naming the
-  endpoint and the last status;
+  retries a timeout, a refused or reset connection, a response cut short, 429 or 5xx on
+  another endpoint when there is one, waiting `backoff * 2**attempt` seconds (or the server's
+  Retry-After, if shorter than `max_backoff`) between tries; after the last try it raises
+  `CompletionError` naming the endpoint and the last status (`/v1/models` is retried the same
+  way);
+- raises `prm.errors.PromptTooLongError` (a `ValueError`, not retried) when the server
+  answers that the prompt does not fit the model's context, as the in-process backends do,
+  so that annotation leaves those steps unknown instead of stopping;
 - takes token counts from the response's `usage` (per choice when the server gives them).
 
 Uses only the standard library (urllib), so it adds no dependency.
@@ -20,9 +24,11 @@ Uses only the standard library (urllib), so it adds no dependency.
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import random
+import re
 import threading
 import time
 import urllib.error
@@ -31,8 +37,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 from completers.base import Completer, Completion, SamplingParams, per_prompt
 from completers.text import PromptBuilder, cut_at_stop, normalize_stop, prompt_builder
+from prm.errors import PromptTooLongError
 
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
+# How servers say a prompt does not fit: OpenAI and our server (code context_length_exceeded),
+# vLLM ("maximum context length", "is too long to fit"), SGLang ("longer than the model's
+# context length"), TGI (422 "must have less than N tokens").
+TOO_LONG_STATUSES = {400, 413, 422}
+TOO_LONG_CODE = "context_length_exceeded"
+TOO_LONG_TEXT = re.compile(r"context length|context window|maximum context|too long|"
+                           r"must have less than \d+ (input )?tokens|reads at most", re.IGNORECASE)
 
 
 class CompletionError(RuntimeError):
@@ -97,7 +111,9 @@ class OpenAICompleter(Completer):
         if not prompts:
             return []
         if self.model is None:
-            self.model = self.list_models()[0]
+            with self._lock:
+                if self.model is None:
+                    self.model = self.list_models()[0]
         stops = self.stop + normalize_stop(stop)
         futures = [self._executor().submit(self._complete_one, prompt, params, seed, n, stops)
                    for prompt, (seed, n) in zip(prompts, per_prompt(params, len(prompts), seeds, ns))]
@@ -108,20 +124,26 @@ class OpenAICompleter(Completer):
                 future.cancel()
 
     def list_models(self) -> list[str]:
-        """The model names the first reachable endpoint serves (GET /v1/models)."""
-        errors = []
-        for url in self.endpoints:
-            try:
-                request = urllib.request.Request(url + "/models", headers=self._headers())
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    models = [m["id"] for m in json.load(response).get("data", [])]
-                if models:
-                    return models
-                errors.append(f"{url}/models lists no model")
-            except (OSError, ValueError, KeyError) as error:
-                errors.append(f"{url}/models: {error}")
-        raise CompletionError("no endpoint told which model it serves; pass model=... ("
-                              + "; ".join(errors) + ")")
+        """The model names the first reachable endpoint serves (GET /v1/models), trying the
+        endpoints in turn and retrying like a completion request."""
+        errors: list[str] = []
+        for attempt in range(self.max_retries + 1):
+            for url in self.endpoints:
+                try:
+                    request = urllib.request.Request(url + "/models", headers=self._headers())
+                    with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                        models = [m["id"] for m in json.load(response).get("data", [])]
+                    if models:
+                        return models
+                    errors.append(f"{url}/models lists no model")
+                except (OSError, ValueError, KeyError, TypeError, AttributeError,
+                        http.client.HTTPException) as error:
+                    errors.append(f"{url}/models: {_describe(error)}")
+            if attempt < self.max_retries:
+                time.sleep(self._wait(attempt, None))
+        raise CompletionError(f"cannot reach a completion server after {self.max_retries + 1} tries "
+                              f"(last: {errors[-1]}); is it running? (or pass the model name)",
+                              endpoint=self.endpoints[-1])
 
     def close(self) -> None:
         if self._pool is not None:
@@ -161,15 +183,18 @@ class OpenAICompleter(Completer):
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.load(response)
         except urllib.error.HTTPError as error:
-            detail = _error_detail(error)
+            detail, code = _error_detail(error)
             if error.code in RETRY_STATUSES:
                 raise _RetryableError(f"status {error.code} ({detail})", error.code,
                                       _retry_after(error.headers.get("Retry-After"))) from None
+            if error.code in TOO_LONG_STATUSES and (code == TOO_LONG_CODE or TOO_LONG_TEXT.search(detail)):
+                raise PromptTooLongError(f"{url} refused the prompt as too long for the model "
+                                         f"(status {error.code}: {detail})") from None
             raise CompletionError(f"POST {url} returned status {error.code}: {detail}",
                                   endpoint=url, status=error.code) from None
-        except (TimeoutError, urllib.error.URLError, ConnectionError) as error:
-            reason = getattr(error, "reason", error)
-            raise _RetryableError(f"{type(reason).__name__}: {reason}") from None
+        except (TimeoutError, urllib.error.URLError, ConnectionError, http.client.HTTPException) as error:
+            # refused, reset, timed out, or a response cut short (IncompleteRead): try again
+            raise _RetryableError(_describe(error)) from None
         except ValueError as error:  # a response that is not JSON
             raise _RetryableError(f"unreadable response: {error}") from None
 
@@ -242,13 +267,29 @@ def _api_root(url: str) -> str:
     return url if url.endswith("/v1") else url + "/v1"
 
 
-def _error_detail(error: urllib.error.HTTPError) -> str:
+def _error_detail(error: urllib.error.HTTPError) -> tuple[str, str | None]:
+    """The message of an error response (OpenAI's {"error": {"message", "code"}} or its
+    body's start) and its code, if any."""
+    body = ""
     try:
         body = error.read().decode(errors="replace")
         message = json.loads(body).get("error", {})
-        return (message.get("message") if isinstance(message, dict) else str(message)) or body[:200]
-    except (OSError, ValueError, AttributeError):
-        return error.reason if isinstance(error.reason, str) else "no detail"
+        if isinstance(message, dict):
+            code = message.get("code")
+            return message.get("message") or body[:200], code if isinstance(code, str) else None
+        return str(message) or body[:200], None
+    except (OSError, ValueError, AttributeError, http.client.HTTPException):
+        if body:
+            return body[:200], None
+        return (error.reason if isinstance(error.reason, str) else "no detail"), None
+
+
+def _describe(error: BaseException) -> str:
+    """One line for a network error: `URLError: [Errno 111] Connection refused`, ..."""
+    reason = getattr(error, "reason", error)
+    if isinstance(reason, http.client.IncompleteRead):
+        return f"IncompleteRead: response cut short ({len(reason.partial)} bytes read)"
+    return f"{type(reason).__name__}: {reason}"
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -9,9 +9,15 @@ and hands them to the completer in one call, so the prefixes of one trace sent c
 share their encoding (see `TransformersCompleter`).
 
 For tests of retries and failover it can fail on purpose (`--fail-every K`: every K-th
-completion request gets `--fail-status`, 503 by default) and be slow on purpose
-(`--delay S`). `/stats` reports how many requests it saw, failed, and the most it had in
-flight at once.
+completion request gets `--fail-status`, 503 by default), cut answers short on purpose
+(`--truncate-every K`: every K-th completion answer stops halfway through its body and the
+connection is closed, which a client reads as `http.client.IncompleteRead`) and be slow on
+purpose (`--delay S`). `/stats` reports how many requests it saw, failed, and the most it
+had in flight at once.
+
+A prompt the model cannot read (longer than its context) gets status 400 with the error code
+`context_length_exceeded`, as OpenAI's API answers; requests sampled in the same batch are
+answered as if it had come alone.
 
 Built on the standard library's ThreadingHTTPServer: one thread per connection, fine for a
 handful of clients. Non-standard but harmless: each choice also carries its own
@@ -30,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from completers.base import Completer, Completion, SamplingParams
 from completers.text import normalize_stop
+from prm.errors import PromptTooLongError
 
 
 class CompletionServer:
@@ -40,17 +47,18 @@ class CompletionServer:
     """
 
     def __init__(self, completer: Completer, model_name: str, host: str = "127.0.0.1", port: int = 0, *,
-                 fail_every: int = 0, fail_status: int = 503, delay: float = 0.0, max_batch_rows: int = 256,
-                 per_choice_tokens: bool = True):
+                 fail_every: int = 0, fail_status: int = 503, truncate_every: int = 0, delay: float = 0.0,
+                 max_batch_rows: int = 256, per_choice_tokens: bool = True):
         self.completer = completer
         self.model_name = model_name
         self.fail_every = fail_every
         self.fail_status = fail_status
+        self.truncate_every = truncate_every
         self.delay = delay
         self.max_batch_rows = max_batch_rows
         self.per_choice_tokens = per_choice_tokens
-        self.stats = {"requests": 0, "completed": 0, "failed": 0, "in_flight": 0, "max_in_flight": 0,
-                      "batches": 0}
+        self.stats = {"requests": 0, "completed": 0, "failed": 0, "truncated": 0, "in_flight": 0,
+                      "max_in_flight": 0, "batches": 0}
         self._lock = threading.Lock()
         self._jobs: queue.Queue = queue.Queue()
         self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
@@ -94,21 +102,26 @@ class CompletionServer:
 
     # -- request handling (HTTP threads) ----------------------------------------------------
 
-    def count_request(self) -> bool:
-        """Count an incoming completion request; False if it must fail on purpose."""
+    def count_request(self) -> str:
+        """Count an incoming completion request and say what to do with it on purpose:
+        "fail" (--fail-every), "truncate" (--truncate-every) or "answer"."""
         with self._lock:
             self.stats["requests"] += 1
             self.stats["in_flight"] += 1
             self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self.stats["in_flight"])
-            fail = self.fail_every > 0 and self.stats["requests"] % self.fail_every == 0
-            if fail:
+            number = self.stats["requests"]
+            if self.fail_every > 0 and number % self.fail_every == 0:
                 self.stats["failed"] += 1
-            return not fail
+                return "fail"
+            if self.truncate_every > 0 and number % self.truncate_every == 0:
+                return "truncate"
+            return "answer"
 
-    def finish_request(self, completed: bool) -> None:
+    def finish_request(self, completed: bool, truncated: bool = False) -> None:
         with self._lock:
             self.stats["in_flight"] -= 1
             self.stats["completed"] += completed
+            self.stats["truncated"] += truncated
 
     def complete(self, body: dict) -> dict:
         """Answer one /v1/completions body (raises ValueError for a bad one)."""
@@ -184,6 +197,12 @@ class CompletionServer:
             for job in batch:
                 job.results, results = results[:len(job.prompts)], results[len(job.prompts):]
                 job.prompt_tokens = sum(self.completer.prompt_tokens(p) or 0 for p in job.prompts)
+        except ValueError as error:  # a prompt the completer refuses (e.g. too long)
+            if len(batch) > 1:  # find it: the other requests are answered as if alone
+                for job in batch:
+                    self._run([job])
+                return
+            batch[0].error = error
         except Exception as error:  # reported to each waiting request as a 500
             for job in batch:
                 job.error = error
@@ -222,7 +241,8 @@ def _handler_for(server: CompletionServer):
                 self._send(404, _error(f"no route {self.path}", "not_found"))
                 return
             body = self._read_body()
-            if not server.count_request():
+            action = server.count_request()
+            if action == "fail":
                 server.finish_request(False)
                 self._send(server.fail_status, _error("failure injected for testing (--fail-every)",
                                                       "server_error"), retry_after=0)
@@ -235,25 +255,35 @@ def _handler_for(server: CompletionServer):
                 if not isinstance(request, dict):
                     raise ValueError("the request body must be a JSON object")
                 payload = server.complete(request)
+            except PromptTooLongError as error:
+                status, payload = 400, _error(str(error), "invalid_request_error", "context_length_exceeded")
             except ValueError as error:
                 status, payload = 400, _error(str(error), "invalid_request_error")
             except Exception as error:  # the model failed: tell the client, keep serving
                 status, payload = 500, _error(f"{type(error).__name__}: {error}", "server_error")
+            truncate = action == "truncate" and status == 200  # only answers are cut short
             # done before answering, so a client's next request never overlaps this one in the stats
-            server.finish_request(status == 200)
-            self._send(status, payload)
+            server.finish_request(status == 200 and not truncate, truncated=truncate)
+            self._send(status, payload, truncate=truncate)
 
         def _read_body(self) -> bytes:
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-        def _send(self, status: int, payload: dict, retry_after: int | None = None) -> None:
+        def _send(self, status: int, payload: dict, retry_after: int | None = None,
+                  truncate: bool = False) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             if retry_after is not None:
                 self.send_header("Retry-After", str(retry_after))
+            if truncate:
+                self.send_header("Connection", "close")
             self.end_headers()
+            if truncate:  # half the promised body, then the connection closes (--truncate-every)
+                self.wfile.write(data[:len(data) // 2])
+                self.close_connection = True
+                return
             self.wfile.write(data)
 
         def log_message(self, format, *args):  # quiet: one line per request is noise in tests
@@ -262,8 +292,8 @@ def _handler_for(server: CompletionServer):
     return Handler
 
 
-def _error(message: str, kind: str) -> dict:
-    return {"error": {"message": message, "type": kind}}
+def _error(message: str, kind: str, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": kind, "code": code}}
 
 
 def _number(body: dict, key: str, default, kind, low, high):
@@ -289,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fail-every", type=int, default=0, metavar="K",
                         help="fail every K-th completion request on purpose (for tests)")
     parser.add_argument("--fail-status", type=int, default=503, help="status of injected failures (503, 429...)")
+    parser.add_argument("--truncate-every", type=int, default=0, metavar="K",
+                        help="cut every K-th completion answer short on purpose (for tests)")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before answering (for tests)")
     args = parser.parse_args(argv)
 
@@ -300,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     completer = TransformersCompleter(args.model, device=args.device, batch_size=args.batch_size)
     server = CompletionServer(completer, args.model, args.host, args.port, fail_every=args.fail_every,
-                              fail_status=args.fail_status, delay=args.delay)
+                              fail_status=args.fail_status, truncate_every=args.truncate_every, delay=args.delay)
     print(f"serving {args.model} at {server.url}/v1", flush=True)
     try:
         server.serve_forever()

@@ -48,7 +48,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from completers.text import plain_prompt
-from completers.world import WorldProblem, generate_problems, parse_answer, split_solution
+from completers.world import WorldProblem, generate_problems, parse_answer
+from prm.formats.gsm8k import parse_gsm8k_answer
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "tiny_gsm"
 PAD, EOS, UNK = "<|pad|>", "<|endoftext|>", "<|unk|>"
@@ -404,7 +405,7 @@ def generate_texts(model, tokenizer, prompts: list[str], *, greedy: bool, seed: 
 
 
 def reaches_answer(problem: WorldProblem, text: str) -> bool:
-    return parse_answer(split_solution(text)[1]) == problem.answer
+    return parse_answer(parse_gsm8k_answer(text)[1]) == problem.answer
 
 
 def evaluate_solve_rate(model, tokenizer, problems: list[WorldProblem], seed: int) -> float:

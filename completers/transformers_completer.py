@@ -43,6 +43,7 @@ from transformers import DynamicCache
 from completers.base import Completer, Completion, SamplingParams, per_prompt
 from completers.shared_prefix import RepeatedPrefixCache, SharedPrefixCache, use_shared_prefix_attention
 from completers.text import PromptBuilder, cut_at_stop, normalize_stop, prompt_builder
+from prm.errors import PromptTooLongError
 
 
 
@@ -176,7 +177,8 @@ class TransformersCompleter(Completer):
             ids = self.encode(prompt)
             room = self.max_length - len(ids) if self.max_length else params.max_new_tokens
             if room < 1:
-                raise ValueError(f"prompt {i} has {len(ids)} tokens; the model reads at most {self.max_length}")
+                raise PromptTooLongError(f"prompt {i} has {len(ids)} tokens; the model reads at most "
+                                         f"{self.max_length}")
             jobs.append(_Job(i, ids, rngs, min(params.max_new_tokens, room)))
         return jobs
 

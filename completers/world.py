@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Callable
 
+from prm.formats.gsm8k import CALCULATOR_NOTE, parse_gsm8k_answer, split_note
 from prm.records import Step, Trace
 
 if TYPE_CHECKING:  # completers.base is light, but keep the import where it is needed
@@ -442,7 +443,8 @@ class CalculatorNote:
         return self.after_text is not None and Fraction(self.after_text.replace(",", "")) == value
 
 
-_NOTE = re.compile(r"<<([^<>]*)>>(\s*\$?\s*)(\d+(?:,\d{3})*(?:\.\d+)?)?")
+# a calculator note and the number written after it
+_NOTE = re.compile(CALCULATOR_NOTE.pattern + r"(\s*\$?\s*)(\d+(?:,\d{3})*(?:\.\d+)?)?")
 
 
 def calculator_notes(step: str) -> list[CalculatorNote] | None:
@@ -450,10 +452,10 @@ def calculator_notes(step: str) -> list[CalculatorNote] | None:
     (no `=` inside, or an unmatched `<<` / `>>`)."""
     notes = []
     for match in _NOTE.finditer(step):
-        inside = match.group(1)
-        if inside.count("=") != 1:
+        parts = split_note(match.group(1))
+        if parts is None:
             return None
-        expression, value_text = inside.split("=")
+        expression, value_text = parts
         notes.append(CalculatorNote(expression.strip(), value_text.strip(), match.group(3)))
     leftover = _NOTE.sub("", step)
     if "<<" in leftover or ">>" in leftover:
@@ -498,19 +500,6 @@ def parse_answer(text: str | None) -> Fraction | None:
         return None
 
 
-def split_solution(text: str) -> tuple[list[str], str | None]:
-    """Steps (non-empty lines before the first `####` line) and the final answer text
-    (None when no `####` line was written)."""
-    steps = []
-    for line in text.split("\n"):
-        line = line.strip()
-        if line.startswith("####"):
-            return steps, line[4:].strip()
-        if line:
-            steps.append(line)
-    return steps, None
-
-
 def trace_from_sample(problem: WorldProblem, text: str, trace_id: str) -> Trace:
     """A sampled solution (the text after `Answer:`) as a gold-labelled trace.
 
@@ -518,7 +507,7 @@ def trace_from_sample(problem: WorldProblem, text: str, trace_id: str) -> Trace:
     `meta["gold_labels"]` / `meta["gold_first_error"]` so annotation can overwrite the steps.
     A sample with no step line keeps its whole text as its single step.
     """
-    steps, final = split_solution(text)
+    steps, final = parse_gsm8k_answer(text)
     if not steps:
         steps = [text.strip() or "(empty)"]
     labels = gold_labels(problem, steps)

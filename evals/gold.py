@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from prm.errors import RecordError
-from prm.records import Trace
+from prm.records import Trace, first_error
 
 DEFAULT_GOLD = "meta"
 
@@ -56,7 +56,7 @@ def gold_first_error(trace: Trace, gold: str = DEFAULT_GOLD) -> int | None:
             raise RecordError(f"trace {trace.id!r}: gold_first_error must be -1 or a step index "
                               f"below {len(trace.steps)}, got {value!r}", field="meta.gold_first_error")
         return value
-    return _first_zero(gold_step_labels(trace, gold))
+    return first_error(gold_step_labels(trace, gold))
 
 
 def has_gold(traces: Iterable[Trace], gold: str = DEFAULT_GOLD) -> bool:
@@ -88,17 +88,9 @@ def attach_gold(traces: list[Trace], gold_traces: list[Trace], gold: str = DEFAU
             labels = gold_step_labels(twin, gold)
         first = twin.meta.get("gold_first_error") if gold == "meta" else None
         trace.meta["gold_labels"] = labels
-        trace.meta["gold_first_error"] = _first_zero(labels) if first is None else first
+        trace.meta["gold_first_error"] = first_error(labels) if first is None else first
         if trace.outcome_label is None:
             trace.outcome_label = twin.outcome_label
         matched += 1
     return matched
 
-
-def _first_zero(labels: list[int | None]) -> int | None:
-    for index, label in enumerate(labels):
-        if label is None:
-            return None
-        if label == 0:
-            return index
-    return -1

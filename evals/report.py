@@ -25,9 +25,11 @@ from evals.first_error import choose_first_error_threshold, first_error_metrics
 from evals.gold import DEFAULT_GOLD, has_gold
 from evals.label_quality import label_quality
 from evals.prmbench import per_class_detection
+from evals.search_curve import is_search_result, search_figure, search_metrics, search_section
 from evals.step_metrics import choose_threshold, split_by_id, step_metrics, step_pairs
 from prm.errors import RecordError
 from prm.io import atomic_write
+from prm.markdown import table
 from prm.records import Trace
 
 
@@ -79,12 +81,14 @@ def evaluate(traces: list[Trace], config: EvalConfig | None = None,
         classes = per_class_detection(test, thresholds["step"], config.gold)
         if classes:
             metrics["prmbench"] = classes
-    curves = best_of_n_curves(traces, config.ns, config.repeats, config.seed)
+    if any(is_search_result(t) for t in traces):  # `prm search` results: solve rate against tokens
+        metrics["search"] = search_metrics([t for t in traces if is_search_result(t)])
+    curves = best_of_n_curves([t for t in traces if not is_search_result(t)], config.ns, config.repeats, config.seed)
     if curves["problems"]:
         metrics["best_of_n"] = curves
     if gold_known and _labelled(traces):
         metrics["label_quality"] = label_quality(traces, config.gold, config.bins)
-    if not any(key in metrics for key in ("step", "best_of_n", "label_quality")):
+    if not any(key in metrics for key in ("step", "best_of_n", "label_quality", "search")):
         raise RecordError("nothing to evaluate: the traces need step scores or automatic labels "
                           f"(Monte Carlo, binary search, checkers) and gold labels (gold={config.gold!r}), "
                           "or several traces per problem with outcome labels")
@@ -146,6 +150,8 @@ def _write_plots(out: Path, metrics: dict, test: list[Trace], config: EvalConfig
         if chosen:
             figure = plots.step_heatmap_figure(chosen, metrics["threshold"]["first_error"], config.gold)
             written["heatmap"] = plots.save(figure, out / "step_scores.png").name
+    if "search" in metrics:
+        written["search"] = plots.save(search_figure(metrics["search"]), out / "search.png").name
     if "best_of_n" in metrics:
         written["best_of_n"] = plots.save(plots.best_of_n_figure(metrics["best_of_n"]),
                                           out / "best_of_n.png").name
@@ -179,12 +185,6 @@ def _num(value, digits: int = 3) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def render_markdown(metrics: dict) -> str:
     config = metrics["config"]
     parts = ["# Evaluation report\n"]
@@ -209,6 +209,8 @@ def render_markdown(metrics: dict) -> str:
         parts.append(_prmbench_section(metrics["prmbench"]))
     if "best_of_n" in metrics:
         parts.append(_best_of_n_section(metrics["best_of_n"], plot_names))
+    if "search" in metrics:
+        parts.append(search_section(metrics["search"], plot_names.get("search")))
     if "label_quality" in metrics:
         parts.append(_label_section(metrics["label_quality"], plot_names))
     return "\n".join(parts)
@@ -219,13 +221,13 @@ def _step_section(step: dict, plot_names: dict) -> str:
             f"{step['steps']} steps with a score and a gold label, {step['bad_steps']} of them bad. "
             "A step is predicted bad when its score is below the threshold; precision, recall and F1 "
             "are for finding bad steps.\n",
-            _table(["accuracy", "balanced acc.", "precision", "recall", "F1", "AUROC", "avg. precision",
+            table(["accuracy", "balanced acc.", "precision", "recall", "F1", "AUROC", "avg. precision",
                     "Brier", "ECE"],
                    [[_pct(step["accuracy"]), _pct(step["balanced_accuracy"]), _pct(step["precision"]),
                      _pct(step["recall"]), _pct(step["f1"]), _num(step["auroc"]),
                      _num(step["average_precision"]), _num(step["brier"]), _num(step["ece"])]]),
             "\nCalibration (equal-width bins of the step score):\n",
-            _table(["score bin", "steps", "mean score", "fraction good"],
+            table(["score bin", "steps", "mean score", "fraction good"],
                    [[f"{row['low']:.1f}–{row['high']:.1f}", row["count"], _num(row["mean_predicted"]),
                      _num(row["fraction_good"])] for row in step["calibration"]])]
     for key, caption in (("calibration", "Calibration curve"), ("roc", "ROC curve"),
@@ -247,7 +249,7 @@ def _first_error_section(first: dict, plot_names: dict) -> str:
             "Predicted first error = the first step scored below the threshold "
             f"({_num(first['threshold'])}), or none. Error acc.: exact first step on traces with an "
             "error; correct acc.: no step flagged on traces without one; F1: their harmonic mean.\n",
-            _table(["subset", "traces with error", "traces without", "error acc.", "correct acc.", "F1"], rows),
+            table(["subset", "traces with error", "traces without", "error acc.", "correct acc.", "F1"], rows),
             f"\nMean F1 over subsets (ProcessBench's headline): **{_pct(first['average_f1'])}**"
             + (f"; {first['skipped']} trace(s) left out (unscored or unknown gold first error)"
                if first["skipped"] else "") + "\n"]
@@ -259,7 +261,7 @@ def _prmbench_section(classes: dict) -> str:
              _pct(row["trace_detection"]), _pct(row["first_error_accuracy"]), _pct(row["prm_score"])]
             for name, row in classes.items()]
     return "\n".join(["## Detection per error class (PRMBench)\n",
-                      _table(["error class", "traces", "bad steps", "bad steps flagged", "good steps flagged",
+                      table(["error class", "traces", "bad steps", "bad steps flagged", "good steps flagged",
                               "traces detected", "first error exact", "PRMScore"], rows)])
 
 
@@ -272,7 +274,7 @@ def _best_of_n_section(curves: dict, plot_names: dict) -> str:
             f"{curves['repeats']} random subsets of N traces per problem (seed {curves['seed']}). ORM = the "
             "trace-level score `meta.orm_score`, or the last step's score when absent. These use every "
             "input trace: no threshold is involved.\n",
-            _table(["N"] + labels, rows)]
+            table(["N"] + labels, rows)]
     if "best_of_n" in plot_names:
         text.append(f"\n![Best-of-N curve]({plot_names['best_of_n']})\n")
     return "\n".join(text)
@@ -285,7 +287,7 @@ def _label_section(quality: dict, plot_names: dict) -> str:
                  _pct(quality["bad_precision"]), _pct(quality["bad_recall"])])
     first = quality["first_error"]
     text = ["## Label quality against gold\n",
-            _table(["label source", "steps", "agreement", "Cohen's κ", "bad: precision", "bad: recall"], rows),
+            table(["label source", "steps", "agreement", "Cohen's κ", "bad: precision", "bad: recall"], rows),
             f"\nFirst error implied by the labels = gold first error on {_pct(first['accuracy'])} of "
             f"{first['traces']} traces (with an error: {_pct(first['error_accuracy'])}; without: "
             f"{_pct(first['correct_accuracy'])}).\n"]
@@ -300,7 +302,7 @@ def _label_section(quality: dict, plot_names: dict) -> str:
                     f"max {rollouts['per_trace_max']}; {_num(rollouts['per_probed_step_mean'], 1)} per probed step; "
                     f"{rollouts['tokens']} tokens).\n")
     if quality.get("checkers"):
-        text.append(_table(["checker", "verified", "refuted", "unknown", "unavailable", "verified & gold good",
+        text.append(table(["checker", "verified", "refuted", "unknown", "unavailable", "verified & gold good",
                             "refuted & gold bad"],
                            [[name, row["verified"], row["refuted"], row["unknown"], row["unavailable"],
                              _pct(row["verified_precision"]), _pct(row["refuted_precision"])]

@@ -7,15 +7,25 @@ that any JSON value survives Arrow's fixed schema.
 
 Readers never drop a record silently: a bad line raises `RecordError` naming the file,
 line and field, unless `skip_invalid=True`, in which case the skipped lines are reported
-through the returned `ReadReport`.
+through the returned `ReadReport`. A record whose id was already read is such a bad line
+(unless `keep_duplicates=True`); so are NaN/Infinity (not JSON) and JSON nested too deeply.
+
+Writers are atomic (JSONL, Parquet and `datasets` folders appear complete or not at all)
+and give files the user's usual mode. `output_lock(path)` keeps a second run from writing
+the same output; `read_finished(path)` reads an output appended one trace at a time, as
+`prm annotate` and `prm score` write them, dropping a torn last line.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +36,40 @@ from prm.records import Trace
 
 @dataclass
 class ReadReport:
-    """What a tolerant read skipped, and why (one `RecordError` per skipped record)."""
+    """What a tolerant read skipped, and why (one `RecordError` per skipped record).
+
+    It also remembers where each trace id was first read, so that a second record with the
+    same id (in the same file, or in another file read with the same report) is an error
+    naming both places, unless `keep_duplicates` is set.
+    """
 
     read: int = 0
     skipped: list[RecordError] = field(default_factory=list)
+    keep_duplicates: bool = False
+    first_seen: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def duplicate(self, trace: Trace, path: str, line: int) -> RecordError | None:
+        """The error for `trace` if its id was read before (None if new, or if duplicates are kept)."""
+        if self.keep_duplicates:
+            return None
+        where = self.first_seen.get(trace.id)
+        if where is None:
+            self.first_seen[trace.id] = f"{path} line {line}"
+            return None
+        return RecordError(f"duplicate id {trace.id!r} (first at {where}); ids must be unique "
+                           "(pass keep_duplicates=True, or --keep-duplicates, to keep both)",
+                           path=path, line=line, field="id")
+
+    def accept(self, trace: Trace, path: str, line: int, skip_invalid: bool) -> bool:
+        """Count `trace` as read, or refuse it as a duplicate (raise, or skip and record)."""
+        error = self.duplicate(trace, path, line)
+        if error is not None:
+            if not skip_invalid:
+                raise error
+            self.skipped.append(error)
+            return False
+        self.read += 1
+        return True
 
     def summary(self) -> str:
         text = f"read {self.read} record(s), skipped {len(self.skipped)}"
@@ -69,10 +109,29 @@ def _parse_line(raw: bytes) -> Any:
         raise RecordError(f"not valid UTF-8 ({err.reason} at byte {err.start})") from None
     if not text.strip():
         return _BLANK
+    return parse_json(text)
+
+
+def parse_json(text: str | bytes) -> Any:
+    """One JSON value, strictly: malformed JSON, invalid UTF-8, `NaN`/`Infinity` (not JSON)
+    and nesting too deep for Python's parser all raise `RecordError` (without a location:
+    the caller adds the file and line)."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise RecordError(f"not valid UTF-8 ({err.reason} at byte {err.start})") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as err:
-        raise RecordError(f"malformed JSON: {err.msg} at column {err.colno}") from None
+        raise RecordError(f"malformed JSON: {err.msg} at line {err.lineno} column {err.colno}"
+                          if err.lineno > 1 else f"malformed JSON: {err.msg} at column {err.colno}") from None
+    except RecursionError:
+        raise RecordError("JSON nested too deeply to read") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise RecordError(f"{name} is not a JSON value (write null)")
 
 
 def read_records(path: str | os.PathLike, convert: Callable[[Any], Trace | list[Trace]],
@@ -87,6 +146,8 @@ def read_records(path: str | os.PathLike, convert: Callable[[Any], Trace | list[
     report = report if report is not None else ReadReport()
     if not os.path.exists(path):
         raise RecordError("no such file", path=path)
+    if os.path.isdir(path):
+        raise RecordError("is a folder; give a file", path=path)
     for number, value in _iter_values(path, skip_invalid, report):
         try:
             result = convert(value)
@@ -96,9 +157,15 @@ def read_records(path: str | os.PathLike, convert: Callable[[Any], Trace | list[
                 raise located from None
             report.skipped.append(located)
             continue
+        except RecursionError:  # a value nested too deeply to convert
+            located = RecordError("nested too deeply to read", path=path, line=number)
+            if not skip_invalid:
+                raise located from None
+            report.skipped.append(located)
+            continue
         for trace in result if isinstance(result, list) else [result]:
-            report.read += 1
-            yield trace
+            if report.accept(trace, path, number, skip_invalid):
+                yield trace
 
 
 def _iter_values(path: str, skip_invalid: bool, report: ReadReport) -> Iterator[tuple[int, Any]]:
@@ -108,60 +175,165 @@ def _iter_values(path: str, skip_invalid: bool, report: ReadReport) -> Iterator[
         yield from iter_json_lines(path, skip_invalid=skip_invalid, report=report)
         return
     try:
-        items = json.loads(Path(path).read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RecordError(f"malformed JSON array: {err}", path=path) from None
+        items = parse_json(Path(path).read_bytes())
+    except RecordError as err:
+        raise RecordError(f"not a readable JSON array: {err.reason}", path=path) from None
     yield from enumerate(items, start=1)
 
 
 # -- native traces ------------------------------------------------------------------------
 
-def read_traces(path: str | os.PathLike, *, skip_invalid: bool = False,
-                report: ReadReport | None = None) -> list[Trace]:
-    """Read native traces from a JSONL file, a `datasets` folder or a Parquet file."""
-    path = Path(path)
-    if path.is_dir():
-        return from_dataset(_load_dataset_dir(path))
-    if path.suffix == ".parquet":
-        import datasets
+def read_finished(path: str | os.PathLike, *, repair: bool = False) -> tuple[list[Trace], int]:
+    """The finished traces of a JSONL output appended to one trace at a time (`prm annotate`,
+    `prm score`'s partial file), and the size in bytes of a torn last line (0 if none). With
+    `repair` the torn line is cut off the file, so that appending can go on after it.
 
-        return from_dataset(datasets.Dataset.from_parquet(str(path)))
+    A torn line is a last line without its newline: the process died while writing it. Any
+    other bad line is an error (`RecordError` with the line), never skipped; so is an id that
+    appears twice.
+    """
+    path = Path(path)
+    if not path.exists():
+        return [], 0
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    torn = len(data) - keep
+    if torn and repair:
+        with open(path, "r+b") as handle:
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
+    traces = []
+    report = ReadReport()
+    for number, raw in enumerate(data[:keep].split(b"\n")[:-1], start=1):
+        if not raw.strip():
+            continue
+        try:
+            trace = Trace.from_dict(parse_json(raw))
+        except RecordError as err:
+            raise err.located(path=str(path), line=number) from None
+        if report.accept(trace, str(path), number, skip_invalid=False):
+            traces.append(trace)
+    return traces, torn
+
+
+def read_traces(path: str | os.PathLike, *, skip_invalid: bool = False,
+                report: ReadReport | None = None, keep_duplicates: bool = False) -> list[Trace]:
+    """Read native traces from a JSONL file, a `datasets` folder or a Parquet file.
+
+    Two records with the same id are an error naming the second one's line (or row), unless
+    `keep_duplicates`.
+    """
+    path = Path(path)
+    report = report if report is not None else ReadReport()
+    report.keep_duplicates = report.keep_duplicates or keep_duplicates
+    if not path.exists():
+        raise RecordError("no such file or folder", path=str(path))
+    if path.is_dir():
+        if not is_dataset_dir(path):
+            raise RecordError("is a folder but not a `datasets` folder (no dataset_info.json or "
+                              "state.json); give a file of traces, or a folder saved by `datasets`",
+                              path=str(path))
+        return from_dataset(_load_dataset_dir(path), path=str(path), report=report)
+    if path.suffix == ".parquet":
+        return from_dataset(_load_parquet(path), path=str(path), report=report)
     return list(read_records(path, Trace.from_dict, skip_invalid=skip_invalid, report=report))
+
+
+def is_dataset_dir(path: str | os.PathLike) -> bool:
+    """Whether a folder was written by `datasets` (`save_to_disk`)."""
+    path = Path(path)
+    return path.is_dir() and any((path / name).exists() for name in
+                                 ("dataset_info.json", "state.json", "dataset_dict.json"))
 
 
 def write_traces(path: str | os.PathLike, traces: Iterable[Trace]) -> int:
     """Write traces atomically: to JSONL, a `datasets` folder (no suffix) or Parquet.
 
-    The file appears complete or not at all: it is written to a temporary name first.
+    The file (or folder) appears complete or not at all: it is written under a temporary
+    name beside it first, then renamed into place.
     """
     path = Path(path)
     traces = list(traces)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix in (".jsonl", ".json"):
-        path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as handle:
             for trace in traces:
                 handle.write(dumps(trace) + "\n")
     elif path.suffix == ".parquet":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        to_dataset(traces).to_parquet(str(path))
+        with atomic_path(path) as tmp:
+            to_dataset(traces).to_parquet(str(tmp))
     else:
-        to_dataset(traces).save_to_disk(str(path))
+        with atomic_path(path, folder=True) as tmp:
+            to_dataset(traces).save_to_disk(str(tmp))
     return len(traces)
 
 
 def dumps(trace: Trace) -> str:
-    """One trace as one line of JSON (non-ASCII kept as is)."""
-    return json.dumps(trace.to_dict(), ensure_ascii=False)
+    """One trace as one line of JSON (non-ASCII kept as is). A NaN or infinite number is
+    refused (`RecordError` naming the trace and field): it is not JSON."""
+    data = trace.to_dict()
+    try:
+        return json.dumps(data, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise RecordError(f"trace {trace.id!r} holds {_non_finite(data)}, which JSON cannot hold",
+                          field=_non_finite_field(data)) from None
+
+
+def _non_finite_field(value: Any, where: str = "") -> str | None:
+    """The dotted path of the first NaN/infinite number in a JSON-like value."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "(the record)"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite_field(item, f"{where}[{key}]" if isinstance(key, int) else
+                                  f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def _non_finite(data: Any) -> str:
+    field_name = _non_finite_field(data)
+    return f"a NaN or infinite number at {field_name}" if field_name else "a NaN or infinite number"
+
+
+def default_file_mode() -> int:
+    """The mode a new file gets from the user's umask (0o666 & ~umask), as `open` would give."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no other way to read it; set back at once
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _target_mode(path: Path) -> int:
+    """The mode to give a file replacing `path`: its own if it exists, else the umask's."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return default_file_mode()
 
 
 class atomic_write:
-    """Context manager: write text to a temporary file beside `path`, then rename it into place."""
+    """Context manager: write text to a temporary file beside `path`, then rename it into place.
+
+    The file gets the mode `path` already had, or the user's default (umask) for a new one
+    (not the 0600 of a temporary file). On an exception the temporary file is removed and
+    `path` is left as it was.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
     def __enter__(self):
         fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        os.fchmod(fd, _target_mode(self.path))
         self.handle = os.fdopen(fd, "w", encoding="utf-8")
         return self.handle
 
@@ -171,9 +343,103 @@ class atomic_write:
         self.handle.close()
         if exc_type is None:
             os.replace(self.tmp, self.path)
+            _sync_dir(self.path.parent)
         else:
             os.unlink(self.tmp)
         return False
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, *, folder: bool = False) -> Iterator[Path]:
+    """Context manager for writers that take a path (Parquet, `save_to_disk`): yields a
+    temporary path beside `path`; when the block ends without error it is renamed into place,
+    so `path` is complete or untouched even if the process is killed. `folder`: the writer
+    makes a folder (an existing folder at `path` is replaced)."""
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")) / (path.name if not folder else "data")
+    try:
+        yield tmp
+        if folder:
+            if path.exists():  # moved into the temporary folder, removed with it below
+                os.replace(path, tmp.parent / "old")
+            os.replace(tmp, path)
+        else:
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.chmod(tmp, _target_mode(path))
+            os.replace(tmp, path)
+        _sync_dir(path.parent)
+    finally:
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def _sync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (fsync its directory entry), where the OS allows."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# -- one writer per output ----------------------------------------------------------------------
+
+def lock_path(path: str | os.PathLike) -> Path:
+    """The lock file of an output: `.NAME.lock` beside it."""
+    path = Path(path)
+    return path.parent / f".{path.name}.lock"
+
+
+@contextmanager
+def output_lock(path: str | os.PathLike, command: str = "another run") -> Iterator[Path]:
+    """Hold an exclusive lock on the output `path` for the duration of the block.
+
+    Two runs writing the same output would interleave or duplicate records; the second one
+    is refused at once with a `RecordError` naming the output and the holder. The lock is an
+    `fcntl.flock` on a lock file beside the output (`.NAME.lock`): the OS releases it when
+    the process ends, however it ends (a lock file left by a killed run is simply taken
+    over). The file is removed when the block ends.
+    """
+    import fcntl
+
+    path = Path(path)
+    lock = lock_path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        handle = open(lock, "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            raise RecordError(f"another process is writing this output ({holder or 'holder unknown'}; "
+                              f"lock file {lock}); wait for it to finish or choose another output",
+                              path=str(path)) from None
+        try:  # the file may have been removed by the previous holder after we opened it
+            same = os.fstat(handle.fileno()).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        handle.close()
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{command}, pid {os.getpid()}\n")
+        handle.flush()
+        yield lock
+    finally:
+        try:
+            os.unlink(lock)  # while still holding it, so no one can take a removed file's lock
+        except FileNotFoundError:
+            pass
+        handle.close()
 
 
 # -- Hugging Face datasets ----------------------------------------------------------------
@@ -208,22 +474,35 @@ def to_dataset(traces: Iterable[Trace]):
     return datasets.Dataset.from_list(rows, features=trace_features())
 
 
-def from_dataset(dataset) -> list[Trace]:
-    """Traces back from a `datasets.Dataset` made by `to_dataset`."""
+def from_dataset(dataset, *, path: str | None = None, report: ReadReport | None = None) -> list[Trace]:
+    """Traces back from a `datasets.Dataset` made by `to_dataset` (errors name `path` and the
+    1-based row; duplicate ids are refused as in `read_records`)."""
+    report = report if report is not None else ReadReport()
     traces = []
     for number, row in enumerate(dataset, start=1):
-        row = dict(row)
-        row["meta"] = json.loads(row["meta"]) if row.get("meta") else {}
-        for step in row["steps"]:
-            rollouts = step.get("rollouts")
-            # Arrow stores a missing struct as a struct of nulls.
-            if rollouts is not None and rollouts.get("total") is None:
-                step["rollouts"] = None
         try:
-            traces.append(Trace.from_dict(row))
+            row = dict(row)
+            row["meta"] = parse_json(row["meta"]) if row.get("meta") else {}
+            for step in row.get("steps") or []:
+                rollouts = step.get("rollouts")
+                # Arrow stores a missing struct as a struct of nulls.
+                if rollouts is not None and rollouts.get("total") is None:
+                    step["rollouts"] = None
+            trace = Trace.from_dict(row)
         except RecordError as err:
-            raise err.located(line=number) from None
+            raise err.located(path=path, line=number) from None
+        if report.accept(trace, path or "<dataset>", number, skip_invalid=False):
+            traces.append(trace)
     return traces
+
+
+def _load_parquet(path: Path):
+    import datasets
+
+    try:
+        return datasets.Dataset.from_parquet(str(path))
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several kinds for a bad file
+        raise RecordError(f"not a readable Parquet file ({type(err).__name__}: {err})", path=str(path)) from None
 
 
 def _load_dataset_dir(path: Path):

@@ -13,6 +13,7 @@ Unknown is distinct from 0: a label that nobody has decided is `None`, never 0.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -43,6 +44,10 @@ class Verdict:
         if self.status not in VERDICT_STATUSES:
             raise RecordError(f"status must be one of {VERDICT_STATUSES}, got {self.status!r}",
                               field="verdicts.status")
+        _require_text(self.checker, "verdicts.checker", optional=False)
+        for name in ("claim", "evidence", "backend"):
+            _require_text(getattr(self, name), f"verdicts.{name}")
+        _require_number(self.seconds, "verdicts.seconds")
 
     @property
     def passed(self) -> bool:
@@ -59,6 +64,24 @@ class Rollouts:
     tokens: int = 0
     seconds: float = 0.0
     texts: list[str] | None = None  # full completions, kept only when asked for
+
+    def __post_init__(self):
+        for name in ("correct", "total", "tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise RecordError(f"must be a whole number >= 0, got {_short(value)}", field=f"rollouts.{name}")
+        if self.correct > self.total:
+            raise RecordError(f"{self.correct} correct out of {self.total}", field="rollouts.correct")
+        _require_number(self.seconds, "rollouts.seconds", optional=False)
+        if not isinstance(self.answers, list):
+            raise RecordError(f"must be a list, got {type(self.answers).__name__}", field="rollouts.answers")
+        for answer in self.answers:
+            _require_text(answer, "rollouts.answers")
+        if self.texts is not None:
+            if not isinstance(self.texts, list):
+                raise RecordError(f"must be a list or null, got {type(self.texts).__name__}", field="rollouts.texts")
+            for text in self.texts:
+                _require_text(text, "rollouts.texts", optional=False)
 
     @property
     def fraction(self) -> float | None:
@@ -98,10 +121,24 @@ class Step:
                 raise RecordError(f"soft label must be a number in [0, 1] or null, got {value!r}",
                                   field="soft_label")
             self.soft_label = float(value)
+        _require_text(self.label_source, "label_source")
+        _require_number(self.score, "score")
 
     def verdict(self, checker: str) -> Verdict | None:
         """The verdict of the named checker, if it ran on this step."""
         return next((v for v in self.verdicts if v.checker == checker), None)
+
+
+def first_error(labels: list[int | None]) -> int | None:
+    """0-based index of the first 0 in per-step hard labels, -1 if every label is 1, None if
+    that cannot be told (an unknown label comes before any 0). The one definition of a
+    trace's first error, for labels, gold labels and predictions alike."""
+    for index, label in enumerate(labels):
+        if label is None:
+            return None
+        if label == 0:
+            return index
+    return -1
 
 
 @dataclass
@@ -129,6 +166,13 @@ class Trace:
         if not isinstance(self.steps, list) or not self.steps:
             raise RecordError("steps must be a non-empty list", field="steps")
         self.steps = [s if isinstance(s, Step) else Step(s) for s in self.steps]
+        for name in ("final_answer", "reference_answer"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise RecordError(f"must be a string or null, got {type(value).__name__} {_short(value)} "
+                                  "(write it in quotes)", field=name)
+        if not isinstance(self.meta, dict):
+            raise RecordError(f"meta must be a JSON object, got {type(self.meta).__name__}", field="meta")
         if self.outcome_label is not None:
             if isinstance(self.outcome_label, bool):
                 self.outcome_label = int(self.outcome_label)
@@ -157,12 +201,7 @@ class Trace:
     def first_error(self) -> int | None:
         """0-based index of the first step labelled bad, -1 if every step is labelled good,
         None if that cannot be told (an unknown label comes before any bad one)."""
-        for i, label in enumerate(self.hard_labels):
-            if label is None:
-                return None
-            if label == 0:
-                return i
-        return -1
+        return first_error(self.hard_labels)
 
     def set_labels(self, hard: list[int | None] | None = None, soft: list[float | None] | None = None,
                    source: str | None = None) -> "Trace":
@@ -202,7 +241,39 @@ class Trace:
         return cls(id=data["id"], problem=data["problem"], steps=steps,
                    final_answer=data.get("final_answer"),
                    reference_answer=data.get("reference_answer"),
-                   outcome_label=data.get("outcome_label"), meta=dict(data.get("meta") or {}))
+                   outcome_label=data.get("outcome_label"), meta=_meta_from(data.get("meta")))
+
+
+def _meta_from(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RecordError(f"meta must be a JSON object, got {type(value).__name__}", field="meta")
+    return dict(value)
+
+
+def _require_text(value: Any, field_name: str, optional: bool = True) -> None:
+    """Refuse a value that is not a string (or None, when optional)."""
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise RecordError(f"must be a string{' or null' if optional else ''}, got {type(value).__name__} "
+                          f"{_short(value)}", field=field_name)
+
+
+def _require_number(value: Any, field_name: str, optional: bool = True) -> None:
+    """Refuse a value that is not a finite number (or None, when optional): NaN is not JSON."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise RecordError(f"must be a finite number{' or null' if optional else ''}, got {_short(value)}",
+                          field=field_name)
+
+
+def _short(value: Any, most: int = 60) -> str:
+    """A value's repr, cut to `most` characters (error messages stay one readable line)."""
+    text = repr(value)
+    return text if len(text) <= most else text[:most] + "..."
 
 
 def _step_from(data: Any, index: int) -> Step:

@@ -12,10 +12,11 @@ import pytest
 
 from annotate.binary_search import label_trace as binary_label
 from annotate.grading import Grader
-from annotate.monte_carlo import AnnotateConfig, derive_seed, spread
+from annotate.config import AnnotateConfig
 from annotate.monte_carlo import label_trace as mc_label
+from annotate.rollouts import derive_seed, spread
 from completers.base import Completer, Completion
-from prm.records import Rollouts, Step, Trace
+from prm.records import Rollouts, Trace
 
 ANSWER = "42"
 

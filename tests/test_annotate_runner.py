@@ -6,7 +6,7 @@ import json
 import pytest
 
 from annotate.merge import MergeError, merge
-from annotate.monte_carlo import AnnotateConfig
+from annotate.config import AnnotateConfig
 from annotate.runner import load_input, read_finished, run, select_shard, shard_of
 from prm.errors import RecordError
 from prm.io import write_traces

@@ -67,12 +67,20 @@ def test_prm_check_names_file_and_line_of_a_bad_record(gsm8k_file, tmp_path, cap
     assert len(read_traces(tmp_path / "o.jsonl")) == 14
 
 
-def test_prm_check_reuses_verdicts_of_an_interrupted_run(gsm8k_file, tmp_path, capsys):
+def test_prm_check_resumes_from_the_partial_output_of_an_interrupted_run(gsm8k_file, tmp_path, capsys):
     out = tmp_path / "checked.jsonl"
-    main(["check", str(gsm8k_file), str(out), "--checkers", "sympy"])
+    assert main(["check", str(gsm8k_file), str(out), "--checkers", "sympy"]) == 0
+    partial = tmp_path / "again.jsonl.partial"  # what a run killed after 5 traces leaves
+    partial.write_text("".join(out.read_text().splitlines(keepends=True)[:5]))
     capsys.readouterr()
-    main(["check", str(gsm8k_file), str(out), "--checkers", "sympy"])
-    assert "verdict(s) reused" in capsys.readouterr().out
+    assert main(["check", str(gsm8k_file), str(tmp_path / "again.jsonl"), "--checkers", "sympy"]) == 0
+    rest = sum(len(t.steps) for t in read_traces(gsm8k_file)[5:])
+    assert f"checked {rest} step(s) of 9 trace(s)" in capsys.readouterr().out
+    assert not partial.exists()
+    again = read_traces(tmp_path / "again.jsonl")
+    assert again[:5] == read_traces(out)[:5]  # kept as they were, verdict times included
+    assert [[(v.status, v.evidence) for s in t.steps for v in s.verdicts] for t in again] == \
+        [[(v.status, v.evidence) for s in t.steps for v in s.verdicts] for t in read_traces(out)]
 
 
 def mc_labelled(shared_data):
@@ -150,3 +158,17 @@ def test_check_report_writes_markdown_and_json(tmp_path, shared_data, capsys):
     assert c["error_steps_base"]["has_zero"] == 0 and set(c["by_class"]) >= {"confidence", "circular"}
     markdown = (out / "report.md").read_text()
     assert "(a) GSM8K" in markdown and "(c) PRMBench" in markdown
+
+
+def test_check_report_finds_its_data_from_the_current_directory(tmp_path, shared_data, monkeypatch,
+                                                                 capsys):
+    work = tmp_path / "work" / "repo"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    assert main(["check-report", "--out", "r", "--limit", "1", "--parts", "a"]) != 0
+    error = capsys.readouterr().err
+    assert "../shared/data" in error and "--data" in error and "Traceback" not in error
+    (tmp_path / "work" / "shared").mkdir()
+    (tmp_path / "work" / "shared" / "data").symlink_to(shared_data)  # ../shared/data from here
+    assert main(["check-report", "--out", "r", "--limit", "1", "--parts", "a"]) == 0
+    assert json.loads((work / "r" / "report.json").read_text())["a_gsm8k_reference"]["solutions"] == 1

@@ -25,12 +25,13 @@ TRANSCRIPTS = [json.loads(line) for line in (DATA / "repl_transcripts.jsonl").op
 LEAN_JSON = [json.loads(line) for line in (DATA / "lean_json_transcripts.jsonl").open(encoding="utf-8")]
 
 # Answers each request with the recorded response for the same request, in the REPL's framing
-# (commands separated by blank lines on stdin; responses printed as recorded).
+# (commands separated by blank lines on stdin; responses printed as recorded). Modes: "silent"
+# never answers; "limits" answers every request with the process's own resource limits.
 REPLAY = textwrap.dedent('''
-    import json, sys, time
+    import json, resource, sys, time
     records = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8")]
     answers = {json.dumps(r["request"], sort_keys=True): r["response_text"] for r in records}
-    silent = len(sys.argv) > 2
+    mode = sys.argv[2] if len(sys.argv) > 2 else ""
     buffer = []
     for line in sys.stdin:
         if line.strip():
@@ -40,10 +41,16 @@ REPLAY = textwrap.dedent('''
             continue
         request = json.loads("".join(buffer))
         buffer = []
-        if silent:
+        if mode == "silent":
             time.sleep(60)
-        key = json.dumps(request, sort_keys=True)
-        sys.stdout.write(answers.get(key, '{"message": "no recorded answer"}\\n\\n'))
+        if mode == "limits":
+            limits = {name: resource.getrlimit(getattr(resource, name))[0]
+                      for name in ("RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_CORE")}
+            message = {"severity": "info", "data": json.dumps(limits)}
+            sys.stdout.write(json.dumps({"messages": [message], "env": 1}) + "\\n\\n")
+        else:
+            key = json.dumps(request, sort_keys=True)
+            sys.stdout.write(answers.get(key, '{"message": "no recorded answer"}\\n\\n'))
         sys.stdout.flush()
 ''')
 
@@ -107,7 +114,7 @@ def test_checker_talks_to_a_repl_process_over_stdin(replay_script):
         assert checker.available()
         by_name = {r["name"]: r for r in TRANSCRIPTS}
         for name in ("rfl_proof", "linarith_step", "false_statement", "wrong_tactic", "sorry_proof",
-                     "eval_info", "own_imports"):
+                     "own_imports"):
             verdict = checker.check("", [], step_with(by_name[name]["code"]))
             assert verdict.status == by_name[name]["status"], (name, verdict)
             assert verdict.backend == "lean-repl" and verdict.claim == by_name[name]["code"]
@@ -115,6 +122,34 @@ def test_checker_talks_to_a_repl_process_over_stdin(replay_script):
         assert no_block.status == "unknown"
     finally:
         checker.close()
+
+
+def test_a_block_with_eval_is_refused_before_it_reaches_lean(replay_script):
+    # the recorded REPL answers `#eval 48 / 2` with an info message (a pass if it were sent)
+    record = next(r for r in TRANSCRIPTS if r["name"] == "eval_info")
+    assert verdict_from_response(read_response(
+        iter(record["response_text"].splitlines(keepends=True))))[0] == "verified"
+    command = [sys.executable, str(replay_script), str(DATA / "repl_transcripts.jsonl")]
+    checker = LeanChecker(repl_command=command, header="import Mathlib", timeout=30)
+    try:
+        verdict = checker.check("", [], step_with(record["code"]))
+        assert verdict.status == "unknown" and verdict.evidence.startswith("not run: ")
+        assert "#" in verdict.evidence
+    finally:
+        checker.close()
+
+
+def test_the_repl_process_runs_under_a_memory_limit(replay_script):
+    command = [sys.executable, str(replay_script), str(DATA / "repl_transcripts.jsonl"), "limits"]
+    checker = LeanChecker(repl_command=command, memory_mb=2048, timeout=30)
+    try:
+        verdict = checker.check("", [], step_with("theorem t : 1 = 1 := rfl"))
+    finally:
+        checker.close()
+    assert verdict.status == "verified"
+    limits = json.loads(verdict.evidence[verdict.evidence.index("{"):verdict.evidence.rindex("}") + 1])
+    assert limits == {"RLIMIT_DATA": 2048 * 1024 * 1024, "RLIMIT_FSIZE": 64 * 1024 * 1024,
+                      "RLIMIT_CORE": 0}
 
 
 def test_a_repl_that_does_not_answer_gives_unknown(replay_script):

@@ -178,3 +178,121 @@ def test_server_command_serves_models_and_completions(model_dir, local):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# -- reliability: responses cut short, prompts too long, a server that is down or late ----------
+
+def test_a_response_cut_short_is_retried_like_a_reset(local):
+    server = serve(local, truncate_every=2)  # every 2nd answer stops halfway (IncompleteRead)
+    try:
+        remote = client(server.url, model="char-gpt2", max_retries=3, max_concurrency=1)
+        assert remote.complete_many(REQUESTS, PARAMS) == local.complete_many(REQUESTS, PARAMS)
+        assert server.stats["truncated"] >= 2 and server.stats["completed"] == len(REQUESTS)
+    finally:
+        server.stop()
+
+
+TOO_LONG = CompletionRequest(PROBLEM, STEPS + ["1" * 600])  # the model reads 512 characters
+
+
+def test_a_prompt_too_long_is_refused_over_http_as_in_process_and_not_retried(local):
+    from prm.errors import PromptTooLongError
+
+    server = serve(local)
+    try:
+        remote = client(server.url, model="char-gpt2", max_retries=3)
+        with pytest.raises(PromptTooLongError):
+            local.complete_many([TOO_LONG], PARAMS)
+        with pytest.raises(PromptTooLongError, match="too long"):
+            remote.complete_many([TOO_LONG], PARAMS)
+        assert server.stats["requests"] == 1  # a refusal is final
+        # sent together, the other prompts are still answered as if they had come alone
+        with pytest.raises(PromptTooLongError):
+            remote.complete_many(REQUESTS + [TOO_LONG], PARAMS)
+        assert server.stats["completed"] == len(REQUESTS)
+    finally:
+        server.stop()
+
+
+def test_annotation_over_http_leaves_too_long_steps_unknown_like_in_process(local, tmp_path):
+    from annotate.config import AnnotateConfig
+    from annotate.runner import run
+    from prm.records import Step, Trace
+
+    traces = [Trace(id=f"t{k}", problem=PROBLEM, reference_answer="10",
+                    steps=[Step(text) for text in STEPS[:2 + k % 2]] + ([Step("1" * 600)] if k else []))
+              for k in range(3)]
+    config = AnnotateConfig(n=2, max_new_tokens=8, seed=3)
+    server = serve(local)
+    try:
+        remote = client(server.url, model="char-gpt2")
+        over_http = run(traces, tmp_path / "http.jsonl", remote, config, completer_spec="same", progress=False)
+    finally:
+        server.stop()
+    in_process = run(traces, tmp_path / "local.jsonl", local, config, completer_spec="same", progress=False)
+    assert over_http.annotated == in_process.annotated == 3  # the run did not stop
+    assert over_http.skipped_steps == in_process.skipped_steps == 2
+    assert "2 step(s) left unknown" in over_http.text()
+
+    def labels_and_answers(path):
+        records = [json.loads(line) for line in open(path, encoding="utf-8")]
+        return [[(s["hard_label"], s["rollouts"] and s["rollouts"]["answers"]) for s in r["steps"]]
+                for r in records]
+
+    assert labels_and_answers(tmp_path / "http.jsonl") == labels_and_answers(tmp_path / "local.jsonl")
+    assert labels_and_answers(tmp_path / "http.jsonl")[1][-1] == (None, None)
+
+
+def test_models_list_is_retried_until_a_late_server_answers(local):
+    import threading
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = []
+    timer = threading.Timer(0.3, lambda: started.append(CompletionServer(local, "late", "127.0.0.1", port).start()))
+    timer.start()
+    try:
+        remote = client(f"http://127.0.0.1:{port}", max_retries=6, backoff=0.1)  # model read from /v1/models
+        assert remote.list_models() == ["late"]
+    finally:
+        timer.join()
+        for server in started:
+            server.stop()
+
+
+def test_a_server_that_is_down_is_one_clear_error(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    remote = client(f"http://127.0.0.1:{port}", max_retries=1)
+    with pytest.raises(CompletionError, match="cannot reach a completion server after 2 tries.*refused"):
+        remote.list_models()
+
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({"id": "a", "problem": PROBLEM, "steps": STEPS, "reference_answer": "10"}) + "\n")
+    result = subprocess.run([sys.executable, "-m", "prm.app.cli", "annotate", str(data), str(tmp_path / "out.jsonl"),
+                             "--completer", f"http://127.0.0.1:{port}", "--max-retries", "1", "--no-progress"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "cannot reach a completion server" in result.stderr
+    assert "re-run the same command to resume" in result.stderr
+
+
+def test_annotate_passes_its_timeout_and_tries_to_the_http_completer(local, tmp_path, capsys):
+    from prm.app.cli import main
+
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({"id": "a", "problem": PROBLEM, "steps": STEPS[:1], "reference_answer": "10"}) + "\n")
+    server = serve(local, delay=1.0)
+    try:
+        code = main(["annotate", str(data), str(tmp_path / "out.jsonl"), "--completer", server.url,
+                     "--timeout", "0.2", "--max-retries", "2", "--n", "1", "--no-progress"])
+        assert code == 1
+        assert "timed out" in capsys.readouterr().err.lower()
+        assert server.stats["requests"] == 3  # the first try and two retries, each cut at 0.2 s
+    finally:
+        server.stop()
+    assert main(["annotate", str(data), str(tmp_path / "o2.jsonl"), "--completer", "tiny-gsm",
+                 "--timeout", "5"]) == 1
+    assert "apply to HTTP completers" in capsys.readouterr().err

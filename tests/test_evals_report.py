@@ -144,3 +144,10 @@ def test_unknown_gold_name_is_refused(tmp_path, capsys):
     write_traces(data, sample_set(problems=1))
     assert main(["eval", str(data), "--gold", "gold.jsonl", "--out", str(tmp_path / "r")]) == 1
     assert "--gold must be" in capsys.readouterr().err
+
+
+def test_markdown_tables_keep_a_cell_with_a_pipe_or_newline_in_one_cell():
+    from prm.markdown import table
+
+    text = table(["name", "value"], [["a | b\nc", 1], [None, 2.5]])
+    assert text == "| name | value |\n|---|---|\n| a \\| b c | 1 |\n|  | 2.5 |\n"

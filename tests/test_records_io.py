@@ -87,7 +87,8 @@ def test_non_utf8_bytes_name_the_line(tmp_path):
 
 def test_skip_invalid_reports_each_skipped_line_and_keeps_the_rest(tmp_path):
     path = tmp_path / "mixed.jsonl"
-    path.write_text("\n".join([GOOD, "{oops", '{"id": "z", "problem": "p", "steps": []}', GOOD]) + "\n")
+    path.write_text("\n".join([GOOD, "{oops", '{"id": "z", "problem": "p", "steps": []}',
+                               GOOD.replace('"x"', '"y"')]) + "\n")
     report = ReadReport()
     traces = read_traces(path, skip_invalid=True, report=report)
     assert len(traces) == 2

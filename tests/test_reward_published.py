@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from prm.formats.math_shepherd import read_math_shepherd
-from prm.reward.published import MathShepherdScorer, TokenClassificationScorer, detect_format, load_scorer
+from prm.reward.loading import detect_family, load_scorer
+from prm.reward.published.math_shepherd import MathShepherdScorer
+from prm.reward.published.token_classification import TokenClassificationScorer
 from prm.reward.model import RewardModel
 from test_reward_helpers import SHARED, bpe_tokenizer, tiny_bert, tiny_gpt2
 
@@ -150,10 +152,10 @@ def test_token_classification_input_matches_trl_tokenize_row_when_trl_is_install
 
 
 def test_load_scorer_tells_the_formats_apart(shepherd_folder, token_classification_folder, tmp_path):
-    assert detect_format(str(shepherd_folder)) == "math-shepherd"
-    assert detect_format(str(token_classification_folder)) == "token-classification"
+    assert detect_family(str(shepherd_folder)) == "math-shepherd"
+    assert detect_family(str(token_classification_folder)) == "token-classification"
     assert isinstance(load_scorer(str(shepherd_folder)), MathShepherdScorer)
     rm = RewardModel.from_backbone(str(tiny_bert(tmp_path / "bert")))
     rm.save_pretrained(tmp_path / "rm")
-    assert detect_format(str(tmp_path / "rm")) == "reward-model"
+    assert detect_family(str(tmp_path / "rm")) == "reward-model"
     assert isinstance(load_scorer(str(tmp_path / "rm")), RewardModel)

@@ -86,11 +86,10 @@ def test_training_is_reproducible_from_its_seed(tmp_path):
 
 
 def test_sample_traces_labels_real_tiny_model_samples():
-    module = pytest.importorskip("completers.transformers_completer",
-                                 reason="TransformersCompleter is written by the completers helper")
     from completers.base import SamplingParams
+    from completers.transformers_completer import TransformersCompleter
 
-    completer = module.TransformersCompleter(resolve_model("tiny-gsm"))
+    completer = TransformersCompleter(resolve_model("tiny-gsm"))
     try:
         problems = held_out_problems(TrainConfig(), 3)
         traces = sample_traces(completer, problems, 2, SamplingParams(max_new_tokens=400, seed=0))

@@ -5,10 +5,9 @@ import random
 import re
 from fractions import Fraction
 
-import pytest
-
 from completers.world import (TEMPLATES, WorldProblem, calculator_notes, evaluate_expression,
                               generate_problems, gold_labels, trace_from_sample)
+from prm.formats.gsm8k import inject_calculator_error, parse_gsm8k_answer
 from prm.records import Trace
 
 # A hand-written problem of the shopping template, so every expectation below is visible.
@@ -62,22 +61,16 @@ def test_reference_solutions_are_in_gsm8k_answer_format():
 
 
 def test_reference_solutions_parse_with_the_gsm8k_reader():
-    gsm8k = pytest.importorskip("prm.formats.gsm8k")
-    if not hasattr(gsm8k, "parse_gsm8k_answer"):
-        pytest.skip("prm.formats.gsm8k.parse_gsm8k_answer is not written yet")
     for problem in generate_problems(100, seed=3):
-        steps, final = gsm8k.parse_gsm8k_answer(problem.solution)
+        steps, final = parse_gsm8k_answer(problem.solution)
         assert steps == problem.steps
         assert final == str(problem.answer)
 
 
 def test_gold_rule_agrees_with_injected_calculator_errors():
-    gsm8k = pytest.importorskip("prm.formats.gsm8k")
-    if not hasattr(gsm8k, "inject_calculator_error"):
-        pytest.skip("prm.formats.gsm8k.inject_calculator_error is not written yet")
     rng = random.Random(0)
     for problem in generate_problems(200, seed=6):
-        broken = gsm8k.inject_calculator_error(problem.to_trace(), rng)
+        broken = inject_calculator_error(problem.to_trace(), rng)
         assert gold_labels(problem, broken.step_texts) == broken.meta["gold_labels"]
 
 

@@ -32,11 +32,10 @@ from fractions import Fraction
 
 from annotate.checkers import safe_math
 from annotate.checkers.safe_math import Limits, Token, Unsafe
+from prm.formats.gsm8k import CALCULATOR_NOTE, WRITTEN_NUMBER
 
 RELATIONS = ("=", "≈", "<", ">", "<=", ">=")
 
-CALCULATOR_NOTE = re.compile(r"<<([^<>]*)>>")
-WRITTEN_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?")
 APPROXIMATE = re.compile(
     r"\b(about|approximately|approx|around|roughly|nearly|almost|rounded|rounding|round|"
     r"rounds|estimated?|estimates)\b|≈|~|\\approx|\\sim", re.IGNORECASE)
@@ -210,6 +209,59 @@ def decimals_of(stated: str) -> int:
     return len(number.split(".", 1)[1]) if "." in number else 0
 
 
+FLOAT_DIGITS = 12  # a result written with this many significant digits is a float printout
+FLOAT_RELATIVE = Fraction(1, 10 ** 10)  # ... and may carry that float's rounding error
+
+
+def tolerance(reading: Reading, claim: Claim, exact: Fraction | None) -> Fraction:
+    """How far the number a claim states may be from the exact value (`exact`; None when it
+    is irrational) and still hold: half a unit of the stated number's last digit, and only
+    where the step rounds.
+
+    - A calculator note is exact by definition (`<<100/3=34>>34` is refuted; all 23,716
+      notes of GSM8K train are exact), except for the rounding error of a floating-point
+      calculator, whose printout has 12 or more significant digits after a decimal point
+      (`<<800/3=266.6666666666667>>`, `<<-9.38+10=0.6199999999999992>>`: relative 1e-10).
+    - With a rounding word or `≈` in the step ("about", "rounded", ...): half a unit of the
+      last significant digit (`about 100/3 = 30` within 5, `1/3 ≈ 0.33` within 0.005).
+    - Without one, only where the stated number has fewer decimals than the value needs:
+      a non-integer rational (`10/3 = 3.33`, `100/3 = 33`, the number written after a note:
+      `<<350/15=23.333333333333332>>23`), or an irrational value written with decimals
+      (`\\sqrt{2} = 1.41`). An irrational value written as a whole number is not a rounding
+      (`\\pi = 4`, `\\pi = 3`, `\\sin(1) = 0` are refuted), and an exactly representable
+      value gets none (`100/4 = 25.1`).
+    """
+    if reading.stated is None:
+        return Fraction(0)
+    stated = reading.stated.strip()
+    slack = _float_slack(stated, exact)
+    if claim.kind == "note":
+        return slack
+    percent = stated.endswith("%")
+    places = decimals_of(stated)
+    scale = Fraction(1, 100) if percent else Fraction(1)
+    unit = Fraction(1, 10 ** places) * scale
+    if claim.approx:
+        if places == 0:  # "about 30": the trailing zeros were rounded away
+            digits = stated.rstrip("%").rstrip("\\").replace(",", "").lstrip("$-").split(".")[0]
+            zeros = len(digits) - len(digits.rstrip("0"))
+            unit = Fraction(10 ** min(zeros, max(len(digits) - 1, 0))) * scale
+        return max(unit / 2, slack)
+    if exact is None:
+        return unit / 2 if places > 0 else Fraction(0)
+    if (exact / scale * 10 ** places).denominator == 1:
+        return slack  # the value fits in the written decimals: no rounding happened
+    return max(unit / 2, slack)
+
+
+def _float_slack(stated: str, exact: Fraction | None) -> Fraction:
+    """The rounding error a floating-point printout such as `266.6666666666667` may carry."""
+    if exact is None or "." not in stated:
+        return Fraction(0)
+    digits = "".join(ch for ch in stated if ch.isdigit()).lstrip("0")
+    return abs(exact) * FLOAT_RELATIVE if len(digits) >= FLOAT_DIGITS else Fraction(0)
+
+
 # -- plain text ------------------------------------------------------------------------------
 
 def plain_claims(text: str, approx: bool, limits: Limits) -> list[Claim]:
@@ -323,6 +375,8 @@ def _last_side_cut(side: list[Token], tokens: list[Token], end: int) -> bool:
     if after.kind == "WORD":
         if after.text in WORDS_AFTER_CUT:
             return True  # "= 50 cents", "= 5 thousand"
+        if after.text.lower() == "and" and _proper_fraction_at(tokens, end + 1):
+            return True  # a mixed number: "17/3 = 5 and 2/3 loads"
         following = tokens[end + 1] if end + 1 < len(tokens) else None
         if following is not None and following.kind == "OP" and following.value in ("*", "/", "^"):
             return True  # "= 30 feet / 6": the unit sits inside a longer expression
@@ -335,6 +389,17 @@ def _last_side_cut(side: list[Token], tokens: list[Token], end: int) -> bool:
             and tokens[end + 1].kind == "NUM" and tokens[end + 1].start == after.end:
         return True  # "=6:48", "= 1.2.3"
     return False
+
+
+def _proper_fraction_at(tokens: list[Token], start: int) -> bool:
+    """Whether `a/b` with a < b (maybe in parentheses) starts at `tokens[start]`."""
+    if start < len(tokens) and tokens[start].kind == "LP":
+        start += 1
+    parts = tokens[start:start + 3]
+    if len(parts) < 3 or parts[0].kind != "NUM" or parts[2].kind != "NUM" \
+            or parts[1].kind != "OP" or parts[1].value != "/":
+        return False
+    return Fraction(parts[0].value) < Fraction(parts[2].value)
 
 
 def _usable_side(side: list[Token], first: bool, last: bool, tokens: list[Token], start: int,
@@ -626,10 +691,3 @@ def _latex_chain(sides: list[str], relations: list[str], approx: bool, limits: L
 def _latex_bare(side: str) -> str | None:
     text = safe_math.normalize_latex(side).replace("{", "").replace("}", "")
     return text.strip() if BARE_NUMBER.fullmatch(text) else None
-
-
-# -- relations for hypotheses ----------------------------------------------------------------
-
-def relations_in(text: str, limits: Limits = safe_math.DEFAULT_LIMITS) -> list[Claim]:
-    """The checkable claims of a text (problem or earlier step), used as hypotheses."""
-    return [c for c in extract_claims(text, limits) if c.problem is None and c.readings]

@@ -22,6 +22,11 @@ Backends, in the order `backend="auto"` tries them:
 3. `lean --json FILE` on a temporary file (`lake env lean` inside a project): one JSON
    message a line.
 
+A block is run only if it passes `lean_filter.vet` (an allow-list of what a proof needs: no
+`#eval`, `IO`, `run_cmd`, `macro`, custom imports, ...); a refused block is `unknown` and
+never reaches Lean. Every Lean process runs under `lean_filter.resource_limits` (memory,
+CPU time for one-shot runs, file size) and a wall-clock timeout per step.
+
 Where none is installed every verdict is `unavailable`. The request/response handling is
 plain functions (`build_request`, `read_response`, `verdict_from_response`,
 `parse_lean_json`) so that it is tested against recorded REPL transcripts without Lean.
@@ -40,6 +45,7 @@ import time
 from typing import IO, Any
 
 from annotate.checkers.base import Checker
+from annotate.checkers.lean_filter import Refused, resource_limits, vet
 from prm.records import Verdict
 
 LEAN_BLOCK = re.compile(r"```\s*lean4?\s*\n(.*?)```", re.DOTALL | re.IGNORECASE)
@@ -149,14 +155,17 @@ class ReplBackend:
     name = "lean-repl"
 
     def __init__(self, command: list[str], cwd: str | None = None, header: str = "",
-                 timeout: float = 60.0):
+                 timeout: float = 60.0, memory_mb: int | None = 8192):
         self.command, self.cwd, self.header, self.timeout = command, cwd, header, timeout
+        self.memory_mb = memory_mb
         self.process: subprocess.Popen | None = None
         self.header_env: int | None = None
 
     def start(self) -> None:
+        # long-lived: its memory is capped; its CPU time is bounded per step by `timeout`
         self.process = subprocess.Popen(self.command, cwd=self.cwd, stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                        preexec_fn=resource_limits(self.memory_mb, None))
         self.header_env = None
         if self.header.strip():
             response = self.send(build_request(self.header.strip()))
@@ -223,8 +232,9 @@ class LeanFileBackend:
 
     name = "lean --json"
 
-    def __init__(self, cwd: str | None = None, header: str = "", timeout: float = 60.0):
-        self.cwd, self.header, self.timeout = cwd, header, timeout
+    def __init__(self, cwd: str | None = None, header: str = "", timeout: float = 60.0,
+                 memory_mb: int | None = 8192):
+        self.cwd, self.header, self.timeout, self.memory_mb = cwd, header, timeout, memory_mb
 
     def run(self, code: str) -> dict[str, Any]:
         imports, body = split_imports(code)
@@ -236,7 +246,9 @@ class LeanFileBackend:
             command = (["lake", "env", "lean", "--json", path] if self.cwd
                        else ["lean", "--json", path])
             done = subprocess.run(command, cwd=self.cwd, capture_output=True, text=True,
-                                  timeout=self.timeout)
+                                  timeout=self.timeout,
+                                  preexec_fn=resource_limits(self.memory_mb,
+                                                             int(self.timeout) + 1))
         return parse_lean_json(done.stdout)
 
 
@@ -278,12 +290,12 @@ class LeanChecker(Checker):
 
     def __init__(self, backend: str = "auto", project: str | None = None,
                  repl_command: list[str] | None = None, header: str | None = None,
-                 timeout: float = 60.0):
+                 timeout: float = 60.0, memory_mb: int | None = 8192):
         self.choice = backend
         self.project = project or os.environ.get("PRM_LEAN_PROJECT")
         self.repl_command = repl_command
         self.header = header if header is not None else os.environ.get("PRM_LEAN_HEADER", "")
-        self.timeout = timeout
+        self.timeout, self.memory_mb = timeout, memory_mb
         self._backend = None
         self._why_unavailable = ""
 
@@ -292,7 +304,8 @@ class LeanChecker(Checker):
             return self._backend
         choice, lake = self.choice, shutil.which("lake")
         if self.repl_command is not None:  # an explicit REPL command (any program speaking it)
-            self._backend = ReplBackend(self.repl_command, self.project, self.header, self.timeout)
+            self._backend = ReplBackend(self.repl_command, self.project, self.header, self.timeout,
+                                        self.memory_mb)
         elif choice in ("auto", "dojo") and lake and _dojo_installed() \
                 and os.environ.get("PRM_LEAN_DOJO_REPO"):
             self._backend = DojoBackend(os.environ["PRM_LEAN_DOJO_REPO"],
@@ -301,10 +314,10 @@ class LeanChecker(Checker):
                                         int(os.environ.get("PRM_LEAN_DOJO_LINE", "0")))
         elif choice in ("auto", "repl") and lake and self.project:
             self._backend = ReplBackend(["lake", "exe", "repl"], self.project, self.header,
-                                        self.timeout)
+                                        self.timeout, self.memory_mb)
         elif choice in ("auto", "lean") and (shutil.which("lean") or (lake and self.project)):
             self._backend = LeanFileBackend(self.project if lake else None, self.header,
-                                            self.timeout)
+                                            self.timeout, self.memory_mb)
         else:
             self._why_unavailable = (
                 "no Lean 4 toolchain: `lake`/`lean` are not on PATH" if not (lake or shutil.which("lean"))
@@ -331,7 +344,12 @@ class LeanChecker(Checker):
             return Verdict(self.name, "unknown", evidence="no ```lean block in the step",
                            backend=backend.name, seconds=time.perf_counter() - started)
         try:
-            response = backend.run(code)
+            runnable = vet(code)
+        except Refused as err:
+            return Verdict(self.name, "unknown", claim=code, evidence=f"not run: {err}",
+                           backend=backend.name, seconds=time.perf_counter() - started)
+        try:
+            response = backend.run(runnable)
             status, evidence = verdict_from_response(response)
         except (TimeoutError, subprocess.TimeoutExpired):
             status, evidence = "unknown", f"Lean did not answer within {self.timeout:g} s"

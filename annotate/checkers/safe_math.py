@@ -75,6 +75,10 @@ class NotRational(Unsafe):
     """The value is not an exact rational (it has symbols, roots, pi, ...)."""
 
 
+class DivisionByZero(NotRational):
+    """The expression divides by zero: its value is undefined, so no claim about it holds."""
+
+
 class CheckTimeout(Unsafe):
     """The time limit ran out."""
 
@@ -555,10 +559,6 @@ def check_shape(expr, limits: Limits = DEFAULT_LIMITS) -> None:
         stack.extend((arg, depth + 1) for arg in node.args)
 
 
-def has_symbols(expr) -> bool:
-    return bool(expr.free_symbols)
-
-
 # -- exact rational evaluation ---------------------------------------------------------------
 
 def _bits(value: Fraction) -> int:
@@ -647,7 +647,7 @@ def rational_value(expr, limits: Limits = DEFAULT_LIMITS) -> Fraction:
     if isinstance(expr, sympy.Mod):
         a, b = (rational_value(arg, limits) for arg in expr.args)
         if b == 0:
-            raise NotRational("modulo zero")
+            raise DivisionByZero("modulo zero")
         return a % b
     raise NotRational(f"{type(expr).__name__} is not a rational operation")
 
@@ -665,7 +665,7 @@ def _power(base: Fraction, exponent: Fraction, limits: Limits) -> Fraction:
     n = exponent.numerator
     if base == 0:
         if n < 0:
-            raise NotRational("division by zero")
+            raise DivisionByZero("division by zero")
         return Fraction(0 if n else 1)
     if abs(base) == 1:
         return base ** n
@@ -724,7 +724,9 @@ def real_difference(lhs, rhs, limits: Limits = DEFAULT_LIMITS, seconds: float | 
                 return sympy.Integer(0)
             if difference.free_symbols or not difference.is_number:
                 raise NotRational("not a number")
-            if difference.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+            if difference.has(sympy.zoo):
+                raise DivisionByZero("division by zero")
+            if difference.has(sympy.nan, sympy.oo, -sympy.oo):
                 raise NotRational("undefined value")
             try:
                 value = difference.evalf(digits, strict=True)

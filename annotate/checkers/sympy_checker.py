@@ -6,11 +6,12 @@ values (`\\sqrt{8} = 2\\sqrt{2}`), or, for claims with variables, by expanding b
 (`(a+b)^2 = a^2 + 2ab + b^2` is an identity). Claims that are equations rather than
 identities (`2x + 1 = 7`) are left to the z3 checker: here they are `unknown`.
 
-Tolerance exists only for values the step itself rounds: a stated number with fewer
-decimals than the exact value may be off by less than one unit of its last decimal
-(`10/3 = 3.33`, `100/3 = 33` whole boxes); with "about", "approximately", "≈" in the step,
-by less than one unit of its last significant digit (`about 30`). An exact value is never
-given a tolerance, so `48/2 = 25` is refuted.
+Tolerance exists only for values the step itself rounds (`claims.tolerance`): a calculator
+note is exact; a stated number with fewer decimals than the value needs may be off by half a
+unit of its last decimal (`10/3 = 3.33`, `100/3 = 33` whole boxes); with "about",
+"approximately", "≈" in the step, by half a unit of its last significant digit (`about 30`).
+An exact value is never given a tolerance, so `48/2 = 25` is refuted. A claim that divides
+by zero (`<<10/0=3>>`) is refuted: its value is undefined.
 
 A step is `refuted` if any claim is refuted, `verified` if it has claims and all are
 verified, otherwise `unknown` (no claim, or one that could not be decided).
@@ -19,67 +20,18 @@ verified, otherwise `unknown` (no claim, or one that could not be decided).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from fractions import Fraction
 
 import sympy
 
 from annotate.checkers import safe_math
 from annotate.checkers.base import Checker
-from annotate.checkers.claims import Claim, Reading, decimals_of, extract_claims
-from annotate.checkers.safe_math import Limits, NotRational, Unsafe
+from annotate.checkers.claims import Claim, Reading, extract_claims, tolerance
+from annotate.checkers.results import ClaimResult, format_number, summarize
+from annotate.checkers.safe_math import DivisionByZero, Limits, NotRational, Unsafe
 from prm.records import Verdict
 
 MAX_IDENTITY_DEGREE = 40  # (a+b)^n with larger n is not expanded
-
-
-@dataclass
-class ClaimResult:
-    """The outcome for one claim: `status` verified/refuted/unknown and a one-line reason."""
-
-    claim: Claim
-    status: str
-    detail: str
-
-    def describe(self) -> str:
-        return f"{self.claim.text}: {self.detail}"
-
-
-def format_number(value: Fraction | sympy.Expr) -> str:
-    """A short exact rendering: `24`, `0.2`, `10/3 (≈ 3.333333)`."""
-    if isinstance(value, Fraction):
-        if value.denominator == 1:
-            return str(value.numerator)
-        denominator = value.denominator
-        for prime in (2, 5):
-            while denominator % prime == 0:
-                denominator //= prime
-        if denominator == 1 and len(str(value.denominator)) <= 12:
-            digits = len(str(value.denominator))
-            text = f"{value.numerator / value.denominator:.{digits}f}" if digits < 15 else None
-            if text is not None and Fraction(text) == value:
-                return text.rstrip("0").rstrip(".")
-        return f"{value.numerator}/{value.denominator} (≈ {float(value):.6g})"
-    return str(sympy.N(value, 12))
-
-
-def tolerance(reading: Reading, exact: Fraction | None, approx: bool) -> Fraction:
-    """How far the stated number may be from `exact` (None = irrational) and still hold."""
-    if reading.stated is None:
-        return Fraction(0)
-    stated = reading.stated.strip()
-    percent = stated.endswith("%")
-    places = decimals_of(stated)
-    scale = Fraction(1, 100) if percent else Fraction(1)
-    unit = Fraction(1, 10 ** places) * scale
-    representable = exact is not None and (exact / scale * 10 ** places).denominator == 1
-    if representable:
-        return Fraction(0)
-    if approx and places == 0:
-        digits = stated.rstrip("%").rstrip("\\").replace(",", "").lstrip("$-").split(".")[0]
-        zeros = len(digits) - len(digits.rstrip("0"))
-        unit = Fraction(10 ** min(zeros, max(len(digits) - 1, 0))) * scale
-    return unit
 
 
 class SympyChecker(Checker):
@@ -138,9 +90,13 @@ class SympyChecker(Checker):
                 try:
                     left = safe_math.rational_value(lhs, self.limits)
                     right = safe_math.rational_value(rhs, self.limits)
+                except DivisionByZero:
+                    raise
                 except NotRational:
                     return self._judge_real(reading, claim)
                 return _compare(left, right, reading, claim)
+        except DivisionByZero as err:
+            return "refuted", f"undefined: {err}"
         except Unsafe as err:
             return "unknown", f"{type(err).__name__}: {err}"
         except (ValueError, TypeError, ArithmeticError, RecursionError, AttributeError) as err:
@@ -169,8 +125,8 @@ class SympyChecker(Checker):
         if difference == 0:
             return _holds_or_not(claim.relation, 0, "equal (sympy proves it)")
         value = float(difference)
-        unit = tolerance(reading, None, claim.approx)
-        if claim.relation in ("=", "≈") and abs(value) < unit:
+        unit = tolerance(reading, claim, None)
+        if claim.relation in ("=", "≈") and abs(value) <= unit:
             return "verified", f"holds to the stated precision (difference {value:.3g})"
         return _holds_or_not(claim.relation, value,
                              f"the difference of the two sides is {sympy.N(difference, 8)}")
@@ -186,8 +142,8 @@ def _compare(left: Fraction, right: Fraction, reading: Reading, claim: Claim) ->
     if reading.stated_value is not None:
         exact = left if reading.stated_value == right else right
         stated = right if reading.stated_value == right else left
-        unit = tolerance(reading, exact, claim.approx)
-        if abs(exact - stated) < unit:
+        unit = tolerance(reading, claim, exact)
+        if abs(exact - stated) <= unit:
             return "verified", f"= {format_number(exact)}, rounded to {reading.stated.strip()}"
         return "refuted", f"computed {format_number(exact)}, stated {reading.stated.strip()}"
     return "refuted", f"left side is {format_number(left)}, right side is {format_number(right)}"
@@ -197,22 +153,3 @@ def _holds_or_not(relation: str, difference, detail: str) -> tuple[str, str]:
     holds = {"=": difference == 0, "≈": difference == 0, "<": difference < 0,
              ">": difference > 0, "<=": difference <= 0, ">=": difference >= 0}[relation]
     return ("verified" if holds else "refuted"), detail
-
-
-def summarize(checker: str, results: list[ClaimResult], backend: str, seconds: float) -> Verdict:
-    """One verdict for a step from its claim outcomes (refuted > unknown > verified)."""
-    if not results:
-        return Verdict(checker, "unknown", claim=None, evidence="no checkable claim in the step",
-                       backend=backend, seconds=seconds)
-    refuted = [r for r in results if r.status == "refuted"]
-    undecided = [r for r in results if r.status == "unknown"]
-    if refuted:
-        status, shown = "refuted", refuted
-    elif undecided:
-        status, shown = "unknown", undecided
-    else:
-        status, shown = "verified", results
-    claim_text = "; ".join(r.claim.text for r in results)
-    evidence = "; ".join(r.describe() for r in shown)
-    return Verdict(checker, status, claim=claim_text, evidence=evidence, backend=backend,
-                   seconds=seconds)

@@ -17,8 +17,13 @@ side conditions), and z3 decides:
   equation of a solution) is an assumption: it is added to H and does not count either way.
 
 A claim is added to H after it is checked, unless it would make H inconsistent. Symbol-free
-claims are proved the same way (with the rounding tolerance of the symbolic checker). Every
+claims are proved the same way (with the rounding tolerance of `claims.tolerance`). Every
 solver call has a timeout; a timeout or an untranslatable claim is `unknown`.
+
+A claim whose side conditions cannot hold is never verified (no values satisfy them, so none
+would falsify it): one that divides by zero whatever its variables (`<<10/0=3>>`, `x/0 = 5`)
+is refuted; one whose denominator is zero only given H (`1/(x-3) = 7` after `x = 3`) is
+`unknown`, as H is read from free text.
 
 Solutions reason in ways a plain conjunction of equations does not capture, so:
 
@@ -50,9 +55,9 @@ import sympy
 
 from annotate.checkers import safe_math
 from annotate.checkers.base import Checker
-from annotate.checkers.claims import Claim, extract_claims, math_spans
+from annotate.checkers.claims import Claim, extract_claims, math_spans, tolerance
+from annotate.checkers.results import ClaimResult, format_number, summarize
 from annotate.checkers.safe_math import Limits, NotRational, Unsafe
-from annotate.checkers.sympy_checker import ClaimResult, format_number, summarize, tolerance
 from prm.records import Verdict
 
 MAX_POWER = 12  # x^n with |n| above this is not expanded for z3
@@ -82,6 +87,7 @@ class _Translation:
     formula: object
     conditions: list = field(default_factory=list)
     symbols: frozenset = frozenset()
+    divisors: list = field(default_factory=list)  # the `d != 0` among the conditions
 
 
 class _Translator:
@@ -91,6 +97,7 @@ class _Translator:
         self.z3, self.limits = z3, limits
         self.variables: dict[str, object] = {}
         self.roots = 0
+        self.divisors: list = []  # `d != 0` of the claim being translated
 
     def real(self, name: str):
         if name not in self.variables:
@@ -135,6 +142,7 @@ class _Translator:
             power = base if abs(n) == 1 else z3.Product([base] * abs(n))
             if n < 0:
                 conditions.append(base != 0)
+                self.divisors.append(base != 0)
                 return 1 / power
             return power
         raise Untranslatable(f"{type(expr).__name__} with variables")
@@ -142,6 +150,7 @@ class _Translator:
     def claim(self, claim: Claim, literal_only: bool = False) -> _Translation:
         """The claim as a formula: any of its readings (only the literal one if asked)."""
         conditions: list = []
+        self.divisors = []
         options = []
         for reading in claim.readings[:1] if literal_only else claim.readings:
             left = self.term(reading.lhs, conditions)
@@ -154,7 +163,7 @@ class _Translator:
         symbols = frozenset(s.name for r in claim.readings
                             for s in r.lhs.free_symbols | r.rhs.free_symbols)
         formula = options[0] if len(options) == 1 else self.z3.Or(options)
-        return _Translation(formula, conditions, symbols)
+        return _Translation(formula, conditions, symbols, self.divisors)
 
     def _tolerance(self, reading, claim: Claim) -> Fraction:
         try:
@@ -163,14 +172,14 @@ class _Translator:
             exact = left if reading.stated_value == right else right
         except NotRational:
             exact = None
-        return tolerance(reading, exact, claim.approx)
+        return tolerance(reading, claim, exact)
 
     def _relation(self, relation: str, left, right, unit: Fraction):
         z3 = self.z3
         if relation in ("=", "≈"):
             if unit:
                 bound = self.constant(unit)
-                return z3.And(left - right < bound, right - left < bound)
+                return z3.And(left - right <= bound, right - left <= bound)
             return left == right
         return {"<": left < right, ">": left > right, "<=": left <= right,
                 ">=": left >= right}[relation]
@@ -337,6 +346,9 @@ class Z3Checker(Checker):
         except (ValueError, TypeError, ArithmeticError, RecursionError) as err:
             return ClaimResult(claim, "unknown", f"cannot translate ({type(err).__name__})")
         z3 = self.z3
+        undefined = self._undefined(conclusion, claim)
+        if undefined is not None:
+            return undefined
         negated = z3.Not(conclusion.formula)
         alone = self._solver(conclusion.conditions + [negated]).check()
         if alone == z3.unsat:
@@ -355,6 +367,10 @@ class Z3Checker(Checker):
             return ClaimResult(claim, "assumption", "new equation: nothing before constrains "
                                + ", ".join(sorted(conclusion.symbols - known)))
         facts = _facts(relevant) + conclusion.conditions
+        if self._solver(facts).check() == z3.unsat:  # H and C's side conditions exclude each other
+            what = "divides by zero" if conclusion.divisors else "is undefined (a negative root?)"
+            return ClaimResult(claim, "unknown", f"{what} given {used_texts(relevant)}: never "
+                               "verified; not refuted, since hypotheses from free text may be wrong")
         if nonnegative:  # quantities of a word problem: x^2 = 25 gives x = 5
             names = conclusion.symbols.union(*(h.translation.symbols for h in relevant))
             signs = [z3.Real(name) >= 0 for name in sorted(names)]
@@ -362,7 +378,7 @@ class Z3Checker(Checker):
                 facts += signs
         solver = self._solver(facts + [negated])
         outcome = solver.check()
-        used = "; ".join(h.text for h in relevant[:4]) + (" ..." if len(relevant) > 4 else "")
+        used = used_texts(relevant)
         if outcome == z3.unsat:
             return ClaimResult(claim, "verified", f"follows from {used}")
         if outcome != z3.sat:
@@ -398,6 +414,21 @@ class Z3Checker(Checker):
                                "refute='contradiction')")
         return self._refuted(claim, f"does not follow from {used}: counter-example "
                              + _show_model(model, conclusion.symbols))
+
+    def _undefined(self, conclusion: _Translation, claim: Claim) -> ClaimResult | None:
+        """A claim whose terms are undefined whatever the values of its variables: one that
+        divides by zero (`<<10/0=3>>`, `x/0 = 5`) is refuted, one that needs the square root
+        of a negative number is unknown (it may be about complex numbers). Without this, z3
+        would verify it: no values satisfy its side conditions, so none falsify it."""
+        z3 = self.z3
+        if self._solver(conclusion.conditions).check() != z3.unsat:
+            return None
+        roots_only = [c for c in conclusion.conditions
+                      if not any(c.eq(d) for d in conclusion.divisors)]
+        if conclusion.divisors and self._solver(roots_only).check() != z3.unsat:
+            return self._refuted(claim, "undefined: it divides by zero")
+        return ClaimResult(claim, "unknown", "undefined in the reals (the square root of a "
+                           "negative number)")
 
     def _core(self, relevant: list[_Hypothesis], conclusion) -> list[_Hypothesis]:
         """The hypotheses the claim conflicts with (a z3 unsat core)."""
@@ -436,6 +467,11 @@ class Z3Checker(Checker):
             return ClaimResult(claim, "unknown", detail + ", but the step itself questions or "
                                "rejects it")
         return ClaimResult(claim, "refuted", detail)
+
+
+def used_texts(hypotheses: list[_Hypothesis]) -> str:
+    """The first few hypotheses, for evidence."""
+    return "; ".join(h.text for h in hypotheses[:4]) + (" ..." if len(hypotheses) > 4 else "")
 
 
 def _without_value_of(hypotheses: list[_Hypothesis], variable: str) -> list[_Hypothesis]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from annotate.monte_carlo import AnnotateConfig
+from annotate.config import AnnotateConfig
 from annotate.runner import input_formats, parse_shard
 
 DEFAULTS = AnnotateConfig()
@@ -88,6 +88,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--grading-timeout", type=float, default=DEFAULTS.grading_timeout, metavar="S",
                      help="seconds per answer comparison (default: %(default)s)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    http = parser.add_argument_group("HTTP completers (--completer http://...)")
+    http.add_argument("--timeout", type=float, default=None, metavar="S",
+                      help="seconds to wait for one response (default: 120)")
+    http.add_argument("--max-retries", type=_count, default=None, metavar="K",
+                      help="tries after the first one, for a failed request (default: 4)")
 
 
 def config_from_args(args: argparse.Namespace) -> AnnotateConfig:
@@ -113,15 +118,32 @@ def run(args: argparse.Namespace) -> int:
         raise RecordError("no traces to annotate", path=args.input)
 
     from completers.loading import load_completer
+    from completers.openai_completer import CompletionError
+    from prm.errors import opening_model
 
+    http_options = {name: getattr(args, name) for name in ("timeout", "max_retries")
+                    if getattr(args, name) is not None}
+    is_http = args.completer.strip().startswith(("http://", "https://"))
+    if http_options and not is_http:
+        raise RecordError(f"--timeout and --max-retries apply to HTTP completers, not {args.completer!r}")
     try:
-        completer = load_completer(args.completer)
+        if is_http:
+            completer = load_completer(args.completer, **http_options)
+        else:
+            with opening_model(args.completer):  # a missing or corrupt model: one line naming it
+                completer = load_completer(args.completer)
     except (OSError, ValueError) as err:
         print(f"prm annotate: error: cannot load completer {args.completer!r}: {err}", file=sys.stderr)
         return 1
     try:
         summary = run_annotation(traces, args.output, completer, config, completer_spec=args.completer,
                                  shard=args.shard, workers=args.workers, progress=not args.no_progress)
+    except (CompletionError, RuntimeError) as err:
+        if not isinstance(err, CompletionError) and not isinstance(err.__cause__, CompletionError):
+            raise  # a bug: keep its traceback
+        print(f"prm annotate: error: {err}\nprm annotate: the traces finished so far are kept in "
+              f"{args.output}; re-run the same command to resume", file=sys.stderr)
+        return 1
     finally:
         completer.close()
     print(summary.text())

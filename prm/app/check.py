@@ -1,12 +1,24 @@
 """`prm check IN OUT --checkers sympy,z3`: add checker verdicts to every step of a file.
 
+Examples:
+
+    prm check ../shared/data/gsm8k/test.jsonl gsm8k.checked.jsonl
+    prm check traces.jsonl checked.parquet --checkers z3 --timeout 2 --workers 4
+
 Each step gets one verdict per checker (replacing an older verdict of the same checker).
+The checks run in worker processes (`--workers`, default: one per CPU), every check under a
+hard time limit: a check still running past it is stopped (its worker is killed and
+replaced) and the step gets an `unknown` verdict with the evidence "time limit ...".
+
+Finished traces are appended to OUT.partial (JSONL, flushed to disk one trace at a time),
+each with the run's settings in `meta.check.settings`. Killing the run at any moment
+(Ctrl-C, SIGTERM, SIGKILL) keeps them; the same command resumes from there, and refuses a
+partial file made with other settings. At the end OUT is written at once (JSONL, Parquet or
+a `datasets` folder), in input order, and the partial file is removed.
+
 Options combine the verdicts with the existing labels (see `annotate.checkers.combine`):
 `--consensus-filter` keeps only traces whose labels and checkers agree on the first error,
 `--override-refuted` labels refuted steps 0. Both print what they did as counts.
-
-Interrupting (Ctrl-C) writes OUT with the verdicts found so far; running the same command
-again reuses them (matched by trace id, step number and step text) and checks the rest.
 """
 
 from __future__ import annotations
@@ -14,25 +26,56 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
+import signal
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from prm.errors import RecordError
 
+STATUSES = ("verified", "refuted", "unknown", "unavailable")
+# fsync the partial output at most this often: a trace is checked in milliseconds, an fsync
+# takes several; a killed process loses nothing written, only a machine crash loses the rest
+SYNC_SECONDS = 1.0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="traces to check (JSONL, Parquet or a datasets folder)")
-    parser.add_argument("output", help="where to write the traces with verdicts")
+    from annotate.checkers.parallel import default_workers
+    from prm.formats import FORMATS
+
+    readable = ["auto"] + [name for name, fmt in FORMATS.items() if fmt.reader is not None]
+    parser.epilog = "examples:\n" + __doc__.split("Examples:", 1)[1].strip("\n").split("\n\n")[0]
+    parser.add_argument("input", metavar="IN",
+                        help="traces to check: native JSONL, Parquet, a `datasets` folder, or any "
+                             "layout of --format (GSM8K, ProcessBench, ...)")
+    parser.add_argument("output", metavar="OUT",
+                        help="where to write the traces with verdicts (.jsonl, .parquet or a folder)")
     parser.add_argument("--checkers", default="sympy,z3",
                         help="comma-separated checkers: sympy, z3, lean (default: sympy,z3)")
+    parser.add_argument("--format", choices=readable, default="auto",
+                        help="input layout (default: told from the fields)")
+    parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+                        help="only the first N input traces")
     parser.add_argument("--skip-invalid", action="store_true",
                         help="skip records that cannot be read (they are listed) instead of stopping")
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="accept an input without traces (default: an error)")
     parser.add_argument("--override-refuted", action="store_true",
                         help="label every refuted step 0 (label_source checker:<name>)")
     parser.add_argument("--consensus-filter", action="store_true",
                         help="keep only traces whose labels and checkers agree on the first error")
     parser.add_argument("--timeout", type=float, default=5.0,
-                        help="seconds allowed per step and checker (default 5)")
+                        help="seconds allowed per step and checker; a check still running is "
+                             "stopped and the step is unknown (default 5)")
     parser.add_argument("--z3-timeout-ms", type=int, default=1000,
                         help="timeout of each z3 solver call in milliseconds (default 1000)")
     parser.add_argument("--z3-refute", choices=("counterexample", "contradiction"),
@@ -41,97 +84,272 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or only one that contradicts the earlier steps")
     parser.add_argument("--lean-project", default=None,
                         help="Lake project with the Lean REPL (default: $PRM_LEAN_PROJECT)")
+    parser.add_argument("--workers", type=_positive_int, default=default_workers(), metavar="N",
+                        help="checker processes (default: one per CPU, here %(default)s)")
     parser.add_argument("--recheck", action="store_true",
-                        help="ignore verdicts already in OUTPUT from an interrupted run")
+                        help="discard the partial output of an interrupted run and start over")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or log lines")
 
 
-def build_checkers(names: list[str], args) -> dict:
-    from annotate.checkers import CHECKERS, get_checker
+# -- checkers and their settings ----------------------------------------------------------------
 
+def checker_names(text: str) -> list[str]:
+    from annotate.checkers import CHECKERS
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise RecordError("no checker named", field="--checkers")
     unknown = [n for n in names if n not in CHECKERS]
     if unknown:
         raise RecordError(f"unknown checker(s) {unknown}; choose from {', '.join(CHECKERS)}",
                           field="--checkers")
+    if len(set(names)) != len(names):
+        raise RecordError(f"a checker is named twice in {text!r}", field="--checkers")
+    return names
+
+
+def checker_options(names: list[str], args) -> dict[str, dict]:
+    """Constructor options of each checker, from the command line (JSON values only: they
+    are recorded in the output and compared on resume)."""
+    lean_project = args.lean_project or os.environ.get("PRM_LEAN_PROJECT")
     options = {"sympy": {"seconds": args.timeout},
                "z3": {"seconds": max(args.timeout, args.z3_timeout_ms / 1000 * 4),
                       "timeout_ms": args.z3_timeout_ms, "refute": args.z3_refute},
-               "lean": {"project": args.lean_project}}
-    return {name: get_checker(name, **options[name]) for name in names}
+               "lean": {"project": lean_project}}
+    return {name: options[name] for name in names}
 
 
-def _previous_verdicts(path: Path) -> dict:
-    """Verdicts of an earlier (interrupted) run: (trace id, step index, text) -> verdicts."""
-    from prm.io import read_traces
+LEAN_SECONDS = 90.0  # Lean's own limit is 60 s a proof; starting the REPL takes time too
 
+
+def time_limits(options: dict[str, dict]) -> dict[str, float]:
+    """Seconds one check of each checker may take before it is stopped."""
+    return {name: float(opts.get("seconds", LEAN_SECONDS)) for name, opts in options.items()}
+
+
+def build_checkers(names: list[str], args) -> dict:
+    """The checkers by name, built in this process (for `prm check-report`)."""
+    from annotate.checkers import get_checker
+
+    options = checker_options(checker_names(",".join(names)), args)
+    return {name: get_checker(name, **opts) for name, opts in options.items()}
+
+
+# -- input ----------------------------------------------------------------------------------------
+
+def read_input(args):
+    """The traces to check, in any format `prm.formats` reads; one clear error for a missing
+    path, a folder without data, an empty input (unless --allow-empty) or duplicate ids."""
+    from prm.formats import guess_format, read
+    from prm.io import ReadReport
+
+    path = Path(args.input)
+    if not path.exists():
+        raise RecordError("no such file or folder", path=str(path))
+    if path.resolve() == Path(args.output).resolve():
+        raise RecordError("OUT must not be the input", path=args.output)
+    report = ReadReport()
+    fmt = None if args.format == "auto" else args.format
+    if path.is_file() and _blank(path):
+        traces = []
+    else:
+        traces = read(path, fmt or guess_format(path), skip_invalid=args.skip_invalid,
+                      report=report, limit=args.limit)
+    if report.skipped:
+        print(report.summary(), file=sys.stderr)
+    if not traces and not args.allow_empty:
+        raise RecordError("holds no traces; nothing to check (pass --allow-empty to write an "
+                          "empty output anyway)", path=str(path))
+    seen: dict[str, int] = {}
+    for number, trace in enumerate(traces, start=1):
+        if trace.id in seen:
+            raise RecordError(f"record {number}: duplicate id {trace.id!r} (first in record "
+                              f"{seen[trace.id]}); ids must be unique to resume", path=str(path),
+                              field="id")
+        seen[trace.id] = number
+    return traces
+
+
+def _blank(path: Path) -> bool:
+    """Whether a file holds nothing but white space (an empty input, not an unknown format)."""
+    if path.stat().st_size > 1 << 16:
+        return False
+    return not path.read_bytes().strip()
+
+
+# -- the partial output -----------------------------------------------------------------------
+
+def partial_path(output: str | os.PathLike) -> Path:
+    """Where finished traces are streamed before OUT is written: OUT.partial."""
+    output = Path(output)
+    return output.with_name(output.name + ".partial")
+
+
+@contextmanager
+def locked(path: Path):
+    """An open append handle on `path`, locked so that two runs cannot write the same file."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RecordError("another `prm check` is writing this output right now",
+                              path=str(path)) from None
+        yield handle
+
+
+def resume(path: Path, traces: list, settings: dict) -> dict:
+    """The finished traces of an interrupted run (id -> trace), checked against this run:
+    each one of this input, once, with the same problem and steps, made with the same settings."""
+    from annotate.runner import read_finished
+
+    done, torn = read_finished(path, repair=True)
+    if torn:
+        print(f"prm check: dropped a torn last line ({torn} bytes) of {path}", file=sys.stderr)
+    wanted = {t.id: t for t in traces}
     found = {}
-    try:
-        traces = read_traces(path)
-    except (RecordError, OSError, ValueError):
-        return found
-    for trace in traces:
-        for index, step in enumerate(trace.steps):
-            if step.verdicts:
-                found[(trace.id, index, step.text)] = step.verdicts
+    for number, trace in enumerate(done, start=1):
+        where = {"path": str(path), "line": number}
+        original = wanted.get(trace.id)
+        if original is None or original.problem != trace.problem \
+                or original.step_texts != trace.step_texts:
+            raise RecordError(f"trace {trace.id!r} is not in this input: is this the partial "
+                              "output of another run? (--recheck starts over)", field="id", **where)
+        if trace.id in found:
+            raise RecordError(f"trace {trace.id!r} appears twice", field="id", **where)
+        stored = (trace.meta.get("check") or {}).get("settings")
+        if stored != settings:
+            raise RecordError("was checked with other settings "
+                              f"({_difference(stored, settings)}); re-run with the same options, "
+                              "or pass --recheck to start over", field="meta.check.settings", **where)
+        found[trace.id] = trace
     return found
 
 
-def run(args) -> int:
-    from tqdm import tqdm
+def _difference(stored: dict | None, settings: dict) -> str:
+    if not isinstance(stored, dict):
+        return "none recorded"
+    if stored.get("checkers") != settings["checkers"]:
+        return f"checkers {','.join(stored.get('checkers') or [])} there, " \
+               f"{','.join(settings['checkers'])} now"
+    changed = []
+    for name, opts in settings["options"].items():
+        before = (stored.get("options") or {}).get(name) or {}
+        changed += [f"{name} {key} {before.get(key)!r} there, {value!r} now"
+                    for key, value in opts.items() if before.get(key) != value]
+    return "; ".join(changed) or "settings differ"
 
-    from annotate.checkers.combine import consensus_filter, override_refuted
-    from prm.io import ReadReport, read_traces, write_traces
 
-    names = [n.strip() for n in args.checkers.split(",") if n.strip()]
-    if not names:
-        raise RecordError("no checker named", field="--checkers")
-    checkers = build_checkers(names, args)
-    report = ReadReport()
-    traces = read_traces(args.input, skip_invalid=args.skip_invalid, report=report)
-    if report.skipped:
-        print(report.summary(), file=sys.stderr)
-    output = Path(args.output)
-    earlier = {} if args.recheck or not output.exists() else _previous_verdicts(output)
+@contextmanager
+def sigterm_interrupts():
+    """SIGTERM stops the run like Ctrl-C: finished traces are kept, workers are stopped."""
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
 
-    counts = {name: collections.Counter() for name in names}
-    reused = 0
-    total_steps = sum(len(t.steps) for t in traces)
     try:
-        with tqdm(total=total_steps, unit="step", desc="prm check", file=sys.stderr,
-                  disable=None) as progress:
-            for trace in traces:
-                texts = trace.step_texts
-                for index, step in enumerate(trace.steps):
-                    old = {v.checker: v for v in earlier.get((trace.id, index, step.text), [])}
-                    for name, checker in checkers.items():
-                        verdict = old.get(name)
-                        if verdict is None:
-                            verdict = checker.check(trace.problem, texts[:index], step.text)
-                        else:
-                            reused += 1
-                        step.verdicts = [v for v in step.verdicts if v.checker != name] + [verdict]
-                        counts[name][verdict.status] += 1
-                    progress.update(1)
-    except KeyboardInterrupt:
-        write_traces(output, traces)  # what is done is kept; the rerun reuses it
-        raise
+        previous = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
-    lines = [f"checked {total_steps} step(s) of {len(traces)} trace(s)"
-             + (f" ({reused} verdict(s) reused from {output})" if reused else "")]
-    for name in names:
-        statuses = ", ".join(f"{s} {counts[name][s]}" for s in
-                             ("verified", "refuted", "unknown", "unavailable"))
-        lines.append(f"  {name}: {statuses}")
-    if args.consensus_filter:
-        traces, consensus = consensus_filter(traces, names)
-        lines.append("consensus filter: " + json.dumps(consensus.as_dict()))
-    if args.override_refuted:
-        override = override_refuted(traces, names)
-        lines.append("override refuted: " + json.dumps(override.as_dict()))
-    write_traces(output, traces)
-    lines.append(f"wrote {len(traces)} trace(s) to {output}")
+
+# -- the run ------------------------------------------------------------------------------------
+
+def run(args) -> int:
+    from annotate.checkers.combine import consensus_filter, override_refuted
+    from annotate.checkers.parallel import CheckerPool
+    from prm.io import write_traces
+
+    names = checker_names(args.checkers)
+    options = checker_options(names, args)
+    settings = json.loads(json.dumps({"checkers": names, "options": options}))
+    traces = read_input(args)
+    output = Path(args.output)
+    partial = partial_path(output)
+
+    with locked(partial) as handle:
+        if args.recheck:
+            handle.truncate(0)
+        done = resume(partial, traces, settings)
+        todo = [t for t in traces if t.id not in done]
+        for trace in todo:
+            trace.meta["check"] = {"settings": settings}
+        pool = CheckerPool(options, time_limits(options), workers=args.workers)
+        started = time.perf_counter()
+        with sigterm_interrupts():
+            steps = stream(pool, todo, handle, done, total=len(traces), progress=not args.no_progress)
+        seconds = time.perf_counter() - started
+        checked = [done[t.id] for t in traces]  # input order
+
+        lines = [f"checked {steps} step(s) of {len(todo)} trace(s) in {seconds:.1f} s "
+                 f"({steps / seconds if seconds else 0:.1f} steps/s, {pool.workers} worker(s) "
+                 f"using {pool.stats.worker_cpu_seconds:.1f} CPU s)"
+                 + (f"; {len(traces) - len(todo)} trace(s) were done before, in {partial}"
+                    if len(todo) < len(traces) else "")]
+        lines += _verdict_counts(checked, names) + _trouble(pool.stats)
+        if args.consensus_filter:
+            checked, consensus = consensus_filter(checked, names)
+            lines.append("consensus filter: " + json.dumps(consensus.as_dict()))
+        if args.override_refuted:
+            override = override_refuted(checked, names)
+            lines.append("override refuted: " + json.dumps(override.as_dict()))
+        write_traces(output, checked)
+        partial.unlink()
+    lines.append(f"wrote {len(checked)} trace(s) to {output}")
     print("\n".join(lines))
-    for checker in checkers.values():
-        close = getattr(checker, "close", None)
-        if close is not None:
-            close()
     return 0
+
+
+def stream(pool, todo: list, handle, done: dict, *, total: int, progress: bool) -> int:
+    """Check `todo` in the pool, appending each finished trace to `handle` (and to `done`, by
+    id) as soon as it is finished; the number of steps checked."""
+    from prm.io import dumps
+    from prm.progress import progress_bar
+
+    started = synced = time.monotonic()
+    steps = 0
+    with progress_bar(total, initial=total - len(todo), unit="trace", desc="prm check",
+                      enabled=progress) as bar:
+        try:
+            for _, trace in pool.check_traces(todo):
+                handle.write(dumps(trace) + "\n")
+                handle.flush()  # in the file once written: a killed process loses nothing
+                if time.monotonic() - synced > SYNC_SECONDS:  # on disk, against a crash
+                    os.fsync(handle.fileno())
+                    synced = time.monotonic()
+                done[trace.id] = trace
+                steps += len(trace.steps)
+                bar.update(1)
+                bar.set_postfix_str(f"{steps / (time.monotonic() - started):.1f} steps/s",
+                                    refresh=False)
+        finally:
+            os.fsync(handle.fileno())
+    return steps
+
+
+def _trouble(stats) -> list[str]:
+    """Summary lines for checks that did not end normally (none in a normal run)."""
+    lines = []
+    if stats.timed_out:
+        lines.append(f"{stats.timed_out} check(s) stopped at the time limit (unknown): "
+                     + "; ".join(stats.timed_out_where[:5]) + (" ..." if stats.timed_out > 5 else ""))
+    if stats.worker_deaths or stats.checker_errors:
+        lines.append(f"{stats.worker_deaths} check(s) lost to a dying worker and "
+                     f"{stats.checker_errors} to a checker error (both unknown)")
+    return lines
+
+
+def _verdict_counts(traces: list, names: list[str]) -> list[str]:
+    counts = {name: collections.Counter() for name in names}
+    for trace in traces:
+        for step in trace.steps:
+            for verdict in step.verdicts:
+                if verdict.checker in counts:
+                    counts[verdict.checker][verdict.status] += 1
+    return [f"  {name}: " + ", ".join(f"{s} {counts[name][s]}" for s in STATUSES) for name in names]

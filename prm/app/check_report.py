@@ -29,15 +29,17 @@ import time
 from pathlib import Path
 
 from prm.errors import RecordError
+from prm.markdown import table_lines
 
-DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DEFAULT_DATA = Path("../shared/data")  # relative to the current directory
 STATUSES = ("verified", "refuted", "unknown", "unavailable")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder for report.md and report.json")
-    parser.add_argument("--data", default=None,
-                        help="the shared data folder (default: ../shared/data beside the repository)")
+    parser.add_argument("--data", default=str(DEFAULT_DATA),
+                        help="the shared data folder holding gsm8k/ and prmbench-train/ "
+                             "(default: ../shared/data, relative to the current directory)")
     parser.add_argument("--checkers", default="sympy,z3", help="checkers to measure (default sympy,z3)")
     parser.add_argument("--parts", default="a,b,c", help="which measurements: a, b, c (default all)")
     parser.add_argument("--limit", type=int, default=None,
@@ -103,9 +105,9 @@ def _pct(value: float | None) -> str:
 
 
 def _tqdm(total: int, desc: str):
-    from tqdm import tqdm
+    from prm.progress import progress_bar  # a bar on a terminal, a log line every 30 s elsewhere
 
-    return tqdm(total=total, unit="step", desc=desc, file=sys.stderr, disable=None)
+    return progress_bar(total, desc=desc, unit="step")
 
 
 # -- (a) GSM8K reference solutions -----------------------------------------------------------
@@ -304,9 +306,13 @@ def _one_based_evidence(files: list[Path], limit: int | None) -> dict:
 def run(args) -> int:
     from prm.app.check import build_checkers
 
-    data = Path(args.data) if args.data else DEFAULT_DATA
-    if not data.exists():
-        raise RecordError("shared data folder not found (pass --data)", path=str(data))
+    data = Path(args.data)
+    needed = [data / "gsm8k" / "train.jsonl"] if set(args.parts.split(",")) & {"a", "b"} else []
+    needed += [data / "prmbench-train"] if "c" in args.parts.split(",") else []
+    missing = [path for path in [data, *needed] if not path.exists()]
+    if missing:
+        raise RecordError("not found; pass --data FOLDER, the folder holding "
+                          "gsm8k/train.jsonl and prmbench-train/", path=str(missing[0]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = [n.strip() for n in args.checkers.split(",") if n.strip()]
@@ -348,65 +354,62 @@ def markdown(report: dict, brief: bool = False) -> str:
     if a:
         notes = a["calculator_notes"]
         lines += ["## (a) GSM8K train reference solutions", "",
-                  f"{a['solutions']} solutions, {a['steps']} steps, {notes['total']} calculator notes.", "",
-                  "| calculator notes | verified | refuted | unknown |", "|---|---|---|---|",
-                  f"| sympy | {notes['verified']} ({_pct(notes['verified_fraction'])}) | "
-                  f"{notes['refuted']} ({_pct(notes['refuted_fraction'])}) | "
-                  f"{notes['unknown']} ({_pct(notes['unknown_fraction'])}) |", "",
-                  "| steps | verified | refuted | unknown | mean ms/step | median | p99 |",
-                  "|---|---|---|---|---|---|---|"]
-        for name, stats in a["steps_by_checker"].items():
-            c, t = stats["counts"], stats["time_per_step"]
-            lines.append(f"| {name} | {c.get('verified', 0)} | {c.get('refuted', 0)} | "
-                         f"{c.get('unknown', 0) + c.get('unavailable', 0)} | {t.get('mean_ms', 0):.2f} | "
-                         f"{t.get('median_ms', 0):.2f} | {t.get('p99_ms', 0):.2f} |")
+                  f"{a['solutions']} solutions, {a['steps']} steps, {notes['total']} calculator notes.", ""]
+        lines += table_lines(["calculator notes", "verified", "refuted", "unknown"], [
+            ["sympy"] + [f"{notes[s]} ({_pct(notes[s + '_fraction'])})"
+                         for s in ("verified", "refuted", "unknown")]])
+        lines += [""] + table_lines(
+            ["steps", "verified", "refuted", "unknown", "mean ms/step", "median", "p99"],
+            [[name, stats["counts"].get("verified", 0), stats["counts"].get("refuted", 0),
+              stats["counts"].get("unknown", 0) + stats["counts"].get("unavailable", 0),
+              f"{stats['time_per_step'].get('mean_ms', 0):.2f}",
+              f"{stats['time_per_step'].get('median_ms', 0):.2f}",
+              f"{stats['time_per_step'].get('p99_ms', 0):.2f}"]
+             for name, stats in a["steps_by_checker"].items()])
         if not brief:
-            lines += ["", "Every refuted step (inspect each):", "", "| trace | step | checker | text | evidence |",
-                      "|---|---|---|---|---|"]
-            for r in a["refuted"]:
-                lines.append(f"| {r['trace']} | {r['step']} | {r['checker']} | {_cell(r['text'])} | "
-                             f"{_cell(r['evidence'])} |")
+            lines += ["", "Every refuted step (inspect each):", ""] + table_lines(
+                ["trace", "step", "checker", "text", "evidence"],
+                [[r["trace"], r["step"], r["checker"], _short(r["text"]), _short(r["evidence"])]
+                 for r in a["refuted"]])
         lines.append("")
     b = report.get("b_gsm8k_injected")
     if b:
         lines += ["## (b) GSM8K with one injected calculator error", "",
-                  f"{b['solutions_with_notes']} corrupted solutions (seed {b['seed']}).", "",
-                  "| checker | corrupted step refuted | first error at the right step | refuted too early |",
-                  "|---|---|---|---|"]
-        for name, s in b["by_checker"].items():
-            lines.append(f"| {name} | {s['caught']} ({_pct(s['caught_fraction'])}) | {s['located']} "
-                         f"({_pct(s['location_accuracy'])}) | {s['too_early']} ({_pct(s['too_early_fraction'])}) |")
+                  f"{b['solutions_with_notes']} corrupted solutions (seed {b['seed']}).", ""]
+        lines += table_lines(
+            ["checker", "corrupted step refuted", "first error at the right step", "refuted too early"],
+            [[name, f"{s['caught']} ({_pct(s['caught_fraction'])})",
+              f"{s['located']} ({_pct(s['location_accuracy'])})",
+              f"{s['too_early']} ({_pct(s['too_early_fraction'])})"]
+             for name, s in b["by_checker"].items()])
         lines.append("")
     c = report.get("c_prmbench")
     if c:
         base = c["error_steps_base"]
         lines += ["## (c) PRMBench train part", "",
                   f"{c['records']} records with inserted errors, {c['original_solutions']} original "
-                  f"solutions. error_steps base check: {base}.", "",
-                  "| class | checker | error steps | refuted | correct steps before the error | refuted "
-                  "| correct steps after it | refuted |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for error_class, per in c["by_class"].items():
-            for name, s in per.items():
-                lines.append(
-                    f"| {error_class} | {name} | {s.get('error_steps', 0)} | "
-                    f"{s.get('error_refuted', 0)} ({_pct(s['error_refuted_fraction'])}) | "
-                    f"{s.get('correct_before_error_steps', 0)} | {s.get('correct_before_error_refuted', 0)} | "
-                    f"{s.get('correct_after_error_steps', 0)} | {s.get('correct_after_error_refuted', 0)} |")
-        lines += ["", "| original solutions | steps | refuted | verified |", "|---|---|---|---|"]
-        for name, s in c["original_steps"].items():
-            lines.append(f"| {name} | {s.get('steps', 0)} | {s.get('refuted', 0)} | {s.get('verified', 0)} |")
+                  f"solutions. error_steps base check: {base}.", ""]
+        lines += table_lines(
+            ["class", "checker", "error steps", "refuted", "correct steps before the error", "refuted",
+             "correct steps after it", "refuted"],
+            [[error_class, name, s.get("error_steps", 0),
+              f"{s.get('error_refuted', 0)} ({_pct(s['error_refuted_fraction'])})",
+              s.get("correct_before_error_steps", 0), s.get("correct_before_error_refuted", 0),
+              s.get("correct_after_error_steps", 0), s.get("correct_after_error_refuted", 0)]
+             for error_class, per in c["by_class"].items() for name, s in per.items()])
+        lines += [""] + table_lines(
+            ["original solutions", "steps", "refuted", "verified"],
+            [[name, s.get("steps", 0), s.get("refuted", 0), s.get("verified", 0)]
+             for name, s in c["original_steps"].items()])
         if not brief:
-            lines += ["", "Correct steps refuted (inspect each):", "",
-                      "| checker | trace | class | step | text | evidence |", "|---|---|---|---|---|---|"]
-            for name, items in c["refuted_correct_steps"].items():
-                for r in items:
-                    lines.append(f"| {name} | {r['trace']} | {r['class']} | {r['step']} | {_cell(r['text'])} "
-                                 f"| {_cell(r['evidence'])} |")
+            lines += ["", "Correct steps refuted (inspect each):", ""] + table_lines(
+                ["checker", "trace", "class", "step", "text", "evidence"],
+                [[name, r["trace"], r["class"], r["step"], _short(r["text"]), _short(r["evidence"])]
+                 for name, items in c["refuted_correct_steps"].items() for r in items])
         lines.append("")
     lines.append(f"Total time: {report.get('seconds', 0):.0f} s")
     return "\n".join(lines) + "\n"
 
 
-def _cell(text: str | None) -> str:
-    return (text or "").replace("|", "\\|").replace("\n", " ")[:300]
+def _short(text: str | None) -> str:
+    return (text or "")[:300]

@@ -25,9 +25,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-report": ("prm.app.check_report", "measure the checkers on GSM8K and PRMBench"),
     "train": ("prm.app.train", "train a PRM or ORM head on labeled traces"),
     "score": ("prm.app.score", "write a reward model's per-step scores into records"),
+    "search": ("prm.app.search", "solve problems with beam search, DVTS or best-of-N guided by a step scorer"),
     "eval": ("prm.app.eval", "evaluate scores or labels against gold: report.md, plots, metrics.json"),
     "convert": ("prm.app.convert", "convert records from one format to another"),
     "inspect": ("prm.app.inspect", "summarise a data set: counts, step lengths, label balance"),
+    "serve-reward": ("prm.app.serve_reward", "serve a PRM as an HTTP reward model for RL trainers (OpenRLHF)"),
 }
 
 

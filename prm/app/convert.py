@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=list(formats.FORMATS), help="output format (default: native)")
     parser.add_argument("--skip-invalid", action="store_true",
                         help="skip records that cannot be read, and report how many and why")
+    parser.add_argument("--keep-duplicates", action="store_true",
+                        help="keep records whose id was already read (default: an error naming the line)")
     parser.add_argument("--limit", type=int, metavar="N", help="convert only the first N traces")
     parser.add_argument("--soft", action="store_true",
                         help="trl: write soft labels as floats instead of hard labels as booleans")
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     write_options = _given(args, WRITE_OPTIONS)
     read_report, write_report = ReadReport(), WriteReport()
     traces = formats.read(args.input, source, skip_invalid=args.skip_invalid, report=read_report,
-                          limit=args.limit, **read_options)
+                          limit=args.limit, keep_duplicates=args.keep_duplicates, **read_options)
     if not traces:
         print(f"prm convert: no records read from {args.input}", file=sys.stderr)
         if read_report.skipped:

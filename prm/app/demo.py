@@ -10,7 +10,9 @@
    solution) on the outcome labels, both on the `tiny-gsm` backbone;
 5. score the held-out traces and evaluate against gold: step-level accuracy, ProcessBench
    first-error F1, best-of-N (PRM vs majority vote vs ORM), label quality;
-6. write `OUT/report.md` (the summary) and `OUT/eval/` (full report, plots, metrics.json).
+6. search the test problems step by step: beam search at the tokens of `eval_samples`
+   solutions, guided by the PRM with sympy-refuted steps scored 0 (`prm.search`);
+7. write `OUT/report.md` (the summary) and `OUT/eval/` (full report, plots, metrics.json).
 
 Every stage writes its output under OUT and is skipped when that output exists, and
 annotation resumes trace by trace: an interrupted demo continues where it stopped.
@@ -26,7 +28,9 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from annotate.config import AnnotateConfig
 from prm.io import atomic_write, read_traces, write_traces
+from prm.markdown import table_lines
 from prm.records import Trace
 
 
@@ -45,7 +49,8 @@ class DemoConfig:
     mc_n: int = field(default=8, metadata={"help": "completions per step prefix for Monte Carlo labels"})
     binary_traces: int = field(default=120, metadata={
         "help": "training traces also labelled by binary search (to compare labels and rollout cost)"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of solutions and completions"})
+    temperature: float = field(default=AnnotateConfig.temperature,
+                               metadata={"help": "sampling temperature of solutions and completions"})
     labels: str = field(default="hard", metadata={"help": "which Monte Carlo label the PRM learns",
                                                   "choices": ["hard", "soft"]})
     epochs: float = field(default=8.0, metadata={"help": "reward-model training epochs"})
@@ -133,9 +138,14 @@ def run_demo(config: DemoConfig) -> dict:
     metrics = evaluate(val, test, out / "eval")
     done("score held-out traces and evaluate")
 
+    stage("search the test problems")
+    searched = search_test(config, completer, prm_dir, splits["test"], out)
+    done("search the test problems")
+
     labels = label_quality_table({"Monte Carlo (hard)": mc, "binary search": binary,
                                   "Monte Carlo + sympy override": checked})
     summary = summarise(config, splits, labels, metrics, timings, time.perf_counter() - start)
+    summary["search"] = searched
     with atomic_write(out / "summary.json") as handle:
         json.dump(summary, handle, indent=2, default=float)
     with atomic_write(out / "report.md") as handle:
@@ -172,7 +182,6 @@ def sample_splits(config: DemoConfig, completer, out: Path) -> dict[str, list[Tr
 
 def annotate(config: DemoConfig, completer, traces: list[Trace], path: Path, method: str) -> list[Trace]:
     """Automatic labels for `traces` (resumable: finished traces in `path` are kept)."""
-    from annotate.monte_carlo import AnnotateConfig
     from annotate.runner import run as run_annotation
 
     settings = AnnotateConfig(method=method, n=config.mc_n, temperature=config.temperature,
@@ -252,6 +261,27 @@ def evaluate(val: list[Trace], test: list[Trace], folder: Path) -> dict:
                         inputs={"test": "scored_test.jsonl", "validation": "scored_val.jsonl"})
 
 
+def search_test(config: DemoConfig, completer, prm_dir: Path, test: list[Trace], out: Path) -> dict:
+    """Step-level beam search (`prm.search`) on the test problems at the tokens of
+    `eval_samples` solutions, guided by the PRM with sympy-refuted steps scored 0."""
+    path = out / "search_beam.jsonl"
+    if not path.exists():
+        from annotate.checkers.scorer import CheckerAwareScorer
+        from prm.reward.model import RewardModel
+        from prm.search import SearchConfig, search
+
+        scorer = CheckerAwareScorer(RewardModel.from_pretrained(str(prm_dir)), ["sympy"])
+        settings = SearchConfig(strategy="beam", budget=f"{config.eval_samples}x", step_tokens=40,
+                                temperature=config.temperature, seed=config.seed)
+        write_traces(path, search(test, completer, scorer, config=settings, progress=True).traces)
+    traces = read_traces(path)
+    spent = [t.meta["search"]["compute"]["generated_tokens"] for t in traces]
+    return {"strategy": "beam", "budget": traces[0].meta["search"]["budget"], "scorer": "PRM + sympy refutations",
+            "solve_rate": sum(t.outcome_label == 1 for t in traces) / len(traces),
+            "tokens_per_problem": sum(spent) / len(spent),
+            "tokens_per_solution": traces[0].meta["search"]["settings"]["tokens_per_solution"]}
+
+
 # -- the summary --------------------------------------------------------------------------
 
 def label_quality_table(sets: dict[str, list[Trace]]) -> dict[str, dict]:
@@ -283,6 +313,9 @@ def summary_lines(summary: dict) -> list[str]:
     final = _best_of_n_at_max(summary)
     if final:
         lines.append("best-of-{n}: PRM (min) {prm}, majority {maj}, ORM {orm}, oracle {orc}".format(**final))
+    searched = summary.get("search")
+    if searched:
+        lines.append(f"beam search at {searched['budget']} ({searched['scorer']}): {_pct(searched['solve_rate'])}")
     return lines
 
 
@@ -307,30 +340,37 @@ def render_report(summary: dict) -> str:
              f"Wall time {summary['seconds']:.0f} s.", "",
              "Solve rate of the sampled solutions: " + ", ".join(
                  f"{k} {_pct(v)}" for k, v in summary["solve_rate"].items()), "",
-             "## Automatic labels against gold (training traces)", "",
-             "| labels | hard-label agreement | first-error accuracy | rollouts per trace |",
-             "|---|---|---|---|"]
+             "## Automatic labels against gold (training traces)", ""]
+    rows = []
     for name, q in summary["label_quality"].items():
-        first = q.get("first_error") or {}
         rollouts = (q.get("rollouts") or {}).get("per_trace_mean")
-        lines.append(f"| {name} | {_pct(q.get('agreement'))} | {_pct(first.get('accuracy'))} | "
-                     f"{'n/a' if rollouts is None else f'{rollouts:.1f}'} |")
+        rows.append([name, _pct(q.get("agreement")), _pct((q.get("first_error") or {}).get("accuracy")),
+                     "n/a" if rollouts is None else f"{rollouts:.1f}"])
+    lines += table_lines(["labels", "hard-label agreement", "first-error accuracy", "rollouts per trace"],
+                         rows)
     step = summary.get("step") or {}
     first = summary.get("first_error") or {}
-    lines += ["", "## PRM on held-out test traces, against gold", "",
-              "| step accuracy | F1 (bad steps) | AUROC | first-error F1 (ProcessBench) |", "|---|---|---|---|",
-              f"| {_pct(step.get('accuracy'))} | {_num(step.get('f1'))} | {_num(step.get('auroc'))} | "
-              f"{_num((first.get('overall') or first).get('f1'))} |", ""]
+    lines += ["", "## PRM on held-out test traces, against gold", ""]
+    lines += table_lines(["step accuracy", "F1 (bad steps)", "AUROC", "first-error F1 (ProcessBench)"],
+                         [[_pct(step.get("accuracy")), _num(step.get("f1")), _num(step.get("auroc")),
+                           _num((first.get("overall") or first).get("f1"))]]) + [""]
     best = summary.get("best_of_n") or {}
     if best.get("methods"):
         ns, curves = best["n"], best["methods"]
-        lines += ["## Best-of-N solve rate on test problems", "",
-                  "| method | " + " | ".join(f"N={n}" for n in ns) + " |",
-                  "|---|" + "---|" * len(ns)]
-        for method in ("oracle", "majority", "orm", "prm_min", "prm_prod", "prm_mean", "prm_last",
-                       "weighted_min"):
-            if method in curves:
-                lines.append(f"| {method} | " + " | ".join(_pct(v) for v in curves[method]) + " |")
+        methods = [m for m in ("oracle", "majority", "orm", "prm_min", "prm_prod", "prm_mean", "prm_last",
+                               "weighted_min") if m in curves]
+        lines += ["## Best-of-N solve rate on test problems", ""]
+        lines += table_lines(["method"] + [f"N={n}" for n in ns],
+                             [[m] + [_pct(v) for v in curves[m]] for m in methods])
+    searched = summary.get("search")
+    if searched:
+        lines += ["", "## Step-level beam search on test problems", "",
+                  (f"Beam search (`prm search --strategy beam --budget {searched['budget']}`) guided by the "
+                   f"{searched['scorer']}, at the tokens of {searched['budget'][:-1]} solutions "
+                   f"(1x = {searched['tokens_per_solution']:g} tokens, never exceeded per problem): "
+                   f"**{_pct(searched['solve_rate'])}** solved, {searched['tokens_per_problem']:.0f} tokens "
+                   "per problem (the best-of-N table above spends the tokens of N solutions). "
+                   "Curves over budgets and seeds: `python bench/search.py`.")]
     lines += ["", "Full report with plots: [eval/report.md](eval/report.md).", ""]
     return "\n".join(lines)
 

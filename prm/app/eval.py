@@ -3,6 +3,8 @@
     prm eval SCORED.jsonl --out report/                  # scores already in the records
     prm eval MODEL_DIR --data test.jsonl --out report/   # score with a reward model first
     prm eval MODEL_DIR --data processbench/ --out pb/    # ProcessBench's released files
+    prm eval --benchmark processbench --scorer MODEL --out pb/   # a benchmark end to end
+                                                          # (prm.app.benchmark)
 
 Gold labels come from `--gold`: "meta" (meta.gold_labels / gold_first_error, the default),
 "labels" (every step hard label), a label source (e.g. "human"), or a file of the same
@@ -27,9 +29,10 @@ from prm.records import LABEL_SOURCES, Trace
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", metavar="SCORED_DATA_OR_MODEL",
+    parser.add_argument("source", metavar="SCORED_DATA_OR_MODEL", nargs="?",
                         help="scored/labelled traces (native records, or any format prm convert reads, "
-                             "e.g. ProcessBench or PRMBench files); with --data, a reward model folder")
+                             "e.g. ProcessBench or PRMBench files); with --data, a reward model folder; "
+                             "with --benchmark, optional scored benchmark traces")
     parser.add_argument("--data", metavar="IN", help="traces to score with the model SOURCE")
     parser.add_argument("--val", metavar="VAL", help="validation traces to choose thresholds on (scored "
                         "by the model too when SOURCE is a model); default: a split of the input by id")
@@ -49,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--orm", metavar="MODEL", help="an outcome reward model whose last-step score "
                         "becomes meta.orm_score (for the ORM best-of-N line)")
     parser.add_argument("--batch-size", type=int, default=16, help="scoring batch size (default 16)")
+    from prm.app import benchmark
+
+    benchmark.add_arguments(parser)
 
 
 def load_traces(path: str) -> list[Trace]:
@@ -65,9 +71,11 @@ def load_traces(path: str) -> list[Trace]:
 
 def load_model(name: str):
     """A step scorer: a `RewardModel` folder or a published PRM (folder, short name or hub name)."""
-    from prm.reward.published import load_scorer
+    from prm.app.scorers import load_step_scorer
+    from prm.errors import opening_model
 
-    return load_scorer(name)
+    with opening_model(name):  # a missing or corrupt model is one line naming it
+        return load_step_scorer(name)
 
 
 def score_with(model, traces: list[Trace], batch_size: int) -> list[Trace]:
@@ -76,6 +84,12 @@ def score_with(model, traces: list[Trace], batch_size: int) -> list[Trace]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.benchmark:  # `prm eval --benchmark ...`: prm.app.benchmark
+        from prm.app import benchmark
+
+        return benchmark.run(args)
+    if not args.source:
+        raise RecordError("give SCORED_DATA_OR_MODEL, or --benchmark with --scorer")
     traces = load_traces(args.data if args.data else args.source)
     val = load_traces(args.val) if args.val else None
     inputs = {"data": args.data or args.source}

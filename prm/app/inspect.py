@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, metavar="N", help="read only the first N traces per path")
     parser.add_argument("--skip-invalid", action="store_true",
                         help="skip records that cannot be read, and report how many and why")
+    parser.add_argument("--keep-duplicates", action="store_true",
+                        help="keep records whose id was already read (default: an error naming the line)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         name = args.format or formats.guess_format(path)
         names.append(name)
         traces += formats.read(path, name, skip_invalid=args.skip_invalid, report=report,
-                               limit=args.limit)
+                               limit=args.limit, keep_duplicates=args.keep_duplicates)
     summary = summarize(traces, unit=args.unit)
     summary["paths"] = [f"{path} ({name})" for path, name in zip(args.paths, names)]
     summary["skipped"] = [str(err) for err in report.skipped]

@@ -1,33 +1,46 @@
 """`prm score`: write a reward model's per-step scores into trace records.
 
-    prm score MODEL IN OUT [--format auto|reward-model|math-shepherd|token-classification]
-              [--aggregation min|prod|last|mean] [--batch-size N] ...
+    prm score SCORER IN OUT [--format auto|FAMILY] [--aggregation min|prod|last|mean]
+              [--batch-size N] [--max-batch-tokens N] [--dtype bf16] [--device cuda] ...
 
-MODEL is a folder written by `prm train` (or any `RewardModel`), a published PRM in the
-Math-Shepherd or TRL token-classification format, or a hub name. Every step of every
-record in IN gets `score` (None for a step that did not fit in the model's max length);
-`meta["solution_score"]` holds the aggregated score and `meta["reward_model"]` says which
-model and aggregation produced it. OUT is written atomically (JSONL, Parquet or a
-`datasets` folder). Long runs are resumable: finished records are appended to
-`OUT.partial.jsonl` in chunks, and re-running the same command skips them.
+SCORER is a folder written by `prm train` (or any `RewardModel`), a published PRM
+(Math-Shepherd, TRL token classification, Qwen2.5-Math-PRM, Skywork-PRM, RLHFlow; the
+family is told from the folder, see `prm.reward.loading`), a hub name, `checker:sympy[,z3]`
+(checkers alone) or `MODEL+checker:sympy` (the model, with checker-refuted steps set to 0);
+see `prm.app.scorers`. Every step of every record in IN gets `score` (None for a step that
+did not fit in the model's max length); `meta["solution_score"]` holds the aggregated score
+and `meta["reward_model"]` says which model and aggregation produced it. OUT is written
+atomically (JSONL, Parquet or a `datasets` folder).
+
+At scale: each chunk is sorted by length and batched to a token budget (`--max-batch-tokens`),
+the model runs on CUDA when present (`--dtype bf16` halves its memory), and on CPU torch uses
+every core unless `--threads` says otherwise. Long runs are resumable: finished records are
+appended to `OUT.partial.jsonl` in chunks, and re-running the same command skips them.
+A partial output made with another model or other scoring options is refused, never mixed
+in (each record's `meta.reward_model.settings` says what made it), and so is a second run
+writing the same OUT (`prm.io.output_lock`). An input with no records is an error unless
+`--allow-empty`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import sys
 from pathlib import Path
 
 from prm.errors import RecordError
+from prm.reward.loading import FAMILIES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="reward model folder, published PRM or hub name")
+    parser.add_argument("model", metavar="SCORER", help="reward model folder, published PRM, hub name, "
+                        "checker:sympy[,z3] or MODEL+checker:sympy")
     parser.add_argument("input", metavar="IN", help="traces to score")
     parser.add_argument("output", metavar="OUT", help="where to write the scored traces")
-    parser.add_argument("--format", default="auto",
-                        choices=["auto", "reward-model", "math-shepherd", "token-classification"],
-                        help="the model's format (default: told from its config.json)")
+    parser.add_argument("--format", "--family", dest="format", default="auto", choices=["auto", *FAMILIES],
+                        help="the model's family (default: told from its config.json and tokenizer)")
     parser.add_argument("--aggregation", choices=["min", "prod", "last", "mean"],
                         help="step -> solution aggregation (default: the model's own, else min)")
     parser.add_argument("--batch-size", type=int, default=16, help="traces per batch (default 16)")
@@ -37,31 +50,100 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--step-tag", default=" ки", help="math-shepherd: tag after each step (default ' ки')")
     parser.add_argument("--step-separator", default="\n",
                         help="token-classification: separator TRL's PRMTrainer used (default '\\n')")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="an input with no records writes an empty output (default: an error)")
+    add_scale_arguments(parser)
+
+
+def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options for scoring at scale, shared with `prm eval --benchmark`."""
+    parser.add_argument("--max-batch-tokens", type=int,
+                        help="padded tokens per forward pass (default: the scorer's, 16384)")
+    parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"],
+                        help="cast the model (e.g. bf16 on CUDA; default: the checkpoint's own)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA when present)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: every core)")
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Torch uses `threads` CPU threads (every core when not given) inside the block; the
+    previous count comes back after it (the command may run inside another program)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm.auto import tqdm
+    with torch_threads(args.threads):
+        return _run(args)
 
-    from prm.io import dumps, read_traces, read_records, write_traces
-    from prm.reward.published import load_scorer
-    from prm.records import Trace
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def _run(args: argparse.Namespace) -> int:
+    from prm.io import output_lock, read_traces, write_traces
+
     if not os.path.exists(args.input):
         raise RecordError("no such file", path=args.input)
     traces = read_traces(args.input)
-    partial = Path(str(args.output) + ".partial.jsonl")
-    done = list(read_records(partial, Trace.from_dict)) if partial.exists() else []
-    if [t.id for t in done] != [t.id for t in traces[:len(done)]]:
-        raise RecordError(f"{partial} does not belong to this input; delete it to start again", path=str(partial))
+    if not traces:
+        if not args.allow_empty:
+            raise RecordError("holds no records: nothing to score (pass --allow-empty to write an empty "
+                              "output anyway)", path=args.input)
+        print(f"prm score: {args.input} holds no records; writing an empty {args.output} (--allow-empty)")
+    with output_lock(args.output, "prm score"):  # a second run on the same OUT is refused
+        if not traces:
+            write_traces(args.output, [])
+            return 0
+        return _score(args, traces)
 
-    kwargs = {}
-    if args.format in ("auto", "math-shepherd", "token-classification"):
-        kwargs = {"max_length": args.max_length}
-    scorer = _load(load_scorer, args, kwargs)
+
+def run_settings(args: argparse.Namespace) -> dict:
+    """What decides the scores (recorded in each record's meta.reward_model.settings and
+    compared when a partial output is resumed); batch sizes, device and threads do not."""
+    model = args.model
+    if os.path.exists(model):
+        model = os.path.abspath(model)
+    return {"model": model, "format": args.format, "aggregation": args.aggregation, "max_length": args.max_length,
+            "step_tag": args.step_tag, "step_separator": args.step_separator, "dtype": args.dtype}
+
+
+def check_resumable(partial: Path, done: list, traces: list, settings: dict) -> None:
+    """Refuse to resume a partial output made from another input or with another model or
+    options: the finished output would mix two models' scores."""
+    if [t.id for t in done] != [t.id for t in traces[:len(done)]]:
+        raise RecordError("does not belong to this input; delete it to start again", path=str(partial))
+    for number, trace in enumerate(done, start=1):
+        stored = (trace.meta.get("reward_model") or {}).get("settings")
+        if stored != settings:
+            changed = sorted(k for k in settings if (stored or {}).get(k) != settings[k])
+            detail = "; ".join(f"{k}: {(stored or {}).get(k)!r} then, {settings[k]!r} now" for k in changed)
+            raise RecordError(f"was scored with other settings ({detail or 'none recorded'}); re-run "
+                              "with the same model and options, or delete it to start again",
+                              path=str(partial), line=number, field="meta.reward_model.settings")
+
+
+def _score(args: argparse.Namespace, traces: list) -> int:
+    import math
+
+    from tqdm.auto import tqdm
+
+    from prm.errors import opening_model
+    from prm.io import dumps, read_finished, write_traces
+
+    partial = Path(str(args.output) + ".partial.jsonl")
+    settings = run_settings(args)
+    done, torn = read_finished(partial, repair=True)
+    if torn:
+        print(f"prm score: dropped a torn last line ({torn} bytes) of {partial}", file=sys.stderr)
+    check_resumable(partial, done, traces, settings)
+
+    with opening_model(args.model):
+        scorer = load_for(args)
     how = args.aggregation or scorer.aggregation
     bar = tqdm(total=len(traces), initial=len(done), desc="scoring", unit="trace")
     partial.parent.mkdir(parents=True, exist_ok=True)
@@ -70,13 +152,20 @@ def run(args: argparse.Namespace) -> int:
             chunk = traces[start:start + args.chunk]
             scorer.score_traces(chunk, batch_size=args.batch_size)
             for trace in chunk:
+                bad = next((i for i, score in enumerate(trace.scores)
+                            if score is not None and not math.isfinite(score)), None)
+                if bad is not None:
+                    raise RecordError(f"the model gave a non-finite score ({trace.scores[bad]}) to step {bad} of "
+                                      f"trace {trace.id!r}: its weights may be broken; nothing of this chunk "
+                                      "was written", path=args.model)
                 trace.meta["solution_score"] = scorer.solution_score(trace.scores, how)
-                trace.meta["reward_model"] = {"model": args.model, "aggregation": how}
+                trace.meta["reward_model"] = {"model": args.model, "aggregation": how, "settings": settings}
                 handle.write(dumps(trace) + "\n")
             handle.flush()
+            os.fsync(handle.fileno())
             bar.update(len(chunk))
     bar.close()
-    scored = list(read_records(partial, Trace.from_dict))
+    scored, _ = read_finished(partial)
     write_traces(args.output, scored)
     partial.unlink()
     unscored = sum(s.score is None for t in scored for s in t.steps)
@@ -85,21 +174,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(load_scorer, args, kwargs):
-    from prm.reward.published import detect_format
+def load_for(args: argparse.Namespace):
+    """The scorer the command line names, with the options its family takes."""
+    from prm.app.scorers import load_step_scorer, parse_spec
+    from prm.reward.loading import detect_family
 
+    model, _ = parse_spec(args.model)
+    if model is None:
+        return load_step_scorer(args.model)
     try:
-        kind = detect_format(args.model) if args.format == "auto" else args.format
+        kind = detect_family(model) if args.format == "auto" else args.format
     except (OSError, ValueError) as err:
-        raise RecordError(f"cannot open the model: {err}", path=args.model) from None
+        raise RecordError(f"cannot open the model: {err}", path=model) from None
+    options = {"family": kind, "device": args.device, "dtype": args.dtype,
+               "max_batch_tokens": args.max_batch_tokens}
+    if kind != "reward-model":
+        options["max_length"] = args.max_length
     if kind == "math-shepherd":
-        kwargs["step_tag"] = args.step_tag
+        options["step_tag"] = args.step_tag
     elif kind == "token-classification":
-        kwargs["step_separator"] = args.step_separator
-    else:
-        kwargs = {}
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    try:
-        return load_scorer(args.model, kind, **kwargs)
-    except OSError as err:
-        raise RecordError(f"cannot load the model: {err}", path=args.model) from None
+        options["step_separator"] = args.step_separator
+    return load_step_scorer(args.model, **options)

@@ -17,7 +17,6 @@ target cannot hold them). Format-specific options are listed in `Format.read_opt
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from prm.formats.prm800k import read_prm800k
 from prm.formats.prmbench import read_prmbench
 from prm.formats.processbench import read_processbench, write_processbench
 from prm.formats.trl import read_trl, write_trl
-from prm.io import ReadReport, read_traces, write_traces
+from prm.io import ReadReport, parse_json, read_traces, write_traces
 from prm.records import Trace
 
 __all__ = ["FORMATS", "Format", "ReadReport", "WriteReport", "get_format", "guess_format",
@@ -160,9 +159,9 @@ def _first_json_value(path: Path) -> Any:
         head = handle.read(64).lstrip()
     if head.startswith(b"["):
         try:
-            items = json.loads(path.read_bytes().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise RecordError(f"malformed JSON array: {err}", path=str(path)) from None
+            items = parse_json(path.read_bytes())
+        except RecordError as err:
+            raise RecordError(f"not a readable JSON array: {err.reason}", path=str(path)) from None
         return items[0] if items else {}
     first_error = None
     with open(path, "rb") as handle:
@@ -170,10 +169,10 @@ def _first_json_value(path: Path) -> Any:
             if not raw.strip():
                 continue
             try:
-                return json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                return parse_json(raw)
+            except RecordError as err:
                 first_error = first_error or RecordError(
-                    f"cannot tell the format: not a JSON record ({err})", path=str(path), line=number)
+                    f"cannot tell the format: not a JSON record ({err.reason})", path=str(path), line=number)
             if number >= 100:
                 break
     if first_error is not None:
@@ -194,11 +193,14 @@ def _data_files(folder: Path) -> list[Path]:
 # -- reading and writing by name ------------------------------------------------------------
 
 def read(path: str | os.PathLike, format: str | None = None, *, skip_invalid: bool = False,
-         report: ReadReport | None = None, limit: int | None = None, **options) -> list[Trace]:
+         report: ReadReport | None = None, limit: int | None = None, keep_duplicates: bool = False,
+         **options) -> list[Trace]:
     """Read traces from a file or folder in the named format (guessed when None).
 
     A folder that is not a `datasets` folder is read file by file (its .jsonl/.json/
-    .parquet files in name order), e.g. the eight PRMBench files at once.
+    .parquet files in name order), e.g. the eight PRMBench files at once. Two traces with
+    the same id (in one file or across the files of a folder) are an error naming the file
+    and line of the second, unless `keep_duplicates`.
     """
     path = Path(path)
     name = format or guess_format(path)
@@ -207,6 +209,7 @@ def read(path: str | os.PathLike, format: str | None = None, *, skip_invalid: bo
         raise RecordError(f"format {name!r} cannot be read")
     _check_options(fmt, options, fmt.read_options, "reading")
     report = report if report is not None else ReadReport()
+    report.keep_duplicates = report.keep_duplicates or keep_duplicates
     if path.is_dir() and not _is_dataset_dir(path):
         traces: list[Trace] = []
         for file in _data_files(path):

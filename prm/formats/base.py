@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from prm.errors import RecordError
-from prm.io import ReadReport, atomic_write, read_records
+from prm.io import ReadReport, atomic_path, atomic_write, read_records
 from prm.records import Trace
 
 
@@ -90,8 +90,8 @@ def _read_table(path: Path, convert, skip_invalid: bool, report: ReadReport) -> 
             report.skipped.append(located)
             continue
         for trace in result if isinstance(result, list) else [result]:
-            report.read += 1
-            yield trace
+            if report.accept(trace, str(path), number, skip_invalid):
+                yield trace
 
 
 def write_rows(path: str | os.PathLike, rows: Iterable[dict[str, Any]], *,
@@ -117,10 +117,11 @@ def write_rows(path: str | os.PathLike, rows: Iterable[dict[str, Any]], *,
         import datasets
 
         table = datasets.Dataset.from_list(rows)
-        if path.suffix == ".parquet":
-            table.to_parquet(str(path))
-        else:
-            table.save_to_disk(str(path))
+        with atomic_path(path, folder=path.suffix != ".parquet") as tmp:  # complete or absent
+            if path.suffix == ".parquet":
+                table.to_parquet(str(tmp))
+            else:
+                table.save_to_disk(str(tmp))
     return len(rows)
 
 

@@ -41,8 +41,9 @@ from prm.records import Step, Trace
 
 MODELS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
 
-# `<<expression=result>>`; the result must be a plain number to be perturbed.
-CALCULATOR_NOTE = re.compile(r"<<([^<>=]*)=([^<>=]*)>>")
+# A calculator note `<<expression=result>>` (group 1: what is inside). The one pattern for
+# notes: the checkers (`annotate.checkers.claims`) and the world (`completers.world`) use it.
+CALCULATOR_NOTE = re.compile(r"<<([^<>]*)>>")
 PLAIN_NUMBER = re.compile(r"-?(\d+(\.\d*)?|\.\d+)")
 # The number written right after a note, as GSM8K writes it (maybe with thousands commas).
 WRITTEN_NUMBER = re.compile(r"-?(\d{1,3}(,\d{3})+|\d+)?(\.\d+)?")
@@ -157,14 +158,14 @@ def inject_calculator_error(trace: Trace, rng: random.Random) -> Trace | None:
     and meta["injected"] say what was changed; outcome_label is 0. Returns None when the
     trace has no calculator note with a numeric result.
     """
-    notes = [(i, match) for i, step in enumerate(trace.steps)
+    notes = [(i, match, parts) for i, step in enumerate(trace.steps)
              for match in CALCULATOR_NOTE.finditer(step.text)
-             if PLAIN_NUMBER.fullmatch(match.group(2).strip())]
+             if (parts := split_note(match.group(1))) and PLAIN_NUMBER.fullmatch(parts[1].strip())]
     if not notes:
         return None
-    index, note = notes[rng.randrange(len(notes))]
+    index, note, (expression, result) = notes[rng.randrange(len(notes))]
     delta = rng.choice([d for d in range(-10, 11) if d != 0])
-    old = note.group(2).strip()
+    old = result.strip()
     new = _shift(old, delta)
     text = trace.steps[index].text
     after = note.end()
@@ -172,7 +173,7 @@ def inject_calculator_error(trace: Trace, rng: random.Random) -> Trace | None:
     tail = text[after:]
     if written and written.group(0) and _same_number(written.group(0), old):
         tail = _format_like(new, written.group(0)) + text[written.end():]
-    changed = text[:note.start()] + f"<<{note.group(1)}={new}>>" + tail
+    changed = text[:note.start()] + f"<<{expression}={new}>>" + tail
 
     result = copy.deepcopy(trace)
     result.id = f"{trace.id}-calc-error"
@@ -185,6 +186,14 @@ def inject_calculator_error(trace: Trace, rng: random.Random) -> Trace | None:
     result.meta = {**result.meta, **gold_meta(labels),
                    "injected": {"step": index, "original": old, "new": new, "delta": delta}}
     return result
+
+
+def split_note(inside: str) -> tuple[str, str] | None:
+    """(expression, result) of a note's inside `48/2=24`, or None unless it has one `=`."""
+    if inside.count("=") != 1:
+        return None
+    expression, result = inside.split("=")
+    return expression, result
 
 
 def _shift(number: str, delta: int) -> str:

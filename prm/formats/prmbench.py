@@ -29,7 +29,8 @@ naming the field instead.
 
 `include_original=True` also yields the original solution as a correct trace (all steps
 1, outcome 1, meta error_class "correct", id `prmbench-correct-<idx>`; the same for every
-error class, so reading several files gives duplicates with the same id).
+error class, so reading several files at once gives the same id once per file: an error
+unless `keep_duplicates=True` / `--keep-duplicates`, as for any repeated id).
 
 There is no PRMBench writer: the layout needs an original and a modified solution.
 """

@@ -36,6 +36,7 @@ from transformers.utils import ModelOutput
 
 from prm.aggregate import AGGREGATIONS
 from prm.reward.scorer import BatchedStepScorer
+from prm.reward.step_features import INITIAL_WEIGHTS, parse_step_features, step_feature_values
 from prm.reward.step_tokenizer import (DEFAULT_MARKER_TOKEN, STEP_MARKERS, EncodedSteps, StepTokenizer,
                                      add_marker_token, pad_batch)
 
@@ -96,6 +97,12 @@ class RewardModelOptions:
             scale `lora_alpha / lora_r`, on `lora_target_modules`); the backbone's own weights
             stay frozen and only the adapters and the head train. The saved folder holds the
             adapters with the model; `RewardModel.merge_lora()` folds them into the backbone.
+        step_features (`str`, defaults to `""`):
+            Comma-separated per-step input features read from the records' checker verdicts
+            (`prm.reward.step_features`: refuted, refuted_so_far, verified, checked), given to
+            the head next to the hidden state: a hybrid PRM. Training data and scored traces
+            must carry `Step.verdicts` (run `prm check` first); score with `score_traces`, or
+            pass (problem, steps, feature rows) items to `score_many`.
     """
 
     head: str = field(default="prm", metadata={"help": "prm: a score per step; orm: one per solution.",
@@ -123,6 +130,9 @@ class RewardModelOptions:
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA path."})
     lora_target_modules: str = field(default="all-linear", metadata={
         "help": "Backbone modules that get adapters: 'all-linear' or comma-separated names (q_proj,v_proj)."})
+    step_features: str = field(default="", metadata={
+        "help": "Checker verdicts as head inputs, read from Step.verdicts (prm check first): comma-separated "
+                "from refuted, refuted_so_far, verified, checked."})
 
     def __post_init__(self):
         check_options(self)
@@ -135,6 +145,7 @@ def check_options(options) -> None:
         value = getattr(options, f.name)
         if allowed is not None and value is not None and value not in allowed:
             raise ValueError(f"{f.name} must be one of {tuple(allowed)}, got {value!r}")
+    parse_step_features(options.step_features)
 
 
 class RewardModelConfig(RewardModelOptions, PreTrainedConfig):
@@ -220,7 +231,7 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
         if getattr(self.backbone, "pooler", None) is not None:
             self.backbone.pooler = None  # an encoder's [CLS] pooler is unused: skip its compute and weights
         self.dropout = nn.Dropout(config.head_dropout)
-        extra = len(LM_FEATURES) if config.lm_features else 0
+        extra = (len(LM_FEATURES) if config.lm_features else 0) + len(self.step_feature_names)
         self.head = nn.Linear(_hidden_size(config.transformer_config) + extra, 1)
         self.tokenizer = None
         self._step_tokenizer = None
@@ -239,7 +250,16 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
                 # Start from the LM's own surprise (an unlikely token lowers the score); an
                 # optimizer's steps of about lr each would take thousands of steps to get there.
                 with torch.no_grad():
-                    module.weight[0, -len(LM_FEATURES):] = 1.0
+                    end = module.in_features - len(self.step_feature_names)
+                    module.weight[0, end - len(LM_FEATURES):end] = 1.0
+            names = self.step_feature_names
+            if names:  # a refutation starts as evidence of a bad step (INITIAL_WEIGHTS)
+                with torch.no_grad():
+                    module.weight[0, -len(names):] = torch.tensor([INITIAL_WEIGHTS[n] for n in names])
+
+    @property
+    def step_feature_names(self) -> list[str]:
+        return parse_step_features(self.config.step_features)
 
     def merge_lora(self) -> "RewardModel":
         """Fold the LoRA adapters into the backbone's weights (same scores, no peft needed to load)."""
@@ -256,7 +276,8 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 step_positions: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                answer_start: torch.Tensor | None = None, **kwargs) -> RewardModelOutput:
+                answer_start: torch.Tensor | None = None, step_features: torch.Tensor | None = None,
+                **kwargs) -> RewardModelOutput:
         if step_positions is None:  # the last real token of each row
             last = (attention_mask.sum(1) - 1) if attention_mask is not None else \
                 torch.full((input_ids.size(0),), input_ids.size(1) - 1, device=input_ids.device)
@@ -274,6 +295,11 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
             extra = lm_step_features(output.logits, input_ids, step_positions, answer_start,
                                      include_end=self.config.step_marker != "special-token")
             features = torch.cat([features, extra.to(features.dtype)], dim=-1)
+        if self.step_feature_names:
+            if step_features is None:
+                raise ValueError(f"this model reads step features ({self.config.step_features}); "
+                                 "pass step_features (from Step.verdicts, see prm.reward.step_features)")
+            features = torch.cat([features, step_features.to(features.dtype)], dim=-1)
         logits = self.head(features).squeeze(-1)
         loss = step_loss(logits, labels, self.config.objective) if labels is not None else None
         return RewardModelOutput(loss=loss, logits=logits)
@@ -338,7 +364,27 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
         return self._step_tokenizer
 
     def _encode_many(self, items):
-        return self.step_tokenizer.encode_many(items)
+        """(problem, steps) items, or (problem, steps, feature rows) for a model with step_features."""
+        encoded = self.step_tokenizer.encode_many([(item[0], item[1]) for item in items])
+        if self.step_feature_names:
+            for item, enc in zip(items, encoded):
+                if len(item) < 3 or len(item[2]) != len(item[1]):
+                    raise ValueError(f"this model reads step features ({self.config.step_features}): give "
+                                     "(problem, steps, one feature row per step) items, or score Trace "
+                                     "records carrying checker verdicts with score_traces")
+                enc.features = [list(row) for row in item[2][:enc.kept]]
+        return encoded
+
+    def score_traces(self, traces, batch_size=None, progress=False):
+        """Fill `Step.score`; a model with step_features reads them from each step's verdicts."""
+        names = self.step_feature_names
+        if not names:
+            return super().score_traces(traces, batch_size, progress)
+        items = [(t.problem, t.step_texts, step_feature_values(t.steps, names)) for t in traces]
+        for trace, values in zip(traces, self.score_many(items, batch_size, progress)):
+            for step, value in zip(trace.steps, values):
+                step.score = value
+        return traces
 
     @torch.inference_mode()
     def _step_probabilities(self, batch: list[EncodedSteps]) -> list[list[float]]:

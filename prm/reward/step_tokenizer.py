@@ -47,6 +47,7 @@ class EncodedSteps:
     dropped: int = 0
     prompt_truncated: int = 0
     answer_start: int = 0  # index of the first step's first token (the prompt's length)
+    features: list[list[float]] | None = None  # per kept step, a model's step_features (else None)
 
     @property
     def kept(self) -> int:
@@ -146,7 +147,8 @@ def pad_batch(batch: list[EncodedSteps], pad_id: int, labels: list[list[float]] 
     """Right-pad a batch to its own longest sequence (dynamic padding).
 
     Returns tensors input_ids, attention_mask, step_positions (padding -1), if labels are
-    given, labels (padding -100), and if answer_start, each row's answer start.
+    given, labels (padding -100), if answer_start, each row's answer start, and if the items
+    carry `features`, step_features (batch, steps, n_features; padding 0).
     """
     import torch
 
@@ -162,6 +164,13 @@ def pad_batch(batch: list[EncodedSteps], pad_id: int, labels: list[list[float]] 
     out = {"input_ids": input_ids, "attention_mask": attention_mask, "step_positions": positions}
     if answer_start:
         out["answer_start"] = torch.tensor([e.answer_start for e in batch], dtype=torch.long)
+    if any(e.features for e in batch):
+        width = max(len(row) for e in batch for row in (e.features or []))
+        values = torch.zeros((rows, steps, width), dtype=torch.float32)
+        for row, e in enumerate(batch):
+            if e.features:
+                values[row, :len(e.features)] = torch.tensor(e.features, dtype=torch.float32)
+        out["step_features"] = values
     if labels is not None:
         target = torch.full((rows, steps), -100.0, dtype=torch.float32)
         for row, values in enumerate(labels):

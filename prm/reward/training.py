@@ -35,6 +35,7 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, Traini
 
 from prm.records import Trace, first_error
 from prm.reward.model import RewardModel, RewardModelOptions, step_loss
+from prm.reward.step_features import step_feature_values
 from prm.reward.step_tokenizer import EncodedSteps, pad_batch
 
 logger = logging.getLogger(__name__)
@@ -198,6 +199,10 @@ def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "ha
     head = model.config.head
     report = DataReport(traces=len(traces))
     encoded = model.step_tokenizer.encode_many([(t.problem, t.step_texts) for t in traces])
+    feature_names = model.step_feature_names
+    if feature_names and traces and not any(step.verdicts for t in traces for step in t.steps):
+        raise ValueError(f"the model reads step features ({', '.join(feature_names)}) from checker verdicts, "
+                         "but no step of these traces has a verdict: run `prm check` on them first")
     examples = []
     for trace, enc in zip(traces, encoded):
         targets = trace_targets(trace, labels, head, orm_label)
@@ -227,8 +232,12 @@ def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "ha
         if enc.dropped and head == "prm":
             positions.append(positions[-1])
             values.append(TRUNCATED)
-        examples.append({"input_ids": enc.input_ids, "step_positions": positions, "labels": values,
-                         "answer_start": enc.answer_start})
+        example = {"input_ids": enc.input_ids, "step_positions": positions, "labels": values,
+                   "answer_start": enc.answer_start}
+        if feature_names:  # checker verdicts as inputs (prm.reward.step_features)
+            rows = step_feature_values(trace.steps, feature_names)[:enc.kept]
+            example["step_features"] = rows + [[0.0] * len(feature_names)] * (len(positions) - len(rows))
+        examples.append(example)
     return examples, report
 
 
@@ -240,7 +249,8 @@ class StepCollator:
 
     def __call__(self, features: list[dict]) -> dict:
         batch = [EncodedSteps(f["input_ids"], f["step_positions"], len(f["step_positions"]),
-                              answer_start=f.get("answer_start", 0)) for f in features]
+                              answer_start=f.get("answer_start", 0), features=f.get("step_features"))
+                 for f in features]
         return pad_batch(batch, self.pad_token_id, labels=[f["labels"] for f in features], answer_start=True)
 
 

@@ -1,0 +1,119 @@
+"""Step scorers built from checkers: what symbolic or formal checking alone says about steps.
+
+- `CheckerScorer(checkers)`: a `StepScorer` with no model. A step any checker refutes scores
+  `REFUTED` (0.0), a step some checker verifies and none refutes `VERIFIED` (1.0), and every
+  other step (no checkable claim, undecided, backend unavailable) the neutral `UNKNOWN`
+  (0.5). The neutral value is a number, not None, on purpose: first-error evaluation
+  (ProcessBench) needs a score on every step. With any threshold strictly between 0 and 0.5
+  only refuted steps are errors, under both benchmark rules (ProcessBench: error when score
+  < threshold; PRMBench: valid when score > threshold), so "a refuted step counts as the
+  first error" and a step the checker cannot judge does not. `DEFAULT_THRESHOLD` (0.25) is
+  such a threshold; the benchmark commands use it for `checker:` scorers.
+- `CheckerAwareScorer(base_scorer, checkers, refuted_score=0.0)`: another scorer's scores,
+  except that a step a checker refutes gets `refuted_score`. Only the refuted step is
+  changed; later steps keep the base scores, and aggregation (min, prod) does the rest.
+
+Checkers judge one step with the problem and the earlier steps as context
+(`Checker.check(problem, previous_steps, step)`), never execute the text, and keep their
+own time limits. `checkers` is a list of `Checker` objects or checker names ("sympy", "z3",
+"lean"; see `annotate.checkers.get_checker`).
+"""
+
+from __future__ import annotations
+
+from annotate.checkers import Checker, get_checker
+from prm.records import Verdict
+from prm.reward.scorer import Item, StepScorer
+
+REFUTED = 0.0
+VERIFIED = 1.0
+UNKNOWN = 0.5
+DEFAULT_THRESHOLD = 0.25  # between REFUTED and UNKNOWN: exactly the refuted steps are errors
+
+
+def make_checkers(checkers: list[Checker | str] | str) -> list[Checker]:
+    """Checker objects from objects or names ("sympy", "z3", or "sympy,z3")."""
+    if isinstance(checkers, str):
+        checkers = [name for name in checkers.split(",") if name.strip()]
+    made = [get_checker(c.strip()) if isinstance(c, str) else c for c in checkers]
+    if not made:
+        raise ValueError("at least one checker is needed")
+    return made
+
+
+class _Checking:
+    """Runs every checker on every step of an item (shared by both scorers)."""
+
+    def __init__(self, checkers: list[Checker | str] | str):
+        self.checkers = make_checkers(checkers)
+
+    @property
+    def checker_names(self) -> list[str]:
+        return [c.name for c in self.checkers]
+
+    def verdicts(self, problem: str, steps: list[str]) -> list[list[Verdict]]:
+        """For each step, every checker's verdict on it."""
+        return [[checker.check(problem, list(steps[:i]), step) for checker in self.checkers]
+                for i, step in enumerate(steps)]
+
+    def _verdicts_many(self, items: list[Item], progress: bool):
+        iterator = items
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(items, desc="checking", unit="trace")
+        for problem, steps, *_ in iterator:  # items may carry extras after the steps
+            yield self.verdicts(problem, list(steps))
+
+
+def verdict_score(verdicts: list[Verdict]) -> float:
+    """REFUTED if any verdict refutes, VERIFIED if one verifies (and none refutes), else UNKNOWN."""
+    statuses = {v.status for v in verdicts}
+    if "refuted" in statuses:
+        return REFUTED
+    if "verified" in statuses:
+        return VERIFIED
+    return UNKNOWN
+
+
+class CheckerScorer(_Checking, StepScorer):
+    """Scores steps by checker verdicts alone: 0.0 refuted, 1.0 verified, 0.5 otherwise."""
+
+    aggregation = "min"
+    default_threshold = DEFAULT_THRESHOLD
+
+    def score_many(self, items: list[Item], batch_size: int | None = None,
+                   progress: bool = False) -> list[list[float | None]]:
+        """One score per step from the checkers' verdicts (batch_size is not used)."""
+        return [[verdict_score(step) for step in verdicts]
+                for verdicts in self._verdicts_many(items, progress)]
+
+    def __repr__(self) -> str:
+        return f"CheckerScorer({','.join(self.checker_names)})"
+
+
+class CheckerAwareScorer(_Checking, StepScorer):
+    """`base_scorer`'s scores with every checker-refuted step set to `refuted_score`."""
+
+    def __init__(self, base_scorer: StepScorer, checkers: list[Checker | str] | str,
+                 refuted_score: float = REFUTED):
+        super().__init__(checkers)
+        self.base_scorer, self.refuted_score = base_scorer, refuted_score
+
+    @property
+    def aggregation(self) -> str:  # the base model's own aggregation
+        return self.base_scorer.aggregation
+
+    def score_many(self, items: list[Item], batch_size: int | None = None,
+                   progress: bool = False) -> list[list[float | None]]:
+        """The base scores, then the refuted steps overridden."""
+        items = [(item[0], list(item[1]), *item[2:]) for item in items]
+        scores = self.base_scorer.score_many(items, batch_size, progress)
+        for row, verdicts in zip(scores, self._verdicts_many(items, progress)):
+            for index, step_verdicts in enumerate(verdicts):
+                if any(v.status == "refuted" for v in step_verdicts):
+                    row[index] = self.refuted_score
+        return scores
+
+    def __repr__(self) -> str:
+        return f"CheckerAwareScorer({self.base_scorer!r}, {','.join(self.checker_names)})"

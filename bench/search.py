@@ -1,0 +1,444 @@
+"""Test-time search on the embedded world: step-level beam search and DVTS against best-of-N,
+majority vote and the ORM at equal compute, and the levers that make the PRM worth following.
+
+    prm demo --out demo_out                                   # once (about 5 minutes)
+    python bench/search.py --demo demo_out                    # about 15 minutes on 2 busy cores
+    python bench/search.py --demo demo_out --seeds 0 --quick  # a smaller check
+
+One run, one completer (tiny-gsm), the demo's held-out test problems (same world split),
+the demo's reward models and variants trained the demo's way. Stages, each cached under
+--work so that a re-run resumes:
+
+1. Labels and reward models. Hard-label agreement with gold on the demo's training traces
+   for each Monte Carlo rule (a step is good when at least m of N=8 continuations succeed,
+   `AnnotateConfig.min_successes`, relabelled from the stored rollouts: no new sampling),
+   with the sympy override and after the consensus filter. PRM variants trained with the
+   demo's recipe (`prm.app.demo.train`): + the answer line as a step
+   (`prm.search.answer_line.with_answer_steps`), + consensus-filtered traces.
+2. Per seed: 16 solutions sampled per problem (best-of-N, weighted vote, majority, ORM and
+   oracle pass@N for N = 1..16 are read off the first N samples: sample j is the same for
+   every N); 1x = the mean tokens of these samples. Beam search and DVTS at budgets of
+   1, 2, 4, 8, 16 solutions' tokens (never exceeded per problem); beam search with a
+   one-step lookahead at 8x and 16x.
+3. Ablation (seed 0, 8x): beam search and PRM best-of-8 with each scorer variant.
+4. Throughput, measured side by side without caches: beam search vs plain best-of-N
+   sampling at 8x, generated tokens per second (completer time and wall time).
+
+The curves reuse completions and scores across budgets (`Cached*` below: the same prompt
+and seed give the same samples, the same prefix the same scores), which changes wall time
+only; every token and scorer item is still counted as the search asked for it.
+Prints the goal figures; writes bench/results/search.json and docs/images/search_curve.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# `python bench/search.py` puts bench/ first on sys.path, where bench/completers.py would shadow
+# the `completers` package; drop it (nothing else is imported from bench/).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+RESULTS = ROOT / "bench" / "results" / "search.json"
+FIGURE = ROOT / "docs" / "images" / "search_curve.png"
+BUDGETS = (1, 2, 4, 8, 16)
+
+from completers.base import Completer
+from prm.reward.scorer import StepScorer
+
+
+class CachedCompleter(Completer):
+    """Completions by (prompt, seed, n) from a deterministic completer, computed once."""
+
+    def __init__(self, inner: Completer):
+        self.inner, self.cache = inner, {}
+        self.name, self.step_delimiter = inner.name, inner.step_delimiter
+        self.use_chat_template, self.tokenizer = inner.use_chat_template, inner.tokenizer
+        self.build_prompt = inner.build_prompt
+
+    def complete_prompts(self, prompts, params, *, stop=None, seeds=None, ns=None):
+        from completers.base import per_prompt
+
+        pairs = per_prompt(params, len(prompts), seeds, ns)
+        keys = [(prompt, seed, n, params.max_new_tokens, params.temperature, tuple(stop or ()))
+                for prompt, (seed, n) in zip(prompts, pairs)]
+        missing = [i for i, key in enumerate(keys) if key not in self.cache]
+        if missing:
+            done = self.inner.complete_prompts([prompts[i] for i in missing], params, stop=stop,
+                                               seeds=[pairs[i][0] for i in missing], ns=[pairs[i][1] for i in missing])
+            for i, completions in zip(missing, done):
+                self.cache[keys[i]] = completions
+        return [list(self.cache[key]) for key in keys]
+
+
+class CachedScorer(StepScorer):
+    """Step scores by (problem, steps), computed once."""
+
+    def __init__(self, inner: StepScorer):
+        self.inner, self.cache = inner, {}
+        self.aggregation = inner.aggregation
+
+    def score_many(self, items, batch_size=None, progress=False):
+        keys = [(problem, tuple(steps)) for problem, steps in items]
+        missing = list(dict.fromkeys(key for key in keys if key not in self.cache))
+        if missing:
+            for key, scores in zip(missing, self.inner.score_many([(p, list(s)) for p, s in missing], batch_size)):
+                self.cache[key] = scores
+        return [list(self.cache[key]) for key in keys]
+
+
+class GoldScorer(StepScorer):
+    """The world's exact labels as a step scorer: 1 for a correct step until the first error,
+    and the answer line 1 exactly when the steps are correct and the answer is right. Search
+    guided by it shows what search can do with a perfect verifier (the ceiling for any PRM)."""
+
+    def __init__(self, traces):
+        from completers.world import WorldProblem
+
+        self.world = {t.problem.strip(): WorldProblem(
+            id=t.meta["problem_id"], template=t.meta["template"], question=t.problem, steps=[],
+            answer=int(t.reference_answer), needed_values=t.meta["needed_values"],
+            given_values=t.meta["given_values"]) for t in traces}
+
+    def score_many(self, items, batch_size=None, progress=False):
+        from completers.world import gold_labels, parse_answer
+
+        out = []
+        for question, steps in items:
+            problem = self.world[question.strip()]
+            body = [s for s in steps if not s.startswith("####")]
+            scores = [float(label) for label in gold_labels(problem, body)]
+            if len(body) < len(steps):  # the answer line, scored last
+                scores.append(float(all(scores) and parse_answer(steps[-1][4:]) == problem.answer))
+            out.append(scores)
+        return out
+
+
+# -- stage 1: labels and reward models -------------------------------------------------------
+
+def label_agreement(demo: Path) -> dict:
+    """Hard-label agreement with gold per Monte Carlo rule, on the demo's training traces."""
+    import copy
+
+    from annotate.checkers.combine import consensus_filter
+    from prm.io import read_traces
+
+    checked = read_traces(demo / "labels_checked.jsonl")
+    binary = read_traces(demo / "labels_binary.jsonl")
+
+    def agreement(traces, label) -> dict:
+        pairs = [(label(step), gold) for trace in traces for step, gold in zip(trace.steps, trace.meta["gold_labels"])]
+        pairs = [(a, b) for a, b in pairs if a is not None]
+        return {"agreement": sum(a == b for a, b in pairs) / max(1, len(pairs)), "steps": len(pairs),
+                "traces": len(traces)}
+
+    def refuted(step) -> bool:
+        return any(v.status == "refuted" for v in step.verdicts)
+
+    rules = {}
+    for m in (1, 2, 3, 4):
+        rules[f"Monte Carlo, good if >= {m} of 8 succeed"] = agreement(
+            checked, lambda s, m=m: None if s.rollouts is None else int(s.rollouts.correct >= m))
+        rules[f"Monte Carlo >= {m} of 8 + sympy override"] = agreement(
+            checked, lambda s, m=m: None if s.rollouts is None else 0 if refuted(s) else int(s.rollouts.correct >= m))
+    kept, _ = consensus_filter(copy.deepcopy(checked), ["sympy"])
+    rules["Monte Carlo >= 1 of 8 + sympy, consensus-filtered traces"] = agreement(kept, lambda s: s.hard_label)
+    rules["binary search (OmegaPRM-style)"] = agreement(binary, lambda s: s.hard_label)
+    return rules
+
+
+def reward_models(demo: Path, work: Path) -> dict[str, Path]:
+    """The demo's PRM and ORM, and PRM variants trained the demo's way (cached)."""
+    import copy
+
+    from annotate.checkers.combine import consensus_filter
+    from prm.app.demo import DemoConfig, train
+    from prm.io import read_traces
+    from prm.search.answer_line import with_answer_steps
+
+    summary = demo / "summary.json"
+    config = DemoConfig(**json.loads(summary.read_text())["config"]) if summary.exists() else DemoConfig()
+    config.threads = 1
+    checked = read_traces(demo / "labels_checked.jsonl")
+    kept, _ = consensus_filter(copy.deepcopy(checked), ["sympy"])
+    models = {"demo PRM": demo / "prm", "ORM": demo / "orm"}
+    variants = {"PRM + answer step": with_answer_steps(checked),
+                "PRM + answer step, consensus-filtered": with_answer_steps(kept)}
+    for name, traces in variants.items():
+        folder = work / "models" / name.replace(" ", "_").replace(",", "").replace("+", "plus")
+        if not (folder / "config.json").exists():
+            print(f"training {name} on {len(traces)} traces -> {folder}", flush=True)
+        models[name] = train(config, traces, [], folder, head="prm")
+    return models
+
+
+# -- stage 2: searches ---------------------------------------------------------------------------
+
+def cached_run(path: Path, run):
+    """(result traces, run compute dict) from `path` (JSONL + .compute.json), or run and store them."""
+    from prm.io import read_traces, write_traces
+
+    side = path.with_suffix(".compute.json")
+    if path.exists() and side.exists():
+        return read_traces(path), json.loads(side.read_text())
+    result = run()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_traces(path, result.traces)
+    side.write_text(json.dumps({**result.compute.to_dict(), "tokens_per_solution": result.config.tokens_per_solution}))
+    return result.traces, json.loads(side.read_text())
+
+
+def sampled_methods(traces, orm_scores: dict) -> dict:
+    """Solve rate and mean tokens per problem of each reranking method at N = 1, 2, 4, 8, 16, from
+    the first N of each problem's 16 samples."""
+    from prm.search.choose import Candidate, choose
+
+    out = {}
+    for n in BUDGETS:
+        solved = {"majority": [], "PRM best-of-N": [], "PRM weighted vote": [], "ORM best-of-N": [], "oracle": []}
+        tokens = []
+        for trace in traces:
+            first = trace.meta["search"]["candidates"][:n]
+            cands = [Candidate([], c["answer"], score=c["score"], order=(j,), correct=c["correct"])
+                     for j, c in enumerate(first)]
+            orm = [Candidate([], c["answer"], score=s, order=(j,), correct=c["correct"])
+                   for j, (c, s) in enumerate(zip(first, orm_scores[trace.id][:n]))]
+            solved["majority"].append(bool(choose(cands, "majority").correct))
+            solved["PRM best-of-N"].append(bool(choose(cands, "best").correct))
+            solved["PRM weighted vote"].append(bool(choose(cands, "vote").correct))
+            solved["ORM best-of-N"].append(bool(choose(orm, "best").correct))
+            solved["oracle"].append(any(c["correct"] for c in first))
+            tokens.append(sum(c["tokens"] for c in first))
+        for name, values in solved.items():
+            out.setdefault(name, []).append({"budget": n, "solve_rate": sum(values) / len(values),
+                                             "tokens": sum(tokens) / len(tokens)})
+    return out
+
+
+def orm_scores_of(traces, orm) -> dict[str, list[float]]:
+    """The ORM's score of each sampled solution (its last step), per result trace."""
+    items, owners = [], []
+    for trace in traces:
+        for sample in trace.meta["search"]["tree"]:
+            items.append((trace.problem, sample["steps"] or ["(empty)"]))
+            owners.append(trace.id)
+    out: dict[str, list[float]] = {}
+    for owner, scores in zip(owners, orm.score_many(items)):
+        out.setdefault(owner, []).append(orm.solution_score(scores) or 0.0)
+    return out
+
+
+def search_seed(seed: int, problems, completer, scorer, orm, work: Path, label: str, budgets,
+                lookahead: bool = False) -> dict:
+    """Every method of one seed with one scorer: reranking curves and beam/DVTS curves (and
+    beam search with a one-step lookahead at 8x and 16x)."""
+    from prm.search import SearchConfig, search
+
+    base = {"step_tokens": 40, "solution_tokens": 320, "seed": seed, "score_answer": True}
+    folder = work / "runs" / label.replace(" ", "_").replace(",", "").replace("+", "plus") / f"seed{seed}"
+    samples, compute = cached_run(folder / "samples16.jsonl", lambda: search(
+        problems, completer, scorer, config=SearchConfig(strategy="best-of-n", budget="16x", keep_tree=True, **base)))
+    per_solution = compute["generated_tokens"] / (16 * len(problems))
+    methods = sampled_methods(samples, orm_scores_of(samples, orm))
+    plan = [("beam", n, 0) for n in budgets] + [("dvts", n, 0) for n in budgets]
+    plan += [("beam", n, 1) for n in budgets if lookahead and n >= 8]
+    for strategy, n, ahead in plan:
+        settings = SearchConfig(strategy=strategy, budget=f"{n}x", tokens_per_solution=per_solution,
+                                lookahead=ahead, **base)
+        name = f"{strategy}, lookahead {ahead}" if ahead else strategy
+        file = f"{strategy}{n}_lookahead{ahead}.jsonl" if ahead else f"{strategy}{n}.jsonl"
+        traces, _ = cached_run(folder / file,
+                               lambda settings=settings: search(problems, completer, scorer, config=settings))
+        spent = [t.meta["search"]["compute"]["generated_tokens"] for t in traces]
+        assert all(s <= t.meta["search"]["budget_tokens"] for s, t in zip(spent, traces)), "budget exceeded"
+        methods.setdefault(name, []).append({
+            "budget": n, "solve_rate": sum(t.outcome_label for t in traces) / len(traces),
+            "tokens": sum(spent) / len(spent), "unfinished": sum(t.final_answer is None for t in traces),
+            "max_tokens_over_budget": max(s / t.meta["search"]["budget_tokens"] for s, t in zip(spent, traces))})
+    return {"tokens_per_solution": per_solution, "methods": methods}
+
+
+def throughput(problems, completer, scorer, per_solution: float) -> dict:
+    """Beam search vs plain best-of-N sampling at 8x, side by side, no caches: generated tokens
+    per second in the completer, and overall (scoring and bookkeeping included)."""
+    from prm.search import SearchConfig, search
+
+    out = {}
+    for name, config in (("best-of-N sampling", SearchConfig(strategy="best-of-n", budget="8x", seed=99)),
+                         ("beam search", SearchConfig(strategy="beam", budget="8x", seed=99, step_tokens=40,
+                                                      tokens_per_solution=per_solution))):
+        run = search(problems, completer, scorer, config=config)
+        c = run.compute
+        out[name] = {"generated_tokens": c.generated_tokens, "completer_calls": c.completer_calls,
+                     "completer_seconds": round(c.completer_seconds, 2), "seconds": round(c.seconds, 2),
+                     "completer_tokens_per_second": c.generated_tokens / c.completer_seconds,
+                     "tokens_per_second": c.tokens_per_second}
+    beam, plain = out["beam search"], out["best-of-N sampling"]
+    out["ratio_completer"] = beam["completer_tokens_per_second"] / plain["completer_tokens_per_second"]
+    out["ratio_overall"] = beam["tokens_per_second"] / plain["tokens_per_second"]
+    return out
+
+
+# -- reporting -----------------------------------------------------------------------------------
+
+def summarise(seeds: dict[int, dict]) -> dict:
+    """Mean, min and max over seeds of every (method, budget) point."""
+    table: dict[str, list[dict]] = {}
+    first = next(iter(seeds.values()))
+    for name, points in first["methods"].items():
+        for index, point in enumerate(points):
+            rates = [s["methods"][name][index]["solve_rate"] for s in seeds.values()]
+            tokens = [s["methods"][name][index]["tokens"] for s in seeds.values()]
+            table.setdefault(name, []).append({"budget": point["budget"], "solve_rate": sum(rates) / len(rates),
+                                               "min": min(rates), "max": max(rates),
+                                               "tokens": sum(tokens) / len(tokens)})
+    return table
+
+
+def at(table: dict, name: str, budget: int) -> float:
+    return next(p["solve_rate"] for p in table[name] if p["budget"] == budget)
+
+
+def figure(table: dict, problems: int, seeds: list[int], path: Path, scorer: str) -> None:
+    from matplotlib.figure import Figure
+
+    styles = {"oracle": ("0.55", "--"), "majority": ("black", "-"), "ORM best-of-N": ("tab:purple", "-."),
+              "PRM best-of-N": ("tab:blue", "-"), "PRM weighted vote": ("tab:blue", ":"),
+              "beam": ("tab:red", "-"), "dvts": ("tab:green", "-"), "beam, lookahead 1": ("tab:red", ":")}
+    fig = Figure(figsize=(8, 5))
+    ax = fig.add_subplot()
+    for name, points in table.items():
+        colour, style = styles.get(name, (None, "-"))
+        x = [p["tokens"] for p in points]
+        y = [100 * p["solve_rate"] for p in points]
+        err = [[100 * (p["solve_rate"] - p["min"]) for p in points], [100 * (p["max"] - p["solve_rate"]) for p in points]]
+        label = {"beam": "beam search (PRM)", "dvts": "DVTS (PRM)", "oracle": "oracle (pass@N)",
+                 "beam, lookahead 1": "beam search, 1-step lookahead",
+                 "majority": "majority vote"}.get(name, name)
+        ax.errorbar(x, y, yerr=err, color=colour, ls=style, marker="o", ms=4, capsize=2, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("generated tokens per problem (log scale; 1, 2, 4, 8, 16 solutions' worth)")
+    ax.set_ylabel("solve rate (% of problems)")
+    ax.set_title(f"tiny-gsm on {problems} held-out world problems, mean of {len(seeds)} seeds (bars: min-max)\n"
+                 f"PRM = {scorer}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--demo", default="demo_out", help="a `prm demo` output folder (default %(default)s)")
+    parser.add_argument("--work", default=str(ROOT / "bench" / "out" / "search"), help="cache folder")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--scorer", default="demo PRM + sympy",
+                        help="the scorer variant of the curves and goals")
+    parser.add_argument("--quick", action="store_true", help="budgets 1, 4, 8 and no throughput run")
+    parser.add_argument("--results", default=str(RESULTS))
+    parser.add_argument("--figure", default=str(FIGURE))
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import logging
+
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    from annotate.checkers.scorer import CheckerAwareScorer
+    from completers.transformers_completer import TransformersCompleter
+    from prm.io import read_traces
+    from prm.reward.model import RewardModel
+    from prm.search import problems_from_traces
+
+    demo, work = Path(args.demo), Path(args.work)
+    start = time.perf_counter()
+    budgets = (1, 4, 8) if args.quick else BUDGETS
+    labels = label_agreement(demo)
+    models = reward_models(demo, work)
+    problems = problems_from_traces(read_traces(demo / "traces_test.jsonl"))
+    raw_completer = TransformersCompleter("tiny-gsm")
+    completer = CachedCompleter(raw_completer)
+    loaded = {name: RewardModel.from_pretrained(str(path)) for name, path in models.items()}
+    orm = CachedScorer(loaded.pop("ORM"))
+    scorers = {}
+    for name, model in loaded.items():
+        scorers[name] = CachedScorer(model)
+        scorers[name + " + sympy"] = CachedScorer(CheckerAwareScorer(model, ["sympy"]))
+    scorers["gold step labels (a perfect verifier)"] = GoldScorer(read_traces(demo / "traces_test.jsonl"))
+
+    # ablation: seed 0, 8x, every scorer variant; the demo PRM also without the answer line scored
+    from prm.search import SearchConfig, search
+
+    ablation = {}
+    seed0 = args.seeds[0]
+    for name, scorer in scorers.items():
+        result = search_seed(seed0, problems, completer, scorer, orm, work, name, (8,))
+        row = {"PRM best-of-8": at(result["methods"], "PRM best-of-N", 8), "beam 8x": at(result["methods"], "beam", 8),
+               "dvts 8x": at(result["methods"], "dvts", 8)}
+        if name.startswith("demo PRM"):  # the answer line not scored: the demo's old behaviour
+            folder = work / "runs" / "unscored_answer" / name.replace(" ", "_").replace("+", "plus")
+            settings = SearchConfig(strategy="beam", budget="8x", tokens_per_solution=result["tokens_per_solution"],
+                                    step_tokens=40, seed=seed0, score_answer=False)
+            traces, _ = cached_run(folder / "beam8.jsonl", lambda scorer=scorer, settings=settings: search(
+                problems, completer, scorer, config=settings))
+            row["beam 8x, answer line not scored"] = sum(t.outcome_label for t in traces) / len(traces)
+        ablation[name] = row
+        print(f"ablation {name}: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in row.items()), flush=True)
+
+    per_seed = {}
+    for seed in args.seeds:
+        per_seed[seed] = search_seed(seed, problems, completer, scorers[args.scorer], orm, work, args.scorer, budgets,
+                                     lookahead=True)
+        print(f"seed {seed} done ({time.perf_counter() - start:.0f} s)", flush=True)
+    table = summarise(per_seed)
+    speed = None if args.quick else throughput(problems, raw_completer, scorers[args.scorer].inner,
+                                               per_seed[args.seeds[0]]["tokens_per_solution"])
+
+    goals = {"beam 8x": at(table, "beam", 8), "dvts 8x": at(table, "dvts", 8),
+             "majority 8": at(table, "majority", 8), "PRM best-of-8": at(table, "PRM best-of-N", 8),
+             "ORM best-of-8": at(table, "ORM best-of-N", 8), "oracle pass@8": at(table, "oracle", 8)}
+    goals["beam - majority (goal >= 10 points)"] = goals["beam 8x"] - goals["majority 8"]
+    goals["beam - PRM best-of-8 (goal >= 5 points)"] = goals["beam 8x"] - goals["PRM best-of-8"]
+    goals["PRM best-of-8 - majority (goal >= 5 points)"] = goals["PRM best-of-8"] - goals["majority 8"]
+    goals["PRM best-of-8 - ORM (goal >= 5 points)"] = goals["PRM best-of-8"] - goals["ORM best-of-8"]
+    goals["beam / oracle pass@8"] = goals["beam 8x"] / goals["oracle pass@8"]
+
+    print(f"\n{len(problems)} test problems, seeds {args.seeds}, scorer: {args.scorer}")
+    for name, value in goals.items():
+        print(f"  {name}: {value:.3f}" if "/" in name else f"  {name}: {100 * value:+.1f}" if " - " in name
+              else f"  {name}: {100 * value:.1f}%")
+    print("\nsolve rate (mean over seeds) / tokens per problem, by budget (solutions' worth):")
+    for name, points in table.items():
+        print(f"  {name:<18} " + "  ".join(f"{p['budget']:>2}x {100 * p['solve_rate']:5.1f}% "
+                                          f"[{100 * p['min']:.0f}-{100 * p['max']:.0f}] {p['tokens']:5.0f}t"
+                                          for p in points))
+    if speed:
+        print(f"\nthroughput at 8x (no caches): beam {speed['beam search']['completer_tokens_per_second']:.0f} tok/s "
+              f"in the completer vs best-of-N {speed['best-of-N sampling']['completer_tokens_per_second']:.0f} "
+              f"(ratio {speed['ratio_completer']:.2f}); overall {speed['ratio_overall']:.2f} (goal >= 0.7)")
+    print("\nlabel agreement with gold (demo training traces):")
+    for name, row in labels.items():
+        print(f"  {name}: {100 * row['agreement']:.1f}% of {row['steps']} steps")
+    figure(table, len(problems), args.seeds, Path(args.figure),
+           args.scorer + (" (sympy-refuted steps score 0)" if "sympy" in args.scorer else ""))
+    result = {"problems": len(problems), "seeds": args.seeds, "scorer": args.scorer, "budgets": list(budgets),
+              "step_tokens": 40, "goals": goals, "curves": table, "per_seed": per_seed, "ablation_seed": seed0,
+              "ablation": ablation, "label_agreement": labels, "throughput": speed,
+              "seconds": round(time.perf_counter() - start, 1),
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, torch 1 thread",
+              "note": "curves reuse completions/scores across budgets (wall time only); throughput is uncached"}
+    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.results).write_text(json.dumps(result, indent=2, default=float) + "\n")
+    print(f"\nwrote {args.results} and {args.figure} ({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

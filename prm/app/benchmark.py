@@ -1,0 +1,260 @@
+"""`prm eval --benchmark processbench|prmbench`: score a benchmark and report its own metrics.
+
+    prm eval --benchmark processbench --scorer MODEL --out pb/ [--data DIR] [--subsets gsm8k,math]
+             [--threshold 0.5 | --threshold-from gsm8k]
+    prm eval --benchmark prmbench --scorer checker:sympy --out pbench/ --data /path/prmbench-train
+    prm eval --benchmark processbench pb/scored.jsonl --out pb2/   # scores computed elsewhere
+
+Data: `--data` is a folder of the benchmark's release files (ProcessBench: one JSON array
+per subset, named after it; PRMBench: its JSONL files), else the hub copy is loaded with
+`datasets` (`Qwen/ProcessBench`, `hitsmy/PRMBench_Preview`). A positional file of scored
+traces (written by this command or `prm score`) is evaluated as it is, so one can score on a
+GPU machine and evaluate anywhere; for ProcessBench, so is a file or folder of predicted first
+errors (rows with `label` and `prediction`, as QwenLM/ProcessBench's run_eval.py writes them).
+
+Scoring is resumable: scored traces are appended to `OUT/scored.partial.jsonl` chunk by chunk
+(each chunk sorted by length and batched to `--max-batch-tokens`), and re-running the same
+command continues where it stopped; at the end `OUT/scored.jsonl`, `OUT/metrics.json` and
+`OUT/report.md` are written.
+
+Threshold rule: a fixed threshold (`--threshold`; default 0.5, and 0.25 for a `checker:`
+scorer so that exactly the refuted steps are errors), or for ProcessBench one
+chosen on a named subset (`--threshold-from SUBSET`) and applied to the others, that subset
+then not being reported; a threshold is never tuned on a subset it is reported for.
+ProcessBench: a step is an error when its score is below the threshold. PRMBench: a step is
+valid when its score is above it (its release's rule).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from prm.errors import RecordError
+
+BENCHMARKS = ("processbench", "prmbench")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The benchmark options of `prm eval` (its --out, --threshold and --batch-size are shared)."""
+    group = parser.add_argument_group("benchmarks (--benchmark)")
+    group.add_argument("--benchmark", choices=BENCHMARKS, help="run a benchmark end to end with --scorer")
+    group.add_argument("--scorer", metavar="SPEC", help="model folder, hub name, checker:sympy[,z3] "
+                       "or MODEL+checker:sympy (see prm.app.scorers)")
+    group.add_argument("--family", default="auto", help="the model's family (default: told from its folder; "
+                       "see prm.reward.loading.FAMILIES)")
+    group.add_argument("--subsets", help="comma-separated ProcessBench subsets or PRMBench classes (default: all)")
+    group.add_argument("--threshold-from", metavar="SUBSET",
+                       help="ProcessBench: choose the threshold on SUBSET, report the others")
+    group.add_argument("--chunk", type=int, default=256, help="traces scored between two saves (default 256)")
+    from prm.app.score import add_scale_arguments
+
+    add_scale_arguments(group)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load (or read scored) traces, score what is missing, compute and write the metrics."""
+    from prm.app.score import torch_threads
+
+    with torch_threads(args.threads):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from prm.io import write_traces
+
+    out = Path(args.out)
+    subsets = [s.strip() for s in args.subsets.split(",") if s.strip()] if args.subsets else None
+    if args.source and args.scorer:
+        raise RecordError("give either a file of scored traces or --scorer, not both")
+    if args.source and args.benchmark == "processbench" and _is_predictions(args.source):
+        return _run_predictions(args, out, subsets)
+    if args.source:
+        traces = _read_scored(args.source, args.benchmark)
+    else:
+        if not args.scorer:
+            raise RecordError("--benchmark needs --scorer SPEC (or a file of scored traces)")
+        from prm.app.scorers import check_spec
+
+        check_spec(args.scorer)
+        traces = load_benchmark(args.benchmark, args.data, subsets)
+        if not traces:
+            raise RecordError(f"no {args.benchmark} records found", path=args.data)
+        traces = score_resumably(traces, args, out)
+        write_traces(out / "scored.jsonl", traces)
+        partial = out / "scored.partial.jsonl"
+        if partial.exists():
+            partial.unlink()
+    if subsets and args.source:
+        key = "subset" if args.benchmark == "processbench" else "error_class"
+        traces = [t for t in traces if t.meta.get(key) in subsets]
+    metrics = compute(args.benchmark, traces, args)
+    metrics["inputs"] = {"benchmark": args.benchmark, "scorer": args.scorer, "data": args.data,
+                         "scored_file": args.source, "traces": len(traces)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(report_markdown(args.benchmark, metrics), encoding="utf-8")
+    print(summary_line(args.benchmark, metrics, out))
+    return 0
+
+
+def load_benchmark(benchmark: str, data: str | None, subsets: list[str] | None):
+    """The benchmark's traces from local release files (`data`) or the hub."""
+    if data is not None and not os.path.exists(data):
+        raise RecordError("no such file or folder", path=data)
+    if benchmark == "processbench":
+        from evals.processbench import SUBSETS, load_processbench_benchmark
+
+        unknown = [s for s in subsets or [] if s not in SUBSETS]
+        if unknown:
+            raise RecordError(f"unknown ProcessBench subset {unknown[0]!r}; choose from {', '.join(SUBSETS)}")
+        return load_processbench_benchmark(data, subsets)
+    from evals.prmbench import load_prmbench_benchmark
+
+    return load_prmbench_benchmark(data, subsets)
+
+
+def score_resumably(traces, args: argparse.Namespace, out: Path):
+    """Score `traces` chunk by chunk into OUT/scored.partial.jsonl, skipping what it holds."""
+    from tqdm.auto import tqdm
+
+    from prm.app.scorers import load_step_scorer
+    from prm.io import dumps, read_records
+    from prm.records import Trace
+
+    partial = out / "scored.partial.jsonl"
+    done = list(read_records(partial, Trace.from_dict)) if partial.exists() else []
+    if [t.id for t in done] != [t.id for t in traces[:len(done)]]:
+        raise RecordError(f"{partial} holds other traces than this run; delete it to start again",
+                          path=str(partial))
+    settings = {"scorer": args.scorer, "family": args.family, "dtype": args.dtype}  # what decides the scores
+    for number, trace in enumerate(done, start=1):
+        if trace.meta.get("scored_with") != settings:
+            raise RecordError(f"was scored with {trace.meta.get('scored_with')}, this run uses {settings}; "
+                              "re-run with the same --scorer and --dtype, or delete it to start again",
+                              path=str(partial), line=number, field="meta.scored_with")
+    if len(done) < len(traces):
+        scorer = load_step_scorer(args.scorer, family=args.family, device=args.device, dtype=args.dtype,
+                                  max_batch_tokens=args.max_batch_tokens)
+        out.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(total=len(traces), initial=len(done), desc=f"scoring {args.benchmark}", unit="trace")
+        with open(partial, "a", encoding="utf-8") as handle:
+            for start in range(len(done), len(traces), args.chunk):
+                chunk = traces[start:start + args.chunk]
+                scorer.score_traces(chunk, batch_size=args.batch_size)
+                for trace in chunk:
+                    trace.meta["scored_with"] = settings
+                    handle.write(dumps(trace) + "\n")
+                handle.flush()
+                bar.update(len(chunk))
+        bar.close()
+    return list(read_records(partial, Trace.from_dict)) if partial.exists() else traces
+
+
+def _is_predictions(path: str) -> bool:
+    from evals.processbench import is_predictions
+
+    if not os.path.exists(path):
+        raise RecordError("no such file or folder", path=path)
+    return is_predictions(path)
+
+
+def _run_predictions(args: argparse.Namespace, out: Path, subsets: list[str] | None) -> int:
+    """ProcessBench metrics from a file (or folder) of predicted first errors."""
+    from evals.processbench import prediction_metrics, read_predictions
+
+    pairs = read_predictions(args.source)
+    if subsets:
+        pairs = {name: items for name, items in pairs.items() if name in subsets}
+    if not pairs:
+        raise RecordError("no prediction of the chosen subsets", path=args.source)
+    metrics = prediction_metrics(pairs)
+    metrics["inputs"] = {"benchmark": "processbench", "predictions": args.source,
+                         "traces": sum(len(items) for items in pairs.values())}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(report_markdown("processbench", metrics), encoding="utf-8")
+    print(summary_line("processbench", metrics, out))
+    return 0
+
+
+def _read_scored(path: str, benchmark: str):
+    from prm import formats
+
+    if not os.path.exists(path):
+        raise RecordError("no such file", path=path)
+    traces = formats.read(path)
+    needed = "gold_first_error" if benchmark == "processbench" else "error_class"
+    if traces and not all(needed in t.meta for t in traces):
+        raise RecordError(f"not scored {benchmark} traces: meta.{needed} is missing (score with "
+                          f"`prm eval --benchmark {benchmark} --scorer ...` or `prm score` on its traces)", path=path)
+    if not any(s.score is not None for t in traces for s in t.steps):
+        raise RecordError("no step has a score", path=path)
+    return traces
+
+
+def default_threshold(spec: str | None) -> float:
+    """0.5, or for a checker-only scorer its threshold that makes exactly the refuted steps errors."""
+    if spec and spec.startswith("checker:"):
+        from annotate.checkers.scorer import DEFAULT_THRESHOLD
+
+        return DEFAULT_THRESHOLD
+    return 0.5
+
+
+def compute(benchmark: str, traces, args: argparse.Namespace) -> dict:
+    spec = args.scorer
+    if spec is None and traces:  # a scored file: the scorer that wrote it
+        spec = (traces[0].meta.get("scored_with") or {}).get("scorer")
+    threshold = default_threshold(spec) if args.threshold is None else args.threshold
+    if benchmark == "processbench":
+        from evals.processbench import processbench_metrics
+
+        return processbench_metrics(traces, threshold, args.threshold_from)
+    if args.threshold_from:
+        raise RecordError("--threshold-from is for ProcessBench; PRMBench uses a fixed threshold")
+    from evals.prmbench import prmbench_metrics
+
+    return prmbench_metrics(traces, threshold)
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def report_markdown(benchmark: str, metrics: dict) -> str:
+    """A short report: one table, the threshold rule and what was skipped."""
+    lines = [f"# {'ProcessBench' if benchmark == 'processbench' else 'PRMBench'}", ""]
+    inputs = metrics.get("inputs", {})
+    source = inputs.get('scorer') or inputs.get('scored_file') or inputs.get('predictions')
+    threshold = "none" if metrics["threshold"] is None else f"{metrics['threshold']:.4g}"
+    lines.append(f"Scorer: `{source}`; {inputs.get('traces')} traces; "
+                 f"threshold {threshold} ({metrics.get('threshold_rule', 'fixed')}); "
+                 f"{metrics['skipped']} trace(s) left out (a step without a score).")
+    lines.append("")
+    if benchmark == "processbench":
+        lines += ["| subset | erroneous | correct | error acc. | correct acc. | F1 |", "|---|---|---|---|---|---|"]
+        rows = list(metrics["subsets"].items()) + [("pooled", metrics["overall"])]
+        for name, row in rows:
+            lines.append(f"| {name} | {row['error_traces']} | {row['correct_traces']} | {_pct(row['error_accuracy'])} "
+                         f"| {_pct(row['correct_accuracy'])} | {_pct(row['f1'])} |")
+        lines += ["", f"Average F1 over subsets: {_pct(metrics['average_f1'])}"]
+    else:
+        lines += ["| class | samples | PRMScore | F1 | negative F1 | first-error acc. | similarity |",
+                  "|---|---|---|---|---|---|---|"]
+        rows = list(metrics["classes"].items()) + [("overall", metrics["overall"])]
+        for name, row in rows:
+            lines.append(f"| {name} | {row['samples']} | {_pct(row['prm_score'])} | {_pct(row['f1'])} "
+                         f"| {_pct(row['negative_f1'])} | {_pct(row['first_error_acc'])} | {_pct(row['similarity'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def summary_line(benchmark: str, metrics: dict, out: Path) -> str:
+    if benchmark == "processbench":
+        parts = [f"{name} F1 {_pct(row['f1'])}" for name, row in metrics["subsets"].items()]
+        parts.append(f"average F1 {_pct(metrics['average_f1'])}")
+    else:
+        parts = [f"PRMScore {_pct(metrics['overall']['prm_score'])}"]
+    return f"wrote {out / 'report.md'} ({', '.join(parts)})"

@@ -1,0 +1,70 @@
+"""One string names any step scorer the CLI, search and evaluation can use: `load_step_scorer(spec)`.
+
+    checker:sympy            checkers alone (annotate.checkers.scorer.CheckerScorer):
+    checker:sympy,z3         refuted 0.0, verified 1.0, anything else 0.5
+    MODEL+checker:sympy      MODEL's scores with checker-refuted steps set to 0.0
+                             (annotate.checkers.scorer.CheckerAwareScorer)
+    MODEL                    a model folder, short name or hub name (prm.reward.loading.load_scorer)
+
+`options` go to `prm.reward.loading.load_scorer` (family, device, dtype, max_batch_tokens,
+max_length, step_tag, ...); options left as None are dropped. A checker-only spec takes no
+model options.
+"""
+
+from __future__ import annotations
+
+from prm.errors import RecordError
+from prm.reward.scorer import StepScorer
+
+CHECKER_PREFIX = "checker:"
+CHECKER_JOIN = "+checker:"
+
+
+def parse_spec(spec: str) -> tuple[str | None, list[str]]:
+    """(model or None, checker names) of a scorer spec."""
+    if spec.startswith(CHECKER_PREFIX):
+        model, names = None, spec[len(CHECKER_PREFIX):]
+    elif CHECKER_JOIN in spec:
+        model, names = spec.rsplit(CHECKER_JOIN, 1)
+        if not model:
+            raise RecordError(f"no model before '+checker:' in scorer {spec!r}")
+    else:
+        return spec, []
+    checkers = [name.strip() for name in names.split(",") if name.strip()]
+    if not checkers:
+        raise RecordError(f"no checker named in scorer {spec!r} (e.g. checker:sympy or checker:sympy,z3)")
+    return model, checkers
+
+
+def check_spec(spec: str) -> tuple[str | None, list[str]]:
+    """`parse_spec`, refusing unknown checker names (cheap: nothing is loaded)."""
+    from annotate.checkers import CHECKERS
+
+    model, checkers = parse_spec(spec)
+    unknown = [name for name in checkers if name not in CHECKERS]
+    if unknown:
+        raise RecordError(f"unknown checker {unknown[0]!r} in scorer {spec!r}; choose from {', '.join(CHECKERS)}")
+    return model, checkers
+
+
+def load_step_scorer(spec: str, **options) -> StepScorer:
+    """The step scorer a spec names (see the module docstring). A model that cannot be
+    opened is a `RecordError` naming it."""
+    from annotate.checkers.scorer import CheckerAwareScorer, CheckerScorer
+
+    model, checkers = check_spec(spec)
+    if model is None:
+        return CheckerScorer(checkers)
+    base = load_model_scorer(model, **options)
+    return CheckerAwareScorer(base, checkers) if checkers else base
+
+
+def load_model_scorer(model: str, **options) -> StepScorer:
+    """`prm.reward.loading.load_scorer`, with errors opening the model as a `RecordError`."""
+    from prm.reward.loading import load_scorer
+
+    options = {k: v for k, v in options.items() if v is not None}
+    try:
+        return load_scorer(model, **options)
+    except (OSError, ValueError) as err:
+        raise RecordError(f"cannot open the model: {err}", path=model) from None

@@ -1,0 +1,226 @@
+"""`prm search PROBLEMS OUT`: solve problems with test-time search guided by a step scorer.
+
+Examples:
+
+    prm search demo_out/traces_test.jsonl beam.jsonl --scorer demo_out/prm --strategy beam --budget 8x
+    prm search test.jsonl dvts.jsonl --scorer demo_out/prm+checker:sympy --strategy dvts --budget 16x
+    prm search test.jsonl bon.jsonl --scorer demo_out/prm --strategy best-of-n --budget 8x
+    prm search gsm8k/test.jsonl part0.jsonl --completer http://127.0.0.1:8000/v1 --scorer checker:sympy \\
+        --budget 4000 --shard 0/4
+    prm eval beam.jsonl bon.jsonl --out report/     # solve rate against tokens, per method
+
+PROBLEMS is any format `prm.formats.read` knows (traces of the same problem count once).
+OUT gets one result trace per problem, appended as each chunk of problems finishes;
+interrupt it at any time and the same command resumes (a different setting is refused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from prm.search.config import STRATEGIES, SearchConfig
+
+DEFAULTS = SearchConfig()
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from annotate.runner import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _budget(text: str) -> str:
+    from prm.search.compute import BudgetSpec
+
+    try:
+        return str(BudgetSpec.parse(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = __doc__.split("Examples:", 1)[1]
+    parser.add_argument("problems", metavar="PROBLEMS", help="problems (and reference answers, if any) in any "
+                        "format prm.formats reads")
+    parser.add_argument("output", metavar="OUT", help="one result trace per problem, JSONL")
+    parser.add_argument("--completer", default="tiny-gsm",
+                        help="tiny-gsm | a model folder | http://host:port/v1 (default: %(default)s)")
+    parser.add_argument("--scorer", default=None,
+                        help="MODEL | MODEL+checker:sympy | checker:sympy (not needed for majority)")
+    parser.add_argument("--strategy", choices=STRATEGIES, default=DEFAULTS.strategy, help="(default: %(default)s)")
+    parser.add_argument("--budget", type=_budget, default=DEFAULTS.budget,
+                        help="per problem: generated tokens (1200) or full solutions' worth (8x) (default: %(default)s)")
+    parser.add_argument("--tokens-per-solution", type=float, default=None, metavar="T",
+                        help="what 1x is in tokens (default: measured on one sample of 16 problems)")
+    parser.add_argument("--width", type=_positive_int, default=None,
+                        help="prefixes kept (beam) or subtrees (dvts) (default: N // expand)")
+    parser.add_argument("--expand", type=_positive_int, default=DEFAULTS.expand,
+                        help="candidate next steps per kept prefix (default: %(default)s)")
+    parser.add_argument("--aggregation", choices=["min", "prod", "last", "mean"], default=DEFAULTS.aggregation,
+                        help="step scores -> solution score (default: %(default)s)")
+    parser.add_argument("--no-score-answer", action="store_true",
+                        help="do not score the `#### x` line as a step")
+    parser.add_argument("--final", choices=["best", "vote"], default=DEFAULTS.final,
+                        help="beam/dvts: best finished solution or weighted vote (default: %(default)s)")
+    parser.add_argument("--refill", action="store_true",
+                        help="beam/dvts: a finished solution frees its slot; search until the budget is spent")
+    parser.add_argument("--lookahead", type=int, default=DEFAULTS.lookahead, metavar="L",
+                        help="beam/dvts: rank a step by the score of L more sampled steps (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=DEFAULTS.temperature, help="(default: %(default)s)")
+    parser.add_argument("--top-p", type=float, default=DEFAULTS.top_p, help="(default: %(default)s)")
+    parser.add_argument("--step-tokens", type=_positive_int, default=DEFAULTS.step_tokens,
+                        help="most tokens of one step (default: %(default)s)")
+    parser.add_argument("--solution-tokens", type=_positive_int, default=DEFAULTS.solution_tokens,
+                        help="most tokens of one full solution (default: %(default)s)")
+    parser.add_argument("--max-depth", type=_positive_int, default=DEFAULTS.max_depth,
+                        help="most steps of a searched solution (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="(default: %(default)s)")
+    parser.add_argument("--keep-tree", action="store_true", help="record every explored node (large)")
+    run = parser.add_argument_group("running")
+    run.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                     help="search only shard I of N (by a hash of the problem id)")
+    run.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="only the first N problems")
+    run.add_argument("--format", default=None, help="input layout (default: told from the fields)")
+    run.add_argument("--chunk-size", type=_positive_int, default=32, metavar="P",
+                     help="problems searched together, sharing each model call (default: %(default)s)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace) -> SearchConfig:
+    return SearchConfig(strategy=args.strategy, budget=args.budget, tokens_per_solution=args.tokens_per_solution,
+                        expand=args.expand, width=args.width, aggregation=args.aggregation,
+                        score_answer=not args.no_score_answer, final=args.final, refill=args.refill, lookahead=args.lookahead, temperature=args.temperature,
+                        top_p=args.top_p, step_tokens=args.step_tokens, solution_tokens=args.solution_tokens,
+                        max_depth=args.max_depth, seed=args.seed, keep_tree=args.keep_tree)
+
+
+def run(args: argparse.Namespace) -> int:
+    from prm.errors import RecordError
+    from prm.formats import read
+    from prm.search.config import problems_from_traces
+
+    out = Path(args.output)
+    if out.suffix not in (".jsonl", ".json"):
+        raise RecordError("results are streamed as JSONL: give a .jsonl file", path=str(out))
+    if not Path(args.problems).exists():
+        raise RecordError("no such file or folder", path=args.problems)
+    if Path(args.problems).resolve() == out.resolve():
+        raise RecordError("OUT must not be the input file", path=args.output)
+    config = config_from_args(args)
+    if config.strategy != "majority" and not args.scorer:
+        raise RecordError(f"--strategy {config.strategy} needs a --scorer (MODEL, MODEL+checker:sympy, checker:sympy)")
+    problems = problems_from_traces(read(args.problems, args.format, limit=args.limit))
+    if not problems:
+        raise RecordError("no problems to search", path=args.problems)
+
+    from completers.loading import load_completer
+    from prm.app.scorers import load_step_scorer
+
+    scorer = load_step_scorer(args.scorer) if args.scorer else None
+    try:
+        completer = load_completer(args.completer)
+    except (OSError, ValueError) as err:
+        raise RecordError(f"cannot load completer {args.completer!r}: {err}") from None
+    try:
+        summary = run_search(problems, out, completer, scorer, config, completer_spec=args.completer,
+                             scorer_spec=args.scorer, shard=args.shard, chunk_size=args.chunk_size,
+                             progress=not args.no_progress)
+    finally:
+        completer.close()
+    print(summary)
+    return 0
+
+
+def run_settings(config: SearchConfig, completer_spec: str, scorer_spec: str | None) -> dict:
+    return {"completer": completer_spec, "scorer": scorer_spec, **config.settings()}
+
+
+def run_search(problems, out: Path, completer, scorer, config: SearchConfig, *, completer_spec: str,
+               scorer_spec: str | None, shard=None, chunk_size: int = 32, progress: bool = True) -> str:
+    """Search `problems` (this shard's part) into `out`, resuming what is already there;
+    returns a one-paragraph summary."""
+    from annotate.runner import read_finished, shard_of
+    from prm.io import dumps
+    from prm.progress import progress_bar
+    from prm.search.api import resolve_config, search
+
+    config, _ = resolve_config(problems, completer, config)  # 1x measured on the whole input, not a shard
+    if shard is not None:
+        problems = [p for p in problems if shard_of(p.id, shard[1]) == shard[0]]
+    settings = run_settings(config, completer_spec, scorer_spec)
+    done = check_resume(out, problems, settings, read_finished)
+    finished_ids = {t.meta.get("problem_id") for t in done}
+    remaining = [p for p in problems if p.id not in finished_ids]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tokens, start = 0, time.perf_counter()
+    bar = progress_bar(len(problems), desc=f"search ({config.strategy}, {config.budget})", unit="problem",
+                       initial=len(done), enabled=progress)
+    with open(out, "a", encoding="utf-8") as handle:
+        def write(trace):
+            nonlocal tokens
+            trace.meta["search"]["completer"] = completer_spec
+            trace.meta["search"]["scorer"] = scorer_spec
+            handle.write(dumps(trace) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+            tokens += trace.meta["search"]["compute"]["generated_tokens"]
+            bar.update(1)
+            bar.set_postfix_str(f"{tokens / max(1e-9, time.perf_counter() - start):.0f} tok/s", refresh=False)
+
+        try:
+            result = search(remaining, completer, scorer, config=config, chunk_size=chunk_size, on_result=write)
+        finally:
+            bar.close()
+    finished, _ = read_finished(out)
+    solved = [t.outcome_label for t in finished if t.outcome_label is not None]
+    spent = [t.meta["search"]["compute"]["generated_tokens"] for t in finished]
+    lines = [f"searched {len(remaining)} problem(s) ({len(done)} already done) with {config.strategy} at "
+             f"budget {config.budget}" + (f" (1x = {config.tokens_per_solution:g} tokens)"
+                                          if config.tokens_per_solution else "") +
+             f": {result.compute.generated_tokens} tokens in {result.compute.seconds:.1f} s "
+             f"({result.compute.tokens_per_second:.0f} tok/s), {result.compute.completer_calls} completer calls, "
+             f"{result.compute.scorer_calls} scorer calls",
+             f"output holds {len(finished)} problem(s); mean tokens per problem "
+             f"{sum(spent) / max(1, len(spent)):.0f}" +
+             (f"; solved {sum(solved)}/{len(solved)} ({sum(solved) / len(solved):.1%})" if solved else "")]
+    return "\n".join(lines)
+
+
+def check_resume(out: Path, problems, settings: dict, read_finished) -> list:
+    """The results already in `out` (a torn last line cut off), checked against this run:
+    each is one of `problems`, appears once, and was made with the same settings."""
+    from prm.errors import RecordError
+
+    done, torn = read_finished(out, repair=True)
+    if torn:
+        print(f"resume: dropped a torn last line ({torn} bytes) of {out}")
+    wanted, seen = {p.id for p in problems}, set()
+    for number, trace in enumerate(done, start=1):
+        where = {"path": str(out), "line": number}
+        problem_id = trace.meta.get("problem_id")
+        if problem_id not in wanted:
+            raise RecordError(f"problem {problem_id!r} is not in this run's input (or shard): is this the output "
+                              "of another run?", field="meta.problem_id", **where)
+        if problem_id in seen:
+            raise RecordError(f"problem {problem_id!r} appears twice", field="meta.problem_id", **where)
+        seen.add(problem_id)
+        stored = trace.meta.get("search") or {}
+        stored = {"completer": stored.get("completer"), "scorer": stored.get("scorer"), **stored.get("settings", {})}
+        if stored != settings:
+            changed = sorted(k for k in settings if stored.get(k) != settings[k])
+            raise RecordError(f"was searched with other settings ({', '.join(changed) or 'none recorded'}); "
+                              "re-run with the same options or write to a new file", field="meta.search", **where)
+    return done

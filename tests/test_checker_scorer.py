@@ -1,0 +1,88 @@
+"""Checker scorers (annotate.checkers.scorer) and the scorer spec resolver (prm.app.scorers)."""
+
+import pytest
+
+from annotate.checkers.scorer import (
+    REFUTED,
+    UNKNOWN,
+    VERIFIED,
+    CheckerAwareScorer,
+    CheckerScorer,
+)
+from evals.first_error import predict_first_error
+from prm.app.scorers import load_step_scorer, parse_spec
+from prm.errors import RecordError
+from prm.reward.scorer import StepScorer
+
+PROBLEM = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May."
+STEPS = ["In May she sold 48/2 = 24 clips.",        # verified
+         "Altogether she sold 48 + 24 = 70 clips.",  # refuted (72)
+         "So the answer is seventy-two."]            # nothing to check
+
+
+class FixedScorer(StepScorer):
+    """A scorer giving every step the same score (a stand-in model for the override)."""
+
+    aggregation = "prod"
+
+    def __init__(self, value):
+        self.value, self.calls = value, 0
+
+    def score_many(self, items, batch_size=None, progress=False):
+        self.calls += 1
+        return [[self.value] * len(item[1]) for item in items]
+
+
+def test_checker_scorer_scores_refuted_verified_and_unknown_steps():
+    scorer = CheckerScorer(["sympy"])
+    scores = scorer.score(PROBLEM, STEPS)
+    assert scores == [VERIFIED, REFUTED, UNKNOWN] == [1.0, 0.0, 0.5]
+    # at the default threshold the refuted step is the first error, the unknown one is not
+    assert predict_first_error(scores, scorer.default_threshold) == 1
+    assert predict_first_error(scorer.score(PROBLEM, [STEPS[0], STEPS[2]]), scorer.default_threshold) == -1
+    assert 0.0 < scorer.default_threshold < 0.5  # PRMBench's strict "valid when > threshold" too
+    assert scorer.solution_score(scores) == 0.0
+
+
+def test_checker_scorer_uses_earlier_steps_as_context_with_z3():
+    scorer = CheckerScorer("sympy,z3")
+    assert [c.name for c in scorer.checkers] == ["sympy", "z3"]
+    scores = scorer.score_many([(PROBLEM, STEPS), ("Q", [])])
+    assert scores[0][1] == REFUTED and scores[1] == []
+
+
+def test_checker_aware_scorer_overrides_only_refuted_steps():
+    base = FixedScorer(0.9)
+    scorer = CheckerAwareScorer(base, ["sympy"])
+    assert scorer.score(PROBLEM, STEPS) == [0.9, 0.0, 0.9]
+    assert scorer.aggregation == "prod" and base.calls == 1
+    assert CheckerAwareScorer(base, "sympy", refuted_score=0.1).score(PROBLEM, STEPS) == [0.9, 0.1, 0.9]
+    # items may carry extras after the steps (e.g. step features for another scorer)
+    assert scorer.score_many([(PROBLEM, STEPS, {"extra": 1})]) == [[0.9, 0.0, 0.9]]
+    assert CheckerScorer("sympy").score_many([(PROBLEM, STEPS, None)]) == [[1.0, 0.0, 0.5]]
+
+
+def test_load_step_scorer_understands_checker_specs(tmp_path):
+    assert parse_spec("checker:sympy,z3") == (None, ["sympy", "z3"])
+    assert parse_spec("some/model+checker:sympy") == ("some/model", ["sympy"])
+    assert parse_spec("some/model") == ("some/model", [])
+    assert isinstance(load_step_scorer("checker:sympy"), CheckerScorer)
+    with pytest.raises(RecordError, match="unknown checker 'nope'"):
+        load_step_scorer("checker:nope")
+    with pytest.raises(RecordError, match="no checker named"):
+        load_step_scorer("checker:")
+    with pytest.raises(RecordError, match="cannot open the model"):
+        load_step_scorer(str(tmp_path / "missing") + "+checker:sympy")
+
+
+def test_load_step_scorer_wraps_a_model_folder(tmp_path):
+    from test_reward_helpers import tiny_bert
+
+    from prm.reward.model import RewardModel
+
+    RewardModel.from_backbone(str(tiny_bert(tmp_path / "bert"))).save_pretrained(tmp_path / "rm")
+    plain = load_step_scorer(str(tmp_path / "rm"))
+    aware = load_step_scorer(str(tmp_path / "rm") + "+checker:sympy")
+    assert isinstance(plain, RewardModel) and isinstance(aware, CheckerAwareScorer)
+    base = plain.score(PROBLEM, STEPS)
+    assert aware.score(PROBLEM, STEPS) == pytest.approx([base[0], 0.0, base[2]], abs=1e-6)

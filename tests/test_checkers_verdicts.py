@@ -1,0 +1,84 @@
+"""Claims with the verdict each checker must give, in one table (real sympy and z3 calls).
+
+Labels are the product, so the wrong verdicts found when the checkers were pushed live here:
+a calculator note is exact (up to a floating-point calculator's own rounding error), a plain
+claim is allowed only the rounding the step itself does (half a unit of its last written
+digit), and nothing that divides by zero is verified.
+"""
+
+import pytest
+
+from annotate.checkers import get_checker
+
+# (earlier steps, step, sympy verdict, z3 verdict)
+VERDICTS = [
+    # a calculator note is exact by definition: a neighbouring integer is wrong
+    ([], "<<1/3=1>>1", "refuted", "refuted"),
+    ([], "<<7/2=4>>4", "refuted", "refuted"),
+    ([], "<<100/3=34>>34", "refuted", "refuted"),
+    ([], "<<100/3=33>>33", "refuted", "refuted"),
+    ([], "<<10/3=3.33>>3.33", "refuted", "refuted"),
+    ([], "<<10/4=2.5>>2.5", "verified", "verified"),
+    # ... except for a floating-point calculator's own rounding error (12+ significant digits)
+    ([], "<<800/3=266.6666666666667>>266.6666666666667", "verified", "verified"),
+    ([], "<<-9.38+10=0.6199999999999992>>0.62", "verified", "verified"),
+    ([], "<<2/3=0.6666666667>>", "refuted", "refuted"),  # 10 digits: not a float printout
+    ([], "<<22+21=43.545454545454548>>", "refuted", "refuted"),
+    # the number written after a note is plain text: it may round the note's result
+    ([], "<<350/15=23.333333333333332>>23", "verified", "verified"),
+    ([], "<<350/15=23.333333333333332>>24", "refuted", "refuted"),
+    ([], "<<48/2=24>>24 clips", "verified", "verified"),
+    # an irrational value written as a whole number is not a rounding
+    ([], "$\\pi = 4$", "refuted", "unknown"),  # z3 has no pi: never verified there
+    ([], "$\\pi = 3$", "refuted", "unknown"),
+    ([], "$\\sin(1) = 0$", "refuted", "unknown"),
+    # rounding the step does: half a unit of the last written digit
+    ([], "Roughly, 1/3 = 0.33", "verified", "verified"),
+    ([], "Roughly, 1/3 = 0.34", "refuted", "refuted"),
+    ([], "$\\pi \\approx 3.14$", "verified", "unknown"),
+    ([], "Rounded, $\\pi = 3.14$", "verified", "unknown"),
+    ([], "$\\pi \\approx 3.15$", "refuted", "unknown"),
+    ([], "$\\sqrt{2} = 1.41$", "verified", "verified"),  # fewer decimals than the value needs
+    ([], "$\\sqrt{2} = 1.42$", "refuted", "refuted"),
+    ([], "10/3 = 3.33", "verified", "verified"),
+    ([], "10/3 = 3.34", "refuted", "refuted"),
+    ([], "2/3 = 0.67", "verified", "verified"),
+    ([], "2/3 = 0.66", "refuted", "refuted"),  # cut off, not rounded
+    ([], "He fills 100/3 = 33 whole boxes", "verified", "verified"),
+    ([], "He fills 100/3 = 34 whole boxes", "refuted", "refuted"),
+    ([], "He needs about 100/3 = 30 boxes", "verified", "verified"),  # last significant digit
+    ([], "He needs about 100/3 = 40 boxes", "refuted", "refuted"),
+    ([], "He needs 100/3 = 30 boxes", "refuted", "refuted"),
+    # a quotient written as a mixed number is not a rounded integer (GSM8K train 3637, 3640)
+    ([], "To carry 17 objects, three at a time, it takes 17/3 = 5 and 2/3 loads.", "unknown", "unknown"),
+    ([], "Arthur can buy 16 comic books because 100 / 6= 16 and (2/3)", "unknown", "unknown"),
+    ([], "so 17/3 = 5 loads", "refuted", "refuted"),
+    ([], "100/4 = 25.1", "refuted", "refuted"),  # exact in the written decimals: no tolerance
+    ([], "1/3 = 33%", "verified", "verified"),
+    ([], "1/3 = 34%", "refuted", "refuted"),
+    # division by zero is never verified
+    ([], "<<10/0=3>>3", "refuted", "refuted"),
+    ([], "x/0 = 5", "unknown", "refuted"),
+    (["x = 3"], "so 1/(x-3) = 7", "unknown", "unknown"),  # zero only given an earlier step
+    (["x = 4"], "so 1/(x-3) = 1", "unknown", "verified"),
+]
+
+
+@pytest.fixture(scope="module")
+def checkers():
+    return {name: get_checker(name) for name in ("sympy", "z3")}
+
+
+@pytest.mark.parametrize("previous, step, sympy_status, z3_status", VERDICTS,
+                         ids=[row[1] for row in VERDICTS])
+def test_each_checker_gives_the_expected_verdict(checkers, previous, step, sympy_status,
+                                                 z3_status):
+    for name, expected in (("sympy", sympy_status), ("z3", z3_status)):
+        verdict = checkers[name].check("", previous, step)
+        assert verdict.status == expected, f"{name} on {step!r}: {verdict.evidence}"
+
+
+def test_division_by_zero_is_named_in_the_evidence(checkers):
+    assert "zero" in checkers["sympy"].check("", [], "<<10/0=3>>3").evidence
+    assert "zero" in checkers["z3"].check("", [], "x/0 = 5").evidence
+    assert "zero" in checkers["z3"].check("", ["x = 3"], "so 1/(x-3) = 7").evidence
