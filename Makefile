@@ -34,6 +34,8 @@ bench: install-bench
 	$(PYTHON) bench/completers.py
 	$(PYTHON) bench/annotate.py
 	$(PYTHON) bench/train.py
+	$(PYTHON) bench/check.py
+	$(PYTHON) bench/score.py
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache demo_out bench/out
+	rm -rf build dist *.egg-info .pytest_cache demo_out bench/out bench/.venv-trl113

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prm.errors import RecordError
-from prm.io import dumps, output_lock, read_finished, read_records
+from prm.io import dumps, output_lock, read_finished, read_records, sync_dir
 from prm.records import Trace
 
 from annotate.config import AnnotateConfig
@@ -257,7 +257,7 @@ def _run_locked(todo, out_path, completer, config, settings, completer_spec, wor
                disable=not progress, dynamic_ncols=True, smoothing=0.1)
     try:
         with open(out_path, "a", encoding="utf-8") as handle:
-            _sync_dir(out_path.parent)
+            sync_dir(out_path.parent)
             for labelled in _labelled(remaining, completer, config, grader, completer_spec, workers):
                 handle.write(dumps(labelled) + "\n")
                 handle.flush()
@@ -305,17 +305,3 @@ def _labelled(traces, completer, config, grader, completer_spec, workers):
         finally:
             for future in pending:
                 future.cancel()
-
-
-def _sync_dir(folder: Path) -> None:
-    """Make the output file's creation durable (its directory entry)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

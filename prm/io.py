@@ -343,7 +343,7 @@ class atomic_write:
         self.handle.close()
         if exc_type is None:
             os.replace(self.tmp, self.path)
-            _sync_dir(self.path.parent)
+            sync_dir(self.path.parent)
         else:
             os.unlink(self.tmp)
         return False
@@ -368,12 +368,12 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False) -> Iterator[Pa
                 os.fsync(handle.fileno())
             os.chmod(tmp, _target_mode(path))
             os.replace(tmp, path)
-        _sync_dir(path.parent)
+        sync_dir(path.parent)
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
 
 
-def _sync_dir(folder: Path) -> None:
+def sync_dir(folder: Path) -> None:
     """Make a rename in `folder` durable (fsync its directory entry), where the OS allows."""
     try:
         fd = os.open(folder, os.O_RDONLY)

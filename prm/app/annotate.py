@@ -16,30 +16,10 @@ import argparse
 import sys
 
 from annotate.config import AnnotateConfig
-from annotate.runner import input_formats, parse_shard
+from annotate.runner import input_formats
+from prm.app.arguments import count, positive_int, shard
 
 DEFAULTS = AnnotateConfig()
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _shard(text: str) -> tuple[int, int]:
-    try:
-        return parse_shard(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,17 +32,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=["mc", "binary"], default=DEFAULTS.method,
                         help="mc: per-step Monte Carlo (Math-Shepherd); binary: binary search for the "
                         "first error (OmegaPRM) (default: %(default)s)")
-    parser.add_argument("--n", type=_positive_int, default=DEFAULTS.n,
+    parser.add_argument("--n", type=positive_int, default=DEFAULTS.n,
                         help="completions per step (mc) or per probe (binary) (default: %(default)s)")
+    parser.add_argument("--min-successes", type=positive_int, default=DEFAULTS.min_successes, metavar="M",
+                        help="mc: a step is good when at least M of its N completions reach the answer "
+                        "(default: %(default)s, Math-Shepherd's hard label)")
     parser.add_argument("--temperature", type=float, default=DEFAULTS.temperature, help="(default: %(default)s)")
     parser.add_argument("--top-p", type=float, default=DEFAULTS.top_p, help="(default: %(default)s)")
-    parser.add_argument("--max-new-tokens", type=_positive_int, default=DEFAULTS.max_new_tokens, metavar="T",
+    parser.add_argument("--max-new-tokens", type=positive_int, default=DEFAULTS.max_new_tokens, metavar="T",
                         help="tokens per completion at most (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed,
                         help="run seed; each trace's samples depend only on (seed, trace id)")
-    parser.add_argument("--max-rollouts", type=_count, default=None, metavar="R",
+    parser.add_argument("--max-rollouts", type=count, default=None, metavar="R",
                         help="at most this many completions per trace (never exceeded)")
-    parser.add_argument("--max-tokens", type=_count, default=None, metavar="T",
+    parser.add_argument("--max-tokens", type=count, default=None, metavar="T",
                         help="at most this many generated tokens per trace (never exceeded: a completion "
                         "starts only if max-new-tokens still fit)")
     parser.add_argument("--keep-texts", action="store_true", help="keep every completion's full text")
@@ -74,30 +57,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     binary.add_argument("--search-correct", action="store_true",
                         help="search traces whose final answer is already correct too (default: label "
                         "them all positive without rollouts)")
-    binary.add_argument("--probe-first", type=_positive_int, default=None, metavar="K",
+    binary.add_argument("--probe-first", type=positive_int, default=None, metavar="K",
                         help="completions in a probe's first call; the rest only if none succeeds "
                         "(default: n/4 rounded up)")
     run = parser.add_argument_group("running")
-    run.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+    run.add_argument("--shard", type=shard, default=None, metavar="I/N",
                      help="annotate only shard I of N (by a hash of the trace id)")
-    run.add_argument("--workers", type=_positive_int, default=1, metavar="W",
+    run.add_argument("--workers", type=positive_int, default=1, metavar="W",
                      help="traces annotated at once, in threads (for HTTP completers) (default: 1)")
     run.add_argument("--format", choices=input_formats(), default="auto",
                         help="input layout (default: told from the fields)")
-    run.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="only the first N input traces")
+    run.add_argument("--limit", type=positive_int, default=None, metavar="N", help="only the first N input traces")
     run.add_argument("--grading-timeout", type=float, default=DEFAULTS.grading_timeout, metavar="S",
                      help="seconds per answer comparison (default: %(default)s)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     http = parser.add_argument_group("HTTP completers (--completer http://...)")
     http.add_argument("--timeout", type=float, default=None, metavar="S",
                       help="seconds to wait for one response (default: 120)")
-    http.add_argument("--max-retries", type=_count, default=None, metavar="K",
+    http.add_argument("--max-retries", type=count, default=None, metavar="K",
                       help="tries after the first one, for a failed request (default: 4)")
 
 
 def config_from_args(args: argparse.Namespace) -> AnnotateConfig:
-    return AnnotateConfig(method=args.method, n=args.n, temperature=args.temperature, top_p=args.top_p,
-                          max_new_tokens=args.max_new_tokens, seed=args.seed, max_rollouts=args.max_rollouts,
+    return AnnotateConfig(method=args.method, n=args.n, min_successes=args.min_successes,
+                          temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed, max_rollouts=args.max_rollouts,
                           max_tokens=args.max_tokens, keep_texts=args.keep_texts, reuse_rollouts=not args.fresh,
                           after_error=args.after_error, skip_correct=not args.search_correct,
                           probe_first=args.probe_first, grading_timeout=args.grading_timeout)

@@ -34,18 +34,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from prm.errors import RecordError
+from prm.app.arguments import positive_int
 
 STATUSES = ("verified", "refuted", "unknown", "unavailable")
 # fsync the partial output at most this often: a trace is checked in milliseconds, an fsync
 # takes several; a killed process loses nothing written, only a machine crash loses the rest
 SYNC_SECONDS = 1.0
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated checkers: sympy, z3, lean (default: sympy,z3)")
     parser.add_argument("--format", choices=readable, default="auto",
                         help="input layout (default: told from the fields)")
-    parser.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
                         help="only the first N input traces")
     parser.add_argument("--skip-invalid", action="store_true",
                         help="skip records that cannot be read (they are listed) instead of stopping")
@@ -84,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or only one that contradicts the earlier steps")
     parser.add_argument("--lean-project", default=None,
                         help="Lake project with the Lean REPL (default: $PRM_LEAN_PROJECT)")
-    parser.add_argument("--workers", type=_positive_int, default=default_workers(), metavar="N",
+    parser.add_argument("--workers", type=positive_int, default=default_workers(), metavar="N",
                         help="checker processes (default: one per CPU, here %(default)s)")
     parser.add_argument("--recheck", action="store_true",
                         help="discard the partial output of an interrupted run and start over")

@@ -30,6 +30,7 @@ import os
 import sys
 from pathlib import Path
 
+from prm.aggregate import AGGREGATIONS
 from prm.errors import RecordError
 from prm.reward.loading import FAMILIES
 
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", metavar="OUT", help="where to write the scored traces")
     parser.add_argument("--format", "--family", dest="format", default="auto", choices=["auto", *FAMILIES],
                         help="the model's family (default: told from its config.json and tokenizer)")
-    parser.add_argument("--aggregation", choices=["min", "prod", "last", "mean"],
+    parser.add_argument("--aggregation", choices=AGGREGATIONS,
                         help="step -> solution aggregation (default: the model's own, else min)")
     parser.add_argument("--batch-size", type=int, default=16, help="traces per batch (default 16)")
     parser.add_argument("--chunk", type=int, default=512,
@@ -85,11 +86,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from prm.io import output_lock, read_traces, write_traces
+    from prm import formats
+    from prm.io import output_lock, write_traces
 
     if not os.path.exists(args.input):
         raise RecordError("no such file", path=args.input)
-    traces = read_traces(args.input)
+    traces = formats.read(args.input)
     if not traces:
         if not args.allow_empty:
             raise RecordError("holds no records: nothing to score (pass --allow-empty to write an empty "

@@ -21,25 +21,11 @@ import os
 import time
 from pathlib import Path
 
+from prm.aggregate import AGGREGATIONS
+from prm.app.arguments import positive_int, shard
 from prm.search.config import STRATEGIES, SearchConfig
 
 DEFAULTS = SearchConfig()
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _shard(text: str) -> tuple[int, int]:
-    from annotate.runner import parse_shard
-
-    try:
-        return parse_shard(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _budget(text: str) -> str:
@@ -65,11 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="per problem: generated tokens (1200) or full solutions' worth (8x) (default: %(default)s)")
     parser.add_argument("--tokens-per-solution", type=float, default=None, metavar="T",
                         help="what 1x is in tokens (default: measured on one sample of 16 problems)")
-    parser.add_argument("--width", type=_positive_int, default=None,
+    parser.add_argument("--width", type=positive_int, default=None,
                         help="prefixes kept (beam) or subtrees (dvts) (default: N // expand)")
-    parser.add_argument("--expand", type=_positive_int, default=DEFAULTS.expand,
+    parser.add_argument("--expand", type=positive_int, default=DEFAULTS.expand,
                         help="candidate next steps per kept prefix (default: %(default)s)")
-    parser.add_argument("--aggregation", choices=["min", "prod", "last", "mean"], default=DEFAULTS.aggregation,
+    parser.add_argument("--aggregation", choices=AGGREGATIONS, default=DEFAULTS.aggregation,
                         help="step scores -> solution score (default: %(default)s)")
     parser.add_argument("--no-score-answer", action="store_true",
                         help="do not score the `#### x` line as a step")
@@ -81,20 +67,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="beam/dvts: rank a step by the score of L more sampled steps (default: %(default)s)")
     parser.add_argument("--temperature", type=float, default=DEFAULTS.temperature, help="(default: %(default)s)")
     parser.add_argument("--top-p", type=float, default=DEFAULTS.top_p, help="(default: %(default)s)")
-    parser.add_argument("--step-tokens", type=_positive_int, default=DEFAULTS.step_tokens,
+    parser.add_argument("--step-tokens", type=positive_int, default=DEFAULTS.step_tokens,
                         help="most tokens of one step (default: %(default)s)")
-    parser.add_argument("--solution-tokens", type=_positive_int, default=DEFAULTS.solution_tokens,
+    parser.add_argument("--solution-tokens", type=positive_int, default=DEFAULTS.solution_tokens,
                         help="most tokens of one full solution (default: %(default)s)")
-    parser.add_argument("--max-depth", type=_positive_int, default=DEFAULTS.max_depth,
+    parser.add_argument("--max-depth", type=positive_int, default=DEFAULTS.max_depth,
                         help="most steps of a searched solution (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="(default: %(default)s)")
     parser.add_argument("--keep-tree", action="store_true", help="record every explored node (large)")
     run = parser.add_argument_group("running")
-    run.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+    run.add_argument("--shard", type=shard, default=None, metavar="I/N",
                      help="search only shard I of N (by a hash of the problem id)")
-    run.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="only the first N problems")
+    run.add_argument("--limit", type=positive_int, default=None, metavar="N", help="only the first N problems")
     run.add_argument("--format", default=None, help="input layout (default: told from the fields)")
-    run.add_argument("--chunk-size", type=_positive_int, default=32, metavar="P",
+    run.add_argument("--chunk-size", type=positive_int, default=32, metavar="P",
                      help="problems searched together, sharing each model call (default: %(default)s)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 

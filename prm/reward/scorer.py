@@ -7,7 +7,9 @@ non-neural scorers (checkers) are interchangeable:
 
 - `score_many(items, batch_size=None, progress=False)`: the one method to implement; one list
   of scores per (problem, steps) item, None for a step that could not be scored (e.g. cut by
-  a model's max length). A step is never given a made-up score.
+  a model's max length). A step is never given a made-up score. A `RewardModel` that reads
+  checker verdicts as inputs (`step_features`) takes (problem, steps, feature rows) items,
+  or reads the verdicts itself in `score_traces`.
 - `score(problem, steps)`, `score_traces(traces)`: conveniences over `score_many`.
 - `solution_score(step_scores, how)`: aggregate step scores into one solution score
   (`prm.aggregate`), by default with the scorer's own `aggregation`.

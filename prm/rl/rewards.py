@@ -1,7 +1,7 @@
 """A process reward as a TRL `GRPOTrainer` reward function, built from any step scorer.
 
     from trl import GRPOConfig, GRPOTrainer
-    from prm.reward.published import load_scorer
+    from prm.reward.loading import load_scorer
     from prm.rl.rewards import ProcessReward
 
     reward = ProcessReward(load_scorer("my-prm"), aggregation="min", outcome_weight=1.0)
