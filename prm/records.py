@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
+from functools import cache
 from typing import Any
 
 from prm.errors import RecordError
@@ -221,7 +222,8 @@ class Trace:
     # -- plain dicts (JSONL) ---------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The trace as plain JSON-like values (new dicts and lists; strings and numbers shared)."""
+        return _plain(self)
 
     @classmethod
     def from_dict(cls, data: Any) -> "Trace":
@@ -297,3 +299,20 @@ def _step_from(data: Any, index: int) -> Step:
         raise RecordError(err.reason, field=f"steps[{index}].{err.field or ''}".rstrip(".")) from None
     except TypeError as err:  # wrong keys inside verdicts/rollouts
         raise RecordError(str(err), field=f"steps[{index}]") from None
+
+
+def _plain(value: Any) -> Any:
+    """`dataclasses.asdict` without its deep copy of every leaf: writing a checked trace spent
+    most of its time there (`prm check` writes thousands of traces a second)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))

@@ -134,7 +134,7 @@ def build_checkers(names: list[str], args) -> dict:
 def read_input(args):
     """The traces to check, in any format `prm.formats` reads; one clear error for a missing
     path, a folder without data, an empty input (unless --allow-empty) or duplicate ids."""
-    from prm.formats import guess_format, read
+    from prm.formats import read
     from prm.io import ReadReport
 
     path = Path(args.input)
@@ -143,12 +143,8 @@ def read_input(args):
     if path.resolve() == Path(args.output).resolve():
         raise RecordError("OUT must not be the input", path=args.output)
     report = ReadReport()
-    fmt = None if args.format == "auto" else args.format
-    if path.is_file() and _blank(path):
-        traces = []
-    else:
-        traces = read(path, fmt or guess_format(path), skip_invalid=args.skip_invalid,
-                      report=report, limit=args.limit)
+    traces = read(path, None if args.format == "auto" else args.format, skip_invalid=args.skip_invalid,
+                  report=report, limit=args.limit)
     if report.skipped:
         print(report.summary(), file=sys.stderr)
     if not traces and not args.allow_empty:
@@ -162,13 +158,6 @@ def read_input(args):
                               field="id")
         seen[trace.id] = number
     return traces
-
-
-def _blank(path: Path) -> bool:
-    """Whether a file holds nothing but white space (an empty input, not an unknown format)."""
-    if path.stat().st_size > 1 << 16:
-        return False
-    return not path.read_bytes().strip()
 
 
 # -- the partial output -----------------------------------------------------------------------

@@ -180,6 +180,13 @@ def _first_json_value(path: Path) -> Any:
     return {}
 
 
+def _blank(path: Path) -> bool:
+    """Whether `path` is a file holding nothing but white space."""
+    if not path.is_file() or path.stat().st_size > 1 << 16:
+        return False
+    return not path.read_bytes().strip()
+
+
 def _is_dataset_dir(path: Path) -> bool:
     return (path / "dataset_info.json").exists() or (path / "state.json").exists() \
         or (path / "dataset_dict.json").exists()
@@ -203,6 +210,8 @@ def read(path: str | os.PathLike, format: str | None = None, *, skip_invalid: bo
     and line of the second, unless `keep_duplicates`.
     """
     path = Path(path)
+    if format is None and _blank(path):
+        return []  # an empty input holds no traces whatever its format: nothing to guess from
     name = format or guess_format(path)
     fmt = get_format(name)
     if fmt.reader is None:
