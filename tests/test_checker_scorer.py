@@ -71,7 +71,7 @@ def test_load_step_scorer_understands_checker_specs(tmp_path):
         load_step_scorer("checker:nope")
     with pytest.raises(RecordError, match="no checker named"):
         load_step_scorer("checker:")
-    with pytest.raises(RecordError, match="cannot open the model"):
+    with pytest.raises(RecordError, match="no such model folder"):
         load_step_scorer(str(tmp_path / "missing") + "+checker:sympy")
 
 

@@ -13,7 +13,7 @@ model options.
 
 from __future__ import annotations
 
-from prm.errors import RecordError
+from prm.errors import RecordError, opening_model
 from prm.reward.scorer import StepScorer
 
 CHECKER_PREFIX = "checker:"
@@ -60,11 +60,10 @@ def load_step_scorer(spec: str, **options) -> StepScorer:
 
 
 def load_model_scorer(model: str, **options) -> StepScorer:
-    """`prm.reward.loading.load_scorer`, with errors opening the model as a `RecordError`."""
+    """`prm.reward.loading.load_scorer`, with errors opening the model as one `RecordError`
+    naming it (a missing folder, a corrupt weights file)."""
     from prm.reward.loading import load_scorer
 
     options = {k: v for k, v in options.items() if v is not None}
-    try:
+    with opening_model(model):
         return load_scorer(model, **options)
-    except (OSError, ValueError) as err:
-        raise RecordError(f"cannot open the model: {err}", path=model) from None
