@@ -7,6 +7,7 @@ losses equals the one process's loss over their union, and the gradients agree.
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -29,6 +30,17 @@ def traces(n: int) -> list[Trace]:
 
 
 def train(data, backbone, out, processes: int, batch: int) -> list[float]:
+    # A launch that hangs (seen once in ~10 runs on a loaded 2-core machine, in torch's
+    # rendezvous or gloo teardown, after or before training) is tried once more on a new port;
+    # a launch that fails, or a second hang, fails the test.
+    try:
+        return _train_once(data, backbone, out, processes, batch)
+    except subprocess.TimeoutExpired:
+        shutil.rmtree(out, ignore_errors=True)
+        return _train_once(data, backbone, out, processes, batch)
+
+
+def _train_once(data, backbone, out, processes: int, batch: int) -> list[float]:
     launcher = [sys.executable]
     if processes > 1:
         with socket.socket() as probe:  # a free port on loopback for the processes' rendezvous
@@ -43,7 +55,7 @@ def train(data, backbone, out, processes: int, batch: int) -> list[float]:
     if processes > 1:
         command += ["--ddp_backend", "gloo"]
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=150, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return [r["loss"] for r in records if "loss" in r]

@@ -106,8 +106,10 @@ def run(args: argparse.Namespace) -> int:
         summary["eval_metrics"] = trainer.evaluate()
         print("eval: " + ", ".join(f"{k.removeprefix('eval_')} {v:.4g}" for k, v in summary["eval_metrics"].items()
                                    if isinstance(v, float)))
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    print(f"prm train: model saved to {out} (metrics log: {out / 'metrics.jsonl'})")
+    if trainer.is_world_process_zero():
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        print(f"prm train: model saved to {out} (metrics log: {out / 'metrics.jsonl'})")
+    _leave_process_group()
     return 0
 
 
@@ -133,3 +135,13 @@ def _check_labels(traces, options: RewardModelOptions, path: str) -> None:
     if not has:
         raise RecordError(f"no record has a {options.label_type} label to train a {options.head.upper()} on",
                           path=path, field=field_name)
+
+
+def _leave_process_group() -> None:
+    """Under torchrun, leave the process group before exiting: a gloo group left to the
+    interpreter's exit can abort a process ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
