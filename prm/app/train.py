@@ -23,6 +23,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -138,10 +139,14 @@ def _check_labels(traces, options: RewardModelOptions, path: str) -> None:
 
 
 def _leave_process_group() -> None:
-    """Under torchrun, leave the process group before exiting: a gloo group left to the
-    interpreter's exit can abort a process ("terminate called without an active exception")."""
+    """Under torchrun, end the process once every rank has written its outputs. Left to the
+    interpreter's exit, torch's gloo process group can deadlock in its destructor (it joins a
+    thread that waits for the GIL the destructor holds) or abort the process; nothing is left
+    to run here, so the process exits without running destructors."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
-        dist.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
