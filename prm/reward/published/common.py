@@ -75,6 +75,16 @@ def load_checked(model_class, path: str, device: str | None = None, dtype: str |
     return place(model, device, dtype)
 
 
+def load_checked_with_tokenizer(model_class, path: str, device: str | None = None, dtype: str | None = None):
+    """(model, tokenizer) of a folder, short name or hub name: the model by `load_checked`."""
+    from transformers import AutoTokenizer
+
+    from prm.model_names import resolve_model
+
+    path = resolve_model(path)
+    return load_checked(model_class, path, device, dtype), AutoTokenizer.from_pretrained(path)
+
+
 def gather_rows(hidden, positions):
     """hidden[b, positions[b, k]] for every batch row b and step k (positions padded with -1)."""
     index = positions.clamp(min=0).unsqueeze(-1).expand(-1, -1, hidden.size(-1))

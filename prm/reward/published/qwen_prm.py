@@ -25,7 +25,7 @@ from transformers import Qwen2Config, Qwen2Model, Qwen2PreTrainedModel
 
 from prm.reward.published.common import (
     gather_rows,
-    load_checked,
+    load_checked_with_tokenizer,
     model_device,
     model_max_length,
 )
@@ -76,13 +76,7 @@ class QwenPRMScorer(BatchedStepScorer):
     @classmethod
     def from_pretrained(cls, path: str, *, device: str | None = None, dtype: str | None = None,
                         **kwargs) -> QwenPRMScorer:
-        from transformers import AutoTokenizer
-
-        from prm.model_names import resolve_model
-
-        path = resolve_model(path)
-        model = load_checked(Qwen2ProcessRewardModel, path, device, dtype)
-        return cls(model, AutoTokenizer.from_pretrained(path), **kwargs)
+        return cls(*load_checked_with_tokenizer(Qwen2ProcessRewardModel, path, device, dtype), **kwargs)
 
     def messages(self, problem: str, steps: list[str]) -> list[dict]:
         """The chat the model reads: system, problem, steps each followed by <extra_0>."""

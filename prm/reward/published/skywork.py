@@ -22,7 +22,7 @@ from transformers import Qwen2Config, Qwen2Model, Qwen2PreTrainedModel
 
 from prm.reward.published.common import (
     gather_rows,
-    load_checked,
+    load_checked_with_tokenizer,
     model_device,
     model_max_length,
 )
@@ -75,13 +75,7 @@ class SkyworkPRMScorer(BatchedStepScorer):
     @classmethod
     def from_pretrained(cls, path: str, *, device: str | None = None, dtype: str | None = None,
                         **kwargs) -> SkyworkPRMScorer:
-        from transformers import AutoTokenizer
-
-        from prm.model_names import resolve_model
-
-        path = resolve_model(path)
-        model = load_checked(Qwen2ValueModel, path, device, dtype)
-        return cls(model, AutoTokenizer.from_pretrained(path), **kwargs)
+        return cls(*load_checked_with_tokenizer(Qwen2ValueModel, path, device, dtype), **kwargs)
 
     def _encode_many(self, items):
         if not items:
