@@ -34,6 +34,7 @@ from torch import nn
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from prm.records import Trace, first_error
+from prm.reward.implicit import dpo_loss
 from prm.reward.model import RewardModel, RewardModelOptions, step_loss
 from prm.reward.step_features import step_feature_values
 from prm.reward.step_tokenizer import EncodedSteps, pad_batch
@@ -213,7 +214,7 @@ def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "ha
             report.dropped_steps += enc.dropped
             report.truncated_traces += 1
         kept = targets[:enc.kept]
-        if head == "orm":
+        if head in ("orm", "implicit"):
             values = [PADDING] * (enc.kept - 1) + [kept[-1]] if enc.dropped == 0 else []
         else:
             values = [UNKNOWN if t is None else t for t in kept]
@@ -233,7 +234,7 @@ def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "ha
             positions.append(positions[-1])
             values.append(TRUNCATED)
         example = {"input_ids": enc.input_ids, "step_positions": positions, "labels": values,
-                   "answer_start": enc.answer_start}
+                   "answer_start": enc.answer_start, "problem": trace.problem}
         if feature_names:  # checker verdicts as inputs (prm.reward.step_features)
             rows = step_feature_values(trace.steps, feature_names)[:enc.kept]
             example["step_features"] = rows + [[0.0] * len(feature_names)] * (len(positions) - len(rows))
@@ -241,17 +242,43 @@ def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "ha
     return examples, report
 
 
+def preference_pairs(examples: list[dict]) -> list[dict]:
+    """DPO pairs for an implicit PRM: within each problem, correct solutions (outcome 1) paired
+    with incorrect ones (outcome 0), round robin, as many pairs as the larger side has
+    solutions so every solution takes part. A pair is the chosen example with the rejected
+    one under "rejected"; problems whose solutions are all right or all wrong give none."""
+    groups: dict[str, tuple[list, list]] = {}
+    for example in examples:
+        outcome = max(example["labels"])  # one known label per implicit/ORM example, at its last step
+        if outcome in (0.0, 1.0):
+            groups.setdefault(example["problem"], ([], []))[int(outcome == 0.0)].append(example)
+    pairs = []
+    for right, wrong in groups.values():
+        for i in range(max(len(right), len(wrong)) if right and wrong else 0):
+            pairs.append({**right[i % len(right)], "rejected": wrong[i % len(wrong)]})
+    return pairs
+
+
 class StepCollator:
-    """Pads a batch of examples to its own longest sequence (dynamic padding)."""
+    """Pads a batch of examples to its own longest sequence (dynamic padding). Preference pairs
+    (examples with a "rejected" example) become one batch: the chosen rows, then the rejected
+    ones, and "pairs" (how many)."""
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
 
     def __call__(self, features: list[dict]) -> dict:
+        pairs = None
+        if features and "rejected" in features[0]:
+            pairs = len(features)
+            features = list(features) + [f["rejected"] for f in features]
         batch = [EncodedSteps(f["input_ids"], f["step_positions"], len(f["step_positions"]),
                               answer_start=f.get("answer_start", 0), features=f.get("step_features"))
                  for f in features]
-        return pad_batch(batch, self.pad_token_id, labels=[f["labels"] for f in features], answer_start=True)
+        padded = pad_batch(batch, self.pad_token_id, labels=[f["labels"] for f in features], answer_start=True)
+        if pairs is not None:
+            padded["pairs"] = pairs
+        return padded
 
 
 # -- metrics ------------------------------------------------------------------------------
@@ -314,7 +341,7 @@ def _metrics_from_eval(eval_pred, threshold: float, head: str) -> dict:
         targets.append([None if v == UNKNOWN else float(v) for v in row_labels[steps]])
         complete.append(not bool((row_labels == TRUNCATED).any()))
     metrics = step_metrics(probs, targets, threshold, complete)
-    if head == "orm":
+    if head in ("orm", "implicit"):
         metrics = {k: v for k, v in metrics.items() if not k.startswith("first_error")}
     return {k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))}
 
@@ -345,7 +372,10 @@ class RewardTrainer(Trainer):
         elif model_options is not None:
             raise ValueError("model_options are for a backbone name; a RewardModel keeps its own config.options")
         labels = model.config.label_type
+        implicit = model.config.head == "implicit"
         if args.freeze_backbone:
+            if implicit:
+                raise ValueError("an implicit PRM has no head: freeze_backbone would leave nothing to train")
             model.backbone.requires_grad_(False)
         if args.disable_dropout:
             for module in model.backbone.modules():
@@ -356,6 +386,14 @@ class RewardTrainer(Trainer):
         if not train_set:
             raise ValueError(f"no trace has {labels} labels to train on ({self.train_report.summary()})")
         _log_report(self.train_report, "train")
+        self.pairs = None
+        if implicit and model.config.implicit_loss == "dpo":
+            train_set = preference_pairs(train_set)
+            self.pairs = len(train_set)
+            if not train_set:
+                raise ValueError("implicit_loss=dpo needs problems with both a correct and an incorrect solution "
+                                 f"among the training traces; none has both ({self.train_report.summary()})")
+            logger.info("DPO: %d preference pairs", self.pairs)
         self.eval_report = None
         eval_set = None
         if isinstance(eval_traces, dict):
@@ -384,14 +422,22 @@ class RewardTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         labels = inputs.pop("labels")
+        pairs = inputs.pop("pairs", None)
         outputs = model(**inputs)
-        loss = step_loss(outputs.logits, labels, self.model.config.objective, self.pos_weight)
+        if pairs is not None:  # implicit PRM, DPO: r(y) sits at each row's one labelled position
+            rewards = torch.where(labels >= 0, outputs.logits, torch.zeros_like(outputs.logits)).sum(dim=1)
+            loss = dpo_loss(rewards[:pairs], rewards[pairs:])
+        else:
+            objective = "bce" if self.model.config.head == "implicit" else self.model.config.objective
+            loss = step_loss(outputs.logits, labels, objective, self.pos_weight)
         return (loss, outputs) if return_outputs else loss
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         if resume_from_checkpoint:  # the data report is already in the logs of the first run
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         report = self.train_report
+        if self.pairs is not None:
+            self.log({"train_pairs": self.pairs})
         self.log({"train_traces": report.used, "train_labeled_steps": report.labeled_steps,
                   "train_positive_rate": report.positive_rate or 0.0,
                   "train_unknown_masked": report.unknown_masked,
