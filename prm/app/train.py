@@ -1,7 +1,12 @@
-"""`prm train`: fit a PRM or ORM head on labelled traces.
+"""`prm train`: fit a PRM or ORM head, or an implicit PRM, on labelled traces.
 
     prm train DATA --backbone NAME_OR_PATH --head prm|orm --labels hard|soft --out DIR
               [--eval DATA] [--epochs N] [--batch-size N] [--lr X] [--resume] ...
+    prm train DATA --backbone CAUSAL_LM --head implicit [--reference MODEL] [--beta B] [--loss ce|dpo] --out DIR
+
+`--head implicit` trains the causal LM itself on the traces' outcome labels (`outcome_label`,
+e.g. from `prm convert` of graded solutions; no step label, no rollout) against a frozen
+reference (`--reference`, default a copy of the backbone); see docs/reward_models.md.
 
 The options are generated from three dataclasses, so each is defined once: `TrainInputs`
 (below: data, backbone, held-out data, resume), `prm.reward.model.RewardModelOptions` (every
@@ -124,7 +129,17 @@ def _read(path: str):
 
 def _check_labels(traces, options: RewardModelOptions, path: str) -> None:
     """Refuse data with no label of the requested kind, naming the file and the field."""
-    if options.head == "orm":
+    if options.head == "implicit":  # outcome labels only: no step label, no rollout
+        has = any(t.outcome_label is not None for t in traces)
+        if options.implicit_loss == "dpo" and has:
+            outcomes: dict[str, set] = {}
+            for t in traces:
+                outcomes.setdefault(t.problem, set()).add(t.outcome_label)
+            if not any({0, 1} <= seen for seen in outcomes.values()):
+                raise RecordError("--loss dpo needs a problem with both a correct and an incorrect solution; "
+                                  "no problem has both", path=path, field="outcome_label")
+        field_name = "outcome_label"
+    elif options.head == "orm":
         has = any(t.outcome_label is not None or all(s.hard_label is not None for s in t.steps) for t in traces)
         if options.label_type == "soft":
             has = has or any(t.steps[-1].soft_label is not None for t in traces)

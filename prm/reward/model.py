@@ -267,6 +267,24 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
         self.tokenizer = None
         self._step_tokenizer = None
         self.post_init()
+        if config.lora_r > 0:
+            self._rename_tied_weights_under_lora()
+
+    def _rename_tied_weights_under_lora(self) -> None:
+        """The tied-weight map (a causal LM's lm_head tied to its embeddings) names the backbone's
+        parameters as before the LoRA wrap ("backbone.lm_head.weight"); peft moved them under
+        "backbone.base_model.model.", and loading a saved model would look for names that do not
+        exist. Rename them to where they are."""
+        tied = getattr(self, "all_tied_weights_keys", None)
+        if not tied:
+            return
+        names = set(dict(self.named_parameters(remove_duplicate=False)))
+
+        def where(name: str) -> str:
+            moved = name.replace("backbone.", "backbone.base_model.model.", 1)
+            return moved if name not in names and moved in names else name
+
+        self.all_tied_weights_keys = {where(target): where(source) for target, source in tied.items()}
 
     @property
     def aggregation(self) -> str:
@@ -358,6 +376,46 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
         """head=implicit: the running values q_t (batch, steps); q at the last step is r(y)."""
         ratios = self.token_log_ratios(input_ids, attention_mask, answer_start)
         return running_values(ratios, step_positions, self.config.beta)
+
+    @torch.inference_mode()
+    def token_rewards(self, items, batch_size: int | None = None) -> list[list[list[tuple[int, float]]]]:
+        """head=implicit: the token-level process rewards beta * log(pi_theta / pi_ref) of every step.
+
+        For each (problem, steps) item, one list per kept step of (end, reward) pairs, one per
+        token of the step (and its separator): `end` is the offset in the step's text just after
+        the token's last character (capped at the step's length, so separator tokens sit on its
+        end). A step's rewards sum to its step reward q_t - q_{t-1}. Needs a fast tokenizer."""
+        if self.config.head != "implicit":
+            raise ValueError("token_rewards needs an implicit PRM (head='implicit')")
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise ValueError("token_rewards needs a fast tokenizer (character offsets)")
+        was_training = self.training
+        self.eval()
+        items = [(item[0], list(item[1])) for item in items]
+        encoded = self.step_tokenizer.encode_many(items)
+        suffix = self.config.step_separator if self.config.step_marker == "last-token" else ""
+        results = []
+        size = batch_size or self.batch_size
+        for first in range(0, len(items), size):
+            batch = encoded[first:first + size]
+            inputs = {k: v.to(self.device) for k, v in pad_batch(batch, self.tokenizer.pad_token_id,
+                                                                answer_start=True).items()}
+            ratios = self.token_log_ratios(inputs["input_ids"], inputs["attention_mask"],
+                                           inputs["answer_start"]).float().cpu() * self.config.beta
+            for row, (enc, (_, steps)) in enumerate(zip(batch, items[first:first + size])):
+                steps_out, start = [], enc.answer_start
+                for step, end in zip(steps, enc.step_positions):
+                    offsets = self.tokenizer(step + suffix, add_special_tokens=False,
+                                             return_offsets_mapping=True)["offset_mapping"]
+                    values = ratios[row, start:end + 1].tolist()
+                    ends = [min(stop, len(step)) for _, stop in offsets]
+                    ends += [len(step)] * (len(values) - len(ends))  # appended marker/sep tokens
+                    steps_out.append(list(zip(ends[:len(values)], values)))
+                    start = end + 1
+                results.append(steps_out)
+        if was_training:
+            self.train()
+        return results
 
     # -- building, saving, loading ---------------------------------------------------------
 
