@@ -150,10 +150,12 @@ def main() -> int:
     if args.extra_samples:
         train = train + sample_more(demo, train, args.extra_samples, args.seed, args.threads)
     val, test = read_traces(demo / "traces_val.jsonl"), read_traces(demo / "traces_test.jsonl")
-    mc = measure(read_traces(demo / "scored_val.jsonl"), read_traces(demo / "scored_test.jsonl"))
-    print(f"demo PRM (MC labels + sympy): best-of-{mc['n']} min {mc['best_of_n'].get('min', mc['best_of_n'].get('prm_min')):.3f}"
-          f" majority {mc['best_of_n']['majority']:.3f} oracle {mc['best_of_n']['oracle']:.3f}; "
-          f"AUROC {mc['auroc']:.3f}, first-error F1 {mc['first_error_f1']:.3f}")
+    mc = None
+    if (demo / "scored_test.jsonl").exists():
+        mc = measure(read_traces(demo / "scored_val.jsonl"), read_traces(demo / "scored_test.jsonl"))
+        print(f"demo PRM (MC labels + sympy): best-of-{mc['n']} min {mc['best_of_n']['prm_min']:.3f}"
+              f" majority {mc['best_of_n']['majority']:.3f} oracle {mc['best_of_n']['oracle']:.3f}; "
+              f"AUROC {mc['auroc']:.3f}, first-error F1 {mc['first_error_f1']:.3f}")
     tokens = sampled_tokens(train)
     print(f"training: {len(train)} traces, {tokens} sampled tokens, 0 rollouts; uptime: {os.getloadavg()}")
 
