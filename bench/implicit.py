@@ -13,6 +13,11 @@ solutions per training problem (sampling is cheap; rollouts are what Monte Carlo
 and trains on those with the demo's.
 
     python bench/implicit.py --demo demo_out --rows ce-b05,dpo-b05
+    python bench/implicit.py --demo demo_out --holdout 30 --rows ce-b05   # only traces_train.jsonl needed
+
+`--holdout K` trains on all but the last K training problems and measures on those K (best-of
+the demo's `train_samples`, step metrics at 0.5): a quick reading that needs no validation or
+test sampling and no Monte Carlo labels.
     python bench/implicit.py --demo demo_out --rows all --extra-samples 12
 
 Results are merged into bench/results/implicit.json under "ROW" (+ "/xK" with extra samples).
@@ -29,6 +34,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# `python bench/implicit.py` puts bench/ first on sys.path, where bench/completers.py would shadow
+# the completers package: the project's root comes first instead
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 RESULTS = ROOT / "bench" / "results" / "implicit.json"
 
 # name -> RewardModelOptions (beyond head/template) and RewardTrainerConfig fields
@@ -39,6 +47,8 @@ ROWS: dict[str, dict] = {
                "training": {"learning_rate": 1e-3, "num_train_epochs": 2}},
     "ce-b1": {"model": {"beta": 1.0, "implicit_loss": "ce"},
               "training": {"learning_rate": 1e-3, "num_train_epochs": 2}},
+    "ce-b05-4ep": {"model": {"beta": 0.5, "implicit_loss": "ce"},
+                   "training": {"learning_rate": 1e-3, "num_train_epochs": 4}},
     "ce-b05-lr3e-4": {"model": {"beta": 0.5, "implicit_loss": "ce"},
                       "training": {"learning_rate": 3e-4, "num_train_epochs": 3}},
     "dpo-b05": {"model": {"beta": 0.5, "implicit_loss": "dpo"},
@@ -60,9 +70,9 @@ def train_implicit(traces, folder: Path, model: dict, training: dict, seed: int,
     from prm.reward.training import RewardTrainer, RewardTrainerConfig
 
     options = RewardModelOptions(head="implicit", prompt_template=PLAIN_TEMPLATE, **model)
-    settings = {"per_device_train_batch_size": 16, **training}
+    settings = {"per_device_train_batch_size": 16, "logging_steps": 50, **training}
     args = RewardTrainerConfig(output_dir=str(folder), save_strategy="no", eval_strategy="no", report_to=[],
-                               logging_steps=50, disable_tqdm=True, seed=seed, **settings)
+                               disable_tqdm=True, seed=seed, **settings)
     start = cpu_seconds()
     trainer = RewardTrainer("tiny-gsm", args, train_traces=traces, model_options=options)
     trainer.train()
@@ -93,6 +103,19 @@ def measure(val, test) -> dict:
             "first_error_f1": (first.get("overall") or first).get("f1")}
 
 
+def measure_holdout(scored) -> dict:
+    """Best-of-N over every held-out problem's traces and step metrics at 0.5, against gold."""
+    from evals.best_of_n import best_of_n_curves
+    from evals.first_error import first_error_metrics
+    from evals.step_metrics import step_metrics
+
+    curves = best_of_n_curves(scored, repeats=16)
+    step = step_metrics(scored, 0.5, "meta")
+    return {"best_of_n": {name: values[-1] for name, values in curves["methods"].items()}, "n": curves["n"][-1],
+            "auroc": step.get("auroc"), "step_accuracy": step.get("accuracy"),
+            "first_error_f1": first_error_metrics(scored, 0.5, "meta")["overall"]["f1"]}
+
+
 def sample_more(demo: Path, traces, k: int, seed: int, threads: int):
     """K more solutions per training problem (tiny-gsm, the demo's temperature), cached in the demo folder."""
     from prm.io import read_traces, write_traces
@@ -104,7 +127,12 @@ def sample_more(demo: Path, traces, k: int, seed: int, threads: int):
     from completers.transformers_completer import TransformersCompleter
     from completers.world import generate_problems, sample_traces
 
-    config = json.loads((demo / "summary.json").read_text())["config"]
+    from dataclasses import asdict
+
+    from prm.app.demo import DemoConfig
+
+    summary = demo / "summary.json"
+    config = json.loads(summary.read_text())["config"] if summary.exists() else asdict(DemoConfig())
     total = config["train_problems"] + config["val_problems"] + config["test_problems"]
     problems = generate_problems(total, seed=config["seed"])[:config["train_problems"]]
     params = SamplingParams(n=k, temperature=config["temperature"], max_new_tokens=320, seed=seed + 77_000)
@@ -134,6 +162,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", action="append", default=[],
                         help="override a setting of every row: model.beta=0.2 or training.learning_rate=1e-4")
+    parser.add_argument("--holdout", type=int, default=0,
+                        help="measure on the last K training problems instead of the demo's test split")
     parser.add_argument("--keep", default=None, help="save each trained model under this folder")
     args = parser.parse_args()
 
@@ -147,11 +177,18 @@ def main() -> int:
 
     demo = Path(args.demo)
     train = read_traces(demo / "traces_train.jsonl")
-    if args.extra_samples:
-        train = train + sample_more(demo, train, args.extra_samples, args.seed, args.threads)
-    val, test = read_traces(demo / "traces_val.jsonl"), read_traces(demo / "traces_test.jsonl")
+    extra = sample_more(demo, train, args.extra_samples, args.seed, args.threads) if args.extra_samples else []
+    if args.holdout:
+        problems = sorted({t.meta["problem_id"] for t in train})
+        held = set(problems[-args.holdout:])
+        val, test = [], [t for t in train if t.meta["problem_id"] in held]
+        train = [t for t in train if t.meta["problem_id"] not in held]
+        extra = [t for t in extra if t.meta["problem_id"] not in held]  # nothing of a held-out problem
+    else:
+        val, test = read_traces(demo / "traces_val.jsonl"), read_traces(demo / "traces_test.jsonl")
+    train = train + extra
     mc = None
-    if (demo / "scored_test.jsonl").exists():
+    if (demo / "scored_test.jsonl").exists() and not args.holdout:
         mc = measure(read_traces(demo / "scored_val.jsonl"), read_traces(demo / "scored_test.jsonl"))
         print(f"demo PRM (MC labels + sympy): best-of-{mc['n']} min {mc['best_of_n']['prm_min']:.3f}"
               f" majority {mc['best_of_n']['majority']:.3f} oracle {mc['best_of_n']['oracle']:.3f}; "
@@ -172,15 +209,20 @@ def main() -> int:
                                     row["training"], args.seed, args.threads)
         if args.keep:
             model.save_pretrained(Path(args.keep) / name)
-        scored_val = model.score_traces(outcome_only(val))
         scored_test = model.score_traces(outcome_only(test))
-        figures = measure(scored_val, scored_test)
+        if args.holdout:
+            for scored, original in zip(scored_test, test):
+                scored.meta = original.meta  # gold labels stay in meta
+            figures = measure_holdout(scored_test)
+        else:
+            figures = measure(model.score_traces(outcome_only(val)), scored_test)
         best = figures["best_of_n"]
         print(f"{name} {row}: best-of-{figures['n']} " + " ".join(
             f"{k} {best[k]:.3f}" for k in ("prm_min", "prm_last", "prm_mean", "prm_prod", "weighted_last", "majority")
             if k in best) + f"; AUROC {figures['auroc']:.3f}, first-error F1 {figures['first_error_f1']:.3f}, "
               f"{cpu:.0f} CPU s, {time.perf_counter() - wall:.0f} s wall", flush=True)
         key = name + (f"/x{args.extra_samples}" if args.extra_samples else "") + (
+            f"/holdout{args.holdout}" if args.holdout else "") + (
             "/" + ",".join(args.set) if args.set else "")
         results[key] = {"settings": row, "seed": args.seed, "train_traces": len(train), "sampled_tokens": tokens,
                         "rollouts": 0, "cpu_seconds": round(cpu, 1), **figures, "mc_prm": mc,

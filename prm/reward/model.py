@@ -128,7 +128,7 @@ class RewardModelOptions:
             label; `"dpo"`, DPO on pairs of a correct and an incorrect solution of the same problem.
     """
 
-    head: str = field(default="prm", metadata={"help": "prm: a score per step; orm: one per solution.",
+    head: str = field(default="prm", metadata={"help": "prm: a score per step; orm: one per solution; implicit: an implicit PRM from outcome labels.",
                                                  "choices": list(HEADS)})
     label_type: str = field(default="hard", metadata={"help": "Train on hard or soft step labels.",
                                                         "choices": list(LABEL_TYPES), "aliases": ["--labels"]})
