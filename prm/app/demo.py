@@ -37,7 +37,7 @@ from prm.records import Trace
 
 
 # The implicit PRM's recipe on the embedded world (docs/reward_models.md, bench/implicit.py)
-IMPLICIT_SAMPLES, IMPLICIT_BETA, IMPLICIT_LOSS, IMPLICIT_LR, IMPLICIT_EPOCHS = 0, 0.5, "ce", 1e-3, 2.0
+IMPLICIT_SAMPLES, IMPLICIT_BETA, IMPLICIT_LOSS, IMPLICIT_LR, IMPLICIT_EPOCHS = 0, 0.1, "ce", 1e-3, 2.0
 
 
 @dataclass

@@ -121,7 +121,7 @@ class RewardModelOptions:
             `head="implicit"`: the frozen reference LM pi_ref (short name, folder or hub name; it
             must share the backbone's tokenizer). `None`: a frozen copy of the backbone as loaded.
             Its weights are saved with the model, so a saved implicit PRM loads on its own.
-        beta (`float`, defaults to `0.5`):
+        beta (`float`, defaults to `0.1`):
             `head="implicit"`: the scale of the reward, r = beta * (sum of token log-ratios).
         implicit_loss (`str`, defaults to `"ce"`):
             `head="implicit"`: `"ce"`, cross-entropy of sigmoid(r(y)) against each trace's outcome
@@ -162,7 +162,7 @@ class RewardModelOptions:
                 "from refuted, refuted_so_far, verified, checked."})
     reference: str | None = field(default=None, metadata={
         "help": "head=implicit: the frozen reference LM (default: a frozen copy of the backbone)."})
-    beta: float = field(default=0.5, metadata={"help": "head=implicit: reward scale, r = beta * sum of log-ratios."})
+    beta: float = field(default=0.1, metadata={"help": "head=implicit: reward scale, r = beta * sum of log-ratios."})
     implicit_loss: str = field(default="ce", metadata={
         "help": "head=implicit: ce (outcome-label cross-entropy) or dpo (correct/incorrect pairs per problem).",
         "choices": list(IMPLICIT_LOSSES), "aliases": ["--loss"]})
