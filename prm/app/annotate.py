@@ -93,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
 
     from annotate.runner import load_input, run as run_annotation
 
+    from prm.io import check_output
+
+    check_output(args.output, file=True)  # JSONL, appended to: never a folder
     config = config_from_args(args)
     if Path(args.input).resolve() == Path(args.output).resolve():
         raise RecordError("OUT must not be the input file", path=args.output)

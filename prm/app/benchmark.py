@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from prm.io import write_traces
+    from prm.io import output_lock, write_traces
 
     out = Path(args.out)
     subsets = [s.strip() for s in args.subsets.split(",") if s.strip()] if args.subsets else None
@@ -82,11 +82,12 @@ def _run(args: argparse.Namespace) -> int:
         traces = load_benchmark(args.benchmark, args.data, subsets)
         if not traces:
             raise RecordError(f"no {args.benchmark} records found", path=args.data)
-        traces = score_resumably(traces, args, out)
-        write_traces(out / "scored.jsonl", traces)
-        partial = out / "scored.partial.jsonl"
-        if partial.exists():
-            partial.unlink()
+        with output_lock(out / "scored.jsonl", "prm eval --benchmark"):  # one run per OUT
+            traces = score_resumably(traces, args, out)
+            write_traces(out / "scored.jsonl", traces)
+            partial = out / "scored.partial.jsonl"
+            if partial.exists():
+                partial.unlink()
     if subsets and args.source:
         key = "subset" if args.benchmark == "processbench" else "error_class"
         traces = [t for t in traces if t.meta.get(key) in subsets]

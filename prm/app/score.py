@@ -87,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from prm import formats
-    from prm.io import output_lock, write_traces
+    from prm.io import check_output, output_lock, write_traces
 
+    check_output(args.output)  # before any work: a folder of the user's is never replaced
     if not os.path.exists(args.input):
         raise RecordError("no such file", path=args.input)
     traces = formats.read(args.input)

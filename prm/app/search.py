@@ -98,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
     from prm.formats import read
     from prm.search.config import problems_from_traces
 
+    from prm.io import check_output
+
     out = Path(args.output)
+    check_output(out, file=True)
     if out.suffix not in (".jsonl", ".json"):
         raise RecordError("results are streamed as JSONL: give a .jsonl file", path=str(out))
     if not Path(args.problems).exists():
@@ -112,6 +115,14 @@ def run(args: argparse.Namespace) -> int:
     if not problems:
         raise RecordError("no problems to search", path=args.problems)
 
+    from prm.io import output_lock
+
+    with output_lock(out, "prm search"):  # a second run on the same OUT is refused at once
+        return _search(args, problems, out, config)
+
+
+def _search(args: argparse.Namespace, problems, out: Path, config: SearchConfig) -> int:
+    from prm.errors import RecordError
     from completers.loading import load_completer
     from prm.app.scorers import load_step_scorer
 
