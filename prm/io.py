@@ -57,9 +57,9 @@ class ReadReport:
         if where is None:
             self.first_seen[trace.id] = f"{path} line {line}"
             return None
-        return RecordError(f"duplicate id {trace.id!r} (first at {where}); ids must be unique "
-                           "(pass keep_duplicates=True, or --keep-duplicates, to keep both)",
-                           path=path, line=line, field="id")
+        return RecordError(f"duplicate id {trace.id!r} (first at {where}); ids must be unique: "
+                           "remove or rename one (`prm convert` and `prm inspect` keep both with "
+                           "--keep-duplicates)", path=path, line=line, field="id")
 
     def accept(self, trace: Trace, path: str, line: int, skip_invalid: bool) -> bool:
         """Count `trace` as read, or refuse it as a duplicate (raise, or skip and record)."""
@@ -125,8 +125,9 @@ def parse_json(text: str | bytes) -> Any:
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as err:
-        raise RecordError(f"malformed JSON: {err.msg} at line {err.lineno} column {err.colno}"
-                          if err.lineno > 1 else f"malformed JSON: {err.msg} at column {err.colno}") from None
+        message = err.msg.removesuffix(" at")  # "Unterminated string starting at": one "at"
+        raise RecordError(f"malformed JSON: {message} at line {err.lineno} column {err.colno}"
+                          if err.lineno > 1 else f"malformed JSON: {message} at column {err.colno}") from None
     except RecursionError:
         raise RecordError("JSON nested too deeply to read") from None
 

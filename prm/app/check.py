@@ -229,7 +229,9 @@ def _difference(stored: dict | None, settings: dict) -> str:
 def sigterm_interrupts():
     """SIGTERM stops the run like Ctrl-C: finished traces are kept, workers are stopped."""
     def on_term(signum, frame):
-        raise KeyboardInterrupt
+        from prm.errors import Terminated
+
+        raise Terminated
 
     try:
         previous = signal.signal(signal.SIGTERM, on_term)
