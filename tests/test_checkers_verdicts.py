@@ -98,6 +98,7 @@ VERDICTS = [
     ([], "<<1E2=10>>10", "refuted", "refuted"),
     ([], "<<0.00001*2=2e-05>>2e-05", "verified", "verified"),
     ([], "<<3*1e2=300>>300", "verified", "verified"),
+    ([], "<<0.00001*2=2e-05>>3e-05", "refuted", "refuted"),  # a result in e-notation is exact
     ([], "<<1e999999999=1>>1", "unknown", "unknown"),  # too large to compute: never evaluated
 ]
 

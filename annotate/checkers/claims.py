@@ -198,9 +198,10 @@ def note_claims(text: str, approx: bool, limits: Limits) -> list[Claim]:
                 claims.append(Claim(text=f"<<{body}>>{number}", kind="note-result",
                                     problem=str(err)))
                 continue
+            value = _bare_number(number)  # None for "2e-05": then it must be exact
             claims.append(Claim(
                 text=f"<<{body}>>{number}", kind="note-result", approx=approx,
-                readings=[Reading(sides[-1], result_expr, number, _bare_number(number))]))
+                readings=[Reading(sides[-1], result_expr, number if value is not None else None, value)]))
     return claims
 
 
