@@ -454,9 +454,11 @@ def trace_features():
     rollouts = {"correct": Value("int64"), "total": Value("int64"),
                 "answers": List(Value("string")), "tokens": Value("int64"),
                 "seconds": Value("float64"), "texts": List(Value("string"))}
+    review = {"reviewer": Value("string"), "hard_label": Value("int8"), "time": Value("string"),
+              "tool": Value("string"), "comment": Value("string"), "label_source": Value("string")}
     step = {"text": Value("string"), "hard_label": Value("int8"), "soft_label": Value("float64"),
             "label_source": Value("string"), "verdicts": List(verdict), "rollouts": rollouts,
-            "score": Value("float64")}
+            "score": Value("float64"), "reviews": List(review)}
     return Features({"id": Value("string"), "problem": Value("string"), "steps": List(step),
                      "final_answer": Value("string"), "reference_answer": Value("string"),
                      "outcome_label": Value("int8"), "meta": Value("string")})

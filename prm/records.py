@@ -90,11 +90,40 @@ class Rollouts:
 
 
 @dataclass
+class Review:
+    """One person's label for one step, from a review tool (Label Studio, Argilla).
+
+    Reviews sit beside the automatic evidence instead of overwriting it, so a reviewed
+    record keeps both: what Monte Carlo, the checkers or a model said, and what people
+    said. `label_source` is "human" for people; `time` is the tool's ISO 8601 timestamp.
+    """
+
+    reviewer: str
+    hard_label: int | None  # 1 good, 0 bad, None: the reviewer could not tell
+    time: str | None = None
+    tool: str | None = None  # "label-studio", "argilla"
+    comment: str | None = None
+    label_source: str = "human"
+
+    def __post_init__(self):
+        _require_text(self.reviewer, "reviews.reviewer", optional=False)
+        if isinstance(self.hard_label, bool):
+            self.hard_label = int(self.hard_label)
+        if self.hard_label not in (0, 1, None):
+            raise RecordError(f"hard label must be 0, 1 or null, got {self.hard_label!r}",
+                              field="reviews.hard_label")
+        for name in ("time", "tool", "comment"):
+            _require_text(getattr(self, name), f"reviews.{name}")
+        _require_text(self.label_source, "reviews.label_source", optional=False)
+
+
+@dataclass
 class Step:
     """One solution step and what is known about it.
 
     hard_label: 1 good, 0 bad, None unknown. soft_label: probability in [0, 1] or None.
     score: a reward model's probability that the step is good (None until scored).
+    reviews: people's labels for the step (`prm import`), kept beside the automatic label.
     """
 
     text: str
@@ -104,6 +133,7 @@ class Step:
     verdicts: list[Verdict] = field(default_factory=list)
     rollouts: Rollouts | None = None
     score: float | None = None
+    reviews: list[Review] = field(default_factory=list)
 
     def __post_init__(self):
         if not isinstance(self.text, str):
@@ -128,6 +158,14 @@ class Step:
     def verdict(self, checker: str) -> Verdict | None:
         """The verdict of the named checker, if it ran on this step."""
         return next((v for v in self.verdicts if v.checker == checker), None)
+
+    @property
+    def human_label(self) -> int | None:
+        """The latest review's label (by time; the last imported when times tie), or None."""
+        if not self.reviews:
+            return None
+        latest = max(enumerate(self.reviews), key=lambda pair: (pair[1].time or "", pair[0]))
+        return latest[1].hard_label
 
 
 def first_error(labels: list[int | None]) -> int | None:
@@ -292,12 +330,13 @@ def _step_from(data: Any, index: int) -> Step:
             raise RecordError(f"unexpected field(s) {sorted(unknown)}", field=sorted(unknown)[0])
         verdicts = [Verdict(**v) for v in data.get("verdicts") or []]
         rollouts = Rollouts(**data["rollouts"]) if data.get("rollouts") else None
+        reviews = [Review(**r) for r in data.get("reviews") or []]
         return Step(text=data["text"], hard_label=data.get("hard_label"),
                     soft_label=data.get("soft_label"), label_source=data.get("label_source"),
-                    verdicts=verdicts, rollouts=rollouts, score=data.get("score"))
+                    verdicts=verdicts, rollouts=rollouts, score=data.get("score"), reviews=reviews)
     except RecordError as err:
         raise RecordError(err.reason, field=f"steps[{index}].{err.field or ''}".rstrip(".")) from None
-    except TypeError as err:  # wrong keys inside verdicts/rollouts
+    except TypeError as err:  # wrong keys inside verdicts/rollouts/reviews
         raise RecordError(str(err), field=f"steps[{index}]") from None
 
 

@@ -7,11 +7,11 @@ import pytest
 from prm.errors import RecordError
 from prm.formats.gsm8k import read_gsm8k
 from prm.io import ReadReport, read_traces, write_traces
-from prm.records import Rollouts, Step, Trace, Verdict
+from prm.records import Review, Rollouts, Step, Trace, Verdict
 
 
 def rich_traces() -> list[Trace]:
-    """Traces using every field: unknown labels, soft labels, verdicts, rollouts, meta."""
+    """Traces using every field: unknown labels, soft labels, verdicts, rollouts, reviews, meta."""
     first = Trace(
         id="a", problem="What is 2+3*4?", final_answer="14", reference_answer="14", outcome_label=1,
         meta={"source": "hand", "gold_labels": [1, None], "nested": {"k": [1.5, None, "ü"]}},
@@ -21,7 +21,9 @@ def rich_traces() -> list[Trace]:
                                    seconds=0.5, texts=["a", "b", "c", "d"]),
                  verdicts=[Verdict("sympy", "verified", claim="3*4=12", evidence="12",
                                    backend="sympy 1.14", seconds=0.01)],
-                 score=0.9),
+                 score=0.9,
+                 reviews=[Review("ana@example.org", 0, time="2024-05-01T10:00:00.000Z", tool="label-studio",
+                                 comment="12 is right, the step is not"), Review("bo", None)]),
             Step("2+12 = 14 ✓", hard_label=None, soft_label=None,
                  verdicts=[Verdict("z3", "unavailable")]),
         ])
