@@ -257,6 +257,12 @@ class Trace:
                     step.label_source = source
         return self
 
+    def _repr_html_(self) -> str:
+        """The step view in a notebook (`prm.view_html`; `show(traces)` draws several)."""
+        from prm.view_html import trace_html
+
+        return trace_html(self)
+
     # -- plain dicts (JSONL) ---------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:

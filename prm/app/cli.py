@@ -29,6 +29,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("prm.app.eval", "evaluate scores or labels against gold: report.md, plots, metrics.json"),
     "convert": ("prm.app.convert", "convert records from one format to another"),
     "inspect": ("prm.app.inspect", "summarise a data set: counts, step lengths, label balance"),
+    "view": ("prm.app.view", "write a page (one HTML file) to look through traces, their labels and evidence"),
+    "export": ("prm.app.export_review", "write traces for people to review in Label Studio"),
+    "import": ("prm.app.import_review", "read people's reviews from Label Studio back into the traces"),
     "serve-reward": ("prm.app.serve_reward", "serve a PRM as an HTTP reward model for RL trainers (OpenRLHF)"),
 }
 
