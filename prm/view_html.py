@@ -93,9 +93,10 @@ def gold_labels(data: dict[str, Any]) -> list[int | None]:
     return [g if g in (0, 1) else None for g in gold]
 
 
-def trace_facets(trace) -> dict[str, Any]:
-    """What the page filters on, for one trace (a `prm.records.Trace`)."""
-    data = trace.to_dict()
+def trace_facets(trace, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the page filters on, for one trace (a `prm.records.Trace`; `data`: its `to_dict()`
+    when the caller has it already)."""
+    data = trace.to_dict() if data is None else data
     meta = data.get("meta") or {}
     sources, pairs, scores = set(), set(), []
     refuted = False
@@ -230,7 +231,8 @@ def trace_html(trace, colour: str = "label", *, standalone: bool = True) -> str:
     """One trace's step view; `standalone` adds the stylesheet and the `.prm-view` wrapper."""
     if colour not in COLOURINGS:
         raise ValueError(f"colour must be one of {COLOURINGS}, got {colour!r}")
-    data, facets = trace.to_dict(), trace_facets(trace)
+    data = trace.to_dict()
+    facets = trace_facets(trace, data)
     meta = data.get("meta") or {}
     outcome = {1: "correct", 0: "wrong"}.get(data.get("outcome_label"), "unknown")
     head = [f'<span class="prm-id">{_e(data["id"])}</span>', f"{len(data['steps'])} steps",
@@ -302,7 +304,11 @@ def show(traces, colour: str = "label", limit: int = 20) -> TraceView:
 
 def page_data(traces) -> list[dict[str, Any]]:
     """What the page embeds: each trace's record and its facets."""
-    return [{"t": trace.to_dict(), "f": trace_facets(trace)} for trace in traces]
+    items = []
+    for trace in traces:
+        data = trace.to_dict()
+        items.append({"t": data, "f": trace_facets(trace, data)})
+    return items
 
 
 def page_html(traces, title: str = "prm view") -> str:
