@@ -199,6 +199,7 @@ def test_processbench_file_by_first_error_and_colour_toggle(browser, processbenc
     browser.find_elements(By.CSS_SELECTOR, ".prm-row")[0].click()
     marked = browser.find_elements(By.CSS_SELECTOR, "#prm-detail .prm-step.first-error")
     assert [m.get_attribute("data-step") for m in marked] == ["1"]
+    assert step_view(browser) == step_view(trace_html(at_step_2[0]))  # as a notebook draws it
     colour = marked[0].value_of_css_property("background-color")
     choose(browser, "prm-colour", "score")  # ProcessBench has no scores: every step turns grey
     assert marked[0].value_of_css_property("background-color") != colour

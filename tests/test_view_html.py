@@ -7,6 +7,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from prm.app.cli import main
+from prm.formats import read
 from prm.io import read_traces
 from prm.records import Review, Rollouts, Step, Trace, Verdict
 from prm.view_html import page_html, show, trace_facets
@@ -103,3 +104,16 @@ def test_view_of_a_missing_file_is_one_line(tmp_path, capsys):
     assert main(["view", str(tmp_path / "nope.jsonl")]) == 1
     err = capsys.readouterr().err.strip()
     assert "no such file" in err and len(err.splitlines()) == 1
+
+
+def test_show_on_a_processbench_file_marks_its_first_wrong_step(tmp_path):
+    rows = [{"id": "pb-1", "generator": "m", "problem": "2 + 2 * 3?", "steps": ["2 * 3 = 6", "2 + 6 = 9", "So 9."],
+             "final_answer_correct": False, "label": 1},
+            {"id": "pb-2", "generator": "m", "problem": "1 + 1?", "steps": ["1 + 1 = 2"], "final_answer_correct": True,
+             "label": -1}]
+    path = tmp_path / "gsm8k.json"
+    path.write_text(json.dumps(rows))
+    html = show(read(path))._repr_html_()
+    assert re.findall(r'class="prm-step([^"]*)" data-step="(\d)"', html) == [
+        ("", "0"), (" first-error", "1"), ("", "2"), ("", "0")]
+    assert "first error: step 2" in visible_text(html) and "first error: none" in visible_text(html)
