@@ -138,8 +138,11 @@ def _label_word(label: int | None) -> str:
     return {1: "good", 0: "bad"}.get(label, "unknown")
 
 
-def _number(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}g}"
+def _number(value: float | None) -> str:
+    """3 significant digits, written as the page's script writes them (0.00001, not 1e-05)."""
+    if value is None:
+        return "–"
+    return f"{float(f'{value:.3g}'):.10f}".rstrip("0").rstrip(".") or "0"
 
 
 def _critique_html(name: str, value: Any) -> str:
