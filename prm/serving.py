@@ -248,9 +248,9 @@ def _settle(future: concurrent.futures.Future, result=None, error: BaseException
 class RequestError(ValueError):
     """A request the server refuses: HTTP status and a message for the client."""
 
-    def __init__(self, message: str, status: int = 400, headers: dict | None = None):
+    def __init__(self, message: str, status: int = 400, headers: dict | None = None, code: str | None = None):
         super().__init__(message)
-        self.status, self.headers = status, headers
+        self.status, self.headers, self.code = status, headers, code
 
 
 def describe_validation(errors: list[dict]) -> str:
@@ -311,28 +311,29 @@ class Metrics:
 
 def create_app(*, title: str, description: str, config: ServeConfig, metrics: Metrics,
                error_body: Callable[[int, str, str | None], dict],
-               on_answer: Callable[[str, str, int], None] | None = None, lifespan=None):
+               on_answer: Callable[[str, str, int], None] | None = None, middleware: tuple = ()):
     """A FastAPI app whose errors all have the shape `error_body(status, message, code)`, behind
     `_Guard`, with `/metrics`. The caller adds its routes. on_answer(method, path, status) is
-    called for every answer (statistics)."""
+    called as each answer starts (statistics). middleware: (class, options) pairs of ASGI
+    middleware run inside the guard (after the key and the limits are checked)."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException
 
-    app = FastAPI(title=title, description=description, lifespan=lifespan)
+    app = FastAPI(title=title, description=description)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError):
         # 400 as both servers answered before FastAPI (and as vLLM's OpenAI server answers);
         # `detail` is FastAPI's own list, each error with the field's location
-        body = error_body(400, describe_validation(error.errors()), "invalid_request")
+        body = error_body(400, describe_validation(error.errors()), None)
         body["detail"] = validation_detail(error.errors())
         return JSONResponse(body, status_code=400)
 
     @app.exception_handler(RequestError)
     async def refused(request: Request, error: RequestError):
-        return JSONResponse(error_body(error.status, str(error), None), status_code=error.status,
+        return JSONResponse(error_body(error.status, str(error), error.code), status_code=error.status,
                             headers=error.headers)
 
     @app.exception_handler(HTTPException)
@@ -346,6 +347,8 @@ def create_app(*, title: str, description: str, config: ServeConfig, metrics: Me
         data, kind = metrics.text()
         return Response(data, media_type=kind)
 
+    for cls, options in middleware:
+        app.add_middleware(cls, **options)
     app.add_middleware(_Guard, config=config, metrics=metrics, error_body=error_body,
                        on_answer=on_answer or (lambda method, path, status: None))
     return app
@@ -371,6 +374,7 @@ class _Guard:
         async def send_and_watch(message):
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                self._record(method, path, status[0], started)  # before the client can read it
             await send(message)
 
         started = time.perf_counter()
@@ -390,13 +394,16 @@ class _Guard:
         finally:
             self.pending -= 1
             self.metrics.in_flight.dec()
-            code = status[0] or 500
-            route = path if code != 404 else "other"  # unknown paths would be unbounded labels
-            self.metrics.requests.labels(route, str(code)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
-            if code >= 400:
-                self.metrics.errors.labels("client" if code < 500 else "server").inc()
-            self.on_answer(method, path, code)
+            if not status[0]:  # no answer started: the app failed or the client left
+                self._record(method, path, 500, started)
+
+    def _record(self, method: str, path: str, code: int, started: float) -> None:
+        route = path if code != 404 else "other"  # unknown paths would be unbounded labels
+        self.metrics.requests.labels(route, str(code)).inc()
+        self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+        if code >= 400:
+            self.metrics.errors.labels("client" if code < 500 else "server").inc()
+        self.on_answer(method, path, code)
 
     async def _check(self, scope, receive, path: str, method: str):
         """(status, message, headers) of a refusal, or None; and the receive to pass on."""
