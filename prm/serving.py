@@ -503,16 +503,13 @@ class Runner:
         import uvicorn
 
         self.sock = config.listen()
+        host, port = self.sock.getsockname()[:2]
+        self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # kept after stop()
         self.uvicorn = uvicorn.Server(uvicorn.Config(
             app, http=_counting_h11(on_bad_request), log_level="warning", access_log=False, lifespan="on",
             limit_concurrency=config.max_connections, timeout_keep_alive=max(1, int(config.keep_alive)),
             timeout_graceful_shutdown=int(config.shutdown_timeout), backlog=config.backlog))
         self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self.sock.getsockname()[:2]
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def start(self) -> None:
         """Serve from a background thread; return once the server accepts requests."""

@@ -100,7 +100,7 @@ def test_an_api_key_is_required_everywhere_but_health(model, problems, monkeypat
         assert get(server.url + "/metrics", {"Authorization": f"Bearer {KEY}"})[0] == 200
 
 
-def test_the_openai_completer_sends_its_key_and_a_missing_key_is_not_retried():
+def test_the_openai_completer_sends_its_key_and_a_missing_key_is_not_retried(monkeypatch):
     from completers.base import CompletionRequest, SamplingParams
     from completers.openai_completer import CompletionError, OpenAICompleter
     from completers.server import CompletionServer
@@ -112,6 +112,9 @@ def test_the_openai_completer_sends_its_key_and_a_missing_key_is_not_retried():
         keyed = OpenAICompleter(server.url, model="tiny-gsm", api_key=KEY, backoff=0.01)
         assert keyed.complete_many([request], params) == local.complete_many([request], params)
         assert keyed.list_models() == ["tiny-gsm"]
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)  # the completer's default key, as OpenAI's clients read it
+        assert OpenAICompleter(server.url, backoff=0.01).list_models() == ["tiny-gsm"]
+        monkeypatch.delenv("OPENAI_API_KEY")
         before = server.stats["requests"]
         with pytest.raises(CompletionError, match="status 401") as caught:
             OpenAICompleter(server.url, model="tiny-gsm", max_retries=3, backoff=0.01).complete_many([request], params)
