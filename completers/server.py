@@ -44,7 +44,7 @@ from pydantic_core import PydanticCustomError
 from completers.base import Completer, Completion, SamplingParams
 from completers.text import normalize_stop
 from prm.errors import PromptTooLongError
-from prm.serving import Batcher, Metrics, RequestError, Runner, ServeConfig, ServeError, create_app
+from prm.serving import INSTALL_HINT, Batcher, Metrics, RequestError, Runner, ServeConfig, ServeError, create_app
 
 COMPLETION_PATHS = ("/v1/completions", "/completions")
 
@@ -358,6 +358,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before answering (for tests)")
     args = parser.parse_args(argv)
 
+    try:
+        import fastapi  # noqa: F401 - the server's stack, checked before the model loads
+        import prometheus_client  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        print(f"completers.server: error: {error.name} is missing; {INSTALL_HINT}", file=sys.stderr)
+        return 2
     try:
         config = ServeConfig(host=args.host, port=args.port, api_key=args.api_key, max_wait=args.max_wait,
                              request_timeout=args.request_timeout, max_batch=256)

@@ -354,3 +354,12 @@ def test_sigterm_finishes_the_batch_in_flight_and_health_names_the_model_not_its
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_without_fastapi_the_command_says_how_to_install_it(monkeypatch, capsys):
+    from prm.app.cli import main
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # as if it were not installed
+    assert main(["serve-reward", "no-such-model"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'prm-toolkit[serve]'" in err

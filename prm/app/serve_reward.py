@@ -58,8 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from prm.serving import ServeConfig, ServeError
+        import fastapi  # noqa: F401 - the server's stack, checked before anything loads
+        import prometheus_client  # noqa: F401
+        import uvicorn  # noqa: F401
+
         from prm.rl.server import RewardServer
+        from prm.serving import ServeConfig, ServeError
     except ImportError as error:
         print(f"prm serve-reward: error: {error.name or error} is missing; "
               "install the servers with: pip install 'prm-toolkit[serve]'", file=sys.stderr)
