@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = ServeConfig(host=args.host, port=args.port, api_key=args.api_key, max_wait=args.max_wait,
                              request_timeout=args.request_timeout, max_batch=256)
-        config.listen().close()  # a bad address is one line before the model loads
+        config.listen(warn=False).close()  # a bad address is one line before the model loads
     except ServeError as error:
         print(f"completers.server: error: {error}", file=sys.stderr)
         return 2

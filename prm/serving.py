@@ -99,8 +99,9 @@ class ServeConfig:
         if self.api_key is not None and not self.api_key.isprintable():
             raise ServeError("--api-key must be printable text (it travels in an HTTP header)")
 
-    def listen(self) -> socket.socket:
-        """A listening socket on host:port, or one `ServeError` line saying why not."""
+    def listen(self, warn: bool = True) -> socket.socket:
+        """A listening socket on host:port, or one `ServeError` line saying why not. warn: log a
+        warning when the address is reachable from other machines and no key is set."""
         try:
             infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         except (socket.gaierror, UnicodeError) as error:
@@ -115,7 +116,7 @@ class ServeConfig:
             sock.close()
             raise ServeError(f"cannot listen on {self.host}:{self.port}: {error.strerror or error}") from None
         sock.setblocking(False)
-        if self.api_key is None and not _is_loopback(self.host):
+        if warn and self.api_key is None and not _is_loopback(self.host):
             logger.warning("listening on %s without an API key: anyone who can reach this port can use it "
                            "(set --api-key or PRM_API_KEY)", self.host)
         return sock
@@ -350,7 +351,7 @@ def create_app(*, title: str, description: str, config: ServeConfig, metrics: Me
     for cls, options in middleware:
         app.add_middleware(cls, **options)
     app.add_middleware(_Guard, config=config, metrics=metrics, error_body=error_body,
-                       on_answer=on_answer or (lambda method, path, status: None))
+                       on_answer=on_answer or (lambda method, path, status: None), router=app.router)
     return app
 
 
@@ -359,9 +360,12 @@ class _Guard:
     JSON content type and well-formed JSON object, bounded concurrency, request timeout,
     metrics and per-answer statistics."""
 
-    def __init__(self, app, *, config: ServeConfig, metrics: Metrics, error_body, on_answer):
+    def __init__(self, app, *, config: ServeConfig, metrics: Metrics, error_body, on_answer, router):
         self.app, self.config, self.metrics = app, config, metrics
         self.error_body, self.on_answer = error_body, on_answer
+        # the app's paths (built with the first request, when every route is added): metric
+        # labels are these or "other", so random paths cannot grow the series without bound
+        self.known_paths = {getattr(route, "path", None) for route in router.routes}
         self.key = config.api_key.encode() if config.api_key else None
         self.pending = 0
 
@@ -398,7 +402,7 @@ class _Guard:
                 self._record(method, path, 500, started)
 
     def _record(self, method: str, path: str, code: int, started: float) -> None:
-        route = path if code != 404 else "other"  # unknown paths would be unbounded labels
+        route = path if path in self.known_paths else "other"
         self.metrics.requests.labels(route, str(code)).inc()
         self.metrics.latency.labels(route).observe(time.perf_counter() - started)
         if code >= 400:

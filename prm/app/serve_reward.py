@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                              max_queries=args.max_queries, max_query_chars=args.max_query_chars,
                              max_steps=args.max_steps, max_pending=args.max_pending,
                              request_timeout=args.request_timeout)
-        config.listen().close()
+        config.listen(warn=False).close()
     except ServeError as error:
         print(f"prm serve-reward: error: {error}", file=sys.stderr)
         return 2
