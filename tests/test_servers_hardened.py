@@ -216,7 +216,8 @@ def test_steps_past_max_length_count_as_the_worst_step_and_too_many_are_refused(
         status, padded = post(url, query_of(problem, hidden_wrong))
         assert status == 200 and padded["extra_logs"]["unscored_steps"][0] > 0
         # hiding a step past max_length can only lower the reward: the unscored tail scores 0
-        assert padded["rewards"] == [0.0] and padded["rewards"][0] <= post(url, query_of(problem, wrong))[1]["rewards"][0]
+        honest_wrong = post(url, query_of(problem, wrong))[1]["rewards"][0]
+        assert padded["rewards"] == [0.0] and padded["rewards"][0] <= honest_wrong
         status, steps = post(server.url + "/score_steps", query_of(problem, hidden_wrong))
         assert status == 200 and steps["step_scores"][0][-1] is None and steps["scores"] == [0.0]
         assert steps["unscored_steps"] == padded["extra_logs"]["unscored_steps"]
@@ -288,10 +289,12 @@ def test_metrics_are_prometheus_text(model, problems):
         for p in problems[:3]:
             assert post(server.url + "/get_reward", query_of(p, p.steps))[0] == 200
         post(server.url + "/get_reward", {"query": 3})
+        assert get(server.url + "/no/such/path/17")[0] == 404
         status, text = get(server.url + "/metrics")
     assert status == 200
     assert 'prm_reward_requests_total{path="/get_reward",status="200"} 3.0' in text
-    assert 'prm_reward_errors_total{kind="client"} 1.0' in text
+    assert 'prm_reward_errors_total{kind="client"} 2.0' in text
+    assert 'path="other",status="404"' in text and "/no/such/path" not in text  # labels stay bounded
     assert "prm_reward_batches_total 3.0" in text and "prm_reward_batch_items_bucket" in text
     assert 'prm_reward_request_seconds_bucket{le="0.005",path="/get_reward"}' in text
 

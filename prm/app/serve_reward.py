@@ -4,8 +4,9 @@
     # OpenRLHF: --reward.remote_url http://HOST:5000/get_reward (older: --remote_rm_url)
     # with a key, clients send `Authorization: Bearer $KEY` (/health stays open)
 
-Needs the `serve` extra (FastAPI, uvicorn, prometheus-client). MODEL is any scorer spec (`prm.app.scorers.load_step_scorer`: a reward-model folder, a
-published PRM, `checker:sympy`, `MODEL+checker:sympy`). The protocol, the endpoints, batching
+Needs the `serve` extra (FastAPI, uvicorn, prometheus-client). MODEL is any scorer spec
+(`prm.app.scorers.load_step_scorer`: a reward-model folder, a published PRM, `checker:sympy`,
+`MODEL+checker:sympy`). The protocol, the endpoints, batching
 and limits are described in `prm.rl.server`; how queries are split in `prm.rl.text`.
 """
 
