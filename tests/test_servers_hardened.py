@@ -145,6 +145,8 @@ def test_validation_errors_name_the_field_and_the_schema_is_published(model, pro
         assert body["detail"][0]["loc"][:3] == ["body", "query", 1]
         status, body = post(server.url + "/score_steps", {"items": [{"problem": "p"}]})
         assert status == 400 and "`items[0].steps` is required" in body["error"]
+        status, body = post(server.url + "/score_steps", {"items": [{"problem": "p\ud800", "steps": ["a"]}]})
+        assert status == 400 and "`items[0].problem` is not valid Unicode" in body["error"]
         schema = json.loads(get(server.url + "/openapi.json")[1])
         assert {"RewardRequest", "RewardResponse", "ScoreStepsRequest"} <= set(schema["components"]["schemas"])
         status, page = get(server.url + "/docs")
