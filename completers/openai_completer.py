@@ -27,6 +27,7 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
+import os
 import random
 import re
 import threading
@@ -69,6 +70,8 @@ class OpenAICompleter(Completer):
     backoff: first wait between tries, doubled each time, capped at max_backoff.
     stop: stop strings sent with every request; stop_at_answer_line: cut a continuation after a
         GSM8K `#### x` line on the client side too (servers other than ours do not know that rule).
+    api_key: sent as `Authorization: Bearer KEY` with every request (what vLLM's `--api-key`
+        and `completers.server --api-key` check); default: $OPENAI_API_KEY, if set.
     """
 
     name = "openai"
@@ -94,7 +97,7 @@ class OpenAICompleter(Completer):
         self.step_delimiter = step_delimiter
         self.stop = normalize_stop(stop)
         self.stop_at_answer_line = stop_at_answer_line
-        self.api_key = api_key
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
         self.build_prompt = prompt_builder(prompt_template)
         self.in_flight = {url: 0 for url in self.endpoints}
         self.sent = {url: 0 for url in self.endpoints}  # requests sent per endpoint (tries included)
