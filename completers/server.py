@@ -22,6 +22,8 @@ answered as if it had come alone.
 Built on the standard library's ThreadingHTTPServer: one thread per connection, fine for a
 handful of clients. Non-standard but harmless: each choice also carries its own
 `completion_tokens` (`per_choice_tokens=False` answers like vLLM: totals in `usage` only).
+`one_choice=True` answers like llama.cpp's server (`llama-cpp-python[server]`): it ignores `n`
+and samples one choice per request.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class CompletionServer:
 
     def __init__(self, completer: Completer, model_name: str, host: str = "127.0.0.1", port: int = 0, *,
                  fail_every: int = 0, fail_status: int = 503, truncate_every: int = 0, delay: float = 0.0,
-                 max_batch_rows: int = 256, per_choice_tokens: bool = True):
+                 max_batch_rows: int = 256, per_choice_tokens: bool = True, one_choice: bool = False):
         self.completer = completer
         self.model_name = model_name
         self.fail_every = fail_every
@@ -57,6 +59,7 @@ class CompletionServer:
         self.delay = delay
         self.max_batch_rows = max_batch_rows
         self.per_choice_tokens = per_choice_tokens
+        self.one_choice = one_choice
         self.stats = {"requests": 0, "completed": 0, "failed": 0, "truncated": 0, "in_flight": 0,
                       "max_in_flight": 0, "batches": 0}
         self._lock = threading.Lock()
@@ -130,7 +133,7 @@ class CompletionServer:
             prompts = [prompts]
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
             raise ValueError("`prompt` must be a string or a non-empty list of strings")
-        n = _number(body, "n", 1, int, 1, 1024)
+        n = 1 if self.one_choice else _number(body, "n", 1, int, 1, 1024)
         params = SamplingParams(n=n, temperature=_number(body, "temperature", 1.0, float, 0.0, 100.0),
                                 top_p=_number(body, "top_p", 1.0, float, 0.0, 1.0),
                                 max_new_tokens=_number(body, "max_tokens", 16, int, 1, 1 << 20),
