@@ -70,6 +70,10 @@ GOOD = json.dumps({"id": "x", "problem": "p", "steps": ["s"]})
     ('{"id": "y", "problem": "p", "steps": [{"text": "s", "soft_label": 1.5}]}', "steps[0].soft_label",
      "[0, 1]"),
     ('{"id": "y", "problem": "p", "steps": ["s"], "colour": 1}', "colour", "unexpected"),
+    ('{"id": "y", "problem": "p", "steps": ["s"], "judgement": {"judge": "j", "critiques": [{"text": "t", '
+     '"index": "two"}]}}', "judgement.critiques.index", "step index"),
+    ('{"id": "y", "problem": "p", "steps": ["s"], "judgement": {"judge": "j", "votes": 1}}', "judgement",
+     "votes"),
 ])
 def test_bad_native_line_names_file_line_and_field(tmp_path, bad_line, field, words):
     path = tmp_path / "bad.jsonl"
