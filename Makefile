@@ -4,7 +4,7 @@ PIP = $(PYTHON) -m pip
 # The CPU build of torch lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH = torch==2.13.0
 
-.PHONY: install install-test install-bench demo test test-slow bench clean
+.PHONY: install install-test install-bench demo test test-slow test-server bench clean
 
 install:
 	$(PIP) install -q $(TORCH)
@@ -34,6 +34,14 @@ test: install-test
 
 test-slow: install-test
 	$(PYTHON) -m pytest -q -m slow
+
+# Opt-in: llama.cpp's OpenAI-compatible server, compiled from PyPI for the CPU (several minutes on
+# an idle machine; far longer on a loaded one), then the integration tests that run through it.
+LLAMA_CPP = llama-cpp-python[server]==0.3.36
+test-server: install-test
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DGGML_BLAS=OFF" \
+		$(PIP) install -q "$(LLAMA_CPP)"
+	$(PYTHON) -m pytest -q -m server
 
 bench: install-bench
 	$(PYTHON) bench/completers.py

@@ -25,6 +25,8 @@ answered as if it had come alone. Other bad bodies get 400 naming the field (as 
 server answers), in OpenAI's error shape. Non-standard but harmless: each choice also carries
 its own `completion_tokens` (`per_choice_tokens=False` answers like vLLM: totals in `usage`
 only).
+`one_choice=True` answers like llama.cpp's server (`llama-cpp-python[server]`): it ignores `n`
+and samples one choice per request.
 """
 
 from __future__ import annotations
@@ -128,7 +130,8 @@ class CompletionServer:
 
     def __init__(self, completer: Completer, model_name: str, host: str = "127.0.0.1", port: int = 0, *,
                  fail_every: int = 0, fail_status: int = 503, truncate_every: int = 0, delay: float = 0.0,
-                 max_batch_rows: int = 256, per_choice_tokens: bool = True, config: ServeConfig | None = None,
+                 max_batch_rows: int = 256, per_choice_tokens: bool = True, one_choice: bool = False,
+                 config: ServeConfig | None = None,
                  **options: Any):
         options.setdefault("max_wait", 0.0)
         self.config = config or ServeConfig(host=host, port=port, max_batch=max_batch_rows, **options)
@@ -139,6 +142,7 @@ class CompletionServer:
         self.truncate_every = truncate_every
         self.delay = delay
         self.per_choice_tokens = per_choice_tokens
+        self.one_choice = one_choice
         self.stats = {"requests": 0, "completed": 0, "failed": 0, "truncated": 0, "in_flight": 0,
                       "max_in_flight": 0, "batches": 0}
         self._lock = threading.Lock()
@@ -211,7 +215,7 @@ class CompletionServer:
             if len(prompt) > self.config.max_query_chars:
                 raise RequestError(f"`prompt[{i}]` has {len(prompt)} characters, more than "
                                    f"{self.config.max_query_chars}", 413)
-        n = 1 if body.n is None else body.n
+        n = 1 if body.n is None or self.one_choice else body.n
         params = SamplingParams(n=n, temperature=1.0 if body.temperature is None else body.temperature,
                                 top_p=1.0 if body.top_p is None else body.top_p,
                                 max_new_tokens=16 if body.max_tokens is None else body.max_tokens, seed=body.seed)

@@ -18,7 +18,7 @@ PACKAGES = ("prm", "annotate", "completers", "evals")
 LAYERS = {
     "base": ("prm", "prm.errors", "prm.records", "prm.io", "prm.formats", "prm.model_names", "prm.aggregate",
              "prm.progress", "prm.markdown",
-             "prm.view_html", "prm.serving"),
+             "prm.view_html", "prm.serving", "prm.agreement"),
     "completers": ("completers",),
     "reward": ("prm.reward",),
     "annotate": ("annotate",),

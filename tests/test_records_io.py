@@ -7,7 +7,7 @@ import pytest
 from prm.errors import RecordError
 from prm.formats.gsm8k import read_gsm8k
 from prm.io import ReadReport, read_traces, write_traces
-from prm.records import Review, Rollouts, Step, Trace, Verdict
+from prm.records import Critique, Judgement, Review, Rollouts, Step, Trace, Verdict
 
 
 def rich_traces() -> list[Trace]:
@@ -27,8 +27,12 @@ def rich_traces() -> list[Trace]:
             Step("2+12 = 14 ✓", hard_label=None, soft_label=None,
                  verdicts=[Verdict("z3", "unavailable")]),
         ])
-    second = Trace(id="b", problem="p", steps=[Step("only step", hard_label=0, label_source="human")],
-                   outcome_label=None)
+    second = Trace(id="b", problem="p", steps=[Step("only step", hard_label=0, label_source="judge")],
+                   outcome_label=None,
+                   judgement=Judgement(judge="http://127.0.0.1:8000/v1", template="processbench", vote=0,
+                                       temperature=1.0, top_p=0.9, seed=7, seconds=1.5, critiques=[
+                                           Critique("Step 0 is wrong. \\boxed{0}", answer="0", index=0, tokens=9),
+                                           Critique("No box here", parse_error="no \\boxed{} answer", tokens=3)]))
     return [first, second]
 
 
@@ -68,6 +72,10 @@ GOOD = json.dumps({"id": "x", "problem": "p", "steps": ["s"]})
     ('{"id": "y", "problem": "p", "steps": [{"text": "s", "soft_label": 1.5}]}', "steps[0].soft_label",
      "[0, 1]"),
     ('{"id": "y", "problem": "p", "steps": ["s"], "colour": 1}', "colour", "unexpected"),
+    ('{"id": "y", "problem": "p", "steps": ["s"], "judgement": {"judge": "j", "critiques": [{"text": "t", '
+     '"index": "two"}]}}', "judgement.critiques.index", "step index"),
+    ('{"id": "y", "problem": "p", "steps": ["s"], "judgement": {"judge": "j", "votes": 1}}', "judgement",
+     "votes"),
 ])
 def test_bad_native_line_names_file_line_and_field(tmp_path, bad_line, field, words):
     path = tmp_path / "bad.jsonl"
