@@ -47,6 +47,9 @@ COMMANDS = {
     "annotate": ["annotate", "{IN}", "{OUT}", "--completer", "tiny-gsm", "--n", "2", "--no-progress"],
     "search": ["search", "{IN}", "{OUT}", "--strategy", "majority", "--budget", "2x",
                "--tokens-per-solution", "50", "--no-progress"],
+    "consensus": ["consensus", "{OUT}", "mc={IN}", "judge={IN}"],
+    "select": ["select", "{IN}", "{OUT}", "--budget-rollouts", "10", "--strategy", "random"],
+    "import": ["import", "--from", "label-studio", "{IN}", "{IN}", "{OUT}"],
     "eval": ["eval", "--benchmark", "prmbench", "--scorer", "checker:sympy", "--data", "{PRMBENCH}",
              "--out", "{OUT}", "--threads", "1"],
 }
