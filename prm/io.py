@@ -423,7 +423,7 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False) -> Iterator[Pa
     makes a folder; it is marked as prm's (`OUTPUT_MARKER`), and it may replace only an
     empty folder or one prm wrote (`check_output`, checked again before and after writing)."""
     path = Path(path)
-    check_output(path)
+    check_output(path, file=not folder)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")) / (path.name if not folder else "data")
     try:
         yield tmp
