@@ -91,7 +91,9 @@ class RewardModelOptions:
             the backbone's LM assigns to a token of the step and of the answer so far
             (`lm_step_features`). A small backbone cannot learn to re-check a calculation from
             a few thousand labels, but a wrong result is an unlikely token to the LM that can
-            compute it.
+            compute it. With LoRA (`lora_r > 0`) the log-probabilities come from the backbone
+            with its adapters off (the unchanged LM), so the backbone can learn without the
+            head losing the LM's judgement.
         lora_r, lora_alpha, lora_dropout, lora_target_modules:
             With `lora_r > 0` the backbone is wrapped in `peft` LoRA adapters (rank `lora_r`,
             scale `lora_alpha / lora_r`, on `lora_target_modules`); the backbone's own weights
@@ -225,8 +227,6 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
         if backbone is None:
             auto = AutoModelForCausalLM if config.lm_features else AutoModel
             backbone = auto.from_config(config.transformer_config)
-        if config.lora_r > 0:
-            backbone = _with_lora(backbone, config)
         self.backbone = backbone
         if getattr(self.backbone, "pooler", None) is not None:
             self.backbone.pooler = None  # an encoder's [CLS] pooler is unused: skip its compute and weights
@@ -236,6 +236,15 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
         self.tokenizer = None
         self._step_tokenizer = None
         self.post_init()
+        if config.lora_r > 0:
+            # After post_init, and with the tied-weight names (a causal LM's embeddings and LM
+            # head, lm_features) moved to where peft's wrapper puts the backbone: transformers
+            # ties weights again when loading, and cannot find them under the old names.
+            self.backbone = _with_lora(self.backbone, config)
+            moved = "backbone.base_model.model."
+            self.all_tied_weights_keys = {
+                target.replace("backbone.", moved, 1): source.replace("backbone.", moved, 1)
+                for target, source in (getattr(self, "all_tied_weights_keys", None) or {}).items()}
 
     @property
     def aggregation(self) -> str:
@@ -264,6 +273,9 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
     def merge_lora(self) -> "RewardModel":
         """Fold the LoRA adapters into the backbone's weights (same scores, no peft needed to load)."""
         if self.config.lora_r > 0:
+            if self.config.lm_features:
+                raise ValueError("this model reads LM features from the backbone without its adapters; "
+                                 "merging them would change its scores")
             self.backbone = self.backbone.merge_and_unload()
             self.config.lora_r = 0
         return self
@@ -292,7 +304,8 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
         if self.config.lm_features:
             if answer_start is None:
                 answer_start = torch.zeros(input_ids.size(0), dtype=torch.long, device=input_ids.device)
-            extra = lm_step_features(output.logits, input_ids, step_positions, answer_start,
+            extra = lm_step_features(self._reference_logits(output, input_ids, attention_mask), input_ids,
+                                     step_positions, answer_start,
                                      include_end=self.config.step_marker != "special-token")
             features = torch.cat([features, extra.to(features.dtype)], dim=-1)
         if self.step_feature_names:
@@ -303,6 +316,16 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
         logits = self.head(features).squeeze(-1)
         loss = step_loss(logits, labels, self.config.objective) if labels is not None else None
         return RewardModelOutput(loss=loss, logits=logits)
+
+    def _reference_logits(self, output, input_ids, attention_mask) -> torch.Tensor:
+        """The logits the LM features are read from: the backbone's own, except under LoRA, where
+        they come from the backbone with its adapters switched off. The adapters then shape the
+        hidden state the head reads while the log-probabilities stay those of the unchanged LM
+        (fine-tuning them away was what made full fine-tuning with LM features fail)."""
+        if self.config.lora_r <= 0:
+            return output.logits
+        with torch.no_grad(), self.backbone.disable_adapter():
+            return self.backbone(input_ids=input_ids, attention_mask=attention_mask).logits
 
     # -- building, saving, loading ---------------------------------------------------------
 
