@@ -160,6 +160,8 @@ def verifiers(config, demo: Path, work: Path, only: list[str] | None = None) -> 
       would move the log-probabilities they are read from);
     - LM features, untrained head: no labels at all, the head as initialised (it reads the LM's
       lowest token log-probabilities with weight 1): what the training adds;
+    - gold-label PRM (diagnostic): the demo's recipe on the world's exact step labels, which no
+      real data set has: how much better labels alone would give;
     - ORM: the same backbone and recipe, one outcome label per training trace (no rollouts).
     """
     from prm.io import read_traces
@@ -172,6 +174,7 @@ def verifiers(config, demo: Path, work: Path, only: list[str] | None = None) -> 
         "MC PRM, LoRA r=8": (checked, "prm", {"lora_r": 8, "lora_alpha": 16}, {**backbone, "learning_rate": 2e-3}),
         "MC PRM, full fine-tune": (checked, "prm", {"lm_features": False}, {**backbone, "learning_rate": 1e-3}),
         "LM features, untrained head": (plain, "prm", None, {"num_train_epochs": 0.0}),
+        "gold-label PRM (diagnostic)": (plain, "prm", None, None),
         "ORM": (plain, "orm", None, None),
     }
     if only:
@@ -336,16 +339,21 @@ def goal_lines(table: dict, learned: list[str]) -> list[str]:
         state = "met" if gap >= -1e-9 else f"missed by {abs(gap) * scale:.1f} {unit}"
         return f"  {what}: {value * scale:.1f} vs goal {'>=' if higher else '<='} {target * scale:.1f} -> {state}"
 
-    alone = [n for n in learned if n in table]
+    alone = [n for n in learned if n in table and "diagnostic" not in n]
     best = max(alone, key=lambda n: mean(n, "best_of_8"))
-    blind = max(alone, key=lambda n: table[n].get("blind_f1", {}).get("mean", 0))
+
+    def shortfall(n):  # how far a verifier is from both the blind-F1 and the false-alarm goal
+        return max(0.0, 0.80 - mean(n, "blind_f1")) + max(0.0, mean(n, "false_alarms") - 0.10)
+
+    blind = min(alone, key=lambda n: (shortfall(n), -mean(n, "blind_f1")))
     majority, perfect = mean("majority vote", "best_of_8"), mean("perfect verifier (gold)", "best_of_8")
     lines = [f"goals (mean of seeds; learned verifiers without the checker: {', '.join(alone)}):",
              line(f"PRM alone best-of-8 ({best}) >= majority + 8", mean(best, "best_of_8"), majority + 0.08),
-             line(f"first-error F1 on the checker-blind subset ({blind}) >= 0.80", mean(blind, "blind_f1"),
+             f"  first-error F1 >= 0.80 on the checker-blind subset and false alarms <= 10%, one verifier "
+             f"(the closest: {blind}):",
+             line("  first-error F1 on the checker-blind subset >= 0.80", mean(blind, "blind_f1"),
                   0.80, unit="(F1 x100)"),
-             line(f"false alarms on correct traces ({blind}) <= 10%", mean(blind, "false_alarms"), 0.10,
-                  higher=False)]
+             line("  false alarms on correct traces <= 10%", mean(blind, "false_alarms"), 0.10, higher=False)]
     implicit = [n for n in alone if "implicit" in n.lower()]
     if implicit and "MC PRM (demo)" in table:
         lines.append(line(f"implicit PRM best-of-8 ({implicit[0]}) >= MC PRM's", mean(implicit[0], "best_of_8"),
