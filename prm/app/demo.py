@@ -7,7 +7,9 @@
    comparison, with binary search for the first error (OmegaPRM); add sympy checker
    verdicts and let a refutation override the Monte Carlo label;
 4. train a PRM (a score per step) on those automatic labels and an ORM (a score per
-   solution) on the outcome labels, both on the `tiny-gsm` backbone;
+   solution) on the outcome labels, both on the `tiny-gsm` backbone; and an implicit PRM
+   (`head="implicit"`): tiny-gsm itself fine-tuned on the outcome labels only, zero
+   rollouts, with optionally more sampled solutions (`implicit_samples`);
 5. score the held-out traces and evaluate against gold: step-level accuracy, ProcessBench
    first-error F1, best-of-N (PRM vs majority vote vs ORM), label quality;
 6. search the test problems step by step: beam search at the tokens of `eval_samples`
@@ -32,6 +34,10 @@ from annotate.config import AnnotateConfig
 from prm.io import atomic_write, read_traces, write_traces
 from prm.markdown import table_lines
 from prm.records import Trace
+
+
+# The implicit PRM's recipe on the embedded world (docs/reward_models.md, bench/implicit.py)
+IMPLICIT_SAMPLES, IMPLICIT_BETA, IMPLICIT_LOSS, IMPLICIT_LR, IMPLICIT_EPOCHS = 0, 0.5, "ce", 1e-3, 2.0
 
 
 @dataclass
@@ -59,6 +65,16 @@ class DemoConfig:
     lm_features: bool = field(default=True, metadata={
         "help": "give the reward heads tiny-gsm's token log-probabilities and train the heads only; without "
                 "them a PRM fine-tuned on this 1M-parameter backbone scores steps by position and template"})
+    implicit: bool = field(default=True, metadata={
+        "help": "also train an implicit PRM on the outcome labels only (zero rollouts) and report it beside the PRM"})
+    implicit_samples: int = field(default=IMPLICIT_SAMPLES, metadata={
+        "help": "more solutions sampled per training problem for the implicit PRM (sampling is cheap; "
+                "it needs no rollouts)"})
+    implicit_beta: float = field(default=IMPLICIT_BETA, metadata={"help": "the implicit PRM's beta"})
+    implicit_loss: str = field(default=IMPLICIT_LOSS, metadata={"help": "the implicit PRM's loss",
+                                                                "choices": ["ce", "dpo"]})
+    implicit_learning_rate: float = field(default=IMPLICIT_LR, metadata={"help": "the implicit PRM's learning rate"})
+    implicit_epochs: float = field(default=IMPLICIT_EPOCHS, metadata={"help": "the implicit PRM's training epochs"})
     threads: int = field(default=0, metadata={"help": "torch threads (0: the machine's cores)"})
     seed: int = field(default=0, metadata={"help": "everything random derives from it"})
     model: str = field(default="tiny-gsm", metadata={"help": "the completer and reward-model backbone"})
@@ -67,7 +83,8 @@ class DemoConfig:
     def quick(cls, out: str) -> "DemoConfig":
         """A small run for tests (about a minute): same stages, fewer problems."""
         return cls(out=out, train_problems=12, val_problems=6, test_problems=8, train_samples=2,
-                   eval_samples=4, mc_n=4, binary_traces=8, epochs=1.0)
+                   eval_samples=4, mc_n=4, binary_traces=8, epochs=1.0, implicit_samples=min(IMPLICIT_SAMPLES, 2),
+                   implicit_epochs=1.0)
 
 
 # The parser is generated from DemoConfig's fields (see prm.app.cli).
@@ -133,9 +150,20 @@ def run_demo(config: DemoConfig) -> dict:
     orm_dir = train(config, splits["train"], splits["val"], out / "orm", head="orm")
     done("train the PRM and the ORM")
 
+    implicit_dir, implicit_data = None, None
+    if config.implicit:
+        stage("train the implicit PRM (outcome labels only)")
+        implicit_data = implicit_training_traces(config, completer, splits["train"], out)
+        implicit_dir = train_implicit(config, implicit_data, out / "implicit")
+        done("train the implicit PRM (outcome labels only)")
+
     stage("score held-out traces and evaluate")
     val, test = score(prm_dir, orm_dir, splits["val"], splits["test"], out)
     metrics = evaluate(val, test, out / "eval")
+    implicit = None
+    if implicit_dir is not None:
+        implicit = evaluate_implicit(implicit_dir, splits["val"], splits["test"], out)
+        implicit["cost"] = label_cost(implicit_data, completer)
     done("score held-out traces and evaluate")
 
     stage("search the test problems")
@@ -146,6 +174,7 @@ def run_demo(config: DemoConfig) -> dict:
                                   "Monte Carlo + sympy override": checked})
     summary = summarise(config, splits, labels, metrics, timings, time.perf_counter() - start)
     summary["search"] = searched
+    summary["implicit"] = implicit
     with atomic_write(out / "summary.json") as handle:
         json.dump(summary, handle, indent=2, default=float)
     with atomic_write(out / "report.md") as handle:
@@ -228,6 +257,82 @@ def train(config: DemoConfig, traces: list[Trace], val: list[Trace], folder: Pat
     trainer.train()
     trainer.model.save_pretrained(str(folder))
     return folder
+
+
+def outcome_only(traces: list[Trace]) -> list[Trace]:
+    """Copies without any step label: what an implicit PRM may learn from is the outcome label."""
+    copies = [Trace.from_dict(t.to_dict()) for t in traces]
+    for trace in copies:
+        for step in trace.steps:
+            step.hard_label, step.soft_label, step.label_source = None, None, None
+    return copies
+
+
+def implicit_training_traces(config: DemoConfig, completer, train: list[Trace], out: Path) -> list[Trace]:
+    """The training traces, plus `implicit_samples` more sampled solutions per training problem,
+    with their outcome labels only."""
+    traces = list(train)
+    if config.implicit_samples:
+        path = out / f"traces_train_implicit{config.implicit_samples}.jsonl"
+        if not path.exists():
+            from completers.base import SamplingParams
+            from completers.world import generate_problems, sample_traces
+
+            problems = generate_problems(config.train_problems + config.val_problems + config.test_problems,
+                                         seed=config.seed)[:config.train_problems]
+            params = SamplingParams(n=config.implicit_samples, temperature=config.temperature, max_new_tokens=320,
+                                    seed=config.seed + 7000)
+            extra = sample_traces(completer, problems, config.implicit_samples, params)
+            for trace in extra:
+                trace.id += "-implicit"
+                trace.meta["split"] = "train"
+            write_traces(path, extra)
+        traces += read_traces(path)
+    return outcome_only(traces)
+
+
+def train_implicit(config: DemoConfig, traces: list[Trace], folder: Path) -> Path:
+    """An implicit PRM (tiny-gsm against a frozen copy of itself) on outcome labels only."""
+    if (folder / "config.json").exists():
+        return folder
+    from completers.text import PLAIN_TEMPLATE
+    from prm.reward.model import RewardModelOptions
+    from prm.reward.training import RewardTrainer, RewardTrainerConfig
+
+    options = RewardModelOptions(head="implicit", prompt_template=PLAIN_TEMPLATE, beta=config.implicit_beta,
+                                 implicit_loss=config.implicit_loss)
+    args = RewardTrainerConfig(
+        output_dir=str(folder / "checkpoints"), num_train_epochs=config.implicit_epochs,
+        per_device_train_batch_size=config.batch_size, learning_rate=config.implicit_learning_rate,
+        seed=config.seed, save_strategy="no", eval_strategy="no", logging_steps=20, report_to=[], disable_tqdm=False)
+    trainer = RewardTrainer(config.model, args, train_traces=traces, model_options=options)
+    trainer.train()
+    trainer.model.save_pretrained(str(folder))
+    return folder
+
+
+def evaluate_implicit(folder: Path, val: list[Trace], test: list[Trace], out: Path) -> dict:
+    """Score val and test with the implicit PRM (scored_*_implicit.jsonl) and measure it as the PRM is."""
+    from evals.report import EvalConfig
+    from evals.report import evaluate as evaluate_scores
+
+    paths = out / "scored_val_implicit.jsonl", out / "scored_test_implicit.jsonl"
+    if not all(p.exists() for p in paths):
+        from prm.reward.model import RewardModel
+
+        model = RewardModel.from_pretrained(str(folder))
+        for traces, path in zip((val, test), paths):
+            write_traces(path, model.score_traces(outcome_only(traces)))
+    metrics, _ = evaluate_scores(read_traces(paths[1]), EvalConfig(gold="meta"), val_traces=read_traces(paths[0]))
+    return {key: metrics.get(key) for key in ("step", "first_error", "best_of_n", "threshold")}
+
+
+def label_cost(traces: list[Trace], completer) -> dict:
+    """What the implicit PRM's training data cost: traces, sampled tokens, zero rollouts."""
+    tokenizer = completer.tokenizer
+    tokens = sum(len(ids) for ids in tokenizer(["\n".join(t.step_texts) for t in traces],
+                                               add_special_tokens=False)["input_ids"])
+    return {"traces": len(traces), "sampled_tokens": tokens, "rollouts": 0}
 
 
 def score(prm_dir: Path, orm_dir: Path, val: list[Trace], test: list[Trace],
@@ -313,6 +418,11 @@ def summary_lines(summary: dict) -> list[str]:
     final = _best_of_n_at_max(summary)
     if final:
         lines.append("best-of-{n}: PRM (min) {prm}, majority {maj}, ORM {orm}, oracle {orc}".format(**final))
+    implicit = summary.get("implicit")
+    if implicit and (implicit.get("best_of_n") or {}).get("methods"):
+        curves = implicit["best_of_n"]["methods"]
+        lines.append(f"implicit PRM (outcome labels only, 0 rollouts), best-of-{implicit['best_of_n']['n'][-1]}: "
+                     f"min {_pct(curves.get('prm_min', [None])[-1])}, last {_pct(curves.get('prm_last', [None])[-1])}")
     searched = summary.get("search")
     if searched:
         lines.append(f"beam search at {searched['budget']} ({searched['scorer']}): {_pct(searched['solve_rate'])}")
@@ -348,20 +458,37 @@ def render_report(summary: dict) -> str:
                      "n/a" if rollouts is None else f"{rollouts:.1f}"])
     lines += table_lines(["labels", "hard-label agreement", "first-error accuracy", "rollouts per trace"],
                          rows)
-    step = summary.get("step") or {}
-    first = summary.get("first_error") or {}
-    lines += ["", "## PRM on held-out test traces, against gold", ""]
-    lines += table_lines(["step accuracy", "F1 (bad steps)", "AUROC", "first-error F1 (ProcessBench)"],
-                         [[_pct(step.get("accuracy")), _num(step.get("f1")), _num(step.get("auroc")),
-                           _num((first.get("overall") or first).get("f1"))]]) + [""]
+    implicit = summary.get("implicit") or {}
+    verifiers = [("PRM (Monte Carlo labels + sympy override)", summary, _mc_cost(summary))]
+    if implicit:
+        cost = implicit.get("cost") or {}
+        verifiers.append(("implicit PRM (outcome labels only)", implicit,
+                          f"0 rollouts, {cost.get('traces', 'n/a')} traces, {cost.get('sampled_tokens', 'n/a')} "
+                          "sampled tokens"))
+    lines += ["", "## Step-level verifiers on held-out test traces, against gold", ""]
+    rows = []
+    for name, figures, cost in verifiers:
+        step, first = figures.get("step") or {}, figures.get("first_error") or {}
+        rows.append([name, _pct(step.get("accuracy")), _num(step.get("f1")), _num(step.get("auroc")),
+                     _num((first.get("overall") or first).get("f1")), cost])
+    lines += table_lines(["verifier", "step accuracy", "F1 (bad steps)", "AUROC", "first-error F1 (ProcessBench)",
+                          "training labels"], rows) + [""]
     best = summary.get("best_of_n") or {}
     if best.get("methods"):
         ns, curves = best["n"], best["methods"]
         methods = [m for m in ("oracle", "majority", "orm", "prm_min", "prm_prod", "prm_mean", "prm_last",
                                "weighted_min") if m in curves]
+        rows = [[m] + [_pct(v) for v in curves[m]] for m in methods]
+        implicit_curves = (implicit.get("best_of_n") or {}).get("methods") or {}
+        for how in ("min", "last", "mean"):
+            if f"prm_{how}" in implicit_curves:
+                rows.append([f"implicit_{how}"] + [_pct(v) for v in implicit_curves[f"prm_{how}"]])
         lines += ["## Best-of-N solve rate on test problems", ""]
-        lines += table_lines(["method"] + [f"N={n}" for n in ns],
-                             [[m] + [_pct(v) for v in curves[m]] for m in methods])
+        if implicit_curves:
+            lines += ["`prm_*`: the PRM trained on Monte Carlo labels; `implicit_*`: the implicit PRM trained on "
+                      "outcome labels only (zero rollouts); `*_min` / `*_last` / `*_mean`: how step scores "
+                      "aggregate into a solution score.", ""]
+        lines += table_lines(["method"] + [f"N={n}" for n in ns], rows)
     searched = summary.get("search")
     if searched:
         lines += ["", "## Step-level beam search on test problems", "",
@@ -373,6 +500,12 @@ def render_report(summary: dict) -> str:
                    "Curves over budgets and seeds: `python bench/search.py`.")]
     lines += ["", "Full report with plots: [eval/report.md](eval/report.md).", ""]
     return "\n".join(lines)
+
+
+def _mc_cost(summary: dict) -> str:
+    rollouts = ((summary.get("label_quality") or {}).get("Monte Carlo (hard)", {}).get("rollouts") or {})
+    mean = rollouts.get("per_trace_mean")
+    return "Monte Carlo rollouts" if mean is None else f"{mean:.1f} rollouts per trace"
 
 
 def _num(value) -> str:

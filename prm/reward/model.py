@@ -8,6 +8,10 @@ One code path serves both kinds of reward model:
   of its last step. Scoring an ORM still reads every step end: each value is the ORM's
   estimate that the solution will turn out right given the prefix so far, and the solution
   score is the last one (its default aggregation is ``"last"``).
+- implicit PRM (``head="implicit"``): no head; the backbone is a causal LM trained on outcome
+  labels with the reward r(y) = beta * log(pi_theta(y) / pi_ref(y)) against a frozen
+  reference LM (`reference`, default a copy of the backbone) held in the same model, and a
+  step's score is sigmoid of the running value q_t (`prm.reward.implicit` says why).
 
 The backbone is any Hugging Face causal LM or encoder loaded with `AutoModel` (the base
 model without its LM head, so no vocabulary-sized projection is computed), unless
@@ -35,6 +39,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
 from prm.aggregate import AGGREGATIONS
+from prm.reward.implicit import IMPLICIT_LOSSES, running_values, step_rewards, token_log_ratios
 from prm.reward.scorer import BatchedStepScorer
 from prm.reward.step_features import INITIAL_WEIGHTS, parse_step_features, step_feature_values
 from prm.reward.step_tokenizer import (DEFAULT_MARKER_TOKEN, STEP_MARKERS, EncodedSteps, StepTokenizer,
@@ -42,7 +47,7 @@ from prm.reward.step_tokenizer import (DEFAULT_MARKER_TOKEN, STEP_MARKERS, Encod
 
 logger = logging.getLogger(__name__)
 
-HEADS = ("prm", "orm")
+HEADS = ("prm", "orm", "implicit")
 LABEL_TYPES = ("hard", "soft")
 OBJECTIVES = ("bce", "mse")
 
@@ -58,7 +63,9 @@ class RewardModelOptions:
     Parameters:
         head (`str`, defaults to `"prm"`):
             `"prm"`: a label at the end of every step. `"orm"`: one label per solution, read at the
-            end of its last step.
+            end of its last step. `"implicit"`: an implicit PRM (`prm.reward.implicit`): the causal
+            backbone is trained on outcome labels with r(y) = beta * log(pi_theta(y) / pi_ref(y)), and
+            every step gets a score from its log-ratios with no step label (no Monte Carlo rollouts).
         label_type (`str`, defaults to `"hard"`):
             Which step labels it is trained on: `"hard"` (`Step.hard_label`, 0/1) or `"soft"`
             (`Step.soft_label`, e.g. the Monte Carlo fraction of correct completions).
@@ -84,6 +91,13 @@ class RewardModelOptions:
         max_length (`int`, defaults to `512`):
             Longest sequence in tokens (prompt + steps). Longer traces lose whole steps from the
             end, counted and reported; those steps get no score.
+        max_prompt_length (`int` or `None`, defaults to `None`):
+            Longest prompt in tokens; a longer one keeps its last tokens (and a leading special
+            token), as TRL's PRMTrainer did. Counted in the data report.
+        max_completion_length (`int` or `None`, defaults to `None`):
+            Most tokens for the steps together (TRL's PRMConfig option of that name). TRL cut
+            the token list mid-step; here whole steps are dropped from the end, counted and
+            reported like `max_length`.
         head_dropout (`float`, defaults to `0.0`):
             Dropout before the head.
         lm_features (`bool`, defaults to `False`):
@@ -105,6 +119,15 @@ class RewardModelOptions:
             the head next to the hidden state: a hybrid PRM. Training data and scored traces
             must carry `Step.verdicts` (run `prm check` first); score with `score_traces`, or
             pass (problem, steps, feature rows) items to `score_many`.
+        reference (`str` or `None`, defaults to `None`):
+            `head="implicit"`: the frozen reference LM pi_ref (short name, folder or hub name; it
+            must share the backbone's tokenizer). `None`: a frozen copy of the backbone as loaded.
+            Its weights are saved with the model, so a saved implicit PRM loads on its own.
+        beta (`float`, defaults to `0.5`):
+            `head="implicit"`: the scale of the reward, r = beta * (sum of token log-ratios).
+        implicit_loss (`str`, defaults to `"ce"`):
+            `head="implicit"`: `"ce"`, cross-entropy of sigmoid(r(y)) against each trace's outcome
+            label; `"dpo"`, DPO on pairs of a correct and an incorrect solution of the same problem.
     """
 
     head: str = field(default="prm", metadata={"help": "prm: a score per step; orm: one per solution.",
@@ -124,6 +147,10 @@ class RewardModelOptions:
         "choices": list(STEP_MARKERS)})
     marker_token: str | None = field(default=None, metadata={"help": "Marker for step_marker=special-token."})
     max_length: int = field(default=512, metadata={"help": "Longest sequence; whole steps are dropped beyond it."})
+    max_prompt_length: int | None = field(default=None, metadata={
+        "help": "Longest prompt in tokens; a longer one keeps its last tokens."})
+    max_completion_length: int | None = field(default=None, metadata={
+        "help": "Most tokens for all steps together; whole steps beyond it are dropped."})
     head_dropout: float = field(default=0.0, metadata={"help": "Dropout before the head."})
     lm_features: bool = field(default=False, metadata={
         "help": "Causal-LM backbones: the head also reads the LM's token log-probabilities."})
@@ -135,6 +162,12 @@ class RewardModelOptions:
     step_features: str = field(default="", metadata={
         "help": "Checker verdicts as head inputs, read from Step.verdicts (prm check first): comma-separated "
                 "from refuted, refuted_so_far, verified, checked."})
+    reference: str | None = field(default=None, metadata={
+        "help": "head=implicit: the frozen reference LM (default: a frozen copy of the backbone)."})
+    beta: float = field(default=0.5, metadata={"help": "head=implicit: reward scale, r = beta * sum of log-ratios."})
+    implicit_loss: str = field(default="ce", metadata={
+        "help": "head=implicit: ce (outcome-label cross-entropy) or dpo (correct/incorrect pairs per problem).",
+        "choices": list(IMPLICIT_LOSSES), "aliases": ["--loss"]})
 
     def __post_init__(self):
         check_options(self)
@@ -160,6 +193,7 @@ class RewardModelConfig(RewardModelOptions, PreTrainedConfig):
 
     transformer_config: dict | PreTrainedConfig | None = None
     backbone_name: str | None = None
+    reference_config: dict | None = None  # head=implicit with a reference other than the backbone
 
     def __post_init__(self, **kwargs):
         PreTrainedConfig.__post_init__(self, **kwargs)
@@ -222,36 +256,62 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
     # the gradient-accumulation steps (it would not if it thought forward took num_items_in_batch)
     accepts_loss_kwargs = False
 
-    def __init__(self, config: RewardModelConfig, backbone: PreTrainedModel | None = None):
+    def __init__(self, config: RewardModelConfig, backbone: PreTrainedModel | None = None,
+                 reference: PreTrainedModel | None = None):
         super().__init__(config)
+        implicit = config.head == "implicit"
         if backbone is None:
-            auto = AutoModelForCausalLM if config.lm_features else AutoModel
+            auto = AutoModelForCausalLM if config.lm_features or implicit else AutoModel
             backbone = auto.from_config(config.transformer_config)
+        self.reference = None
+        if implicit:  # the frozen pi_ref, in the same model so one forward pass computes both
+            self.reference = reference if reference is not None else _reference_from_config(config)
+            self.reference.requires_grad_(False)
+            self.reference.eval()
         self.backbone = backbone
         if getattr(self.backbone, "pooler", None) is not None:
             self.backbone.pooler = None  # an encoder's [CLS] pooler is unused: skip its compute and weights
         self.dropout = nn.Dropout(config.head_dropout)
         extra = (len(LM_FEATURES) if config.lm_features else 0) + len(self.step_feature_names)
-        self.head = nn.Linear(_hidden_size(config.transformer_config) + extra, 1)
+        # an implicit PRM has no head: its scores are the LM's own log-ratios
+        self.head = None if implicit else nn.Linear(_hidden_size(config.transformer_config) + extra, 1)
         self.tokenizer = None
         self._step_tokenizer = None
         self.post_init()
         if config.lora_r > 0:
-            # After post_init, and with the tied-weight names (a causal LM's embeddings and LM
-            # head, lm_features) moved to where peft's wrapper puts the backbone: transformers
-            # ties weights again when loading, and cannot find them under the old names.
+            # after post_init: its weight tying cannot find a Llama's tied embeddings under peft's
+            # wrapper (PeftModel.model is the LoraModel's LlamaForCausalLM, not its .model)
             self.backbone = _with_lora(self.backbone, config)
-            moved = "backbone.base_model.model."
-            self.all_tied_weights_keys = {
-                target.replace("backbone.", moved, 1): source.replace("backbone.", moved, 1)
-                for target, source in (getattr(self, "all_tied_weights_keys", None) or {}).items()}
+            self._rename_tied_weights_under_lora()
+
+    def _rename_tied_weights_under_lora(self) -> None:
+        """The tied-weight map (a causal LM's lm_head tied to its embeddings) names the backbone's
+        parameters as before the LoRA wrap ("backbone.lm_head.weight"); peft moved them under
+        "backbone.base_model.model.", and loading a saved model would look for names that do not
+        exist. Rename them to where they are."""
+        tied = getattr(self, "all_tied_weights_keys", None)
+        if not tied:
+            return
+        names = set(dict(self.named_parameters(remove_duplicate=False)))
+
+        def where(name: str) -> str:
+            moved = name.replace("backbone.", "backbone.base_model.model.", 1)
+            return moved if name not in names and moved in names else name
+
+        self.all_tied_weights_keys = {where(target): where(source) for target, source in tied.items()}
 
     @property
     def aggregation(self) -> str:
         return self.config.aggregation
 
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.reference is not None:
+            self.reference.eval()  # pi_ref is fixed: never dropout
+        return self
+
     def _init_weights(self, module):
-        if module is self.head:
+        if self.head is not None and module is self.head:
             std = getattr(self.config.transformer_config, "initializer_range", 0.02)
             nn.init.normal_(module.weight, mean=0.0, std=std)
             nn.init.zeros_(module.bias)
@@ -294,6 +354,10 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
             last = (attention_mask.sum(1) - 1) if attention_mask is not None else \
                 torch.full((input_ids.size(0),), input_ids.size(1) - 1, device=input_ids.device)
             step_positions = last.view(-1, 1)
+        if self.config.head == "implicit":
+            values = self.implicit_values(input_ids, attention_mask, step_positions, answer_start)
+            loss = step_loss(values, labels, "bce") if labels is not None else None
+            return RewardModelOutput(loss=loss, logits=values)
         if self.config.lm_features:
             output = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
             hidden = output.hidden_states[-1]
@@ -327,6 +391,60 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
         with torch.no_grad(), self.backbone.disable_adapter():
             return self.backbone(input_ids=input_ids, attention_mask=attention_mask).logits
 
+    def token_log_ratios(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                         answer_start: torch.Tensor | None = None) -> torch.Tensor:
+        """head=implicit: log pi_theta - log pi_ref of every response token (0 elsewhere), with
+        the reference's log-probabilities computed on the same batch."""
+        logits = self.backbone(input_ids=input_ids, attention_mask=attention_mask).logits
+        with torch.no_grad():
+            reference_logits = self.reference(input_ids=input_ids, attention_mask=attention_mask).logits
+        return token_log_ratios(logits, reference_logits, input_ids, answer_start, attention_mask)
+
+    def implicit_values(self, input_ids, attention_mask, step_positions, answer_start=None) -> torch.Tensor:
+        """head=implicit: the running values q_t (batch, steps); q at the last step is r(y)."""
+        ratios = self.token_log_ratios(input_ids, attention_mask, answer_start)
+        return running_values(ratios, step_positions, self.config.beta)
+
+    @torch.inference_mode()
+    def token_rewards(self, items, batch_size: int | None = None) -> list[list[list[tuple[int, float]]]]:
+        """head=implicit: the token-level process rewards beta * log(pi_theta / pi_ref) of every step.
+
+        For each (problem, steps) item, one list per kept step of (end, reward) pairs, one per
+        token of the step (and its separator): `end` is the offset in the step's text just after
+        the token's last character (capped at the step's length, so separator tokens sit on its
+        end). A step's rewards sum to its step reward q_t - q_{t-1}. Needs a fast tokenizer."""
+        if self.config.head != "implicit":
+            raise ValueError("token_rewards needs an implicit PRM (head='implicit')")
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise ValueError("token_rewards needs a fast tokenizer (character offsets)")
+        was_training = self.training
+        self.eval()
+        items = [(item[0], list(item[1])) for item in items]
+        encoded = self.step_tokenizer.encode_many(items)
+        suffix = self.config.step_separator if self.config.step_marker == "last-token" else ""
+        results = []
+        size = batch_size or self.batch_size
+        for first in range(0, len(items), size):
+            batch = encoded[first:first + size]
+            inputs = {k: v.to(self.device) for k, v in pad_batch(batch, self.tokenizer.pad_token_id,
+                                                                answer_start=True).items()}
+            ratios = self.token_log_ratios(inputs["input_ids"], inputs["attention_mask"],
+                                           inputs["answer_start"]).float().cpu() * self.config.beta
+            for row, (enc, (_, steps)) in enumerate(zip(batch, items[first:first + size])):
+                steps_out, start = [], enc.answer_start
+                for step, end in zip(steps, enc.step_positions):
+                    offsets = self.tokenizer(step + suffix, add_special_tokens=False,
+                                             return_offsets_mapping=True)["offset_mapping"]
+                    values = ratios[row, start:end + 1].tolist()
+                    ends = [min(stop, len(step)) for _, stop in offsets]
+                    ends += [len(step)] * (len(values) - len(ends))  # appended marker/sep tokens
+                    steps_out.append(list(zip(ends[:len(values)], values)))
+                    start = end + 1
+                results.append(steps_out)
+        if was_training:
+            self.train()
+        return results
+
     # -- building, saving, loading ---------------------------------------------------------
 
     @classmethod
@@ -340,24 +458,35 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
         path = resolve_model(name_or_path)
         tokenizer = AutoTokenizer.from_pretrained(path)
         options = replace(options or RewardModelOptions())
-        backbone = (AutoModelForCausalLM if options.lm_features else AutoModel).from_pretrained(path, **load_kwargs)
+        implicit = options.head == "implicit"
+        auto = AutoModelForCausalLM if options.lm_features or implicit else AutoModel
+        backbone = auto.from_pretrained(path, **load_kwargs)
+        reference = None
+        if implicit:
+            reference = _load_reference(options.reference, backbone, load_kwargs)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
         if options.step_marker == "special-token":
             options.marker_token = options.marker_token or DEFAULT_MARKER_TOKEN
             if add_marker_token(tokenizer, options.marker_token):
                 backbone.resize_token_embeddings(len(tokenizer))
+                if reference is not None:
+                    reference.resize_token_embeddings(len(tokenizer))
         positions = _max_positions(backbone.config, tokenizer)
         if positions is not None and options.max_length > positions:
             logger.warning("max_length %d exceeds the backbone's %d positions; using %d",
                            options.max_length, positions, positions)
             options.max_length = positions
         options.aggregation = options.aggregation or ("last" if options.head == "orm" else "min")
+        reference_config = None
+        if implicit and options.reference is not None:
+            reference_config = reference.config.to_dict()
         config = RewardModelConfig(transformer_config=backbone.config, backbone_name=name_or_path,
-                                   attn_implementation=backbone.config._attn_implementation, **asdict(options))
-        for module in backbone.modules():  # loaded weights: keep them out of post_init's initialisation
-            module._is_hf_initialized = True
-        model = cls(config, backbone=backbone)
+                                   attn_implementation=backbone.config._attn_implementation,
+                                   reference_config=reference_config, **asdict(options))
+        for module in [*backbone.modules(), *(reference.modules() if reference is not None else [])]:
+            module._is_hf_initialized = True  # loaded weights: keep them out of post_init's initialisation
+        model = cls(config, backbone=backbone, reference=reference)
         model.tokenizer = tokenizer
         return model
 
@@ -383,7 +512,8 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
             c = self.config
             self._step_tokenizer = StepTokenizer(
                 self.tokenizer, prompt_template=c.prompt_template, step_separator=c.step_separator,
-                step_marker=c.step_marker, marker_token=c.marker_token, max_length=c.max_length)
+                step_marker=c.step_marker, marker_token=c.marker_token, max_length=c.max_length,
+                max_prompt_length=c.max_prompt_length, max_completion_length=c.max_completion_length)
         return self._step_tokenizer
 
     def _encode_many(self, items):
@@ -414,7 +544,7 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
         was_training = self.training
         self.eval()
         inputs = pad_batch(batch, self.tokenizer.pad_token_id, answer_start=True)
-        device = self.head.weight.device
+        device = self.device
         logits = self(**{k: v.to(device) for k, v in inputs.items()}).logits.float()
         probs = torch.sigmoid(logits).cpu().tolist()
         if was_training:
@@ -448,6 +578,32 @@ def lm_step_features(lm_logits: torch.Tensor, input_ids: torch.Tensor, step_posi
     step_min = torch.where(in_step, values, torch.zeros_like(values)).min(dim=-1).values
     answer_min = torch.where(in_answer, values, torch.zeros_like(values)).min(dim=-1).values
     return torch.stack([step_min, answer_min], dim=-1)
+
+
+def _load_reference(name: str | None, backbone: PreTrainedModel, load_kwargs: dict) -> PreTrainedModel:
+    """The frozen reference LM of an implicit PRM: a copy of the freshly loaded backbone, or
+    the causal LM `name` (which must share the backbone's vocabulary)."""
+    import copy
+
+    if name is None:
+        return copy.deepcopy(backbone)
+    from prm.model_names import resolve_model
+
+    reference = AutoModelForCausalLM.from_pretrained(resolve_model(name), **load_kwargs)
+    ours, theirs = backbone.get_input_embeddings().num_embeddings, reference.get_input_embeddings().num_embeddings
+    if ours != theirs:
+        raise ValueError(f"the reference {name} has {theirs} token embeddings and the backbone {ours}: an "
+                         "implicit PRM's reference must use the backbone's tokenizer")
+    return reference
+
+
+def _reference_from_config(config: RewardModelConfig) -> PreTrainedModel:
+    """An empty reference LM of the saved shape (its weights are loaded with the model's)."""
+    if config.reference_config:
+        reference_config = dict(config.reference_config)
+        return AutoModelForCausalLM.from_config(AutoConfig.for_model(reference_config.pop("model_type"),
+                                                                     **reference_config))
+    return AutoModelForCausalLM.from_config(config.transformer_config)
 
 
 def _with_lora(backbone, config: RewardModelConfig):

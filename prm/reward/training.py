@@ -34,6 +34,7 @@ from torch import nn
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from prm.records import Trace, first_error
+from prm.reward.implicit import dpo_loss
 from prm.reward.model import RewardModel, RewardModelOptions, step_loss
 from prm.reward.step_features import step_feature_values
 from prm.reward.step_tokenizer import EncodedSteps, pad_batch
@@ -75,6 +76,10 @@ class RewardTrainerConfig(TrainingArguments):
         pos_weight (`float` or `None`, defaults to `None`):
             An explicit weight for the positive (good) part of every target; overrides
             `balance_classes`.
+        train_on_last_step_only (`bool`, defaults to `False`):
+            PRM head: train on the last step's label only; earlier steps are left out of the
+            loss (not counted as unknown). Evaluation still reads every step. TRL's PRMConfig
+            option of that name.
         threshold (`float`, defaults to `0.5`):
             A step is predicted good when its probability is at least this (metrics only).
         disable_dropout (`bool`, defaults to `True`):
@@ -104,6 +109,8 @@ class RewardTrainerConfig(TrainingArguments):
                                                         "choices": list(ORM_LABELS)})
     balance_classes: bool = field(default=False, metadata={"help": "Weight good and bad steps equally."})
     pos_weight: float | None = field(default=None, metadata={"help": "Loss weight of the positive class."})
+    train_on_last_step_only: bool = field(default=False, metadata={
+        "help": "PRM: train on the last step's label only (evaluation reads every step)."})
     threshold: float = field(default=0.5, metadata={"help": "Probability at which a step counts as good."})
     disable_dropout: bool = field(default=True, metadata={"help": "Turn off dropout in the backbone."})
     early_stopping_patience: int | None = field(default=None, metadata={
@@ -168,7 +175,7 @@ class DataReport:
             text += f", {self.skipped_unlabeled} trace(s) without labels skipped"
         if self.dropped_steps:
             text += (f", {self.dropped_steps} step(s) in {self.truncated_traces} trace(s) dropped "
-                     "by truncation at max_length")
+                     "by truncation (max_length, max_completion_length)")
         if self.skipped_truncated:
             text += f", {self.skipped_truncated} trace(s) skipped: their labelled steps did not fit"
         return text
@@ -191,11 +198,12 @@ def trace_targets(trace: Trace, labels: str = "hard", head: str = "prm",
 
 
 def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "hard",
-                   orm_label: str = "outcome") -> tuple[list[dict], DataReport]:
+                   orm_label: str = "outcome", last_step_only: bool = False) -> tuple[list[dict], DataReport]:
     """Tokenize traces into training examples: input_ids, step_positions and labels
-    (target, UNKNOWN for an unknown label, PADDING for an ORM's non-final steps). A PRM trace
-    that lost steps to truncation gets one more masked entry, TRUNCATED, so that metrics can
-    leave its first error out."""
+    (target, UNKNOWN for an unknown label, PADDING for an ORM's non-final steps, and with
+    `last_step_only` for every PRM step but the last). A PRM trace that lost steps to
+    truncation gets one more masked entry, TRUNCATED, so that metrics can leave its first
+    error out."""
     head = model.config.head
     report = DataReport(traces=len(traces))
     encoded = model.step_tokenizer.encode_many([(t.problem, t.step_texts) for t in traces])
@@ -206,6 +214,8 @@ def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "ha
     examples = []
     for trace, enc in zip(traces, encoded):
         targets = trace_targets(trace, labels, head, orm_label)
+        if last_step_only and head == "prm":
+            targets = [None] * (len(targets) - 1) + targets[-1:]
         if all(t is None for t in targets):
             report.skipped_unlabeled += 1
             continue
@@ -213,7 +223,7 @@ def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "ha
             report.dropped_steps += enc.dropped
             report.truncated_traces += 1
         kept = targets[:enc.kept]
-        if head == "orm":
+        if head in ("orm", "implicit") or last_step_only:
             values = [PADDING] * (enc.kept - 1) + [kept[-1]] if enc.dropped == 0 else []
         else:
             values = [UNKNOWN if t is None else t for t in kept]
@@ -233,7 +243,7 @@ def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "ha
             positions.append(positions[-1])
             values.append(TRUNCATED)
         example = {"input_ids": enc.input_ids, "step_positions": positions, "labels": values,
-                   "answer_start": enc.answer_start}
+                   "answer_start": enc.answer_start, "problem": trace.problem}
         if feature_names:  # checker verdicts as inputs (prm.reward.step_features)
             rows = step_feature_values(trace.steps, feature_names)[:enc.kept]
             example["step_features"] = rows + [[0.0] * len(feature_names)] * (len(positions) - len(rows))
@@ -241,17 +251,43 @@ def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "ha
     return examples, report
 
 
+def preference_pairs(examples: list[dict]) -> list[dict]:
+    """DPO pairs for an implicit PRM: within each problem, correct solutions (outcome 1) paired
+    with incorrect ones (outcome 0), round robin, as many pairs as the larger side has
+    solutions so every solution takes part. A pair is the chosen example with the rejected
+    one under "rejected"; problems whose solutions are all right or all wrong give none."""
+    groups: dict[str, tuple[list, list]] = {}
+    for example in examples:
+        outcome = max(example["labels"])  # one known label per implicit/ORM example, at its last step
+        if outcome in (0.0, 1.0):
+            groups.setdefault(example["problem"], ([], []))[int(outcome == 0.0)].append(example)
+    pairs = []
+    for right, wrong in groups.values():
+        for i in range(max(len(right), len(wrong)) if right and wrong else 0):
+            pairs.append({**right[i % len(right)], "rejected": wrong[i % len(wrong)]})
+    return pairs
+
+
 class StepCollator:
-    """Pads a batch of examples to its own longest sequence (dynamic padding)."""
+    """Pads a batch of examples to its own longest sequence (dynamic padding). Preference pairs
+    (examples with a "rejected" example) become one batch: the chosen rows, then the rejected
+    ones, and "pairs" (how many)."""
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
 
     def __call__(self, features: list[dict]) -> dict:
+        pairs = None
+        if features and "rejected" in features[0]:
+            pairs = len(features)
+            features = list(features) + [f["rejected"] for f in features]
         batch = [EncodedSteps(f["input_ids"], f["step_positions"], len(f["step_positions"]),
                               answer_start=f.get("answer_start", 0), features=f.get("step_features"))
                  for f in features]
-        return pad_batch(batch, self.pad_token_id, labels=[f["labels"] for f in features], answer_start=True)
+        padded = pad_batch(batch, self.pad_token_id, labels=[f["labels"] for f in features], answer_start=True)
+        if pairs is not None:
+            padded["pairs"] = pairs
+        return padded
 
 
 # -- metrics ------------------------------------------------------------------------------
@@ -314,7 +350,7 @@ def _metrics_from_eval(eval_pred, threshold: float, head: str) -> dict:
         targets.append([None if v == UNKNOWN else float(v) for v in row_labels[steps]])
         complete.append(not bool((row_labels == TRUNCATED).any()))
     metrics = step_metrics(probs, targets, threshold, complete)
-    if head == "orm":
+    if head in ("orm", "implicit"):
         metrics = {k: v for k, v in metrics.items() if not k.startswith("first_error")}
     return {k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))}
 
@@ -345,17 +381,29 @@ class RewardTrainer(Trainer):
         elif model_options is not None:
             raise ValueError("model_options are for a backbone name; a RewardModel keeps its own config.options")
         labels = model.config.label_type
+        implicit = model.config.head == "implicit"
         if args.freeze_backbone:
+            if implicit:
+                raise ValueError("an implicit PRM has no head: freeze_backbone would leave nothing to train")
             model.backbone.requires_grad_(False)
         if args.disable_dropout:
             for module in model.backbone.modules():
                 if isinstance(module, nn.Dropout):
                     module.p = 0.0
 
-        train_set, self.train_report = build_examples(model, train_traces, labels=labels, orm_label=args.orm_label)
+        train_set, self.train_report = build_examples(model, train_traces, labels=labels, orm_label=args.orm_label,
+                                                      last_step_only=args.train_on_last_step_only)
         if not train_set:
             raise ValueError(f"no trace has {labels} labels to train on ({self.train_report.summary()})")
         _log_report(self.train_report, "train")
+        self.pairs = None
+        if implicit and model.config.implicit_loss == "dpo":
+            train_set = preference_pairs(train_set)
+            self.pairs = len(train_set)
+            if not train_set:
+                raise ValueError("implicit_loss=dpo needs problems with both a correct and an incorrect solution "
+                                 f"among the training traces; none has both ({self.train_report.summary()})")
+            logger.info("DPO: %d preference pairs", self.pairs)
         self.eval_report = None
         eval_set = None
         if isinstance(eval_traces, dict):
@@ -384,14 +432,22 @@ class RewardTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         labels = inputs.pop("labels")
+        pairs = inputs.pop("pairs", None)
         outputs = model(**inputs)
-        loss = step_loss(outputs.logits, labels, self.model.config.objective, self.pos_weight)
+        if pairs is not None:  # implicit PRM, DPO: r(y) sits at each row's one labelled position
+            rewards = torch.where(labels >= 0, outputs.logits, torch.zeros_like(outputs.logits)).sum(dim=1)
+            loss = dpo_loss(rewards[:pairs], rewards[pairs:])
+        else:
+            objective = "bce" if self.model.config.head == "implicit" else self.model.config.objective
+            loss = step_loss(outputs.logits, labels, objective, self.pos_weight)
         return (loss, outputs) if return_outputs else loss
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         if resume_from_checkpoint:  # the data report is already in the logs of the first run
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         report = self.train_report
+        if self.pairs is not None:
+            self.log({"train_pairs": self.pairs})
         self.log({"train_traces": report.used, "train_labeled_steps": report.labeled_steps,
                   "train_positive_rate": report.positive_rate or 0.0,
                   "train_unknown_masked": report.unknown_masked,

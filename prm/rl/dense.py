@@ -18,6 +18,14 @@ step adds nothing), optionally adding an outcome reward on the last token, e.g.
         reward_tensor[i, :len(ids[i])] = torch.tensor(dense.token_rewards(len(ids[i])))
 
 Steps are split as everywhere in `prm.rl` (`prm.rl.text.step_spans`).
+
+An implicit PRM (`RewardModel` with ``head="implicit"``) has a natural token-level reward,
+beta * log(pi_theta / pi_ref) of each token (`RewardModel.token_rewards`), as PRIME uses it.
+With such a scorer (`token_level=None` or True) each of its tokens' rewards is put on the
+policy token holding that token's last character (several scorer tokens may land on one
+policy token; their rewards add up), so a step's rewards sum to its step reward
+q_t - q_{t-1}; `DenseReward.token_values` keeps the (token, reward) pairs. `token_level=False`
+puts the step scores on the step ends as for any scorer.
 """
 
 from __future__ import annotations
@@ -36,11 +44,14 @@ class DenseReward:
     scores: list[float | None]
     end_chars: list[int]  # offset just after each step's last character in the response text
     end_tokens: list[int]  # index of the response token holding each step's last character
+    token_values: list[tuple[int, float]] | None = None  # implicit PRM: (policy token, reward) pairs
 
     def token_rewards(self, n_tokens: int, outcome: float | None = None) -> list[float]:
-        """One reward per token: each step's score on its last token, `outcome` added on the last."""
+        """One reward per token: each step's score on its last token (or, from an implicit PRM,
+        every token's log-ratio reward on its token), `outcome` added on the last."""
         rewards = [0.0] * n_tokens
-        for token, score in zip(self.end_tokens, self.scores):
+        pairs = self.token_values if self.token_values is not None else zip(self.end_tokens, self.scores)
+        for token, score in pairs:
             if score is not None and 0 <= token < n_tokens:
                 rewards[token] += float(score)
         if outcome is not None and n_tokens:
@@ -50,11 +61,17 @@ class DenseReward:
 
 def dense_rewards(scorer: StepScorer, tokenizer, problems: list[str], responses: list[str] | None = None, *,
                   response_ids: list[list[int]] | None = None, step_separator: str = "\n",
-                  batch_size: int | None = None) -> list[DenseReward]:
+                  batch_size: int | None = None, token_level: bool | None = None) -> list[DenseReward]:
     """Step scores of each (problem, response) with the token index where each step ends.
 
     Pass either `responses` (texts) or `response_ids` (token ids of the responses alone).
+    token_level: None uses a scorer's token-level rewards when it has them (an implicit PRM),
+    True requires them, False never uses them.
     """
+    implicit = getattr(getattr(scorer, "config", None), "head", None) == "implicit"
+    if token_level and not implicit:
+        raise ValueError("token_level=True needs an implicit PRM (a RewardModel with head='implicit')")
+    token_level = implicit if token_level is None else token_level
     if (responses is None) == (response_ids is None):
         raise ValueError("pass either responses (texts) or response_ids (token ids), not both")
     if response_ids is not None:
@@ -68,15 +85,31 @@ def dense_rewards(scorer: StepScorer, tokenizer, problems: list[str], responses:
     scores: list[list[float | None]] = [[] for _ in items]
     for i, values in zip(todo, scored):
         scores[i] = list(values)
+    per_token: list[list] = [[] for _ in items]
+    if token_level and todo:
+        for i, values in zip(todo, scorer.token_rewards([items[i] for i in todo], batch_size)):
+            per_token[i] = values
     results = []
     for i, (text, s) in enumerate(zip(responses, spans)):
         ends = [end for _, end in s]
-        if response_ids is not None:
-            tokens = [_token_of_char_from_ids(tokenizer, response_ids[i], end) for end in ends]
-        else:
-            tokens = _token_of_char_from_text(tokenizer, text, ends)
-        results.append(DenseReward([step for step, _ in s], scores[i], ends, tokens))
+        tokens = _tokens_of_chars(tokenizer, text, ends, None if response_ids is None else response_ids[i])
+        dense = DenseReward([step for step, _ in s], scores[i], ends, tokens)
+        if token_level:
+            chars = [end - len(step) + max(offset, 1) for (step, end), pairs in zip(s, per_token[i])
+                     for offset, _ in pairs]
+            values = [value for pairs in per_token[i] for _, value in pairs]
+            dense.token_values = list(zip(_tokens_of_chars(tokenizer, text, chars,
+                                                           None if response_ids is None else response_ids[i]),
+                                          values))
+        results.append(dense)
     return results
+
+
+def _tokens_of_chars(tokenizer, text: str, ends: list[int], ids: list[int] | None) -> list[int]:
+    """The response token holding the character just before each offset in `ends`."""
+    if ids is not None:
+        return [_token_of_char_from_ids(tokenizer, ids, end) for end in ends]
+    return _token_of_char_from_text(tokenizer, text, ends)
 
 
 def _token_of_char_from_ids(tokenizer, ids: list[int], end: int) -> int:
