@@ -162,8 +162,11 @@ def verifiers(config, demo: Path, work: Path, only: list[str] | None = None) -> 
       lowest token log-probabilities with weight 1): what the training adds;
     - gold-label PRM (diagnostic): the demo's recipe on the world's exact step labels, which no
       real data set has: how much better labels alone would give;
+    - implicit PRM (outcome labels): the demo's implicit PRM recipe (`head="implicit"`, tiny-gsm
+      fine-tuned against a frozen copy of itself on the outcome labels; no rollouts);
     - ORM: the same backbone and recipe, one outcome label per training trace (no rollouts).
     """
+    from prm.app.demo import IMPLICIT_BETA, IMPLICIT_EPOCHS, IMPLICIT_LOSS, IMPLICIT_LR, outcome_only
     from prm.io import read_traces
 
     checked = read_traces(demo / "labels_checked.jsonl")
@@ -175,6 +178,10 @@ def verifiers(config, demo: Path, work: Path, only: list[str] | None = None) -> 
         "MC PRM, full fine-tune": (checked, "prm", {"lm_features": False}, {**backbone, "learning_rate": 1e-3}),
         "LM features, untrained head": (plain, "prm", None, {"num_train_epochs": 0.0}),
         "gold-label PRM (diagnostic)": (plain, "prm", None, None),
+        "implicit PRM (outcome labels)": (outcome_only(plain), "implicit",
+                                          {"lm_features": False, "beta": IMPLICIT_BETA, "implicit_loss": IMPLICIT_LOSS},
+                                          {"freeze_backbone": False, "balance_classes": False,
+                                           "learning_rate": IMPLICIT_LR, "num_train_epochs": IMPLICIT_EPOCHS}),
         "ORM": (plain, "orm", None, None),
     }
     if only:
