@@ -156,6 +156,7 @@ def verifiers(config, demo: Path, work: Path, only: list[str] | None = None) -> 
       Monte Carlo labels with the sympy override;
     - MC PRM, LoRA r=8: the same labels; LoRA adapters on tiny-gsm train with the head, the LM
       features read from the backbone with its adapters off;
+    - MC PRM, LoRA r=8, demo schedule: the same with the demo head's learning rate and epochs;
     - MC PRM, full fine-tune: the same labels; every weight trains, no LM features (fine-tuning
       would move the log-probabilities they are read from);
     - LM features, untrained head: no labels at all, the head as initialised (it reads the LM's
@@ -175,6 +176,8 @@ def verifiers(config, demo: Path, work: Path, only: list[str] | None = None) -> 
     plan = {
         "MC PRM (demo)": (checked, "prm", None, None),
         "MC PRM, LoRA r=8": (checked, "prm", {"lora_r": 8, "lora_alpha": 16}, {**backbone, "learning_rate": 2e-3}),
+        "MC PRM, LoRA r=8, demo schedule": (checked, "prm", {"lora_r": 8, "lora_alpha": 16},
+                                            {"freeze_backbone": False}),
         "MC PRM, full fine-tune": (checked, "prm", {"lm_features": False}, {**backbone, "learning_rate": 1e-3}),
         "LM features, untrained head": (plain, "prm", None, {"num_train_epochs": 0.0}),
         "gold-label PRM (diagnostic)": (plain, "prm", None, None),

@@ -80,3 +80,15 @@ def test_with_lm_features_lora_trains_the_backbone_but_the_features_stay_the_unc
     assert torch.allclose(used, expected, atol=1e-5)
     with pytest.raises(ValueError, match="LM features"):
         model.merge_lora()
+
+
+def test_prm_train_refuses_merging_adapters_whose_lm_features_read_the_plain_backbone(tmp_path, capsys):
+    from prm.app.cli import main
+    from prm.io import write_traces
+
+    write_traces(tmp_path / "train.jsonl", traces(4))
+    code = main(["train", str(tmp_path / "train.jsonl"), "--backbone", "tiny-gsm", "--lm_features", "--lora_r", "4",
+                 "--merge_lora", "--out", str(tmp_path / "prm")])
+    assert code != 0
+    assert "--merge_lora with --lm_features" in capsys.readouterr().err
+    assert not (tmp_path / "prm" / "config.json").exists()
