@@ -454,12 +454,19 @@ def trace_features():
     rollouts = {"correct": Value("int64"), "total": Value("int64"),
                 "answers": List(Value("string")), "tokens": Value("int64"),
                 "seconds": Value("float64"), "texts": List(Value("string"))}
+    review = {"reviewer": Value("string"), "hard_label": Value("int8"), "time": Value("string"),
+              "tool": Value("string"), "comment": Value("string"), "label_source": Value("string")}
     step = {"text": Value("string"), "hard_label": Value("int8"), "soft_label": Value("float64"),
             "label_source": Value("string"), "verdicts": List(verdict), "rollouts": rollouts,
-            "score": Value("float64")}
+            "score": Value("float64"), "reviews": List(review)}
+    critique = {"text": Value("string"), "answer": Value("string"), "index": Value("int64"),
+                "parse_error": Value("string"), "tokens": Value("int64")}
+    judgement = {"judge": Value("string"), "critiques": List(critique), "vote": Value("int64"),
+                 "template": Value("string"), "temperature": Value("float64"), "top_p": Value("float64"),
+                 "seed": Value("int64"), "seconds": Value("float64")}
     return Features({"id": Value("string"), "problem": Value("string"), "steps": List(step),
                      "final_answer": Value("string"), "reference_answer": Value("string"),
-                     "outcome_label": Value("int8"), "meta": Value("string")})
+                     "outcome_label": Value("int8"), "meta": Value("string"), "judgement": judgement})
 
 
 def to_dataset(traces: Iterable[Trace]):
@@ -488,6 +495,9 @@ def from_dataset(dataset, *, path: str | None = None, report: ReadReport | None 
                 # Arrow stores a missing struct as a struct of nulls.
                 if rollouts is not None and rollouts.get("total") is None:
                     step["rollouts"] = None
+            judgement = row.get("judgement")
+            if judgement is not None and judgement.get("judge") is None:
+                row["judgement"] = None
             trace = Trace.from_dict(row)
         except RecordError as err:
             raise err.located(path=path, line=number) from None

@@ -41,8 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The benchmark options of `prm eval` (its --out, --threshold and --batch-size are shared)."""
     group = parser.add_argument_group("benchmarks (--benchmark)")
     group.add_argument("--benchmark", choices=BENCHMARKS, help="run a benchmark end to end with --scorer")
-    group.add_argument("--scorer", metavar="SPEC", help="model folder, hub name, checker:sympy[,z3] "
-                       "or MODEL+checker:sympy (see prm.app.scorers)")
+    group.add_argument("--scorer", metavar="SPEC", help="model folder, hub name, checker:sympy[,z3], "
+                       "MODEL+checker:sympy or judge:MODEL_OR_URL (an LLM critic: ProcessBench's "
+                       "prediction is its voted index; --judge-* options) (see prm.app.scorers)")
     group.add_argument("--family", default="auto", help="the model's family (default: told from its folder; "
                        "see prm.reward.loading.FAMILIES)")
     group.add_argument("--subsets", help="comma-separated ProcessBench subsets or PRMBench classes (default: all)")
@@ -52,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from prm.app.score import add_scale_arguments
 
     add_scale_arguments(group)
+    from prm.app.arguments import add_judge_arguments
+
+    add_judge_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,15 +133,21 @@ def score_resumably(traces, args: argparse.Namespace, out: Path):
     if [t.id for t in done] != [t.id for t in traces[:len(done)]]:
         raise RecordError(f"{partial} holds other traces than this run; delete it to start again",
                           path=str(partial))
+    from prm.app.arguments import judge_config_from_args
+    from prm.app.scorers import is_judge
+
     settings = {"scorer": args.scorer, "family": args.family, "dtype": args.dtype}  # what decides the scores
+    judge = judge_config_from_args(args) if is_judge(args.scorer) else None
+    if judge is not None:
+        settings["judge"] = judge.settings()
     for number, trace in enumerate(done, start=1):
         if trace.meta.get("scored_with") != settings:
             raise RecordError(f"was scored with {trace.meta.get('scored_with')}, this run uses {settings}; "
                               "re-run with the same --scorer and --dtype, or delete it to start again",
                               path=str(partial), line=number, field="meta.scored_with")
     if len(done) < len(traces):
-        scorer = load_step_scorer(args.scorer, family=args.family, device=args.device, dtype=args.dtype,
-                                  max_batch_tokens=args.max_batch_tokens)
+        scorer = load_step_scorer(args.scorer, judge=judge, family=args.family, device=args.device,
+                                  dtype=args.dtype, max_batch_tokens=args.max_batch_tokens)
         out.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=len(traces), initial=len(done), desc=f"scoring {args.benchmark}", unit="trace")
         with open(partial, "a", encoding="utf-8") as handle:

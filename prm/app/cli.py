@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("prm.app.demo", "run the whole job on the embedded world: sample, label, train, evaluate"),
     "annotate": ("prm.app.annotate", "label steps with Monte Carlo completions or binary search"),
     "merge": ("prm.app.merge", "join the shards of a sharded annotation run, checking none is missing"),
+    "select": ("prm.app.select", "active learning: choose the unlabelled traces the current PRM is least sure of"),
+    "consensus": ("prm.app.consensus", "keep traces whose label sources (MC, judge, checker) agree on the first error"),
     "check": ("prm.app.check", "add symbolic/formal checker verdicts to records"),
     "check-report": ("prm.app.check_report", "measure the checkers on GSM8K and PRMBench"),
     "train": ("prm.app.train", "train a PRM or ORM head, or an implicit PRM, on labeled traces"),
@@ -29,6 +31,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("prm.app.eval", "evaluate scores or labels against gold: report.md, plots, metrics.json"),
     "convert": ("prm.app.convert", "convert records from one format to another"),
     "inspect": ("prm.app.inspect", "summarise a data set: counts, step lengths, label balance"),
+    "view": ("prm.app.view", "write a page (one HTML file) to look through traces, their labels and evidence"),
+    "export": ("prm.app.export_review", "write traces for people to review in Label Studio"),
+    "import": ("prm.app.import_review", "read people's reviews from Label Studio back into the traces"),
     "serve-reward": ("prm.app.serve_reward", "serve a PRM as an HTTP reward model for RL trainers (OpenRLHF)"),
 }
 
