@@ -113,6 +113,9 @@ class AnnotateConfig:
         for name in ("n", "max_new_tokens", "min_successes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.method == "mc" and self.min_successes > self.n:
+            raise ValueError(f"min_successes ({self.min_successes}) is more than n ({self.n}): "
+                             "no step could ever be labelled good")
         for name in ("max_rollouts", "max_tokens"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")

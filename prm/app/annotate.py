@@ -18,7 +18,8 @@ import sys
 
 from annotate.config import AnnotateConfig
 from annotate.runner import input_formats
-from prm.app.arguments import add_judge_arguments, count, judge_config_from_args, positive_int, shard
+from prm.app.arguments import (add_judge_arguments, count, judge_config_from_args, non_negative_float,
+                               positive_int, probability, shard)
 
 DEFAULTS = AnnotateConfig()
 
@@ -42,8 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-successes", type=positive_int, default=DEFAULTS.min_successes, metavar="M",
                         help="mc: a step is good when at least M of its N completions reach the answer "
                         "(default: %(default)s, Math-Shepherd's hard label)")
-    parser.add_argument("--temperature", type=float, default=DEFAULTS.temperature, help="(default: %(default)s)")
-    parser.add_argument("--top-p", type=float, default=DEFAULTS.top_p, help="(default: %(default)s)")
+    parser.add_argument("--temperature", type=non_negative_float, default=DEFAULTS.temperature,
+                        help="sampling temperature, >= 0 (default: %(default)s)")
+    parser.add_argument("--top-p", type=probability, default=DEFAULTS.top_p, help="in (0, 1] (default: %(default)s)")
     parser.add_argument("--max-new-tokens", type=positive_int, default=DEFAULTS.max_new_tokens, metavar="T",
                         help="tokens per completion at most (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed,
@@ -100,6 +102,12 @@ def run(args: argparse.Namespace) -> int:
 
     from annotate.runner import load_input, run as run_annotation
 
+    from prm.io import check_output
+
+    check_output(args.output, file=True)  # JSONL, appended to: never a folder
+    if args.method == "mc" and args.min_successes > args.n:
+        raise RecordError(f"--min-successes {args.min_successes} is more than --n {args.n}: no step "
+                          "could ever be labelled good")
     config = config_from_args(args)
     if Path(args.input).resolve() == Path(args.output).resolve():
         raise RecordError("OUT must not be the input file", path=args.output)

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from prm.io import write_traces
+    from prm.io import output_lock, write_traces
 
     out = Path(args.out)
     subsets = [s.strip() for s in args.subsets.split(",") if s.strip()] if args.subsets else None
@@ -83,20 +83,23 @@ def _run(args: argparse.Namespace) -> int:
         from prm.app.scorers import check_spec
 
         check_spec(args.scorer)
-        traces = load_benchmark(args.benchmark, args.data, subsets)
+        traces, dropped = load_benchmark(args.benchmark, args.data, subsets)
         if not traces:
             raise RecordError(f"no {args.benchmark} records found", path=args.data)
-        traces = score_resumably(traces, args, out)
-        write_traces(out / "scored.jsonl", traces)
-        partial = out / "scored.partial.jsonl"
-        if partial.exists():
-            partial.unlink()
+        with output_lock(out / "scored.jsonl", "prm eval --benchmark"):  # one run per OUT
+            traces = score_resumably(traces, args, out)
+            write_traces(out / "scored.jsonl", traces)
+            partial = out / "scored.partial.jsonl"
+            if partial.exists():
+                partial.unlink()
     if subsets and args.source:
         key = "subset" if args.benchmark == "processbench" else "error_class"
         traces = [t for t in traces if t.meta.get(key) in subsets]
     metrics = compute(args.benchmark, traces, args)
     metrics["inputs"] = {"benchmark": args.benchmark, "scorer": args.scorer, "data": args.data,
                          "scored_file": args.source, "traces": len(traces)}
+    if not args.source:
+        metrics["inputs"]["repeated_records_dropped"] = dropped
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     (out / "report.md").write_text(report_markdown(args.benchmark, metrics), encoding="utf-8")
@@ -105,7 +108,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def load_benchmark(benchmark: str, data: str | None, subsets: list[str] | None):
-    """The benchmark's traces from local release files (`data`) or the hub."""
+    """The benchmark's traces from local release files (`data`) or the hub, and how many
+    repeated records were dropped (PRMBench's test release repeats some)."""
     if data is not None and not os.path.exists(data):
         raise RecordError("no such file or folder", path=data)
     if benchmark == "processbench":
@@ -114,10 +118,14 @@ def load_benchmark(benchmark: str, data: str | None, subsets: list[str] | None):
         unknown = [s for s in subsets or [] if s not in SUBSETS]
         if unknown:
             raise RecordError(f"unknown ProcessBench subset {unknown[0]!r}; choose from {', '.join(SUBSETS)}")
-        return load_processbench_benchmark(data, subsets)
-    from evals.prmbench import load_prmbench_benchmark
+        return load_processbench_benchmark(data, subsets), 0
+    from evals.prmbench import load_prmbench_release
 
-    return load_prmbench_benchmark(data, subsets)
+    traces, dropped = load_prmbench_release(data, subsets)
+    if dropped:
+        print(f"prmbench: dropped {dropped} repeated record(s) (same classification and idx as an "
+              "earlier one), keeping the first, as PRMBench's own loader does")
+    return traces, dropped
 
 
 def score_resumably(traces, args: argparse.Namespace, out: Path):

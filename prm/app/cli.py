@@ -63,7 +63,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run one command; its exit status: 0, 1 for bad input (one line), 2 for bad usage, 130
+    after Ctrl-C and 143 after SIGTERM (finished work kept), 141 when stdout or stderr was a
+    pipe that closed (the work is still finished, see `prm.app.pipes`)."""
+    from prm.app.pipes import CLOSED_PIPE_STATUS, closed_pipes_are_quiet
+
+    with closed_pipes_are_quiet() as pipe:
+        code = _main(list(sys.argv[1:] if argv is None else argv))
+    return CLOSED_PIPE_STATUS if pipe["closed"] and code == 0 else code
+
+
+def _main(argv: list[str]) -> int:
+    from prm.errors import Terminated
+
     if not argv or argv[0] not in COMMANDS:
         build_parser().parse_args(argv[:1] or ["--help"])
         return 2
@@ -76,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     except RecordError as err:
         print(f"prm {command}: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"prm {command}: interrupted; finished work is kept, re-run the same command to resume",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        print(f"prm {command}: {'terminated' if isinstance(err, Terminated) else 'interrupted'}; finished "
+              "work is kept, re-run the same command to resume", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -58,8 +58,11 @@ def run(args: argparse.Namespace) -> int:
 
     from annotate.consensus import consensus
     from prm import formats
-    from prm.io import write_traces
+    from prm.io import check_output, write_traces
 
+    check_output(args.output)  # before any work: a folder of the user's is never replaced
+    disagreements_path = args.disagreements or default_disagreements(args.output)
+    check_output(disagreements_path)
     paths = parse_sources(args.sources)
     loaded: dict[str, list] = {}
     for name, path in paths.items():
@@ -67,7 +70,6 @@ def run(args: argparse.Namespace) -> int:
             raise RecordError("no such file", path=path)
         loaded[name] = formats.read(path)
     kept, disagreements, report = consensus(loaded)
-    disagreements_path = args.disagreements or default_disagreements(args.output)
     write_traces(args.output, kept)
     write_traces(disagreements_path, disagreements)
     if args.report:

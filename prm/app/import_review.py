@@ -17,7 +17,7 @@ from collections import Counter
 
 from prm import formats
 from prm.formats import label_studio
-from prm.io import write_traces
+from prm.io import check_output, write_traces
 
 TOOLS = ("label-studio",)
 
@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output(args.out)  # before any work: a folder of the user's is never replaced
     traces = formats.read(args.input, args.format)
     reviews = label_studio.reviews_from_export(label_studio.read_export(args.export))
     changed = label_studio.apply_reviews(traces, reviews, source=args.export)

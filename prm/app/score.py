@@ -91,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from prm import formats
-    from prm.io import output_lock, write_traces
+    from prm.io import check_output, output_lock, write_traces
 
+    check_output(args.output)  # before any work: a folder of the user's is never replaced
     if not os.path.exists(args.input):
         raise RecordError("no such file", path=args.input)
     traces = formats.read(args.input)
@@ -188,6 +189,32 @@ def _score(args: argparse.Namespace, traces: list) -> int:
     return 0
 
 
+# Words in a model's name that say it was trained as a PRM read through its LM head
+# (peiyi9979/math-shepherd-mistral-7b-prm, RLHFlow/Llama3.1-8B-PRM-Deepseek-Data).
+PRM_NAME_WORDS = ("prm", "shepherd", "reward")
+
+
+def refuse_a_plain_causal_lm(model: str, family: str) -> None:
+    """A causal LM is read as a Math-Shepherd or RLHFlow PRM only when its name says it is
+    one: from its architecture alone, `tiny-gsm` or `smollm2-135m` would be scored through
+    an LM head never trained to judge steps, and the scores would mean nothing. Any other
+    causal LM needs `--family` (ValueError otherwise)."""
+    from prm.model_names import resolve_model
+    from prm.reward.loading import read_config
+
+    if family not in ("math-shepherd", "rlhflow"):
+        return
+    config = read_config(resolve_model(model))
+    names = f"{model} {Path(resolve_model(model)).name} {config.get('_name_or_path') or ''}".lower()
+    if any(word in names for word in PRM_NAME_WORDS):
+        return
+    architecture = ", ".join(config.get("architectures") or []) or "a causal LM"
+    raise ValueError(f"{model} is a plain causal language model ({architecture}) with no PRM head; "
+                     f"only its architecture would make it a {family} PRM, and the scores would mean "
+                     "nothing. If it was trained as a PRM read through its LM head, say so with "
+                     "--family math-shepherd or --family rlhflow")
+
+
 def load_for(args: argparse.Namespace):
     """The scorer the command line names, with the options its family takes."""
     from prm.app.scorers import is_judge, load_step_scorer, parse_spec
@@ -202,6 +229,8 @@ def load_for(args: argparse.Namespace):
         return load_step_scorer(args.model)
     try:
         kind = detect_family(model) if args.format == "auto" else args.format
+        if args.format == "auto":
+            refuse_a_plain_causal_lm(model, kind)
     except (OSError, ValueError) as err:
         raise RecordError(f"cannot open the model: {err}", path=model) from None
     options = {"family": kind, "device": args.device, "dtype": args.dtype,

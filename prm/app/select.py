@@ -48,8 +48,9 @@ def run(args: argparse.Namespace) -> int:
 
     from annotate.select import select
     from prm import formats
-    from prm.io import write_traces
+    from prm.io import check_output, write_traces
 
+    check_output(args.output)  # before any work: a folder of the user's is never replaced
     for path in [args.pool, *args.exclude]:
         if not Path(path).exists():
             raise RecordError("no such file", path=path)
