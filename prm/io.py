@@ -334,7 +334,7 @@ class atomic_write:
         self.path = Path(path)
 
     def __enter__(self):
-        check_output(self.path)
+        check_output(self.path, file=True)  # always a file, whatever its suffix (report.md, summary.json)
         fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         os.fchmod(fd, _target_mode(self.path))
         self.handle = os.fdopen(fd, "w", encoding="utf-8")
