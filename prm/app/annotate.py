@@ -6,6 +6,7 @@ Examples:
     prm annotate ../shared/data/gsm8k/test.jsonl gsm8k.labelled.jsonl --method binary --limit 100
     prm annotate big.jsonl part0.jsonl --completer http://127.0.0.1:8000/v1 --shard 0/4 --workers 8
     prm merge labelled.jsonl part0.jsonl part1.jsonl part2.jsonl part3.jsonl --input big.jsonl
+    prm annotate big.jsonl labelled.jsonl --completer vllm:Qwen/Qwen2.5-Math-7B-Instruct --ray --ray-address auto --gpus-per-actor 1
 
 Interrupt it at any time; the same command resumes where it stopped.
 """
@@ -18,6 +19,7 @@ import sys
 from annotate.config import AnnotateConfig
 from annotate.runner import input_formats
 from prm.app.arguments import count, positive_int, shard
+from prm.app.ray_jobs import add_ray_arguments, ray_options
 
 DEFAULTS = AnnotateConfig()
 
@@ -76,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="seconds to wait for one response (default: 120)")
     http.add_argument("--max-retries", type=count, default=None, metavar="K",
                       help="tries after the first one, for a failed request (default: 4)")
+    add_ray_arguments(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> AnnotateConfig:
@@ -109,6 +112,11 @@ def run(args: argparse.Namespace) -> int:
     is_http = args.completer.strip().startswith(("http://", "https://"))
     if http_options and not is_http:
         raise RecordError(f"--timeout and --max-retries apply to HTTP completers, not {args.completer!r}")
+    if ray_options(args) is not None:  # the completer is loaded in each Ray actor
+        from prm.app.ray_jobs import annotate_on_ray
+
+        print(annotate_on_ray(args, traces, config, http_options).text())
+        return 0
     try:
         if is_http:
             completer = load_completer(args.completer, **http_options)
