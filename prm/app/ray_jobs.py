@@ -136,15 +136,15 @@ def connect(address: str | None) -> bool:
         return False
     import logging
 
+    address = address or os.environ.get("RAY_ADDRESS") or "local"  # "local": a new Ray, never a stray one
     settings: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
-    if address is None and not os.environ.get("RAY_ADDRESS"):
-        settings["include_dashboard"] = False  # a local Ray for this run: no web server
+    if address == "local":
+        settings["include_dashboard"] = False  # a Ray for this run only: no web server
     try:
         ray.init(address=address, **settings)
     except (ConnectionError, ValueError, RuntimeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RecordError(f"cannot reach the Ray cluster at {address or os.environ.get('RAY_ADDRESS')}: "
-                          f"{first}", field="--ray-address") from None
+        raise RecordError(f"cannot reach the Ray cluster at {address}: {first}", field="--ray-address") from None
     return True
 
 
@@ -410,7 +410,7 @@ class CheckWorker:
     def __init__(self, options: dict, limits: dict, processes: int):
         from annotate.checkers.parallel import CheckerPool
 
-        self.pool = CheckerPool(options, limits, workers=processes)
+        self.pool = CheckerPool(options, limits, workers=processes, keep_workers=True)
 
     def __call__(self, batch: list) -> tuple[list, dict]:
         from dataclasses import asdict
