@@ -1,6 +1,6 @@
 """One process vs a local Ray cluster, for `prm annotate` and `prm check`, side by side in one run.
 
-    python bench/scale.py                   # the lead's idle-machine run (about 10 minutes)
+    python bench/scale.py                   # the idle-machine run (about 5 minutes)
     python bench/scale.py --quick           # a smaller run (a few minutes on an idle machine)
 
 1. Annotation: the demo's Monte Carlo annotation (`prm demo`'s settings: n = 8 completions
@@ -199,7 +199,7 @@ def goal(text: str, ok: bool, value: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--problems", type=int, default=12, help="world problems (default 12)")
+    parser.add_argument("--problems", type=int, default=20, help="world problems (default 20)")
     parser.add_argument("--samples", type=int, default=2, help="solutions per problem (default 2)")
     parser.add_argument("--n", type=int, default=8, help="completions per step (default 8, the demo's)")
     parser.add_argument("--check-traces", type=int, default=1319, help="GSM8K test traces checked (default all)")

@@ -275,6 +275,10 @@ class CheckerPool:
         """The process ids of the running workers (for diagnostics)."""
         return [w.process.pid for w in self._pool]
 
+    def cpu_seconds(self) -> float:
+        """CPU time the workers have used so far, the stopped ones' and the running ones'."""
+        return self.stats.worker_cpu_seconds + sum(worker.cpu_seconds() for worker in self._pool)
+
     def close(self, graceful: bool = False) -> None:
         """Stop every worker: ask idle ones to close their checkers (`graceful`), kill the rest."""
         for worker in self._pool:

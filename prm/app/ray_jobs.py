@@ -220,8 +220,11 @@ class RayPool:
         self.started = 0
         self.deaths = 0
         self.retried = 0  # units handed to another actor after theirs died
+        self.size = 0  # actors asked for
         self._ray = None
+        self._class = None
         self._started_ray = False
+        self._starting: dict[Any, _Actor] = {}  # ready() answer -> actor building its worker
 
     # -- the run ---------------------------------------------------------------------------------
 
@@ -246,7 +249,7 @@ class RayPool:
         next_out = 0
         window = self.options.in_flight * max(len(self.actors), 1)
         while todo or pending:
-            for actor in sorted(self.actors, key=lambda a: a.busy):
+            for actor in sorted((a for a in self.actors if a.where), key=lambda a: a.busy):  # ready ones
                 while todo and actor.busy < self.options.in_flight * self.concurrency:
                     if ordered and todo[0].index >= next_out + window:
                         break  # the finished-but-unwritten results are bounded
@@ -254,10 +257,13 @@ class RayPool:
                     unit.attempts += 1
                     pending[actor.handle.run.remote(unit.item)] = (actor, unit)
                     actor.busy += 1
-            if not pending:
+            if not pending and not self._starting:
                 raise RuntimeError(f"{self.name}: no live Ray actor is left to take the work")
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            ready, _ = ray.wait(list(pending) + list(self._starting), num_returns=1)
             for ref in ready:
+                if ref in self._starting:
+                    self._on_ready(ref)
+                    continue
                 actor, unit = pending.pop(ref)
                 actor.busy -= 1
                 try:
@@ -276,42 +282,59 @@ class RayPool:
                     next_out += 1
 
     def _lost(self, actor: _Actor, unit: _Unit, todo: deque, err: Exception) -> None:
-        """`actor` died holding `unit`: put the unit first in line for another actor, and
-        start a replacement for the actor (once per death)."""
+        """`actor` died holding `unit`: put the unit first in line for another actor (a live
+        one, or the replacement once it is ready), and replace the actor (once per death)."""
         if unit.attempts >= self.options.max_attempts:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise RuntimeError(f"{self.name}: the actor died under {self.describe(unit.item)} "
                                f"{unit.attempts} times (last: {first}); the work finished before is kept")
         todo.appendleft(unit)
         self.retried += 1
-        if actor in self.actors:
-            self.actors.remove(actor)
-            self.deaths += 1
-            self._ray.kill(actor.handle, no_restart=True)
-            self.actors.append(self._new_actor())
-            print(f"{self.name}: actor {actor.name} ({actor.where or 'starting'}) died; its work goes to "
-                  f"another actor, {self.actors[-1].name} replaces it", file=sys.stderr)
+        self._replace(actor)
+
+    def _replace(self, actor: _Actor) -> None:
+        if actor not in self.actors:
+            return  # replaced already (it held several units)
+        self.actors.remove(actor)
+        self.deaths += 1
+        if self.deaths > self.options.max_attempts * max(self.size, 1):
+            raise RuntimeError(f"{self.name}: {self.deaths} actors died; see the Ray logs (ray logs cluster) "
+                               "for why; the work finished before is kept")
+        self._ray.kill(actor.handle, no_restart=True)
+        self.actors.append(self._new_actor())
+        print(f"{self.name}: actor {actor.name} ({actor.where or 'starting'}) died; its work goes to "
+              f"another actor, {self.actors[-1].name} replaces it", file=sys.stderr)
 
     # -- actors ----------------------------------------------------------------------------------
 
     def _start(self) -> None:
+        """Join or start Ray and start the actors; each takes work once its worker is built."""
         self._ray = import_ray()
         self._started_ray = connect(self.options.address)
-        count = self.options.actors or self._fitting_actors()
-        self._warn_if_too_big(count)
-        self.actors = [self._new_actor() for _ in range(count)]
-        answers = self._ray.get([actor.handle.ready.remote() for actor in self.actors])
-        for actor, (error, host, pid) in zip(self.actors, answers):
-            if error is not None:
-                _raise_failure(error, f"{self.name}: an actor could not start")
-            actor.where = f"{host}:{pid}"
+        self.size = self.options.actors or self._fitting_actors()
+        self._warn_if_too_big(self.size)
+        self._class = self._ray.remote(_Host).options(
+            num_cpus=self.options.cpus_per_actor, num_gpus=self.options.gpus_per_actor,
+            max_restarts=0, max_concurrency=self.concurrency)
+        self.actors = [self._new_actor() for _ in range(self.size)]
 
     def _new_actor(self) -> _Actor:
         self.started += 1
-        actor_class = self._ray.remote(_Host).options(
-            num_cpus=self.options.cpus_per_actor, num_gpus=self.options.gpus_per_actor,
-            max_restarts=0, max_concurrency=self.concurrency, name=None)
-        return _Actor(f"a{self.started}", actor_class.remote(self.make_worker))
+        actor = _Actor(f"a{self.started}", self._class.remote(self.make_worker))
+        self._starting[actor.handle.ready.remote()] = actor
+        return actor
+
+    def _on_ready(self, ref) -> None:
+        """An actor finished building its worker (or failed to, or died doing it)."""
+        actor = self._starting.pop(ref)
+        try:
+            error, host, pid = self._ray.get(ref)
+        except (self._ray.exceptions.RayActorError, self._ray.exceptions.WorkerCrashedError):
+            self._replace(actor)
+            return
+        if error is not None:
+            _raise_failure(error, f"{self.name}: an actor could not start")
+        actor.where = f"{host}:{pid}"
 
     def _fitting_actors(self) -> int:
         resources = self._ray.cluster_resources()
@@ -336,6 +359,8 @@ class RayPool:
         busy = [a.name for a in self.actors if a.busy]
         names = " ".join(busy) if len(self.actors) <= 8 else f"{len(busy)}"
         text = f"busy {names or 'none'} of {len(self.actors)} actors"
+        if self._starting:
+            text += f" ({len(self._starting)} loading)"
         if self.deaths:
             text += f", {self.deaths} died (work retried)"
         return text
@@ -350,6 +375,7 @@ class RayPool:
             except Exception:  # already gone
                 pass
         self.actors = []
+        self._starting = {}
         if self._started_ray:
             self._ray.shutdown()
             self._started_ray = False
@@ -415,11 +441,12 @@ class CheckWorker:
     def __call__(self, batch: list) -> tuple[list, dict]:
         from dataclasses import asdict
 
-        before = asdict(self.pool.stats)
+        before, cpu_before = asdict(self.pool.stats), self.pool.cpu_seconds()
         checked = dict(self.pool.check_traces([trace for _, trace in batch]))
         after = asdict(self.pool.stats)
         change = {key: after[key] - before[key] if not isinstance(after[key], list)
                   else after[key][len(before[key]):] for key in after}
+        change["worker_cpu_seconds"] = self.pool.cpu_seconds() - cpu_before
         return [(position, checked[i]) for i, (position, _) in enumerate(batch)], change
 
 
@@ -439,7 +466,7 @@ class RayCheckerPool:
 
     @property
     def workers(self) -> int:
-        return (self.ray.actors or len(self.pool.actors) or 1) * self.ray.threads
+        return max(self.pool.size, 1) * self.ray.threads
 
     def status(self) -> str:
         return self.pool.status()
