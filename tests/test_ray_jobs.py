@@ -158,3 +158,12 @@ def test_score_and_benchmark_on_ray_write_what_one_process_writes(ray_cluster, g
     assert main([*bench, "--out", str(tmp_path / "ray"), "--ray", "--actors", "2"]) == 0
     assert records(tmp_path / "ray" / "scored.jsonl") == records(tmp_path / "one" / "scored.jsonl")
     assert (tmp_path / "ray" / "report.md").read_text() == (tmp_path / "one" / "report.md").read_text()
+
+
+def test_a_model_an_actor_cannot_load_is_one_line_naming_it(ray_cluster, gsm8k, tmp_path, capsys):
+    traces = tmp_path / "gsm8k.jsonl"
+    assert main(["convert", gsm8k, str(traces), "--limit", "2"]) == 0
+    missing = str(tmp_path / "no-such-model")
+    assert main(["score", missing, str(traces), str(tmp_path / "out.jsonl"), "--ray", "--actors", "1"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("scoring:")]
+    assert len(errors) == 1 and errors[0].startswith("prm score: error:") and "no-such-model" in errors[0]
