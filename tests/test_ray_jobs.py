@@ -139,6 +139,9 @@ def test_annotate_on_ray_resumes_and_writes_what_one_process_writes(ray_cluster,
     ray_records, ray_order = records(on_ray)
     assert len(ray_order) == len(set(ray_order)) == 4
     assert ray_records == records(single)[0]  # the same labels, rollouts and tokens, trace by trace
+    in_order = tmp_path / "ray.sorted.jsonl"  # appended as finished; prm merge restores input order
+    assert main(["merge", str(in_order), str(on_ray), "--input", str(source)]) == 0
+    assert records(in_order) == records(single)
 
 
 def test_score_and_benchmark_on_ray_write_what_one_process_writes(ray_cluster, gsm8k, shared_data, tmp_path):
