@@ -475,7 +475,7 @@ class RayCheckerPool:
         """Yield `(position, trace with verdicts)` as each small batch of traces is finished."""
         traces = list(traces)
         actors = self.ray.actors or 2
-        size = max(1, min(8, len(traces) // (actors * 4)))  # several batches per actor, for balance
+        size = max(1, min(32, len(traces) // (actors * 4)))  # several batches per actor, for balance
         batches = [list(enumerate(traces))[i:i + size] for i in range(0, len(traces), size)]
         for checked, change in self.pool.map(batches):
             for key, value in change.items():
