@@ -85,6 +85,7 @@ def test_ray_missing_is_one_line_saying_how_to_install_it(monkeypatch, gsm8k, tm
 def test_ray_flags_without_ray_are_refused(gsm8k, tmp_path, capsys):
     assert main(["check", gsm8k, str(tmp_path / "out.jsonl"), "--limit", "2", "--actors", "2"]) == 1
     assert "--actors apply to a Ray run: add --ray" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # refused before any file was made
 
 
 # -- faults -----------------------------------------------------------------------------------------

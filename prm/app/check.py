@@ -256,6 +256,7 @@ def run(args) -> int:
     names = checker_names(args.checkers)
     options = checker_options(names, args)
     settings = json.loads(json.dumps({"checkers": names, "options": options}))
+    on_ray = ray_options(args) is not None  # (Ray flags without --ray are refused before any file is made)
     traces = read_input(args)
     output = Path(args.output)
     partial = partial_path(output)
@@ -267,7 +268,7 @@ def run(args) -> int:
         todo = [t for t in traces if t.id not in done]
         for trace in todo:
             trace.meta["check"] = {"settings": settings}
-        if ray_options(args) is not None:  # the checks run in Ray actors, each with its own pool
+        if on_ray:  # the checks run in Ray actors, each with its own pool
             from prm.app.ray_jobs import checker_pool_on_ray
 
             pool = checker_pool_on_ray(args, options, time_limits(options))
