@@ -199,7 +199,7 @@ def goal(text: str, ok: bool, value: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--problems", type=int, default=20, help="world problems (default 20)")
+    parser.add_argument("--problems", type=int, default=40, help="world problems (default 40)")
     parser.add_argument("--samples", type=int, default=2, help="solutions per problem (default 2)")
     parser.add_argument("--n", type=int, default=8, help="completions per step (default 8, the demo's)")
     parser.add_argument("--check-traces", type=int, default=1319, help="GSM8K test traces checked (default all)")
