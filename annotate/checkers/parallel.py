@@ -9,7 +9,7 @@ the parent's share of the CPUs small). `check_traces(traces)` yields `(position,
 each trace is finished, in the order they finish, with the new verdicts in its steps (an
 older verdict of the same checker is replaced).
 
-The checkers limit their own time with SIGALRM, but a limit can be missed (a long
+The checkers limit their own time with a CPU-time alarm (SIGPROF), but a limit can be missed (a long
 computation inside one C call, or a timeout caught and the loop carrying on). So the parent
 keeps the real limit: each worker writes which check it is running, and since when, into a
 small shared array; a check still running `grace` seconds after its checker's limit is
