@@ -137,7 +137,7 @@ def score_resumably(traces, args: argparse.Namespace, out: Path):
                               path=str(partial), line=number, field="meta.scored_with")
     if len(done) < len(traces):
         scorer = load_step_scorer(args.scorer, family=args.family, device=args.device, dtype=args.dtype,
-                                  max_batch_tokens=args.max_batch_tokens)
+                                  max_batch_tokens=args.max_batch_tokens, workers=args.workers)
         out.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=len(traces), initial=len(done), desc=f"scoring {args.benchmark}", unit="trace")
         with open(partial, "a", encoding="utf-8") as handle:
