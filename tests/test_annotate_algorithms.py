@@ -68,7 +68,7 @@ def grader():
 def test_monte_carlo_soft_label_is_fraction_and_hard_label_is_any_success(grader):
     completer = ScriptedCompleter(p=0.5)
     trace = mc_label(make_trace(5, first_error=3), completer, AnnotateConfig(n=8), grader)
-    assert completer.calls == [(5, 8)]  # every prefix in one complete_many call
+    assert completer.calls == [(5, 2), (5, 6)]  # every prefix in one complete_many call per round
     for i, step in enumerate(trace.steps):
         r = step.rollouts
         assert r.total == 8 and len(r.answers) == 8 and r.texts is None
@@ -171,7 +171,7 @@ def test_prefixes_the_completer_refuses_get_unknown_labels_and_the_others_are_la
     assert trace.hard_labels == [1, 1, 1, None, None, None]
     assert [s["step"] for s in trace.meta["annotation"]["skipped"]] == [3, 4, 5]
     assert "too long" in trace.meta["annotation"]["skipped"][0]["reason"]
-    assert sum(r for r, _ in completer.calls) == 3  # the accepted prefixes, each sampled once
+    assert sum(r for r, _ in completer.calls) == 3 * 2  # the accepted prefixes, once in each of the 2 rounds
     config = AnnotateConfig(method="binary", n=2, skip_correct=False)
     binary = binary_label(make_trace(6, first_error=4), ScriptedCompleter(max_prefix=3), config, grader)
     assert binary.meta["annotation"]["first_error"] is None  # the search could not finish ...
