@@ -71,8 +71,13 @@ def run_eval(data: Path, out: Path, workers: int) -> float:
                "checker:sympy", "--data", str(data), "--out", str(out), "--workers", str(workers), "--threads", "1"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
     start = time.perf_counter()
-    subprocess.run(command, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    done = subprocess.run(command, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)
+    seconds = time.perf_counter() - start
+    for line in done.stderr.splitlines():  # checks stopped at the time limit make runs differ
+        if "time limit" in line:
+            print(f"  ({workers} worker(s)) {line.strip()}", flush=True)
+    return seconds
 
 
 def scores(out: Path) -> list:

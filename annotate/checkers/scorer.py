@@ -27,9 +27,13 @@ the Python API) checks in this process, each checker keeping its own SIGALRM lim
 
 from __future__ import annotations
 
+import logging
+
 from annotate.checkers import Checker, get_checker
 from prm.records import Step, Trace, Verdict
 from prm.reward.scorer import Item, StepScorer
+
+logger = logging.getLogger(__name__)
 
 REFUTED = 0.0
 VERIFIED = 1.0
@@ -103,6 +107,10 @@ class _Checking:
                     bar.update(1)
         if bar is not None:
             bar.close()
+        if pool.stats.timed_out or pool.stats.worker_deaths:  # their steps score UNKNOWN
+            logger.warning("%d check(s) stopped at the time limit and %d worker(s) died; those steps are "
+                           "unknown (%s)", pool.stats.timed_out, pool.stats.worker_deaths,
+                           "; ".join(pool.stats.timed_out_where[:3]))
         return found
 
 
