@@ -9,7 +9,13 @@ reward-model setting) and `prm.reward.training.RewardTrainerConfig` (a `Training
 every field of the Hugging Face `Trainer` works, e.g. `--deepspeed ds.json`, `--fsdp ...`,
 `--bf16`, `--save_strategy steps --save_steps 500`). `prm train --help` lists them all.
 
-DATA is a trace file in any format `prm convert` reads. The backbone is a short name
+DATA is a trace file in any format `prm convert` reads, or a Hugging Face dataset: with
+`--split NAME` (and `--eval_split NAME` for held-out data), DATA is read with
+`datasets.load_dataset(DATA, split=NAME)`, so a hub name (`trl-lib/math_shepherd`), a local
+folder with `train.jsonl`/`test.jsonl`, or a `DatasetDict` folder all work; a DATA that does
+not exist locally and reads as `owner/name` is taken as a hub name with split "train". TRL
+stepwise-supervision data (`prompt`, `completions`, `labels`) is read as it is, and PRMConfig's
+options keep their names (docs/migrating-from-trl.md). The backbone is a short name
 (tiny-gsm, minilm-l6, smollm2-135m), a model folder or a hub name. DIR receives the trained
 model (a `RewardModel` folder), checkpoints (`DIR/checkpoint-N`, one per epoch by default),
 `DIR/metrics.jsonl` (every log record: loss, learning rate, positive rate, eval metrics) and
@@ -23,6 +29,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -38,6 +45,10 @@ class TrainInputs:
 
     backbone: str = field(metadata={"help": "tiny-gsm, minilm-l6, smollm2-135m, a model folder or a hub name"})
     eval: str | None = field(default=None, metadata={"help": "held-out traces, evaluated after every epoch"})
+    split: str | None = field(default=None, metadata={
+        "help": "read DATA as a Hugging Face dataset (hub name or local folder) and train on this split"})
+    eval_split: str | None = field(default=None, metadata={
+        "help": "held-out split of the dataset DATA (or of --eval), e.g. test"})
     resume: bool = field(default=False, metadata={"help": "continue from the last complete checkpoint in --out"})
     merge_lora: bool = field(default=False, metadata={
         "help": "with --lora_r: save the model with its LoRA adapters folded into the backbone"})
@@ -73,10 +84,15 @@ def run(args: argparse.Namespace) -> int:
         raise RecordError(f"{out} already holds checkpoints; pass --resume to continue, or choose another --out")
     if inputs.resume and checkpoint is None:
         print(f"prm train: no checkpoint in {out}; starting from the beginning")
-    if args.early_stopping_patience is not None and not inputs.eval:
+    if args.early_stopping_patience is not None and not (inputs.eval or inputs.eval_split):
         raise RecordError("--early-stopping needs --eval DATA")
-    train = _read(args.data)
-    held_out = _read(inputs.eval) if inputs.eval else None
+    train = _read(args.data, inputs.split)
+    if inputs.eval:
+        held_out = _read(inputs.eval, inputs.eval_split)
+    elif inputs.eval_split:
+        held_out = _read(args.data, inputs.eval_split)
+    else:
+        held_out = None
     _check_labels(train, options, args.data)
 
     if held_out:
@@ -100,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
     summary = {"model": asdict(trainer.model.config.options), "backbone": inputs.backbone,
                "training": {name: getattr(config, name) for name in (
                    "learning_rate", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
-                   "seed", "orm_label", "balance_classes", "pos_weight", "freeze_backbone")},
+                   "seed", "orm_label", "balance_classes", "pos_weight", "freeze_backbone",
+                   "train_on_last_step_only")},
                "train_data": args.data, "eval_data": inputs.eval, "train_report": vars(trainer.train_report),
                "train_metrics": result.metrics}
     if held_out:
@@ -114,10 +131,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read(path: str):
+HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def _read(path: str, split: str | None = None):
+    """Traces from a file or folder, or from one split of a Hugging Face dataset."""
     from prm import formats
 
+    if split is not None:
+        return formats.read_dataset(path, split)
     if not os.path.exists(path):
+        if HUB_NAME.fullmatch(path):
+            try:
+                return formats.read_dataset(path, "train")
+            except RecordError as err:
+                raise RecordError(f"no such file or folder, nor a readable hub dataset ({err.reason})",
+                                  path=path) from None
         raise RecordError("no such file", path=path)
     return formats.read(path)
 

@@ -8,6 +8,7 @@ and `prm inspect` work on every format, and guesses a file's format from its fie
     from prm.formats import read, write
     traces = read("../shared/data/prmbench-train")           # format guessed, all files
     write("train.jsonl", traces, "trl", soft=True)            # TRL PRMTrainer input
+    read_dataset("trl-lib/math_shepherd", split="train")     # a hub dataset (or a local one)
 
 Each reader takes `skip_invalid`, `report` (a `prm.io.ReadReport`) and `limit`; each
 writer takes `report` (a `WriteReport`, which counts traces cut or dropped because the
@@ -24,19 +25,19 @@ from pathlib import Path
 from typing import Any
 
 from prm.errors import RecordError
-from prm.formats.base import WriteReport
+from prm.formats.base import WriteReport, table_rows
 from prm.formats.gsm8k import read_gsm8k, write_gsm8k
-from prm.formats.math500 import read_math500
-from prm.formats.math_shepherd import read_math_shepherd, write_math_shepherd
-from prm.formats.prm800k import read_prm800k
+from prm.formats.math500 import read_math500, trace_from_math
+from prm.formats.math_shepherd import read_math_shepherd, trace_from_math_shepherd, write_math_shepherd
+from prm.formats.prm800k import read_prm800k, trace_from_prm800k
 from prm.formats.prmbench import read_prmbench
-from prm.formats.processbench import read_processbench, write_processbench
-from prm.formats.trl import read_trl, write_trl
+from prm.formats.processbench import read_processbench, trace_from_processbench, write_processbench
+from prm.formats.trl import read_trl, trace_from_trl, write_trl
 from prm.io import ReadReport, parse_json, read_traces, write_traces
 from prm.records import Trace
 
 __all__ = ["FORMATS", "Format", "ReadReport", "WriteReport", "get_format", "guess_format",
-           "read", "write"]
+           "read", "read_dataset", "write"]
 
 
 def _read_native(path, *, skip_invalid=False, report=None, limit=None) -> list[Trace]:
@@ -228,6 +229,62 @@ def read(path: str | os.PathLike, format: str | None = None, *, skip_invalid: bo
             traces += fmt.reader(file, skip_invalid=skip_invalid, report=report, limit=left, **options)
         return traces
     return fmt.reader(path, skip_invalid=skip_invalid, report=report, limit=limit, **options)
+
+
+# Formats whose rows convert one at a time, as `datasets.load_dataset` yields them:
+# (row, row id) -> Trace.
+ROW_READERS: dict[str, Callable[[Any, str], Trace]] = {
+    "native": lambda row, _id: Trace.from_dict(row),
+    "trl": trace_from_trl,
+    "math-shepherd": trace_from_math_shepherd,
+    "processbench": lambda row, _id: trace_from_processbench(row),
+    "prm800k": trace_from_prm800k,
+    "math500": lambda row, trace_id: trace_from_math(row, trace_id),
+}
+
+
+def read_dataset(name: str, split: str = "train", format: str | None = None, *, skip_invalid: bool = False,
+                 report: ReadReport | None = None, keep_duplicates: bool = False) -> list[Trace]:
+    """Read one split of a Hugging Face dataset: what `datasets.load_dataset(name, split=split)`
+    reads (a hub name such as "trl-lib/math_shepherd", or a local folder of data files whose
+    names give the splits, e.g. train.jsonl and test.jsonl), or a folder saved by
+    `DatasetDict.save_to_disk`. The format is guessed from the columns when not named. Errors
+    name the dataset, the split and the 1-based row. Ids are `<format>-<name>-<split>-<row>`
+    where the layout has none."""
+    import datasets
+
+    where = f"{name} (split {split})"
+    path = Path(name)
+    try:
+        if (path / "dataset_dict.json").exists():
+            splits = datasets.load_from_disk(str(path))
+            if split not in splits:
+                raise RecordError(f"has no split {split!r}; its splits: {', '.join(splits)}", path=name)
+            table = splits[split]
+        elif _is_dataset_dir(path):
+            table = datasets.load_from_disk(str(path))
+        else:
+            table = datasets.load_dataset(name, split=split)
+    except (FileNotFoundError, ValueError, ConnectionError, OSError) as err:
+        if isinstance(err, RecordError):
+            raise
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RecordError(f"cannot load dataset split {split!r}: {first_line}", path=name) from None
+    first = table[0] if len(table) else {}
+    name_of_format = format or _format_of(set(table.column_names), first)
+    if name_of_format not in ROW_READERS:
+        known = ", ".join(ROW_READERS)
+        raise RecordError(f"cannot read its columns {sorted(table.column_names)} as one of {known}"
+                          if format is None else f"format {format!r} cannot be read row by row; "
+                          f"formats that can: {known}", path=where)
+    convert = ROW_READERS[name_of_format]
+    slug = name.rstrip("/").replace("/", "_")
+    counter = iter(range(len(table)))
+    report = report if report is not None else ReadReport()
+    report.keep_duplicates = report.keep_duplicates or keep_duplicates
+    return list(table_rows(table, where,
+                           lambda row: convert(row, f"{name_of_format}-{slug}-{split}-{next(counter)}"),
+                           skip_invalid, report))
 
 
 def write(path: str | os.PathLike, traces: list[Trace], format: str = "native", *,

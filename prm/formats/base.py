@@ -76,21 +76,27 @@ def _read_table(path: Path, convert, skip_invalid: bool, report: ReadReport) -> 
     if path.is_dir():
         table = datasets.load_from_disk(str(path))
         if isinstance(table, datasets.DatasetDict):
-            raise RecordError(f"holds several splits {list(table)}; pass one split's folder",
-                              path=str(path))
+            raise RecordError(f"holds several splits {list(table)}; pass one split's folder "
+                              "(prm train: --split NAME)", path=str(path))
     else:
         table = datasets.Dataset.from_parquet(str(path))
+    return table_rows(table, str(path), convert, skip_invalid, report)
+
+
+def table_rows(table, where: str, convert, skip_invalid: bool, report: ReadReport) -> Iterator[Trace]:
+    """Traces from the rows of a `datasets.Dataset` through `convert(row)`; errors name `where`
+    (a file, or a dataset name and split) and the 1-based row."""
     for number, row in enumerate(table, start=1):
         try:
             result = convert(row)
         except RecordError as err:
-            located = err.located(path=str(path), line=number)
+            located = err.located(path=where, line=number)
             if not skip_invalid:
                 raise located from None
             report.skipped.append(located)
             continue
         for trace in result if isinstance(result, list) else [result]:
-            if report.accept(trace, str(path), number, skip_invalid):
+            if report.accept(trace, where, number, skip_invalid):
                 yield trace
 
 

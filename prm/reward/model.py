@@ -85,6 +85,13 @@ class RewardModelOptions:
         max_length (`int`, defaults to `512`):
             Longest sequence in tokens (prompt + steps). Longer traces lose whole steps from the
             end, counted and reported; those steps get no score.
+        max_prompt_length (`int` or `None`, defaults to `None`):
+            Longest prompt in tokens; a longer one keeps its last tokens (and a leading special
+            token), as TRL's PRMTrainer did. Counted in the data report.
+        max_completion_length (`int` or `None`, defaults to `None`):
+            Most tokens for the steps together (TRL's PRMConfig option of that name). TRL cut
+            the token list mid-step; here whole steps are dropped from the end, counted and
+            reported like `max_length`.
         head_dropout (`float`, defaults to `0.0`):
             Dropout before the head.
         lm_features (`bool`, defaults to `False`):
@@ -123,6 +130,10 @@ class RewardModelOptions:
         "choices": list(STEP_MARKERS)})
     marker_token: str | None = field(default=None, metadata={"help": "Marker for step_marker=special-token."})
     max_length: int = field(default=512, metadata={"help": "Longest sequence; whole steps are dropped beyond it."})
+    max_prompt_length: int | None = field(default=None, metadata={
+        "help": "Longest prompt in tokens; a longer one keeps its last tokens."})
+    max_completion_length: int | None = field(default=None, metadata={
+        "help": "Most tokens for all steps together; whole steps beyond it are dropped."})
     head_dropout: float = field(default=0.0, metadata={"help": "Dropout before the head."})
     lm_features: bool = field(default=False, metadata={
         "help": "Causal-LM backbones: the head also reads the LM's token log-probabilities."})
@@ -361,7 +372,8 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
             c = self.config
             self._step_tokenizer = StepTokenizer(
                 self.tokenizer, prompt_template=c.prompt_template, step_separator=c.step_separator,
-                step_marker=c.step_marker, marker_token=c.marker_token, max_length=c.max_length)
+                step_marker=c.step_marker, marker_token=c.marker_token, max_length=c.max_length,
+                max_prompt_length=c.max_prompt_length, max_completion_length=c.max_completion_length)
         return self._step_tokenizer
 
     def _encode_many(self, items):

@@ -20,7 +20,10 @@ adds one).
 
 Truncation never cuts a step in half: whole steps are dropped from the end, and how many
 is reported in ``EncodedSteps.dropped``. If even the first step does not fit, the prompt is
-cut from the front (keeping a leading special token) to make room for it.
+cut from the front (keeping a leading special token) to make room for it. Two optional
+limits mirror TRL's PRMConfig: ``max_prompt_length`` keeps the prompt's last tokens (and a
+leading special token), and ``max_completion_length`` bounds the steps' tokens, again by
+dropping whole steps from the end; both are counted in ``EncodedSteps`` like ``max_length``.
 """
 
 from __future__ import annotations
@@ -64,7 +67,8 @@ class StepTokenizer:
 
     def __init__(self, tokenizer, *, prompt_template: str = "{problem}\n", step_separator: str = "\n",
                  step_marker: str = "last-token", marker_token: str | None = None,
-                 max_length: int | None = 512):
+                 max_length: int | None = 512, max_prompt_length: int | None = None,
+                 max_completion_length: int | None = None):
         if step_marker not in STEP_MARKERS:
             raise ValueError(f"step_marker must be one of {STEP_MARKERS}, got {step_marker!r}")
         if "{problem}" not in prompt_template:
@@ -74,6 +78,8 @@ class StepTokenizer:
         self.step_separator = step_separator
         self.step_marker = step_marker
         self.max_length = max_length
+        self.max_prompt_length = max_prompt_length
+        self.max_completion_length = max_completion_length
         self.end_ids: list[int] = []  # appended after every step's own tokens
         if step_marker == "special-token":
             marker = marker_token or DEFAULT_MARKER_TOKEN
@@ -119,16 +125,23 @@ class StepTokenizer:
         n = len(pieces)
         limit = self.max_length
         prompt_truncated = 0
+        keep_head = 1 if prompt and prompt[0] in self._special_ids else 0
+        if self.max_prompt_length is not None and len(prompt) > max(self.max_prompt_length, keep_head):
+            tail = max(self.max_prompt_length - keep_head, 0)
+            prompt_truncated = len(prompt) - keep_head - tail
+            prompt = prompt[:keep_head] + prompt[len(prompt) - tail:]
         if limit is not None and pieces and len(prompt) + len(pieces[0]) > limit:
             room = limit - len(pieces[0])
-            keep_head = 1 if prompt and prompt[0] in self._special_ids else 0
             if room >= keep_head + 1:
                 tail = room - keep_head
-                prompt_truncated = len(prompt) - room
+                prompt_truncated += len(prompt) - room
                 prompt = prompt[:keep_head] + prompt[len(prompt) - tail:]
         input_ids, positions = list(prompt), []
         for piece in pieces:
             if limit is not None and len(input_ids) + len(piece) > limit:
+                break
+            if (self.max_completion_length is not None
+                    and len(input_ids) - len(prompt) + len(piece) > self.max_completion_length):
                 break
             input_ids.extend(piece)
             positions.append(len(input_ids) - 1)

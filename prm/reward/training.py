@@ -75,6 +75,10 @@ class RewardTrainerConfig(TrainingArguments):
         pos_weight (`float` or `None`, defaults to `None`):
             An explicit weight for the positive (good) part of every target; overrides
             `balance_classes`.
+        train_on_last_step_only (`bool`, defaults to `False`):
+            PRM head: train on the last step's label only; earlier steps are left out of the
+            loss (not counted as unknown). Evaluation still reads every step. TRL's PRMConfig
+            option of that name.
         threshold (`float`, defaults to `0.5`):
             A step is predicted good when its probability is at least this (metrics only).
         disable_dropout (`bool`, defaults to `True`):
@@ -104,6 +108,8 @@ class RewardTrainerConfig(TrainingArguments):
                                                         "choices": list(ORM_LABELS)})
     balance_classes: bool = field(default=False, metadata={"help": "Weight good and bad steps equally."})
     pos_weight: float | None = field(default=None, metadata={"help": "Loss weight of the positive class."})
+    train_on_last_step_only: bool = field(default=False, metadata={
+        "help": "PRM: train on the last step's label only (evaluation reads every step)."})
     threshold: float = field(default=0.5, metadata={"help": "Probability at which a step counts as good."})
     disable_dropout: bool = field(default=True, metadata={"help": "Turn off dropout in the backbone."})
     early_stopping_patience: int | None = field(default=None, metadata={
@@ -168,7 +174,7 @@ class DataReport:
             text += f", {self.skipped_unlabeled} trace(s) without labels skipped"
         if self.dropped_steps:
             text += (f", {self.dropped_steps} step(s) in {self.truncated_traces} trace(s) dropped "
-                     "by truncation at max_length")
+                     "by truncation (max_length, max_completion_length)")
         if self.skipped_truncated:
             text += f", {self.skipped_truncated} trace(s) skipped: their labelled steps did not fit"
         return text
@@ -191,11 +197,12 @@ def trace_targets(trace: Trace, labels: str = "hard", head: str = "prm",
 
 
 def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "hard",
-                   orm_label: str = "outcome") -> tuple[list[dict], DataReport]:
+                   orm_label: str = "outcome", last_step_only: bool = False) -> tuple[list[dict], DataReport]:
     """Tokenize traces into training examples: input_ids, step_positions and labels
-    (target, UNKNOWN for an unknown label, PADDING for an ORM's non-final steps). A PRM trace
-    that lost steps to truncation gets one more masked entry, TRUNCATED, so that metrics can
-    leave its first error out."""
+    (target, UNKNOWN for an unknown label, PADDING for an ORM's non-final steps, and with
+    `last_step_only` for every PRM step but the last). A PRM trace that lost steps to
+    truncation gets one more masked entry, TRUNCATED, so that metrics can leave its first
+    error out."""
     head = model.config.head
     report = DataReport(traces=len(traces))
     encoded = model.step_tokenizer.encode_many([(t.problem, t.step_texts) for t in traces])
@@ -206,6 +213,8 @@ def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "ha
     examples = []
     for trace, enc in zip(traces, encoded):
         targets = trace_targets(trace, labels, head, orm_label)
+        if last_step_only and head == "prm":
+            targets = [None] * (len(targets) - 1) + targets[-1:]
         if all(t is None for t in targets):
             report.skipped_unlabeled += 1
             continue
@@ -213,7 +222,7 @@ def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "ha
             report.dropped_steps += enc.dropped
             report.truncated_traces += 1
         kept = targets[:enc.kept]
-        if head == "orm":
+        if head == "orm" or last_step_only:
             values = [PADDING] * (enc.kept - 1) + [kept[-1]] if enc.dropped == 0 else []
         else:
             values = [UNKNOWN if t is None else t for t in kept]
@@ -352,7 +361,8 @@ class RewardTrainer(Trainer):
                 if isinstance(module, nn.Dropout):
                     module.p = 0.0
 
-        train_set, self.train_report = build_examples(model, train_traces, labels=labels, orm_label=args.orm_label)
+        train_set, self.train_report = build_examples(model, train_traces, labels=labels, orm_label=args.orm_label,
+                                                      last_step_only=args.train_on_last_step_only)
         if not train_set:
             raise ValueError(f"no trace has {labels} labels to train on ({self.train_report.summary()})")
         _log_report(self.train_report, "train")
