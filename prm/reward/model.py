@@ -401,8 +401,10 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
 
     def _causal_backbone(self):
         """The backbone, when it is causal and the head reads only its hidden states (no
-        lm_features, no step_features): then search reuses each prefix's KV cache."""
-        if self.config.lm_features or self.step_feature_names:
+        lm_features, no step_features): then search reuses each prefix's KV cache. Any other
+        head (e.g. an implicit PRM's log-ratios of two LMs) is scored whole until it overrides
+        `score_prefixes` with states of its own."""
+        if self.config.head not in ("prm", "orm") or self.config.lm_features or self.step_feature_names:
             return None
         return self.backbone if cached_causal_check(self, self.backbone) else None
 
