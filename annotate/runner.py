@@ -47,12 +47,14 @@ def input_formats() -> list[str]:
     return ["auto"] + [name for name, fmt in FORMATS.items() if fmt.reader is not None]
 
 
-def load_input(path: str | os.PathLike, input_format: str = "auto", limit: int | None = None) -> list[Trace]:
+def load_input(path: str | os.PathLike, input_format: str = "auto", limit: int | None = None,
+               need_reference: bool = True) -> list[Trace]:
     """The traces to annotate: native traces (JSONL, `datasets` folder, Parquet) or any layout
     `prm.formats` reads (GSM8K, MATH500, PRM800K, ...), told from its fields by default.
 
-    Every trace needs a reference answer and a unique id; a bad record raises `RecordError`
-    naming the file, line (the record number for non-JSONL input) and field before any work starts.
+    Every trace needs a unique id, and a reference answer unless `need_reference` is False (an
+    LLM judge grades no completion); a bad record raises `RecordError` naming the file, line
+    (the record number for non-JSONL input) and field before any work starts.
     """
     from prm.formats import get_format, guess_format, read
 
@@ -65,7 +67,7 @@ def load_input(path: str | os.PathLike, input_format: str = "auto", limit: int |
     seen: dict[str, int] = {}
 
     def check(trace: Trace, number: int) -> Trace:
-        if not trace.reference_answer or not str(trace.reference_answer).strip():
+        if need_reference and (not trace.reference_answer or not str(trace.reference_answer).strip()):
             raise RecordError("a reference answer is needed to grade completions", field="reference_answer")
         if trace.id in seen:
             raise RecordError(f"duplicate id {trace.id!r} (first in record {seen[trace.id]})", field="id")
@@ -159,10 +161,15 @@ def annotate_trace(trace: Trace, completer: "Completer", config: AnnotateConfig,
     """A labelled copy of one trace, by the method of `config`."""
     if config.method == "mc":
         from annotate.monte_carlo import label_trace
+    elif config.method == "judge":
+        from annotate.judge import label_trace
     else:
         from annotate.binary_search import label_trace
     try:
-        labelled = label_trace(trace, completer, config, grader)
+        if config.method == "judge":  # the judgement records the judge by the name the user gave
+            labelled = label_trace(trace, completer, config, grader, judge_name=completer_spec)
+        else:
+            labelled = label_trace(trace, completer, config, grader)
     except Exception as err:  # say which trace; the traces finished before it are kept
         raise RuntimeError(f"annotating trace {trace.id!r} failed: {type(err).__name__}: {err}") from err
     labelled.meta["annotation"]["completer"] = completer_spec if completer_spec is not None else completer.name

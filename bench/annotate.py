@@ -17,7 +17,9 @@ Same traces, same completer, same seeds for every method:
    each method and their ratios to Monte Carlo; label quality against gold
    (`evals.label_quality`: hard-label agreement, soft-label calibration ECE/Brier, first-error
    accuracy, rollouts per trace); how often binary search finds the same first error as
-   Monte Carlo; all of it also on the traces of 6+ steps.
+   Monte Carlo; all of it also on the traces of 6+ steps; and the first-error agreement matrix
+   of Monte Carlo, binary search, the sympy checker, an LLM judge (`--judge MODEL_OR_URL`) and
+   gold (`prm.agreement`: how much `prm consensus` would keep for each pair).
 """
 
 from __future__ import annotations
@@ -120,6 +122,27 @@ def same_first_error(a, b) -> float | None:
     return sum(x == y for x, y in pairs) / len(pairs) if pairs else None
 
 
+def agreement(traces, runs) -> dict:
+    """First-error agreement matrix (`prm.agreement`) of Monte Carlo, binary search, the sympy
+    checker (its refuted steps), the judge when there is one, and gold."""
+    import copy
+
+    from annotate.checkers import get_checker
+    from prm.agreement import agreement_matrix, first_errors
+
+    checker, checked = get_checker("sympy"), copy.deepcopy(traces)
+    for trace in checked:
+        for i, step in enumerate(trace.steps):
+            step.verdicts = [checker.check(trace.problem, trace.step_texts[:i], step.text)]
+    sources = {"Monte Carlo": first_errors(runs["monte-carlo"]["traces"], "labels"),
+               "binary search": first_errors(runs["binary-search"]["traces"], "labels"),
+               "sympy": first_errors(checked, "checker:sympy")}
+    if "judge" in runs:
+        sources["judge"] = first_errors(runs["judge"]["traces"], "labels")
+    sources["gold"] = first_errors(traces, "gold")
+    return agreement_matrix(sources)
+
+
 def ratio(part, whole):
     return round(part / whole, 4) if whole else None
 
@@ -136,6 +159,9 @@ def main(argv=None) -> int:
     parser.add_argument("--flawed-share", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a smoke run: n=4, no search-everything run")
+    parser.add_argument("--judge", metavar="MODEL_OR_URL", help="also label with this LLM judge (prm annotate "
+                        "--method judge) and put it in the agreement matrix")
+    parser.add_argument("--judge-samples", type=int, default=1, help="critiques per trace (default 1)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
 
@@ -163,6 +189,13 @@ def main(argv=None) -> int:
         methods["binary-search (search all)"] = AnnotateConfig(method="binary", skip_correct=False, **base)
     runs = {name: run_method(name, traces, completer, config) for name, config in methods.items()}
     completer.close()
+    if args.judge:
+        from annotate.config import JudgeConfig
+
+        judge = load_completer(args.judge)
+        config = AnnotateConfig(method="judge", seed=args.seed, judge=JudgeConfig(samples=args.judge_samples))
+        runs["judge"] = run_method("judge", traces, judge, config)
+        judge.close()
 
     mc = runs["monte-carlo"]["traces"]
     report = {"command": "python bench/annotate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -190,6 +223,7 @@ def main(argv=None) -> int:
                 "token_ratio": ratio(entry["all"]["tokens"], mc_cost["tokens"]),
                 "wall_time_ratio": ratio(run["seconds"], runs["monte-carlo"]["seconds"])}
         report["methods"][name] = entry
+    report["agreement"] = agreement(traces, runs)
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -225,6 +259,11 @@ def markdown(report: dict) -> str:
         [[name, _fmt(v["same_first_error"]), _fmt(v["same_first_error_six_plus"]), _fmt(v["rollout_ratio"]),
           _fmt(v["rollout_ratio_six_plus"]), _fmt(v["token_ratio"]), _fmt(v["wall_time_ratio"])]
          for name, entry in report["methods"].items() if (v := entry.get("vs_monte_carlo"))])
+    if report.get("agreement"):
+        from prm.agreement import agreement_lines
+
+        lines += ["", "First-error agreement (same first wrong step / traces both can tell):", "",
+                  *agreement_lines(report["agreement"])]
     t = report["traces"]
     lines.append(f"\n{t['total']} traces ({t['flawed']} flawed, {t['injected_errors']} by an injected error; "
                  f"{t['six_plus_steps']} of 6+ steps; {t['steps']} steps), completer {report['completer']}, "

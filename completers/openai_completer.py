@@ -17,16 +17,23 @@ This is how annotation scales past one machine: start vLLM, SGLang or TGI (or
 - raises `prm.errors.PromptTooLongError` (a `ValueError`, not retried) when the server
   answers that the prompt does not fit the model's context, as the in-process backends do,
   so that annotation leaves those steps unknown instead of stopping;
-- takes token counts from the response's `usage` (per choice when the server gives them).
+- takes token counts from the response's `usage` (per choice when the server gives them);
+- copes with servers that ignore `n` (llama.cpp's server through `llama-cpp-python[server]`
+  answers one choice whatever `n` asks): when a request for n > 1 comes back with exactly one
+  choice, the completer remembers it (`one_choice_per_request`) and asks for the other samples
+  one request each, sample j with its own seed derived from the request's seed (`sample_seed`),
+  so the samples stay reproducible; with such a server every later request is split this way.
 
 Uses only the standard library (urllib), so it adds no dependency.
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import itertools
 import json
+import os
 import random
 import re
 import threading
@@ -69,6 +76,8 @@ class OpenAICompleter(Completer):
     backoff: first wait between tries, doubled each time, capped at max_backoff.
     stop: stop strings sent with every request; stop_at_answer_line: cut a continuation after a
         GSM8K `#### x` line on the client side too (servers other than ours do not know that rule).
+    api_key: sent as `Authorization: Bearer KEY` with every request (what vLLM's `--api-key`
+        and `completers.server --api-key` check); default: $OPENAI_API_KEY, if set.
     """
 
     name = "openai"
@@ -94,13 +103,14 @@ class OpenAICompleter(Completer):
         self.step_delimiter = step_delimiter
         self.stop = normalize_stop(stop)
         self.stop_at_answer_line = stop_at_answer_line
-        self.api_key = api_key
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
         self.build_prompt = prompt_builder(prompt_template)
         self.in_flight = {url: 0 for url in self.endpoints}
         self.sent = {url: 0 for url in self.endpoints}  # requests sent per endpoint (tries included)
         self._lock = threading.Lock()
         self._turn = itertools.count()
         self._pool: ThreadPoolExecutor | None = None
+        self.one_choice_per_request = False  # set when a server answers one choice to n > 1
 
     # -- the Completer interface --------------------------------------------------------
 
@@ -154,6 +164,18 @@ class OpenAICompleter(Completer):
 
     def _complete_one(self, prompt: str, params: SamplingParams, seed: int | None, n: int,
                       stops: tuple[str, ...]) -> list[Completion]:
+        """n samples of one prompt: one request, or n requests of one sample each when the server
+        ignores `n` (see the module docstring)."""
+        if n > 1 and self.one_choice_per_request:
+            return [self._request(prompt, params, sample_seed(seed, j), 1, stops)[0] for j in range(n)]
+        completions = self._request(prompt, params, seed, n, stops, accept_one=n > 1)
+        if len(completions) == 1 and n > 1:
+            self.one_choice_per_request = True
+            completions += [self._request(prompt, params, sample_seed(seed, j), 1, stops)[0] for j in range(1, n)]
+        return completions
+
+    def _request(self, prompt: str, params: SamplingParams, seed: int | None, n: int,
+                 stops: tuple[str, ...], accept_one: bool = False) -> list[Completion]:
         body = {"model": self.model, "prompt": prompt, "n": n, "temperature": params.temperature,
                 "top_p": params.top_p, "max_tokens": params.max_new_tokens}
         if seed is not None:
@@ -165,7 +187,7 @@ class OpenAICompleter(Completer):
         for attempt in range(self.max_retries + 1):
             url = self._acquire(avoid=failed)
             try:
-                return self._completions(self._post(url + "/completions", data), n)
+                return self._completions(self._post(url + "/completions", data), n, accept_one)
             except _RetryableError as error:
                 failed, last_error = url, error
             finally:
@@ -198,10 +220,11 @@ class OpenAICompleter(Completer):
         except ValueError as error:  # a response that is not JSON
             raise _RetryableError(f"unreadable response: {error}") from None
 
-    def _completions(self, response: dict, n: int) -> list[Completion]:
+    def _completions(self, response: dict, n: int, accept_one: bool = False) -> list[Completion]:
         choices = sorted(response.get("choices", []), key=lambda c: c.get("index", 0))
-        if len(choices) != n:
+        if len(choices) != n and not (accept_one and len(choices) == 1):
             raise _RetryableError(f"expected {n} choices, got {len(choices)}")
+        n = len(choices)
         texts = [c.get("text") or "" for c in choices]
         tokens = [c.get("completion_tokens") for c in choices]  # our server's per-choice count
         if any(t is None for t in tokens):
@@ -257,6 +280,15 @@ class _RetryableError(Exception):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+
+
+def sample_seed(seed: int | None, index: int) -> int | None:
+    """The seed of sample `index` of a request seeded `seed`, when its samples are asked for one
+    request each: sample 0 keeps the request's seed; the others get a 31-bit hash of (seed, index)."""
+    if seed is None or index == 0:
+        return seed
+    digest = hashlib.sha256(f"{seed}\x1f{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 def _api_root(url: str) -> str:

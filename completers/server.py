@@ -1,88 +1,170 @@
 """An OpenAI-compatible HTTP server for any completer: `/v1/completions` and `/v1/models`.
 
-    python -m completers.server --model tiny-gsm --port 8000
+    python -m completers.server --model tiny-gsm --port 8000 [--api-key KEY]
 
 It lets `OpenAICompleter` be tested (and used) against a real server on this machine, and
-serves the tiny model to other machines without vLLM. Requests that arrive together are
-sampled together: a worker thread takes every queued request with the same sampling settings
-and hands them to the completer in one call, so the prefixes of one trace sent concurrently
-share their encoding (see `TransformersCompleter`).
+serves the tiny model to other machines without vLLM. A FastAPI app on uvicorn
+(`prm.serving`, shared with the reward server): pydantic models for the bodies, the OpenAPI
+description at `/docs`, Prometheus metrics at `/metrics`, an optional API key (`--api-key`
+or `PRM_API_KEY`: `Authorization: Bearer KEY`, 401 without it), body and request limits.
+Requests that arrive together are sampled together: the batcher takes every queued request
+with the same sampling settings (up to `max_batch_rows` rows, waiting `max_wait` seconds,
+0 by default) and hands them to the completer in one call, so the prefixes of one trace sent
+concurrently share their encoding (see `TransformersCompleter`).
 
 For tests of retries and failover it can fail on purpose (`--fail-every K`: every K-th
 completion request gets `--fail-status`, 503 by default), cut answers short on purpose
 (`--truncate-every K`: every K-th completion answer stops halfway through its body and the
 connection is closed, which a client reads as `http.client.IncompleteRead`) and be slow on
-purpose (`--delay S`). `/stats` reports how many requests it saw, failed, and the most it
-had in flight at once.
+purpose (`--delay S`). `/stats` (and `/health`) report how many requests it saw, failed,
+and the most it had in flight at once.
 
 A prompt the model cannot read (longer than its context) gets status 400 with the error code
 `context_length_exceeded`, as OpenAI's API answers; requests sampled in the same batch are
-answered as if it had come alone.
-
-Built on the standard library's ThreadingHTTPServer: one thread per connection, fine for a
-handful of clients. Non-standard but harmless: each choice also carries its own
-`completion_tokens` (`per_choice_tokens=False` answers like vLLM: totals in `usage` only).
+answered as if it had come alone. Other bad bodies get 400 naming the field (as vLLM's
+server answers), in OpenAI's error shape. Non-standard but harmless: each choice also carries
+its own `completion_tokens` (`per_choice_tokens=False` answers like vLLM: totals in `usage`
+only).
+`one_choice=True` answers like llama.cpp's server (`llama-cpp-python[server]`): it ignores `n`
+and samples one choice per request.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
-import queue
+import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from completers.base import Completer, Completion, SamplingParams
 from completers.text import normalize_stop
 from prm.errors import PromptTooLongError
+from prm.serving import INSTALL_HINT, Batcher, Metrics, RequestError, Runner, ServeConfig, ServeError, create_app
 
+COMPLETION_PATHS = ("/v1/completions", "/completions")
+
+
+# -- request and response models -------------------------------------------------------------
+
+def _prompts(value):
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(p, str) for p in value):
+        raise PydanticCustomError("prompt_type", "must be a string or a non-empty list of strings")
+    return value
+
+
+def _stop(value):
+    try:
+        return normalize_stop(value)
+    except (TypeError, ValueError) as error:
+        raise PydanticCustomError("stop_type", "must be a string or a list of strings ({error})",
+                                  {"error": str(error)}) from None
+
+
+class CompletionBody(BaseModel):
+    """The OpenAI /v1/completions body (the fields this server reads; others are ignored).
+    A field sent as null takes its default."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    prompt: Annotated[list[str], BeforeValidator(_prompts)]
+    n: Annotated[int, Field(ge=1, le=1024)] | None = None
+    temperature: Annotated[float, Field(ge=0.0, le=100.0)] | None = None
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=1 << 20)] | None = None
+    seed: int | None = None
+    stop: Annotated[tuple[str, ...], BeforeValidator(_stop)] = ()
+
+
+class Choice(BaseModel):
+    index: int
+    text: str
+    logprobs: Any = None
+    finish_reason: str | None = None
+    completion_tokens: int | None = None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class CompletionAnswer(BaseModel):
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+
+
+class Model(BaseModel):
+    id: str
+    object: str = "model"
+    owned_by: str = "prm-toolkit"
+
+
+class ModelList(BaseModel):
+    object: str = "list"
+    data: list[Model]
+
+
+# -- the server ------------------------------------------------------------------------------
 
 class CompletionServer:
     """Serves `completer` at http://host:port/v1 from a background thread.
 
     Use as a context manager, or call `start()` and `stop()`. `port=0` picks a free port;
-    `url` tells which. `model_name` is what /v1/models lists.
+    `url` tells which. `model_name` is what /v1/models lists. config, or `ServeConfig` fields
+    as keywords (api_key, max_wait, max_body_bytes, max_queries, max_query_chars, ...).
     """
 
     def __init__(self, completer: Completer, model_name: str, host: str = "127.0.0.1", port: int = 0, *,
                  fail_every: int = 0, fail_status: int = 503, truncate_every: int = 0, delay: float = 0.0,
-                 max_batch_rows: int = 256, per_choice_tokens: bool = True):
+                 max_batch_rows: int = 256, per_choice_tokens: bool = True, one_choice: bool = False,
+                 config: ServeConfig | None = None,
+                 **options: Any):
+        options.setdefault("max_wait", 0.0)
+        self.config = config or ServeConfig(host=host, port=port, max_batch=max_batch_rows, **options)
         self.completer = completer
         self.model_name = model_name
         self.fail_every = fail_every
         self.fail_status = fail_status
         self.truncate_every = truncate_every
         self.delay = delay
-        self.max_batch_rows = max_batch_rows
         self.per_choice_tokens = per_choice_tokens
+        self.one_choice = one_choice
         self.stats = {"requests": 0, "completed": 0, "failed": 0, "truncated": 0, "in_flight": 0,
                       "max_in_flight": 0, "batches": 0}
         self._lock = threading.Lock()
-        self._jobs: queue.Queue = queue.Queue()
-        self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._httpd.daemon_threads = True
-        self._threads: list[threading.Thread] = []
+        self.metrics = Metrics("prm_completion")
+        self.batcher = Batcher(self._sample, max_batch=self.config.max_batch, max_wait=self.config.max_wait,
+                               name="completion-batcher", on_batch=self._count_batch)
+        self.app = self._build_app()
+        self.runner = Runner(self.app, self.config)
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.runner.url
 
     def start(self) -> "CompletionServer":
-        self._threads = [threading.Thread(target=self._httpd.serve_forever, name="completion-http", daemon=True),
-                         threading.Thread(target=self._work, name="completion-worker", daemon=True)]
-        for thread in self._threads:
-            thread.start()
+        self.batcher.start()
+        self.runner.start()
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._jobs.put(None)
-        for thread in self._threads:
-            thread.join(timeout=10)
+        """Graceful: the requests in flight are answered first."""
+        self.runner.stop()
+        self.batcher.stop()
 
     def __enter__(self):
         return self.start()
@@ -91,16 +173,14 @@ class CompletionServer:
         self.stop()
 
     def serve_forever(self) -> None:
-        """Serve in this thread until interrupted (what `python -m completers.server` does)."""
-        worker = threading.Thread(target=self._work, name="completion-worker", daemon=True)
-        worker.start()
+        """Serve in this thread until SIGINT/SIGTERM (what `python -m completers.server` does)."""
+        self.batcher.start()
         try:
-            self._httpd.serve_forever()
+            self.runner.serve_forever()
         finally:
-            self._httpd.server_close()
-            self._jobs.put(None)
+            self.batcher.stop()
 
-    # -- request handling (HTTP threads) ----------------------------------------------------
+    # -- fault injection and counting (see _FaultInjection) ---------------------------------
 
     def count_request(self) -> str:
         """Count an incoming completion request and say what to do with it on purpose:
@@ -123,28 +203,34 @@ class CompletionServer:
             self.stats["completed"] += completed
             self.stats["truncated"] += truncated
 
-    def complete(self, body: dict) -> dict:
-        """Answer one /v1/completions body (raises ValueError for a bad one)."""
-        prompts = body.get("prompt")
-        if isinstance(prompts, str):
-            prompts = [prompts]
-        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
-            raise ValueError("`prompt` must be a string or a non-empty list of strings")
-        n = _number(body, "n", 1, int, 1, 1024)
-        params = SamplingParams(n=n, temperature=_number(body, "temperature", 1.0, float, 0.0, 100.0),
-                                top_p=_number(body, "top_p", 1.0, float, 0.0, 1.0),
-                                max_new_tokens=_number(body, "max_tokens", 16, int, 1, 1 << 20),
-                                seed=body.get("seed"))
-        if params.seed is not None and not isinstance(params.seed, int):
-            raise ValueError("`seed` must be an integer")
-        stop = normalize_stop(body.get("stop"))
-        job = _Job(prompts, params, stop)
-        self._jobs.put(job)
-        job.done.wait()
-        if job.error is not None:
-            raise job.error
+    # -- the endpoints -----------------------------------------------------------------------
+
+    async def complete(self, body: CompletionBody) -> dict:
+        """Answer one /v1/completions body."""
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if len(body.prompt) > self.config.max_queries:
+            raise RequestError(f"at most {self.config.max_queries} prompts per request, got {len(body.prompt)}", 413)
+        for i, prompt in enumerate(body.prompt):
+            if len(prompt) > self.config.max_query_chars:
+                raise RequestError(f"`prompt[{i}]` has {len(prompt)} characters, more than "
+                                   f"{self.config.max_query_chars}", 413)
+        n = 1 if body.n is None or self.one_choice else body.n
+        params = SamplingParams(n=n, temperature=1.0 if body.temperature is None else body.temperature,
+                                top_p=1.0 if body.top_p is None else body.top_p,
+                                max_new_tokens=16 if body.max_tokens is None else body.max_tokens, seed=body.seed)
+        key = (params.temperature, params.top_p, params.max_new_tokens, body.stop)
+        try:
+            results, prompt_tokens = await self.batcher.submit((body.prompt, params, body.stop),
+                                                               size=len(body.prompt) * n, key=key)
+        except PromptTooLongError as error:
+            raise RequestError(str(error), 400, code="context_length_exceeded") from None
+        except ValueError as error:
+            raise RequestError(str(error), 400) from None
+        except Exception as error:  # noqa: BLE001 - the model failed: tell the client, keep serving
+            raise RequestError(f"{type(error).__name__}: {error}", 500) from None
         choices, completion_tokens = [], 0
-        for i, completions in enumerate(job.results):
+        for i, completions in enumerate(results):
             for j, completion in enumerate(completions):
                 choice = {"index": i * n + j, "text": completion.text, "logprobs": None,
                           "finish_reason": completion.finish_reason}
@@ -152,170 +238,122 @@ class CompletionServer:
                     choice["completion_tokens"] = completion.tokens
                 choices.append(choice)
                 completion_tokens += completion.tokens
-        prompt_tokens = job.prompt_tokens
         return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
                 "model": self.model_name, "choices": choices,
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                           "total_tokens": prompt_tokens + completion_tokens}}
 
-    # -- sampling (one worker thread) -------------------------------------------------------
+    # -- sampling (the batcher's worker thread) ----------------------------------------------
 
-    def _work(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            batch, rest = [job], []
-            rows = len(job.prompts) * job.params.n
-            while True:  # take every queued job that can be sampled together with the first
-                try:
-                    other = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if other is None:
-                    self._jobs.put(None)
-                    break
-                extra = len(other.prompts) * other.params.n
-                if other.key == job.key and rows + extra <= self.max_batch_rows:
-                    batch.append(other)
-                    rows += extra
-                else:
-                    rest.append(other)
-            for other in rest:
-                self._jobs.put(other)
-            self._run(batch)
+    def _sample(self, jobs: list, key) -> list[tuple[list[list[Completion]], int]]:
+        prompts = [p for job_prompts, _, _ in jobs for p in job_prompts]
+        seeds = [params.seed for job_prompts, params, _ in jobs for _ in job_prompts]
+        ns = [params.n for job_prompts, params, _ in jobs for _ in job_prompts]
+        results = self.completer.complete_prompts(prompts, jobs[0][1], stop=list(jobs[0][2]), seeds=seeds, ns=ns)
+        answers = []
+        for job_prompts, _, _ in jobs:
+            tokens = sum(self.completer.prompt_tokens(p) or 0 for p in job_prompts)
+            answers.append((results[:len(job_prompts)], tokens))
+            results = results[len(job_prompts):]
+        return answers
 
-    def _run(self, batch: list[_Job]) -> None:
-        prompts = [p for job in batch for p in job.prompts]
-        seeds = [job.params.seed for job in batch for _ in job.prompts]
-        ns = [job.params.n for job in batch for _ in job.prompts]
-        try:
-            results = self.completer.complete_prompts(prompts, batch[0].params, stop=list(batch[0].stop),
-                                                      seeds=seeds, ns=ns)
+    def _count_batch(self, jobs: int, rows: int) -> None:
+        self.metrics.batch(jobs, rows)
+        with self._lock:
+            self.stats["batches"] += 1
+
+    # -- the app -----------------------------------------------------------------------------
+
+    def _build_app(self):
+        app = create_app(title="prm-toolkit completion server", description=__doc__.split("\n\n")[0],
+                         config=self.config, metrics=self.metrics, error_body=_error_body,
+                         middleware=[(_FaultInjection, {"server": self})])
+        for path in COMPLETION_PATHS:
+            app.post(path, response_model=CompletionAnswer, response_model_exclude_unset=True,
+                     include_in_schema=path == COMPLETION_PATHS[0])(self.complete)
+
+        async def models() -> dict:
+            return {"object": "list", "data": [{"id": self.model_name, "object": "model", "owned_by": "prm-toolkit"}]}
+
+        async def stats() -> dict:
             with self._lock:
-                self.stats["batches"] += 1
-            for job in batch:
-                job.results, results = results[:len(job.prompts)], results[len(job.prompts):]
-                job.prompt_tokens = sum(self.completer.prompt_tokens(p) or 0 for p in job.prompts)
-        except ValueError as error:  # a prompt the completer refuses (e.g. too long)
-            if len(batch) > 1:  # find it: the other requests are answered as if alone
-                for job in batch:
-                    self._run([job])
+                return {"status": "ok", **self.stats}
+
+        app.get("/v1/models", response_model=ModelList)(models)
+        app.get("/models", include_in_schema=False)(models)
+        app.get("/health")(stats)
+        app.get("/stats")(stats)
+        return app
+
+
+class _FaultInjection:
+    """ASGI middleware around the completion routes: counts requests in flight and fails or
+    cuts answers short on purpose (--fail-every, --truncate-every)."""
+
+    def __init__(self, app, server: CompletionServer):
+        self.app, self.server = app, server
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].rstrip("/") not in COMPLETION_PATHS:
+            return await self.app(scope, receive, send)
+        server = self.server
+        action = server.count_request()
+        if action == "fail":
+            server.finish_request(False)
+            data = json.dumps(_error_body(server.fail_status, "failure injected for testing (--fail-every)",
+                                          None)).encode()
+            await send({"type": "http.response.start", "status": server.fail_status,
+                        "headers": [(b"content-type", b"application/json"), (b"retry-after", b"0"),
+                                    (b"content-length", str(len(data)).encode())]})
+            await send({"type": "http.response.body", "body": data})
+            return
+        state = {"answered": False, "cut": False}
+
+        async def watch(message):
+            if message["type"] == "http.response.start":
+                state["cut"] = action == "truncate" and message["status"] == 200  # only answers are cut
+                # counted before answering, so a client's next request never overlaps this one
+                server.finish_request(message["status"] == 200 and not state["cut"], truncated=state["cut"])
+                state["answered"] = True
+                if state["cut"]:
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            elif message["type"] == "http.response.body" and state["cut"]:
+                # half the promised body, and no end: uvicorn closes the connection
+                body = message.get("body", b"")
+                message = {"type": "http.response.body", "body": body[:len(body) // 2], "more_body": True}
+                state["cut"] = None
+            elif state["cut"] is None:
                 return
-            batch[0].error = error
-        except Exception as error:  # reported to each waiting request as a 500
-            for job in batch:
-                job.error = error
-        for job in batch:
-            job.done.set()
+            await send(message)
 
-
-class _Job:
-    def __init__(self, prompts: list[str], params: SamplingParams, stop: tuple[str, ...]):
-        self.prompts, self.params, self.stop = prompts, params, stop
-        self.key = (params.temperature, params.top_p, params.max_new_tokens, stop)
-        self.results: list[list[Completion]] = []
-        self.prompt_tokens = 0
-        self.error: Exception | None = None
-        self.done = threading.Event()
-
-
-def _handler_for(server: CompletionServer):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self):
-            path = self.path.rstrip("/")
-            if path in ("/v1/models", "/models"):
-                self._send(200, {"object": "list", "data": [
-                    {"id": server.model_name, "object": "model", "owned_by": "prm-toolkit"}]})
-            elif path in ("/stats", "/health"):
-                with server._lock:
-                    self._send(200, dict(server.stats))
-            else:
-                self._send(404, _error(f"no route {self.path}", "not_found"))
-
-        def do_POST(self):
-            if self.path.rstrip("/") not in ("/v1/completions", "/completions"):
-                self._read_body()
-                self._send(404, _error(f"no route {self.path}", "not_found"))
-                return
-            body = self._read_body()
-            action = server.count_request()
-            if action == "fail":
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            if not state["answered"]:
                 server.finish_request(False)
-                self._send(server.fail_status, _error("failure injected for testing (--fail-every)",
-                                                      "server_error"), retry_after=0)
-                return
-            status = 200
-            try:
-                if server.delay:
-                    time.sleep(server.delay)
-                request = json.loads(body or b"{}")
-                if not isinstance(request, dict):
-                    raise ValueError("the request body must be a JSON object")
-                payload = server.complete(request)
-            except PromptTooLongError as error:
-                status, payload = 400, _error(str(error), "invalid_request_error", "context_length_exceeded")
-            except ValueError as error:
-                status, payload = 400, _error(str(error), "invalid_request_error")
-            except Exception as error:  # the model failed: tell the client, keep serving
-                status, payload = 500, _error(f"{type(error).__name__}: {error}", "server_error")
-            truncate = action == "truncate" and status == 200  # only answers are cut short
-            # done before answering, so a client's next request never overlaps this one in the stats
-            server.finish_request(status == 200 and not truncate, truncated=truncate)
-            self._send(status, payload, truncate=truncate)
-
-        def _read_body(self) -> bytes:
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-        def _send(self, status: int, payload: dict, retry_after: int | None = None,
-                  truncate: bool = False) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if retry_after is not None:
-                self.send_header("Retry-After", str(retry_after))
-            if truncate:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if truncate:  # half the promised body, then the connection closes (--truncate-every)
-                self.wfile.write(data[:len(data) // 2])
-                self.close_connection = True
-                return
-            self.wfile.write(data)
-
-        def log_message(self, format, *args):  # quiet: one line per request is noise in tests
-            pass
-
-    return Handler
 
 
-def _error(message: str, kind: str, code: str | None = None) -> dict:
+def _error_body(status: int, message: str, code: str | None) -> dict:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    if status == 401:
+        kind, code = "authentication_error", code or "invalid_api_key"
     return {"error": {"message": message, "type": kind, "code": code}}
-
-
-def _number(body: dict, key: str, default, kind, low, high):
-    value = body.get(key, default)
-    if value is None:
-        value = default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
-        raise ValueError(f"`{key}` must be a number, got {value!r}")
-    value = kind(value)
-    if not low <= value <= high:
-        raise ValueError(f"`{key}` must be between {low} and {high}, got {value}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m completers.server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="a short name (tiny-gsm, smollm2-135m) or a model folder")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed at start)")
+    parser.add_argument("--api-key", default=None, metavar="KEY",
+                        help="require `Authorization: Bearer KEY` (default: $PRM_API_KEY; none: open)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--batch-size", type=int, default=128, help="sequences decoded together")
+    parser.add_argument("--max-wait", type=float, default=0.0,
+                        help="seconds to wait for more requests to sample together (default: 0, what is queued)")
+    parser.add_argument("--request-timeout", type=float, default=ServeConfig.request_timeout,
+                        help="seconds a request may take before it gets 503")
     parser.add_argument("--fail-every", type=int, default=0, metavar="K",
                         help="fail every K-th completion request on purpose (for tests)")
     parser.add_argument("--fail-status", type=int, default=503, help="status of injected failures (503, 429...)")
@@ -324,6 +362,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before answering (for tests)")
     args = parser.parse_args(argv)
 
+    try:
+        import fastapi  # noqa: F401 - the server's stack, checked before the model loads
+        import prometheus_client  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        print(f"completers.server: error: {error.name} is missing; {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    try:
+        config = ServeConfig(host=args.host, port=args.port, api_key=args.api_key, max_wait=args.max_wait,
+                             request_timeout=args.request_timeout, max_batch=256)
+        config.listen(warn=False).close()  # a bad address is one line before the model loads
+    except ServeError as error:
+        print(f"completers.server: error: {error}", file=sys.stderr)
+        return 2
+
     import torch
 
     from completers.transformers_completer import TransformersCompleter
@@ -331,8 +384,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     completer = TransformersCompleter(args.model, device=args.device, batch_size=args.batch_size)
-    server = CompletionServer(completer, args.model, args.host, args.port, fail_every=args.fail_every,
-                              fail_status=args.fail_status, truncate_every=args.truncate_every, delay=args.delay)
+    try:
+        server = CompletionServer(completer, args.model, fail_every=args.fail_every, fail_status=args.fail_status,
+                                  truncate_every=args.truncate_every, delay=args.delay, config=config)
+    except ServeError as error:
+        print(f"completers.server: error: {error}", file=sys.stderr)
+        return 2
     print(f"serving {args.model} at {server.url}/v1", flush=True)
     try:
         server.serve_forever()

@@ -47,6 +47,22 @@ from prm.errors import PromptTooLongError
 
 
 
+GENERATIVE_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
+def _require_generative(path: str, name: str) -> None:
+    """Refuse a model that cannot sample text, such as an encoder (`minilm-l6`, a BERT): its
+    config names architectures and none of them has a generative head. (transformers would
+    load it with a fresh, untrained LM head and fail deep inside `generate`.)"""
+    from transformers import AutoConfig
+
+    architectures = getattr(AutoConfig.from_pretrained(path), "architectures", None) or []
+    if architectures and not any(a.endswith(GENERATIVE_HEADS) for a in architectures):
+        raise ValueError(f"{name} is an encoder ({', '.join(architectures)}), which cannot sample "
+                         "continuations; give a causal language model (tiny-gsm, smollm2-135m, or a "
+                         "*ForCausalLM folder or hub name)")
+
+
 class TransformersCompleter(Completer):
     """Samples continuations from a local causal LM (a folder, or a short name like `tiny-gsm`).
 
@@ -81,6 +97,7 @@ class TransformersCompleter(Completer):
         self.stop = normalize_stop(stop)
         self.stop_at_answer_line = stop_at_answer_line
         self.batch_size = max(1, int(batch_size))
+        _require_generative(self.path, model)
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)

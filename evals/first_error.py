@@ -1,7 +1,8 @@
 """First-error identification, as in ProcessBench (Zheng et al., arXiv 2412.06559).
 
 The prediction for a trace is the earliest step whose score is below a threshold, or -1
-when no step is. It is right when it equals the gold first error exactly. ProcessBench
+when no step is; for a trace an LLM judge critiqued (`Trace.judgement`, ProcessBench's critic
+evaluation) it is the judge's voted index, and a vote that could not be parsed (None) is wrong. It is right when it equals the gold first error exactly. ProcessBench
 reports, per subset, the accuracy on traces that have an error, the accuracy on traces
 that have none, and F1 = their harmonic mean; its headline number is the mean F1 over
 subsets. A trace's subset is `meta["subset"]`, else `meta["source"]`, else "all".
@@ -27,6 +28,13 @@ def predict_first_error(scores: list[float], threshold: float) -> int:
         if score < threshold:
             return index
     return -1
+
+
+def predicted_first_error(trace: Trace, threshold: float) -> int | None:
+    """The judge's vote when the trace has a judgement, else the threshold rule on its scores."""
+    if trace.judgement is not None:
+        return trace.judgement.vote
+    return predict_first_error([s.score for s in trace.steps], threshold)
 
 
 def subset_of(trace: Trace) -> str:
@@ -63,7 +71,7 @@ def first_error_metrics(traces: list[Trace], threshold: float, gold: str = DEFAU
         raise RecordError("no trace has both scores on every step and a known gold first error")
     groups: dict[str, list[tuple[int, int]]] = {}
     for trace, first in kept:
-        predicted = predict_first_error([s.score for s in trace.steps], threshold)
+        predicted = predicted_first_error(trace, threshold)
         groups.setdefault(subset_of(trace), []).append((first, predicted))
     subsets = {name: _row(pairs) for name, pairs in sorted(groups.items())}
     f1s = [row["f1"] for row in subsets.values() if row["f1"] is not None]
@@ -72,7 +80,7 @@ def first_error_metrics(traces: list[Trace], threshold: float, gold: str = DEFAU
             "average_f1": float(np.mean(f1s)) if f1s else None}
 
 
-def _row(pairs: list[tuple[int, int]]) -> dict:
+def _row(pairs: list[tuple[int, int | None]]) -> dict:
     error = [gold == predicted for gold, predicted in pairs if gold != -1]
     correct = [gold == predicted for gold, predicted in pairs if gold == -1]
     error_accuracy = float(np.mean(error)) if error else None

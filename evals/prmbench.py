@@ -71,8 +71,20 @@ SOURCE_OF_CORRECT = "redundency"  # PRMBench takes the unmodified solutions from
 
 
 def load_prmbench_benchmark(path: str | None = None, classes: list[str] | None = None) -> list[Trace]:
-    """The evaluation set as PRMBench builds it: every modified solution once per (class, idx),
-    plus the original solution of each `redundency` record as a `correct` sample (error-free).
+    """The evaluation set as PRMBench builds it (`load_prmbench_release`, without the count
+    of repeated records it dropped)."""
+    return load_prmbench_release(path, classes)[0]
+
+
+def load_prmbench_release(path: str | None = None,
+                          classes: list[str] | None = None) -> tuple[list[Trace], int]:
+    """The evaluation set as PRMBench's loader (`prmtest_classified/task.py`) builds it, and
+    how many repeated records it dropped.
+
+    Every modified solution once per (classification, idx): a repeat is dropped and the first
+    record kept (the test release repeats some: `prm_test_p12_multi_solutions.jsonl` holds 165
+    records for 160 idx), whatever its class, `multi_solutions` included. Plus the original
+    solution of each `redundency` record as a `correct` sample (error-free), once per idx.
 
     path: a PRMBench file or a folder of them (default: the hub copy, `hitsmy/PRMBench_Preview`).
     classes: keep only these error classes (and `correct`, if named).
@@ -81,6 +93,7 @@ def load_prmbench_benchmark(path: str | None = None, classes: list[str] | None =
     from pathlib import Path
 
     from prm.formats.prmbench import load_prmbench_hub, read_prmbench
+    from prm.io import ReadReport
 
     if path is None:
         pairs = load_prmbench_hub(include_original=True)
@@ -88,21 +101,25 @@ def load_prmbench_benchmark(path: str | None = None, classes: list[str] | None =
         folder = Path(path)
         files = sorted(p for p in folder.iterdir() if p.suffix in (".json", ".jsonl")) if folder.is_dir() \
             else [folder]
-        pairs = [t for file in files for t in read_prmbench(os.fspath(file), include_original=True)]
-    traces, seen = [], set()
+        # repeated ids are expected here: the (classification, idx) filter below drops them
+        pairs = [t for file in files for t in read_prmbench(
+            os.fspath(file), include_original=True, report=ReadReport(keep_duplicates=True))]
+    traces, seen, dropped = [], set(), 0
     for modified, original in zip(pairs[0::2], pairs[1::2]):
         name = modified.meta["error_class"]
         key = (name, str(modified.meta["idx"]))
         if key not in seen:
             seen.add(key)
             traces.append(modified)
+        else:
+            dropped += 1
         if name == SOURCE_OF_CORRECT and (CORRECT, key[1]) not in seen:
             seen.add((CORRECT, key[1]))
             original.meta["error_steps"] = []
             traces.append(original)
     if classes:
         traces = [t for t in traces if t.meta["error_class"] in classes]
-    return traces
+    return traces, dropped
 
 
 def step_validity(scores: list[float], threshold: float) -> list[bool]:

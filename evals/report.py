@@ -56,7 +56,7 @@ def _labelled(traces: list[Trace]) -> bool:
     """Some steps carry automatic labels (Monte Carlo, binary search, a checker), worth
     comparing with gold; imported or human labels are usually the gold itself."""
     return any((s.hard_label is not None or s.soft_label is not None) and s.label_source is not None
-               and (s.label_source in ("monte-carlo", "binary-search")
+               and (s.label_source in ("monte-carlo", "binary-search", "judge")
                     or s.label_source.startswith("checker:"))
                for t in traces for s in t.steps)
 
@@ -88,11 +88,29 @@ def evaluate(traces: list[Trace], config: EvalConfig | None = None,
         metrics["best_of_n"] = curves
     if gold_known and _labelled(traces):
         metrics["label_quality"] = label_quality(traces, config.gold, config.bins)
+    agreement = source_agreement(traces, config.gold)
+    if agreement is not None:
+        metrics["agreement"] = agreement
     if not any(key in metrics for key in ("step", "best_of_n", "label_quality", "search")):
         raise RecordError("nothing to evaluate: the traces need step scores or automatic labels "
                           f"(Monte Carlo, binary search, checkers) and gold labels (gold={config.gold!r}), "
                           "or several traces per problem with outcome labels")
     return metrics, test
+
+
+def source_agreement(traces: list[Trace], gold: str = DEFAULT_GOLD) -> dict | None:
+    """The first-error agreement matrix (`prm.agreement`) of the label sources the traces carry:
+    automatic step labels, checker verdicts, an LLM judge's vote, gold (meta); None with fewer than two."""
+    from prm.agreement import agreement_matrix, first_errors
+
+    present = {"labels": _labelled(traces),
+               "checker": any(s.verdicts for t in traces for s in t.steps),
+               "judge": any(t.judgement is not None for t in traces),
+               "gold": gold == "meta" and has_gold(traces, gold)}
+    names = [name for name, found in present.items() if found]
+    if len(names) < 2:
+        return None
+    return agreement_matrix({name: first_errors(traces, name) for name in names})
 
 
 def _thresholds(traces, val_traces, config: EvalConfig) -> tuple[dict, list[Trace]]:
@@ -213,6 +231,13 @@ def render_markdown(metrics: dict) -> str:
         parts.append(search_section(metrics["search"], plot_names.get("search")))
     if "label_quality" in metrics:
         parts.append(_label_section(metrics["label_quality"], plot_names))
+    if "agreement" in metrics:
+        from prm.agreement import agreement_lines
+
+        parts.append("\n".join(["## First-error agreement between label sources\n",
+                                 "Share of the traces (both sources can tell) on which two sources put the "
+                                 "first wrong step at the same place (-1: none); `prm consensus` keeps only "
+                                 "those.\n", *agreement_lines(metrics["agreement"])]) + "\n")
     return "\n".join(parts)
 
 

@@ -32,6 +32,12 @@ class RecordError(ValueError):
                            field=self.field)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception by a command that stops cleanly on it (`prm check`):
+    finished work is kept as for Ctrl-C, and the exit status is 143 (128 + SIGTERM), the
+    status every other command has when SIGTERM ends it."""
+
+
 class PromptTooLongError(ValueError):
     """A completer refused a prompt because it does not fit the model's context.
 

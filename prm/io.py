@@ -11,7 +11,8 @@ through the returned `ReadReport`. A record whose id was already read is such a 
 (unless `keep_duplicates=True`); so are NaN/Infinity (not JSON) and JSON nested too deeply.
 
 Writers are atomic (JSONL, Parquet and `datasets` folders appear complete or not at all)
-and give files the user's usual mode. `output_lock(path)` keeps a second run from writing
+and give files the user's usual mode. A `datasets` folder replaces only an empty folder or
+one prm wrote (`check_output`): a folder holding anything else is refused, never emptied. `output_lock(path)` keeps a second run from writing
 the same output; `read_finished(path)` reads an output appended one trace at a time, as
 `prm annotate` and `prm score` write them, dropping a torn last line.
 """
@@ -56,9 +57,9 @@ class ReadReport:
         if where is None:
             self.first_seen[trace.id] = f"{path} line {line}"
             return None
-        return RecordError(f"duplicate id {trace.id!r} (first at {where}); ids must be unique "
-                           "(pass keep_duplicates=True, or --keep-duplicates, to keep both)",
-                           path=path, line=line, field="id")
+        return RecordError(f"duplicate id {trace.id!r} (first at {where}); ids must be unique: "
+                           "remove or rename one (`prm convert` and `prm inspect` keep both with "
+                           "--keep-duplicates)", path=path, line=line, field="id")
 
     def accept(self, trace: Trace, path: str, line: int, skip_invalid: bool) -> bool:
         """Count `trace` as read, or refuse it as a duplicate (raise, or skip and record)."""
@@ -124,8 +125,9 @@ def parse_json(text: str | bytes) -> Any:
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as err:
-        raise RecordError(f"malformed JSON: {err.msg} at line {err.lineno} column {err.colno}"
-                          if err.lineno > 1 else f"malformed JSON: {err.msg} at column {err.colno}") from None
+        message = err.msg.removesuffix(" at")  # "Unterminated string starting at": one "at"
+        raise RecordError(f"malformed JSON: {message} at line {err.lineno} column {err.colno}"
+                          if err.lineno > 1 else f"malformed JSON: {message} at column {err.colno}") from None
     except RecursionError:
         raise RecordError("JSON nested too deeply to read") from None
 
@@ -332,6 +334,7 @@ class atomic_write:
         self.path = Path(path)
 
     def __enter__(self):
+        check_output(self.path)
         fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         os.fchmod(fd, _target_mode(self.path))
         self.handle = os.fdopen(fd, "w", encoding="utf-8")
@@ -349,18 +352,87 @@ class atomic_write:
         return False
 
 
+# -- what an output may replace ------------------------------------------------------------------
+
+# Written into every `datasets` folder this toolkit saves (`atomic_path(folder=True)`): only a
+# folder holding it (and nothing but a saved dataset) may later be replaced by another one.
+OUTPUT_MARKER = ".prm-output.json"
+FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+def is_folder_output(path: str | os.PathLike) -> bool:
+    """Whether writing traces (or rows) to `path` makes a `datasets` folder: any path that
+    is not `.jsonl`, `.json` or `.parquet`."""
+    return Path(path).suffix not in FILE_SUFFIXES
+
+
+def _is_saved_dataset_file(name: str) -> bool:
+    return name in (OUTPUT_MARKER, "dataset_info.json", "state.json", "dataset_dict.json") or (
+        name.startswith("data-") and name.endswith(".arrow"))
+
+
+def check_output(path: str | os.PathLike, *, file: bool = False) -> None:
+    """Refuse, before any work, an output whose writing would destroy something.
+
+    A `datasets` folder (any path not `.jsonl`/`.json`/`.parquet`) replaces the folder at
+    `path` as a whole, so it may only replace an empty folder or a dataset this toolkit saved
+    there (it holds `OUTPUT_MARKER` and nothing but the files `save_to_disk` writes). Any other
+    folder (one holding the user's files, the current folder, a folder holding the input) is
+    refused with a `RecordError` and left untouched; so is a file output naming a folder, a
+    folder output naming a file, and the current folder or one of its parents.
+    """
+    path = Path(path)
+    resolved = path.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise RecordError("is the current folder (or holds it); give a new file or folder name "
+                          "for the output", path=str(path))
+    if not path.exists():
+        return
+    if file or not is_folder_output(path):
+        if path.is_dir():
+            raise RecordError("is a folder; this output is a file: give a file name",
+                              path=str(path))
+        return
+    if not path.is_dir():
+        raise RecordError("is a file; a `datasets` folder (an output without a .jsonl, .json or "
+                          ".parquet suffix) cannot replace it: choose another output", path=str(path))
+    entries = sorted(entry.name for entry in path.iterdir())
+    if not entries:
+        return
+    if OUTPUT_MARKER not in entries:
+        raise RecordError(f"is a folder holding other files ({_listing(entries)}); a `datasets` "
+                          "output replaces its whole folder, so it is written only to a new or "
+                          "empty folder, or over a dataset prm wrote: choose another output",
+                          path=str(path))
+    foreign = [name for name in entries if not _is_saved_dataset_file(name)]
+    if foreign:
+        raise RecordError(f"is a dataset prm wrote, but it now also holds {_listing(foreign)}; "
+                          "move those files away or choose another output", path=str(path))
+
+
+def _listing(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, *, folder: bool = False) -> Iterator[Path]:
     """Context manager for writers that take a path (Parquet, `save_to_disk`): yields a
     temporary path beside `path`; when the block ends without error it is renamed into place,
     so `path` is complete or untouched even if the process is killed. `folder`: the writer
-    makes a folder (an existing folder at `path` is replaced)."""
+    makes a folder; it is marked as prm's (`OUTPUT_MARKER`), and it may replace only an
+    empty folder or one prm wrote (`check_output`, checked again before and after writing)."""
     path = Path(path)
+    check_output(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")) / (path.name if not folder else "data")
     try:
         yield tmp
         if folder:
+            (tmp / OUTPUT_MARKER).write_text(json.dumps(
+                {"written_by": "prm-toolkit", "content": "a `datasets` folder (save_to_disk)"}) + "\n",
+                encoding="utf-8")
             if path.exists():  # moved into the temporary folder, removed with it below
+                check_output(path)
                 os.replace(path, tmp.parent / "old")
             os.replace(tmp, path)
         else:
@@ -454,12 +526,19 @@ def trace_features():
     rollouts = {"correct": Value("int64"), "total": Value("int64"),
                 "answers": List(Value("string")), "tokens": Value("int64"),
                 "seconds": Value("float64"), "texts": List(Value("string"))}
+    review = {"reviewer": Value("string"), "hard_label": Value("int8"), "time": Value("string"),
+              "tool": Value("string"), "comment": Value("string"), "label_source": Value("string")}
     step = {"text": Value("string"), "hard_label": Value("int8"), "soft_label": Value("float64"),
             "label_source": Value("string"), "verdicts": List(verdict), "rollouts": rollouts,
-            "score": Value("float64")}
+            "score": Value("float64"), "reviews": List(review)}
+    critique = {"text": Value("string"), "answer": Value("string"), "index": Value("int64"),
+                "parse_error": Value("string"), "tokens": Value("int64")}
+    judgement = {"judge": Value("string"), "critiques": List(critique), "vote": Value("int64"),
+                 "template": Value("string"), "temperature": Value("float64"), "top_p": Value("float64"),
+                 "seed": Value("int64"), "seconds": Value("float64")}
     return Features({"id": Value("string"), "problem": Value("string"), "steps": List(step),
                      "final_answer": Value("string"), "reference_answer": Value("string"),
-                     "outcome_label": Value("int8"), "meta": Value("string")})
+                     "outcome_label": Value("int8"), "meta": Value("string"), "judgement": judgement})
 
 
 def to_dataset(traces: Iterable[Trace]):
@@ -488,6 +567,9 @@ def from_dataset(dataset, *, path: str | None = None, report: ReadReport | None 
                 # Arrow stores a missing struct as a struct of nulls.
                 if rollouts is not None and rollouts.get("total") is None:
                     step["rollouts"] = None
+            judgement = row.get("judgement")
+            if judgement is not None and judgement.get("judge") is None:
+                row["judgement"] = None
             trace = Trace.from_dict(row)
         except RecordError as err:
             raise err.located(path=path, line=number) from None

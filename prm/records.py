@@ -21,7 +21,7 @@ from typing import Any
 from prm.errors import RecordError
 
 # Where a step label came from. Checker labels are "checker:<name>" (e.g. "checker:sympy").
-LABEL_SOURCES = ("monte-carlo", "binary-search", "human", "import", "gold")
+LABEL_SOURCES = ("monte-carlo", "binary-search", "human", "import", "gold", "judge")
 
 VERDICT_STATUSES = ("verified", "refuted", "unknown", "unavailable")
 
@@ -90,11 +90,106 @@ class Rollouts:
 
 
 @dataclass
+class Review:
+    """One person's label for one step, from a review tool (Label Studio, Argilla).
+
+    Reviews sit beside the automatic evidence instead of overwriting it, so a reviewed
+    record keeps both: what Monte Carlo, the checkers or a model said, and what people
+    said. `label_source` is "human" for people; `time` is the tool's ISO 8601 timestamp.
+    """
+
+    reviewer: str
+    hard_label: int | None  # 1 good, 0 bad, None: the reviewer could not tell
+    time: str | None = None
+    tool: str | None = None  # "label-studio", "argilla"
+    comment: str | None = None
+    label_source: str = "human"
+
+    def __post_init__(self):
+        _require_text(self.reviewer, "reviews.reviewer", optional=False)
+        if isinstance(self.hard_label, bool):
+            self.hard_label = int(self.hard_label)
+        if self.hard_label not in (0, 1, None):
+            raise RecordError(f"hard label must be 0, 1 or null, got {self.hard_label!r}",
+                              field="reviews.hard_label")
+        for name in ("time", "tool", "comment"):
+            _require_text(getattr(self, name), f"reviews.{name}")
+        _require_text(self.label_source, "reviews.label_source", optional=False)
+
+
+@dataclass
+class Critique:
+    """One critique an LLM judge wrote about a whole solution (`annotate.judge`).
+
+    answer: the text of the critique's last `\\boxed{...}` (None if it has none).
+    index: the earliest wrong step it names (0-based), -1 for "no wrong step", None when the
+        answer could not be parsed strictly; `parse_error` then says why. Never guessed.
+    """
+
+    text: str
+    answer: str | None = None
+    index: int | None = None
+    parse_error: str | None = None
+    tokens: int = 0
+
+    def __post_init__(self):
+        _require_text(self.text, "judgement.critiques.text", optional=False)
+        for name in ("answer", "parse_error"):
+            _require_text(getattr(self, name), f"judgement.critiques.{name}")
+        if self.index is not None and (isinstance(self.index, bool) or not isinstance(self.index, numbers.Integral)
+                                       or self.index < -1):
+            raise RecordError(f"must be a step index >= -1 or null, got {_short(self.index)}",
+                              field="judgement.critiques.index")
+        if isinstance(self.tokens, bool) or not isinstance(self.tokens, numbers.Integral) or self.tokens < 0:
+            raise RecordError(f"must be a whole number >= 0, got {_short(self.tokens)}",
+                              field="judgement.critiques.tokens")
+
+
+@dataclass
+class Judgement:
+    """What an LLM judge said about a trace: k critiques and their vote.
+
+    vote: the majority over the parsed indices (ties go to the earliest error; -1, "no
+        error", counts as after every step), None when no critique could be parsed.
+    judge: the judge model or URL; template: the critic prompt template used.
+    temperature, top_p, seed: how the critiques were sampled (the trace's own seed).
+    """
+
+    judge: str
+    critiques: list[Critique] = field(default_factory=list)
+    vote: int | None = None
+    template: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    seconds: float = 0.0
+
+    def __post_init__(self):
+        _require_text(self.judge, "judgement.judge", optional=False)
+        _require_text(self.template, "judgement.template")
+        if not isinstance(self.critiques, list):
+            raise RecordError(f"must be a list, got {type(self.critiques).__name__}", field="judgement.critiques")
+        self.critiques = [c if isinstance(c, Critique) else Critique(**c) for c in self.critiques]
+        for name in ("vote", "seed"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise RecordError(f"must be a whole number or null, got {_short(value)}", field=f"judgement.{name}")
+        for name in ("temperature", "top_p"):
+            _require_number(getattr(self, name), f"judgement.{name}")
+        _require_number(self.seconds, "judgement.seconds", optional=False)
+
+    @property
+    def indices(self) -> list[int | None]:
+        return [c.index for c in self.critiques]
+
+
+@dataclass
 class Step:
     """One solution step and what is known about it.
 
     hard_label: 1 good, 0 bad, None unknown. soft_label: probability in [0, 1] or None.
     score: a reward model's probability that the step is good (None until scored).
+    reviews: people's labels for the step (`prm import`), kept beside the automatic label.
     """
 
     text: str
@@ -104,6 +199,7 @@ class Step:
     verdicts: list[Verdict] = field(default_factory=list)
     rollouts: Rollouts | None = None
     score: float | None = None
+    reviews: list[Review] = field(default_factory=list)
 
     def __post_init__(self):
         if not isinstance(self.text, str):
@@ -128,6 +224,14 @@ class Step:
     def verdict(self, checker: str) -> Verdict | None:
         """The verdict of the named checker, if it ran on this step."""
         return next((v for v in self.verdicts if v.checker == checker), None)
+
+    @property
+    def human_label(self) -> int | None:
+        """The latest review's label (by time; the last imported when times tie), or None."""
+        if not self.reviews:
+            return None
+        latest = max(enumerate(self.reviews), key=lambda pair: (pair[1].time or "", pair[0]))
+        return latest[1].hard_label
 
 
 def first_error(labels: list[int | None]) -> int | None:
@@ -158,6 +262,7 @@ class Trace:
     reference_answer: str | None = None
     outcome_label: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    judgement: Judgement | None = None  # an LLM judge's critiques and vote (annotate.judge)
 
     def __post_init__(self):
         if not isinstance(self.id, str) or not self.id:
@@ -180,6 +285,8 @@ class Trace:
             if self.outcome_label not in (0, 1):
                 raise RecordError(f"outcome label must be 0, 1 or null, got {self.outcome_label!r}",
                                   field="outcome_label")
+        if self.judgement is not None and not isinstance(self.judgement, Judgement):
+            self.judgement = _judgement_from(self.judgement)
 
     # -- convenient views ------------------------------------------------------------
 
@@ -219,6 +326,12 @@ class Trace:
                     step.label_source = source
         return self
 
+    def _repr_html_(self) -> str:
+        """The step view in a notebook (`prm.view_html`; `show(traces)` draws several)."""
+        from prm.view_html import trace_html
+
+        return trace_html(self)
+
     # -- plain dicts (JSONL) ---------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -243,7 +356,19 @@ class Trace:
         return cls(id=data["id"], problem=data["problem"], steps=steps,
                    final_answer=data.get("final_answer"),
                    reference_answer=data.get("reference_answer"),
-                   outcome_label=data.get("outcome_label"), meta=_meta_from(data.get("meta")))
+                   outcome_label=data.get("outcome_label"), meta=_meta_from(data.get("meta")),
+                   judgement=_judgement_from(data.get("judgement")))
+
+
+def _judgement_from(value: Any) -> Judgement | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise RecordError(f"judgement must be a JSON object or null, got {type(value).__name__}", field="judgement")
+    try:
+        return Judgement(**value)
+    except TypeError as err:  # unknown or missing keys
+        raise RecordError(str(err), field="judgement") from None
 
 
 def _meta_from(value: Any) -> dict[str, Any]:
@@ -292,12 +417,13 @@ def _step_from(data: Any, index: int) -> Step:
             raise RecordError(f"unexpected field(s) {sorted(unknown)}", field=sorted(unknown)[0])
         verdicts = [Verdict(**v) for v in data.get("verdicts") or []]
         rollouts = Rollouts(**data["rollouts"]) if data.get("rollouts") else None
+        reviews = [Review(**r) for r in data.get("reviews") or []]
         return Step(text=data["text"], hard_label=data.get("hard_label"),
                     soft_label=data.get("soft_label"), label_source=data.get("label_source"),
-                    verdicts=verdicts, rollouts=rollouts, score=data.get("score"))
+                    verdicts=verdicts, rollouts=rollouts, score=data.get("score"), reviews=reviews)
     except RecordError as err:
         raise RecordError(err.reason, field=f"steps[{index}].{err.field or ''}".rstrip(".")) from None
-    except TypeError as err:  # wrong keys inside verdicts/rollouts
+    except TypeError as err:  # wrong keys inside verdicts/rollouts/reviews
         raise RecordError(str(err), field=f"steps[{index}]") from None
 
 

@@ -242,3 +242,34 @@ def test_processbench_from_a_folder_of_predictions_as_the_release_code_writes_th
     assert metrics["subsets"]["gsm8k"]["f1"] == pytest.approx(2 / 5)
     assert metrics["subsets"]["math"]["f1"] == pytest.approx(1.0)
     assert metrics["average_f1"] == pytest.approx(0.7)
+
+
+def test_prmbench_test_release_with_repeated_records_loads_as_its_authors_load_it(tmp_path, capsys):
+    """PRMBench's test release repeats records (`prm_test_p12_multi_solutions.jsonl`: 165 records,
+    160 idx); its loader keeps the first of each (classification, idx). Built here in the test
+    release's layout: multi_solutions records, one idx three times (the later two differ)."""
+    source = PRMBENCH / "prm800k_train_p1_first400_4o_circular.jsonl"
+    base = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines()[:3]]
+    rows = []
+    for number, row in enumerate(base):
+        rows.append({**row, "classification": "multi_solutions", "idx": f"multi_solutions_prm_test_p12_{number}"})
+    for changed in ("again", "and again"):  # repeats of the first idx, with other steps
+        rows.append({**rows[0], "modified_process": rows[0]["modified_process"] + [changed]})
+    release = tmp_path / "prm_test_p12_multi_solutions.jsonl"
+    release.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+    from evals.prmbench import load_prmbench_release
+
+    traces, dropped = load_prmbench_release(str(release))
+    assert dropped == 2
+    assert [t.meta["idx"] for t in traces] == [r["idx"] for r in rows[:3]]
+    assert traces[0].step_texts == rows[0]["modified_process"]  # the first record is the one kept
+    assert {t.meta["error_class"] for t in traces} == {"multi_solutions"}
+
+    out = tmp_path / "out"
+    assert run_cli("--benchmark", "prmbench", "--scorer", "checker:sympy", "--data", release,
+                   "--out", out, "--threads", "1") == 0
+    assert "dropped 2 repeated record(s)" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["classes"]) == {"multi_solutions"} and metrics["overall"]["samples"] == 3
+    assert metrics["inputs"]["repeated_records_dropped"] == 2

@@ -61,6 +61,45 @@ VERDICTS = [
     ([], "x/0 = 5", "unknown", "refuted"),
     (["x = 3"], "so 1/(x-3) = 7", "unknown", "unknown"),  # zero only given an earlier step
     (["x = 4"], "so 1/(x-3) = 1", "unknown", "verified"),
+    ([], "$\\frac{1}{0} = 5$", "refuted", "refuted"),  # latex2sympy folds 1/0 into zoo
+    ([], "$\\frac{0}{0} = 1$", "refuted", "refuted"),
+    # every claim of a step is checked, however the claims are joined (issue 18)
+    ([], "3 + 4 = 7, 7 * 2 = 15.", "refuted", "refuted"),
+    ([], "5 * 2 = 10. 10 + 3 = 14.", "refuted", "refuted"),
+    ([], "2 + 2 = 4, 4 + 4 = 9", "refuted", "refuted"),
+    ([], "<<5*2=10>>10, 10 + 3 = 14", "refuted", "refuted"),
+    ([], "2 + 2 = 4 so 4 + 4 = 9", "refuted", "refuted"),
+    ([], "2 + 2 = 4 and 4 + 4 = 9", "refuted", "refuted"),
+    ([], "2 + 2 = 4; 4 + 4 = 9", "refuted", "refuted"),
+    ([], "3 + 4 = 7, 7 * 2 = 14.", "verified", "verified"),  # all true: verified
+    ([], "<<5*2=10>>10, 10 + 3 = 13", "verified", "verified"),
+    ([], "It costs 14, 400 / 80 = 180", "unknown", "unknown"),  # a spaced thousands group: cut
+    # a whole number stated for a fractional value is not a rounding unless the step says so
+    ([], "1/2 = 0", "refuted", "refuted"),
+    ([], "1/2 = 1", "refuted", "refuted"),
+    ([], "1/3 = 0", "refuted", "refuted"),
+    ([], "1/100 = 0", "refuted", "refuted"),
+    ([], "3/4 = 1", "refuted", "refuted"),
+    ([], "5/2 = 2", "refuted", "refuted"),
+    ([], "$\\frac{7}{2} = 4$", "refuted", "refuted"),
+    ([], "$-\\frac{1}{3} = 0$", "refuted", "refuted"),
+    ([], "100/3 = 33.33", "verified", "verified"),  # a figure written with decimals is rounded
+    ([], "About 1/2 = 1", "verified", "verified"),  # halfway rounds away from zero: one way only
+    ([], "About 1/2 = 0", "refuted", "refuted"),
+    ([], "To the nearest dollar, 7/2 = 4", "verified", "verified"),
+    ([], "To the nearest dollar, 7/2 = 3", "refuted", "refuted"),
+    ([], "$\\frac{7}{2} \\approx 4$", "verified", "verified"),
+    ([], "He fills 1/2 = 1 whole box", "verified", "verified"),
+    ([], "He fills 1/2 = 0 whole boxes", "refuted", "refuted"),
+    ([], "it cost $10/3=$3 and $1/3 per pizza", "unknown", "unknown"),  # a mixed number
+    # scientific notation is a number, as calculators print it
+    ([], "<<2e3=5>>5", "refuted", "refuted"),
+    ([], "<<3*1e2=30>>30", "refuted", "refuted"),
+    ([], "<<1E2=10>>10", "refuted", "refuted"),
+    ([], "<<0.00001*2=2e-05>>2e-05", "verified", "verified"),
+    ([], "<<3*1e2=300>>300", "verified", "verified"),
+    ([], "<<0.00001*2=2e-05>>3e-05", "refuted", "refuted"),  # a result in e-notation is exact
+    ([], "<<1e999999999=1>>1", "unknown", "unknown"),  # too large to compute: never evaluated
 ]
 
 

@@ -296,3 +296,24 @@ def test_annotate_passes_its_timeout_and_tries_to_the_http_completer(local, tmp_
     assert main(["annotate", str(data), str(tmp_path / "o2.jsonl"), "--completer", "tiny-gsm",
                  "--timeout", "5"]) == 1
     assert "apply to HTTP completers" in capsys.readouterr().err
+
+
+def test_a_server_that_ignores_n_is_asked_once_per_sample_with_derived_seeds(local):
+    from completers.openai_completer import sample_seed
+
+    server = serve(local, one_choice=True)  # answers like llama.cpp's server: one choice whatever n
+    try:
+        remote = client(server.url, model="char-gpt2")
+        results = remote.complete_many(REQUESTS, PARAMS)
+        assert remote.one_choice_per_request
+        assert [len(r) for r in results] == [PARAMS.n] * len(REQUESTS)
+        assert server.stats["failed"] == 0 and server.stats["requests"] == PARAMS.n * len(REQUESTS)
+        # sample j is the local sampler's first sample at the seed derived for j: reproducible
+        prompt = local.prompt_for(REQUESTS[1].problem, REQUESTS[1].prefix_steps)
+        for j, completion in enumerate(results[1]):
+            one = SamplingParams(n=1, max_new_tokens=PARAMS.max_new_tokens, seed=sample_seed(PARAMS.seed, j))
+            assert completion == local.complete_prompts([prompt], one)[0][0]
+        assert remote.complete_many(REQUESTS, PARAMS) == results
+        remote.close()
+    finally:
+        server.stop()

@@ -17,7 +17,8 @@ PACKAGES = ("prm", "annotate", "completers", "evals")
 # layer -> module prefixes (the longest matching prefix decides); bottom to top
 LAYERS = {
     "base": ("prm", "prm.errors", "prm.records", "prm.io", "prm.formats", "prm.model_names", "prm.aggregate",
-             "prm.progress", "prm.markdown"),
+             "prm.progress", "prm.markdown",
+             "prm.view_html", "prm.serving", "prm.agreement"),
     "completers": ("completers",),
     "reward": ("prm.reward",),
     "annotate": ("annotate",),

@@ -28,6 +28,8 @@ def test_notebook_runs_top_to_bottom(name, monkeypatch):
     client.execute()
     outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
     assert not [out for out in outputs if out.output_type == "error"]
+    if name == "inspect_labels.ipynb":  # the step view (prm.view_html.show) draws traces inline
+        assert any('class="prm-step' in out.get("data", {}).get("text/html", "") for out in outputs)
     # the last cell of each notebook draws a figure
     last = [cell for cell in notebook.cells if cell.cell_type == "code"][-1]
     assert any("image/png" in out.get("data", {}) for out in last.outputs)

@@ -7,11 +7,11 @@ import pytest
 from prm.errors import RecordError
 from prm.formats.gsm8k import read_gsm8k
 from prm.io import ReadReport, read_traces, write_traces
-from prm.records import Rollouts, Step, Trace, Verdict
+from prm.records import Critique, Judgement, Review, Rollouts, Step, Trace, Verdict
 
 
 def rich_traces() -> list[Trace]:
-    """Traces using every field: unknown labels, soft labels, verdicts, rollouts, meta."""
+    """Traces using every field: unknown labels, soft labels, verdicts, rollouts, reviews, meta."""
     first = Trace(
         id="a", problem="What is 2+3*4?", final_answer="14", reference_answer="14", outcome_label=1,
         meta={"source": "hand", "gold_labels": [1, None], "nested": {"k": [1.5, None, "ü"]}},
@@ -21,12 +21,18 @@ def rich_traces() -> list[Trace]:
                                    seconds=0.5, texts=["a", "b", "c", "d"]),
                  verdicts=[Verdict("sympy", "verified", claim="3*4=12", evidence="12",
                                    backend="sympy 1.14", seconds=0.01)],
-                 score=0.9),
+                 score=0.9,
+                 reviews=[Review("ana@example.org", 0, time="2024-05-01T10:00:00.000Z", tool="label-studio",
+                                 comment="12 is right, the step is not"), Review("bo", None)]),
             Step("2+12 = 14 ✓", hard_label=None, soft_label=None,
                  verdicts=[Verdict("z3", "unavailable")]),
         ])
-    second = Trace(id="b", problem="p", steps=[Step("only step", hard_label=0, label_source="human")],
-                   outcome_label=None)
+    second = Trace(id="b", problem="p", steps=[Step("only step", hard_label=0, label_source="judge")],
+                   outcome_label=None,
+                   judgement=Judgement(judge="http://127.0.0.1:8000/v1", template="processbench", vote=0,
+                                       temperature=1.0, top_p=0.9, seed=7, seconds=1.5, critiques=[
+                                           Critique("Step 0 is wrong. \\boxed{0}", answer="0", index=0, tokens=9),
+                                           Critique("No box here", parse_error="no \\boxed{} answer", tokens=3)]))
     return [first, second]
 
 
@@ -66,6 +72,10 @@ GOOD = json.dumps({"id": "x", "problem": "p", "steps": ["s"]})
     ('{"id": "y", "problem": "p", "steps": [{"text": "s", "soft_label": 1.5}]}', "steps[0].soft_label",
      "[0, 1]"),
     ('{"id": "y", "problem": "p", "steps": ["s"], "colour": 1}', "colour", "unexpected"),
+    ('{"id": "y", "problem": "p", "steps": ["s"], "judgement": {"judge": "j", "critiques": [{"text": "t", '
+     '"index": "two"}]}}', "judgement.critiques.index", "step index"),
+    ('{"id": "y", "problem": "p", "steps": ["s"], "judgement": {"judge": "j", "votes": 1}}', "judgement",
+     "votes"),
 ])
 def test_bad_native_line_names_file_line_and_field(tmp_path, bad_line, field, words):
     path = tmp_path / "bad.jsonl"

@@ -222,6 +222,63 @@ def test_a_second_writer_of_the_same_output_is_refused(tmp_path, capsys):
     assert not (tmp_path / f".{out.name}.lock").exists()
 
 
+@pytest.mark.slow  # three tiny-gsm searches in their own processes
+def test_two_concurrent_searches_of_the_same_output_leave_each_problem_once(tmp_path):
+    """`prm search` takes the output lock (issue 18: two runs 2 s apart both wrote, 16 lines for
+    8 problems, and every later run was refused)."""
+    from completers.world import generate_problems, trace_from_sample
+
+    problems = tmp_path / "problems.jsonl"
+    write_traces(problems, [trace_from_sample(p, p.solution, p.id) for p in generate_problems(300, seed=0)[280:288]])
+    out = tmp_path / "out.jsonl"
+    argv = ["search", str(problems), str(out), "--strategy", "majority", "--budget", "4x",
+            "--tokens-per-solution", "70", "--chunk-size", "1", "--no-progress"]
+    first = subprocess.Popen([sys.executable, "-m", "prm.app.cli", *argv], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    lock = tmp_path / f".{out.name}.lock"
+    deadline = time.monotonic() + 300
+    while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = run_cli(*argv)  # while the first one holds the lock
+    stdout, stderr = first.communicate(timeout=600)
+    assert first.returncode == 0, stderr
+    one_line_error(second, "another process is writing this output", "prm search")
+    ids = [t.meta["problem_id"] for t in read_traces(out)]
+    assert len(ids) == 8 == len(set(ids))
+    assert run_cli(*argv).returncode == 0  # a later run resumes (nothing left to do)
+
+
+def test_search_refuses_a_second_run_on_the_same_out(tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    data = write_lines(tmp_path / "in.jsonl", record())
+    holder = hold_lock(out)  # as a running `prm search` holds it
+    try:
+        assert main(["search", str(data), str(out), "--strategy", "majority", "--no-progress"]) == 1
+        assert "another process is writing this output (test holder" in capsys.readouterr().err
+        assert not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_eval_benchmark_refuses_a_second_run_on_the_same_out(tmp_path, capsys):
+    rows = [{"original_question": "q", "modified_question": "q", "original_process": ["2+3 = 5"],
+             "modified_process": ["2+3 = 6"], "error_steps": [1], "classification": "circular", "idx": "1"}]
+    data = write_lines(tmp_path / "prmbench.jsonl", *[json.dumps(r) for r in rows])
+    out = tmp_path / "pb"
+    holder = hold_lock(out / "scored.jsonl")  # as a running `prm eval --benchmark` holds it
+    try:
+        assert main(["eval", "--benchmark", "prmbench", "--scorer", "checker:sympy", "--data", str(data),
+                     "--out", str(out), "--threads", "1"]) == 1
+        assert "another process is writing this output (test holder" in capsys.readouterr().err
+        assert not (out / "scored.partial.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["eval", "--benchmark", "prmbench", "--scorer", "checker:sympy", "--data", str(data),
+                 "--out", str(out), "--threads", "1"]) == 0
+
+
 # -- prm score: resume checks, empty input, NaN, bad paths, corrupt models -----------------------------
 
 @pytest.fixture(scope="module")

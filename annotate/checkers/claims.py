@@ -38,7 +38,10 @@ RELATIONS = ("=", "≈", "<", ">", "<=", ">=")
 
 APPROXIMATE = re.compile(
     r"\b(about|approximately|approx|around|roughly|nearly|almost|rounded|rounding|round|"
-    r"rounds|estimated?|estimates)\b|≈|~|\\approx|\\sim", re.IGNORECASE)
+    r"rounds|estimated?|estimates|nearest)\b|≈|~|\\approx|\\sim", re.IGNORECASE)
+# The step says the quantity counts whole things ("100/3 = 33 whole boxes"): a whole number
+# stated for a fractional value is then that value rounded, not a different number.
+WHOLE_COUNT = re.compile(r"\b(whole|full|complete|entire)\b", re.IGNORECASE)
 # The step doubts or rejects what it writes ("So $30025=13689$? I don't think so!"): a false
 # equality in it is not an error of the step.
 HEDGED = re.compile(
@@ -97,6 +100,7 @@ class Claim:
     relation: str = "="
     readings: list[Reading] = field(default_factory=list)
     approx: bool = False
+    whole_count: bool = False  # the step says it counts whole things (`WHOLE_COUNT`)
     problem: str | None = None
     hedged: bool = False  # the step says the claim may be false: a refutation is not an error
     alternatives: bool = False  # the step states alternatives ("x = 3 or x = -3")
@@ -129,7 +133,9 @@ def _cached_claims(text: str, limits: Limits) -> tuple[Claim, ...]:
     without_notes = CALCULATOR_NOTE.sub("", text)
     hedged = bool(HEDGED.search(without_notes))
     alternatives = bool(ALTERNATIVES.search(without_notes))
+    whole_count = bool(WHOLE_COUNT.search(without_notes))
     for claim in claims:
+        claim.whole_count = whole_count
         # a calculator note is the writer's own computation, never a doubted statement
         claim.hedged = hedged and claim.kind not in ("note", "note-result")
         claim.alternatives = alternatives
@@ -183,16 +189,23 @@ def note_claims(text: str, approx: bool, limits: Limits) -> list[Claim]:
         written = WRITTEN_NUMBER.match(text, match.end())
         if written and written.group(0) and any(ch.isdigit() for ch in written.group(0)):
             number = written.group(0)
+            exponent = _EXPONENT.match(text, written.end())  # "<<0.00001*2=2e-05>>2e-05"
+            if exponent:
+                number += exponent.group(0)
             try:
                 result_expr = safe_math.number_literal(number.replace(",", ""), limits)
             except Unsafe as err:
                 claims.append(Claim(text=f"<<{body}>>{number}", kind="note-result",
                                     problem=str(err)))
                 continue
+            value = _bare_number(number)  # None for "2e-05": then it must be exact
             claims.append(Claim(
                 text=f"<<{body}>>{number}", kind="note-result", approx=approx,
-                readings=[Reading(sides[-1], result_expr, number, _bare_number(number))]))
+                readings=[Reading(sides[-1], result_expr, number if value is not None else None, value)]))
     return claims
+
+
+_EXPONENT = re.compile(r"[eE][-+]?\d+(?![A-Za-z\d])")
 
 
 def _bare_number(text: str) -> Fraction | None:
@@ -222,14 +235,20 @@ def tolerance(reading: Reading, claim: Claim, exact: Fraction | None) -> Fractio
       notes of GSM8K train are exact), except for the rounding error of a floating-point
       calculator, whose printout has 12 or more significant digits after a decimal point
       (`<<800/3=266.6666666666667>>`, `<<-9.38+10=0.6199999999999992>>`: relative 1e-10).
-    - With a rounding word or `≈` in the step ("about", "rounded", ...): half a unit of the
-      last significant digit (`about 100/3 = 30` within 5, `1/3 ≈ 0.33` within 0.005).
-    - Without one, only where the stated number has fewer decimals than the value needs:
-      a non-integer rational (`10/3 = 3.33`, `100/3 = 33`, the number written after a note:
-      `<<350/15=23.333333333333332>>23`), or an irrational value written with decimals
-      (`\\sqrt{2} = 1.41`). An irrational value written as a whole number is not a rounding
-      (`\\pi = 4`, `\\pi = 3`, `\\sin(1) = 0` are refuted), and an exactly representable
+    - With a rounding word or `≈` in the step ("about", "rounded", "to the nearest", ...):
+      half a unit of the last significant digit (`about 100/3 = 30` within 5, `1/3 ≈ 0.33`
+      within 0.005).
+    - Without one, only where the stated number has fewer decimals than the value needs and
+      was written as a rounded figure: a number with decimals (`10/3 = 3.33`, `2/3 = 0.67`),
+      a percentage (`1/3 = 33%`), the number written after a note
+      (`<<350/15=23.333333333333332>>23`), or a whole number when the step says it counts
+      whole things (`100/3 = 33 whole boxes`). A whole number stated for a fractional value
+      is otherwise a different number, not a rounding: `1/2 = 0`, `1/2 = 1`, `5/2 = 2`,
+      `\\frac{7}{2} = 4` are refuted. An irrational value written as a whole number is never
+      a rounding (`\\pi = 4`, `\\pi = 3`, `\\sin(1) = 0`), and an exactly representable
       value gets none (`100/4 = 25.1`).
+    - A value exactly halfway rounds away from zero, so it has one rounding only: with
+      "about", `1/2 = 1` holds and `1/2 = 0` does not.
     """
     if reading.stated is None:
         return Fraction(0)
@@ -246,12 +265,23 @@ def tolerance(reading: Reading, claim: Claim, exact: Fraction | None) -> Fractio
             digits = stated.rstrip("%").rstrip("\\").replace(",", "").lstrip("$-").split(".")[0]
             zeros = len(digits) - len(digits.rstrip("0"))
             unit = Fraction(10 ** min(zeros, max(len(digits) - 1, 0))) * scale
-        return max(unit / 2, slack)
+        return max(_half_unit(unit, exact, reading.stated_value), slack)
     if exact is None:
         return unit / 2 if places > 0 else Fraction(0)
     if (exact / scale * 10 ** places).denominator == 1:
         return slack  # the value fits in the written decimals: no rounding happened
-    return max(unit / 2, slack)
+    if places == 0 and not percent and claim.kind != "note-result" and not claim.whole_count:
+        return slack  # a whole number for a fractional value, and nothing says it rounds
+    return max(_half_unit(unit, exact, reading.stated_value), slack)
+
+
+def _half_unit(unit: Fraction, exact: Fraction | None, stated: Fraction | None) -> Fraction:
+    """Half a unit, except at a tie rounded toward zero: a value exactly halfway between two
+    written numbers rounds away from zero (`0.5` is 1, `-2.5` is -3), so it has one rounding."""
+    if exact is not None and stated is not None and abs(exact - stated) == unit / 2 \
+            and abs(stated) < abs(exact):
+        return Fraction(0)
+    return unit / 2
 
 
 def _float_slack(stated: str, exact: Fraction | None) -> Fraction:
@@ -343,7 +373,8 @@ def _first_side_cut(side: list[Token], tokens: list[Token], start: int) -> bool:
         return True  # "16,0000/10", "6:00+48", ". 84"
     if before.kind == "SEP" and before.text in _GLUE and start >= 2 and (
             tokens[start - 2].kind == "OP"
-            or (tokens[start - 2].kind == "NUM" and tokens[start - 2].end == before.start)):
+            or (tokens[start - 2].kind == "NUM" and tokens[start - 2].end == before.start
+                and not _ends_a_claim(before, head))):
         return True  # "14, 400 / 80", ".8 + . 84"
     if before.kind == "SEP" and before.text in _LATEX_CHARS or (
             start >= 2 and tokens[start - 2].kind == "SEP" and tokens[start - 2].text == "\\"):
@@ -363,6 +394,19 @@ def _first_side_cut(side: list[Token], tokens: list[Token], start: int) -> bool:
             and len(side) >= 3 and side[1].kind == "OP" and side[1].value == "/":
         return True  # a mixed number: "1 and 1/4"
     return False
+
+
+def _ends_a_claim(glue: Token, head: Token) -> bool:
+    """Whether `7, ` or `10. ` before a spaced number ends one claim rather than splits a
+    number: a full stop followed by a space ends a sentence (`5 * 2 = 10. 10 + 3 = 14`), and
+    a comma does unless three digits follow it, as in a thousands group written with a
+    space (`14, 400 / 80`)."""
+    if glue.end == head.start:
+        return False
+    if glue.text == ".":
+        return True
+    return glue.text == "," and not (head.kind == "NUM" and len(head.text) == 3
+                                     and head.text.isdigit())
 
 
 def _last_side_cut(side: list[Token], tokens: list[Token], end: int) -> bool:
@@ -392,14 +436,18 @@ def _last_side_cut(side: list[Token], tokens: list[Token], end: int) -> bool:
 
 
 def _proper_fraction_at(tokens: list[Token], start: int) -> bool:
-    """Whether `a/b` with a < b (maybe in parentheses) starts at `tokens[start]`."""
-    if start < len(tokens) and tokens[start].kind == "LP":
+    """Whether `a/b` with a < b (maybe in parentheses or after a currency sign: `$1/3`)
+    starts at `tokens[start]`."""
+    while start < len(tokens) and tokens[start].kind in ("LP", "CUR"):
         start += 1
     parts = tokens[start:start + 3]
     if len(parts) < 3 or parts[0].kind != "NUM" or parts[2].kind != "NUM" \
             or parts[1].kind != "OP" or parts[1].value != "/":
         return False
-    return Fraction(parts[0].value) < Fraction(parts[2].value)
+    try:
+        return safe_math.number_literal(parts[0].value) < safe_math.number_literal(parts[2].value)
+    except Unsafe:
+        return False
 
 
 def _usable_side(side: list[Token], first: bool, last: bool, tokens: list[Token], start: int,

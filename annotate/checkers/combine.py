@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from prm import agreement
 from prm.records import Trace
 
 
@@ -29,10 +30,7 @@ def _refuting(step, checkers: list[str] | None):
 
 def checker_first_error(trace: Trace, checkers: list[str] | None = None) -> int:
     """0-based index of the first step a checker refutes, -1 if none is refuted."""
-    for index, step in enumerate(trace.steps):
-        if _refuting(step, checkers):
-            return index
-    return -1
+    return agreement.checker_first_error(trace, checkers)
 
 
 @dataclass

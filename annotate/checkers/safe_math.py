@@ -142,7 +142,8 @@ class Token:
 
 
 _TOKEN = re.compile(r"""
-    (?P<NUM>\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d]|,\d)|\d+(?:\.\d+)?|\.\d+)
+    (?P<NUM>(?:\d+(?:\.\d+)?|\.\d+)[eE][-+]?\d+(?![A-Za-z\d])
+           |\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d]|,\d)|\d+(?:\.\d+)?|\.\d+)
   | (?P<SEP>=+>|⇒|->|→|!=|≠|<=|>=|≤|≥|[<>])
   | (?P<APPROX>≈|~=|≃|≅)
   | (?P<EQ>==?)
@@ -230,10 +231,17 @@ def _neg(expr):
     return sympy.Mul(sympy.Integer(-1), expr, evaluate=False)
 
 
+MAX_SCIENTIFIC_EXPONENT = 300  # 1e300 has 997 bits, far inside `max_result_bits`
+
+
 def number_literal(digits: str, limits: Limits = DEFAULT_LIMITS) -> sympy.Rational:
-    """An exact sympy number from written digits (`1200`, `0.25`, `.5`), size-checked."""
-    if sum(ch.isdigit() for ch in digits) > limits.max_literal_digits:
+    """An exact sympy number from written digits (`1200`, `0.25`, `.5`, and scientific
+    notation as calculators print it: `2e3`, `2e-05`), size-checked."""
+    mantissa, _, exponent = digits.lower().partition("e")
+    if sum(ch.isdigit() for ch in mantissa) > limits.max_literal_digits:
         raise TooBig(f"number with more than {limits.max_literal_digits} digits")
+    if exponent and abs(int(exponent)) > MAX_SCIENTIFIC_EXPONENT:
+        raise TooBig(f"power of ten beyond 1e{MAX_SCIENTIFIC_EXPONENT}")
     return sympy.Rational(Fraction(digits))  # exact: 0.1 is 1/10, never a binary float
 
 
@@ -516,6 +524,12 @@ def parse_latex(text: str, limits: Limits = DEFAULT_LIMITS, seconds: float | Non
         raise NotParsed(f"LaTeX parse error: {str(err).splitlines()[0][:80]}") from None
     if not isinstance(expr, sympy.Expr):
         raise NotParsed(f"not an arithmetic expression ({type(expr).__name__})")
+    if expr.has(sympy.zoo, sympy.nan):
+        # latex2sympy folds a literal zero denominator (`\frac{1}{0}`) into zoo or nan; put the
+        # division back so that evaluating it raises `DivisionByZero` (refuted, not unknown)
+        division = sympy.Pow(sympy.Integer(0), -1, evaluate=False)
+        expr = expr.xreplace({sympy.zoo: division,
+                              sympy.nan: sympy.Mul(sympy.Integer(0), division, evaluate=False)})
     check_shape(expr, limits)
     return _e_as_variable(expr) if expr.has(sympy.E) or expr.has(sympy.exp) else expr
 

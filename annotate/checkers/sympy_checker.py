@@ -8,7 +8,8 @@ identities (`2x + 1 = 7`) are left to the z3 checker: here they are `unknown`.
 
 Tolerance exists only for values the step itself rounds (`claims.tolerance`): a calculator
 note is exact; a stated number with fewer decimals than the value needs may be off by half a
-unit of its last decimal (`10/3 = 3.33`, `100/3 = 33` whole boxes); with "about",
+unit of its last decimal (`10/3 = 3.33`), a whole number only when the step says it counts
+whole things (`100/3 = 33` whole boxes; `1/2 = 0` is refuted); with "about",
 "approximately", "≈" in the step, by half a unit of its last significant digit (`about 30`).
 An exact value is never given a tolerance, so `48/2 = 25` is refuted. A claim that divides
 by zero (`<<10/0=3>>`) is refuted: its value is undefined.

@@ -6,6 +6,7 @@ Examples:
     prm annotate ../shared/data/gsm8k/test.jsonl gsm8k.labelled.jsonl --method binary --limit 100
     prm annotate big.jsonl part0.jsonl --completer http://127.0.0.1:8000/v1 --shard 0/4 --workers 8
     prm merge labelled.jsonl part0.jsonl part1.jsonl part2.jsonl part3.jsonl --input big.jsonl
+    prm annotate traces.jsonl judged.jsonl --method judge --judge http://127.0.0.1:8000/v1 --judge-samples 8
 
 Interrupt it at any time; the same command resumes where it stopped.
 """
@@ -17,7 +18,8 @@ import sys
 
 from annotate.config import AnnotateConfig
 from annotate.runner import input_formats
-from prm.app.arguments import count, positive_int, shard
+from prm.app.arguments import (add_judge_arguments, count, judge_config_from_args, non_negative_float,
+                               positive_int, probability, shard)
 
 DEFAULTS = AnnotateConfig()
 
@@ -29,16 +31,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", metavar="OUT", help="labelled traces, JSONL, written one trace at a time")
     parser.add_argument("--completer", default="tiny-gsm",
                         help="tiny-gsm | a model folder | http://host:port/v1 (default: %(default)s)")
-    parser.add_argument("--method", choices=["mc", "binary"], default=DEFAULTS.method,
+    parser.add_argument("--method", choices=["mc", "binary", "judge"], default=DEFAULTS.method,
                         help="mc: per-step Monte Carlo (Math-Shepherd); binary: binary search for the "
-                        "first error (OmegaPRM) (default: %(default)s)")
+                        "first error (OmegaPRM); judge: an LLM judge's critiques name the first error "
+                        "(--judge; no reference answer needed) (default: %(default)s)")
+    parser.add_argument("--judge", metavar="MODEL_OR_URL",
+                        help="--method judge: the judge, any completer (a model folder, smollm2-135m, "
+                        "http://host:port/v1, vllm:MODEL); --completer is then not used")
     parser.add_argument("--n", type=positive_int, default=DEFAULTS.n,
                         help="completions per step (mc) or per probe (binary) (default: %(default)s)")
     parser.add_argument("--min-successes", type=positive_int, default=DEFAULTS.min_successes, metavar="M",
                         help="mc: a step is good when at least M of its N completions reach the answer "
                         "(default: %(default)s, Math-Shepherd's hard label)")
-    parser.add_argument("--temperature", type=float, default=DEFAULTS.temperature, help="(default: %(default)s)")
-    parser.add_argument("--top-p", type=float, default=DEFAULTS.top_p, help="(default: %(default)s)")
+    parser.add_argument("--temperature", type=non_negative_float, default=DEFAULTS.temperature,
+                        help="sampling temperature, >= 0 (default: %(default)s)")
+    parser.add_argument("--top-p", type=probability, default=DEFAULTS.top_p, help="in (0, 1] (default: %(default)s)")
     parser.add_argument("--max-new-tokens", type=positive_int, default=DEFAULTS.max_new_tokens, metavar="T",
                         help="tokens per completion at most (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed,
@@ -53,13 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ignore rollouts already in the input (default: count them as evidence)")
     binary = parser.add_argument_group("binary search")
     binary.add_argument("--after-error", choices=["negative", "unknown"], default=DEFAULTS.after_error,
-                        help="label of the steps after the first error (default: %(default)s)")
+                        help="label of the steps after the first error (binary and judge) (default: %(default)s)")
     binary.add_argument("--search-correct", action="store_true",
                         help="search traces whose final answer is already correct too (default: label "
                         "them all positive without rollouts)")
     binary.add_argument("--probe-first", type=positive_int, default=None, metavar="K",
                         help="completions in a probe's first call; the rest only if none succeeds "
                         "(default: n/4 rounded up)")
+    add_judge_arguments(parser, seed=False)  # --seed seeds the judge too
     run = parser.add_argument_group("running")
     run.add_argument("--shard", type=shard, default=None, metavar="I/N",
                      help="annotate only shard I of N (by a hash of the trace id)")
@@ -83,7 +91,8 @@ def config_from_args(args: argparse.Namespace) -> AnnotateConfig:
                           temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed, max_rollouts=args.max_rollouts,
                           max_tokens=args.max_tokens, keep_texts=args.keep_texts, reuse_rollouts=not args.fresh,
                           after_error=args.after_error, skip_correct=not args.search_correct,
-                          probe_first=args.probe_first, grading_timeout=args.grading_timeout)
+                          probe_first=args.probe_first, grading_timeout=args.grading_timeout,
+                          judge=judge_config_from_args(args))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,10 +102,22 @@ def run(args: argparse.Namespace) -> int:
 
     from annotate.runner import load_input, run as run_annotation
 
+    from prm.io import check_output
+
+    check_output(args.output, file=True)  # JSONL, appended to: never a folder
+    if args.method == "mc" and args.min_successes > args.n:
+        raise RecordError(f"--min-successes {args.min_successes} is more than --n {args.n}: no step "
+                          "could ever be labelled good")
     config = config_from_args(args)
     if Path(args.input).resolve() == Path(args.output).resolve():
         raise RecordError("OUT must not be the input file", path=args.output)
-    traces = load_input(args.input, args.format, args.limit)
+    if config.method == "judge":
+        if not args.judge:
+            raise RecordError("--method judge needs --judge MODEL_OR_URL", field="--judge")
+        args.completer = args.judge  # the judge is the completer of this run
+    elif args.judge:
+        raise RecordError("--judge is for --method judge", field="--judge")
+    traces = load_input(args.input, args.format, args.limit, need_reference=config.method != "judge")
     if not traces:
         raise RecordError("no traces to annotate", path=args.input)
 

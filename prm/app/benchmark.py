@@ -41,8 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The benchmark options of `prm eval` (its --out, --threshold and --batch-size are shared)."""
     group = parser.add_argument_group("benchmarks (--benchmark)")
     group.add_argument("--benchmark", choices=BENCHMARKS, help="run a benchmark end to end with --scorer")
-    group.add_argument("--scorer", metavar="SPEC", help="model folder, hub name, checker:sympy[,z3] "
-                       "or MODEL+checker:sympy (see prm.app.scorers)")
+    group.add_argument("--scorer", metavar="SPEC", help="model folder, hub name, checker:sympy[,z3], "
+                       "MODEL+checker:sympy or judge:MODEL_OR_URL (an LLM critic: ProcessBench's "
+                       "prediction is its voted index; --judge-* options) (see prm.app.scorers)")
     group.add_argument("--family", default="auto", help="the model's family (default: told from its folder; "
                        "see prm.reward.loading.FAMILIES)")
     group.add_argument("--subsets", help="comma-separated ProcessBench subsets or PRMBench classes (default: all)")
@@ -52,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from prm.app.score import add_scale_arguments
 
     add_scale_arguments(group)
+    from prm.app.arguments import add_judge_arguments
+
+    add_judge_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from prm.io import write_traces
+    from prm.io import output_lock, write_traces
 
     out = Path(args.out)
     subsets = [s.strip() for s in args.subsets.split(",") if s.strip()] if args.subsets else None
@@ -79,20 +83,23 @@ def _run(args: argparse.Namespace) -> int:
         from prm.app.scorers import check_spec
 
         check_spec(args.scorer)
-        traces = load_benchmark(args.benchmark, args.data, subsets)
+        traces, dropped = load_benchmark(args.benchmark, args.data, subsets)
         if not traces:
             raise RecordError(f"no {args.benchmark} records found", path=args.data)
-        traces = score_resumably(traces, args, out)
-        write_traces(out / "scored.jsonl", traces)
-        partial = out / "scored.partial.jsonl"
-        if partial.exists():
-            partial.unlink()
+        with output_lock(out / "scored.jsonl", "prm eval --benchmark"):  # one run per OUT
+            traces = score_resumably(traces, args, out)
+            write_traces(out / "scored.jsonl", traces)
+            partial = out / "scored.partial.jsonl"
+            if partial.exists():
+                partial.unlink()
     if subsets and args.source:
         key = "subset" if args.benchmark == "processbench" else "error_class"
         traces = [t for t in traces if t.meta.get(key) in subsets]
     metrics = compute(args.benchmark, traces, args)
     metrics["inputs"] = {"benchmark": args.benchmark, "scorer": args.scorer, "data": args.data,
                          "scored_file": args.source, "traces": len(traces)}
+    if not args.source:
+        metrics["inputs"]["repeated_records_dropped"] = dropped
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     (out / "report.md").write_text(report_markdown(args.benchmark, metrics), encoding="utf-8")
@@ -101,7 +108,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def load_benchmark(benchmark: str, data: str | None, subsets: list[str] | None):
-    """The benchmark's traces from local release files (`data`) or the hub."""
+    """The benchmark's traces from local release files (`data`) or the hub, and how many
+    repeated records were dropped (PRMBench's test release repeats some)."""
     if data is not None and not os.path.exists(data):
         raise RecordError("no such file or folder", path=data)
     if benchmark == "processbench":
@@ -110,10 +118,14 @@ def load_benchmark(benchmark: str, data: str | None, subsets: list[str] | None):
         unknown = [s for s in subsets or [] if s not in SUBSETS]
         if unknown:
             raise RecordError(f"unknown ProcessBench subset {unknown[0]!r}; choose from {', '.join(SUBSETS)}")
-        return load_processbench_benchmark(data, subsets)
-    from evals.prmbench import load_prmbench_benchmark
+        return load_processbench_benchmark(data, subsets), 0
+    from evals.prmbench import load_prmbench_release
 
-    return load_prmbench_benchmark(data, subsets)
+    traces, dropped = load_prmbench_release(data, subsets)
+    if dropped:
+        print(f"prmbench: dropped {dropped} repeated record(s) (same classification and idx as an "
+              "earlier one), keeping the first, as PRMBench's own loader does")
+    return traces, dropped
 
 
 def score_resumably(traces, args: argparse.Namespace, out: Path):
@@ -129,15 +141,21 @@ def score_resumably(traces, args: argparse.Namespace, out: Path):
     if [t.id for t in done] != [t.id for t in traces[:len(done)]]:
         raise RecordError(f"{partial} holds other traces than this run; delete it to start again",
                           path=str(partial))
+    from prm.app.arguments import judge_config_from_args
+    from prm.app.scorers import is_judge
+
     settings = {"scorer": args.scorer, "family": args.family, "dtype": args.dtype}  # what decides the scores
+    judge = judge_config_from_args(args) if is_judge(args.scorer) else None
+    if judge is not None:
+        settings["judge"] = judge.settings()
     for number, trace in enumerate(done, start=1):
         if trace.meta.get("scored_with") != settings:
             raise RecordError(f"was scored with {trace.meta.get('scored_with')}, this run uses {settings}; "
                               "re-run with the same --scorer and --dtype, or delete it to start again",
                               path=str(partial), line=number, field="meta.scored_with")
     if len(done) < len(traces):
-        scorer = load_step_scorer(args.scorer, family=args.family, device=args.device, dtype=args.dtype,
-                                  max_batch_tokens=args.max_batch_tokens, workers=args.workers)
+        scorer = load_step_scorer(args.scorer, judge=judge, family=args.family, device=args.device,
+                                  dtype=args.dtype, max_batch_tokens=args.max_batch_tokens, workers=args.workers)
         out.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=len(traces), initial=len(done), desc=f"scoring {args.benchmark}", unit="trace")
         with open(partial, "a", encoding="utf-8") as handle:

@@ -229,7 +229,9 @@ def _difference(stored: dict | None, settings: dict) -> str:
 def sigterm_interrupts():
     """SIGTERM stops the run like Ctrl-C: finished traces are kept, workers are stopped."""
     def on_term(signum, frame):
-        raise KeyboardInterrupt
+        from prm.errors import Terminated
+
+        raise Terminated
 
     try:
         previous = signal.signal(signal.SIGTERM, on_term)
@@ -247,8 +249,9 @@ def sigterm_interrupts():
 def run(args) -> int:
     from annotate.checkers.combine import consensus_filter, override_refuted
     from annotate.checkers.parallel import CheckerPool
-    from prm.io import write_traces
+    from prm.io import check_output, write_traces
 
+    check_output(args.output)  # before any work: a folder of the user's is never replaced
     names = checker_names(args.checkers)
     options = checker_options(names, args)
     settings = json.loads(json.dumps({"checkers": names, "options": options}))

@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("prm.app.demo", "run the whole job on the embedded world: sample, label, train, evaluate"),
     "annotate": ("prm.app.annotate", "label steps with Monte Carlo completions or binary search"),
     "merge": ("prm.app.merge", "join the shards of a sharded annotation run, checking none is missing"),
+    "select": ("prm.app.select", "active learning: choose the unlabelled traces the current PRM is least sure of"),
+    "consensus": ("prm.app.consensus", "keep traces whose label sources (MC, judge, checker) agree on the first error"),
     "check": ("prm.app.check", "add symbolic/formal checker verdicts to records"),
     "check-report": ("prm.app.check_report", "measure the checkers on GSM8K and PRMBench"),
     "train": ("prm.app.train", "train a PRM or ORM head on labeled traces"),
@@ -29,6 +31,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("prm.app.eval", "evaluate scores or labels against gold: report.md, plots, metrics.json"),
     "convert": ("prm.app.convert", "convert records from one format to another"),
     "inspect": ("prm.app.inspect", "summarise a data set: counts, step lengths, label balance"),
+    "view": ("prm.app.view", "write a page (one HTML file) to look through traces, their labels and evidence"),
+    "export": ("prm.app.export_review", "write traces for people to review in Label Studio"),
+    "import": ("prm.app.import_review", "read people's reviews from Label Studio back into the traces"),
     "serve-reward": ("prm.app.serve_reward", "serve a PRM as an HTTP reward model for RL trainers (OpenRLHF)"),
 }
 
@@ -58,7 +63,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run one command; its exit status: 0, 1 for bad input (one line), 2 for bad usage, 130
+    after Ctrl-C and 143 after SIGTERM (finished work kept), 141 when stdout or stderr was a
+    pipe that closed (the work is still finished, see `prm.app.pipes`)."""
+    from prm.app.pipes import CLOSED_PIPE_STATUS, closed_pipes_are_quiet
+
+    with closed_pipes_are_quiet() as pipe:
+        code = _main(list(sys.argv[1:] if argv is None else argv))
+    return CLOSED_PIPE_STATUS if pipe["closed"] and code == 0 else code
+
+
+def _main(argv: list[str]) -> int:
+    from prm.errors import Terminated
+
     if not argv or argv[0] not in COMMANDS:
         build_parser().parse_args(argv[:1] or ["--help"])
         return 2
@@ -71,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     except RecordError as err:
         print(f"prm {command}: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"prm {command}: interrupted; finished work is kept, re-run the same command to resume",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        print(f"prm {command}: {'terminated' if isinstance(err, Terminated) else 'interrupted'}; finished "
+              "work is kept, re-run the same command to resume", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -55,6 +55,9 @@ WRITE_OPTIONS = {"soft": "soft", "unknown": "unknown"}
 
 
 def run(args: argparse.Namespace) -> int:
+    from prm.io import check_output
+
+    check_output(args.output)  # a folder of the user's is never replaced
     source = args.source or formats.guess_format(args.input)
     read_options = _given(args, READ_OPTIONS)
     write_options = _given(args, WRITE_OPTIONS)

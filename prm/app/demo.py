@@ -146,6 +146,11 @@ def run_demo(config: DemoConfig) -> dict:
                                   "Monte Carlo + sympy override": checked})
     summary = summarise(config, splits, labels, metrics, timings, time.perf_counter() - start)
     summary["search"] = searched
+    from prm.agreement import agreement_matrix, first_errors  # first error: MC, binary search, sympy, gold
+
+    summary["agreement"] = agreement_matrix({"Monte Carlo": first_errors(read_traces(out / "labels_mc.jsonl"), "labels"),
+                                             "binary search": first_errors(binary, "labels"), "sympy": first_errors(
+                                                 checked, "checker:sympy"), "gold": first_errors(checked, "gold")})
     with atomic_write(out / "summary.json") as handle:
         json.dump(summary, handle, indent=2, default=float)
     with atomic_write(out / "report.md") as handle:
@@ -371,6 +376,11 @@ def render_report(summary: dict) -> str:
                    f"**{_pct(searched['solve_rate'])}** solved, {searched['tokens_per_problem']:.0f} tokens "
                    "per problem (the best-of-N table above spends the tokens of N solutions). "
                    "Curves over budgets and seeds: `python bench/search.py`.")]
+    if summary.get("agreement"):
+        from prm.agreement import agreement_lines
+
+        lines += ["", "## First-error agreement of the label sources (training traces)", "",
+                  *agreement_lines(summary["agreement"])]
     lines += ["", "Full report with plots: [eval/report.md](eval/report.md).", ""]
     return "\n".join(lines)
 

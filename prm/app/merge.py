@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from prm.io import check_output
+
+    check_output(args.output)  # before any work: a folder of the user's is never replaced
     try:
         print(merge(args.output, args.shards, args.input, args.format, args.limit))
     except MergeError as err:

@@ -7,7 +7,8 @@ SCORER is a folder written by `prm train` (or any `RewardModel`), a published PR
 (Math-Shepherd, TRL token classification, Qwen2.5-Math-PRM, Skywork-PRM, RLHFlow; the
 family is told from the folder, see `prm.reward.loading`), a hub name, `checker:sympy[,z3]`
 (checkers alone) or `MODEL+checker:sympy` (the model, with checker-refuted steps set to 0);
-see `prm.app.scorers`. Every step of every record in IN gets `score` (None for a step that
+or `judge:MODEL_OR_URL` (an LLM judge: the step score is the share of its critiques that put
+the first error after the step; `--judge-*` options); see `prm.app.scorers`. Every step of every record in IN gets `score` (None for a step that
 did not fit in the model's max length); `meta["solution_score"]` holds the aggregated score
 and `meta["reward_model"]` says which model and aggregation produced it. OUT is written
 atomically (JSONL, Parquet or a `datasets` folder).
@@ -37,7 +38,7 @@ from prm.reward.loading import FAMILIES
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="SCORER", help="reward model folder, published PRM, hub name, "
-                        "checker:sympy[,z3] or MODEL+checker:sympy")
+                        "checker:sympy[,z3], MODEL+checker:sympy or judge:MODEL_OR_URL")
     parser.add_argument("input", metavar="IN", help="traces to score")
     parser.add_argument("output", metavar="OUT", help="where to write the scored traces")
     parser.add_argument("--format", "--family", dest="format", default="auto", choices=["auto", *FAMILIES],
@@ -54,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-empty", action="store_true",
                         help="an input with no records writes an empty output (default: an error)")
     add_scale_arguments(parser)
+    from prm.app.arguments import add_judge_arguments
+
+    add_judge_arguments(parser)
 
 
 def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,8 +97,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from prm import formats
-    from prm.io import output_lock, write_traces
+    from prm.io import check_output, output_lock, write_traces
 
+    check_output(args.output)  # before any work: a folder of the user's is never replaced
     if not os.path.exists(args.input):
         raise RecordError("no such file", path=args.input)
     traces = formats.read(args.input)
@@ -116,8 +121,16 @@ def run_settings(args: argparse.Namespace) -> dict:
     model = args.model
     if os.path.exists(model):
         model = os.path.abspath(model)
-    return {"model": model, "format": args.format, "aggregation": args.aggregation, "max_length": args.max_length,
-            "step_tag": args.step_tag, "step_separator": args.step_separator, "dtype": args.dtype}
+    settings = {"model": model, "format": args.format, "aggregation": args.aggregation,
+                "max_length": args.max_length, "step_tag": args.step_tag, "step_separator": args.step_separator,
+                "dtype": args.dtype}
+    from prm.app.scorers import is_judge
+
+    if is_judge(args.model):
+        from prm.app.arguments import judge_config_from_args
+
+        settings["judge"] = judge_config_from_args(args).settings()
+    return settings
 
 
 def check_resumable(partial: Path, done: list, traces: list, settings: dict) -> None:
@@ -182,16 +195,48 @@ def _score(args: argparse.Namespace, traces: list) -> int:
     return 0
 
 
+# Words in a model's name that say it was trained as a PRM read through its LM head
+# (peiyi9979/math-shepherd-mistral-7b-prm, RLHFlow/Llama3.1-8B-PRM-Deepseek-Data).
+PRM_NAME_WORDS = ("prm", "shepherd", "reward")
+
+
+def refuse_a_plain_causal_lm(model: str, family: str) -> None:
+    """A causal LM is read as a Math-Shepherd or RLHFlow PRM only when its name says it is
+    one: from its architecture alone, `tiny-gsm` or `smollm2-135m` would be scored through
+    an LM head never trained to judge steps, and the scores would mean nothing. Any other
+    causal LM needs `--family` (ValueError otherwise)."""
+    from prm.model_names import resolve_model
+    from prm.reward.loading import read_config
+
+    if family not in ("math-shepherd", "rlhflow"):
+        return
+    config = read_config(resolve_model(model))
+    names = f"{model} {Path(resolve_model(model)).name} {config.get('_name_or_path') or ''}".lower()
+    if any(word in names for word in PRM_NAME_WORDS):
+        return
+    architecture = ", ".join(config.get("architectures") or []) or "a causal LM"
+    raise ValueError(f"{model} is a plain causal language model ({architecture}) with no PRM head; "
+                     f"only its architecture would make it a {family} PRM, and the scores would mean "
+                     "nothing. If it was trained as a PRM read through its LM head, say so with "
+                     "--family math-shepherd or --family rlhflow")
+
+
 def load_for(args: argparse.Namespace):
     """The scorer the command line names, with the options its family takes."""
-    from prm.app.scorers import load_step_scorer, parse_spec
+    from prm.app.scorers import is_judge, load_step_scorer, parse_spec
     from prm.reward.loading import detect_family
 
+    if is_judge(args.model):
+        from prm.app.arguments import judge_config_from_args
+
+        return load_step_scorer(args.model, judge=judge_config_from_args(args))
     model, _ = parse_spec(args.model)
     if model is None:
         return load_step_scorer(args.model, workers=args.workers)
     try:
         kind = detect_family(model) if args.format == "auto" else args.format
+        if args.format == "auto":
+            refuse_a_plain_causal_lm(model, kind)
     except (OSError, ValueError) as err:
         raise RecordError(f"cannot open the model: {err}", path=model) from None
     options = {"family": kind, "device": args.device, "dtype": args.dtype,

@@ -5,6 +5,9 @@
     MODEL+checker:sympy      MODEL's scores with checker-refuted steps set to 0.0
                              (annotate.checkers.scorer.CheckerAwareScorer)
     MODEL                    a model folder, short name or hub name (prm.reward.loading.load_scorer)
+    judge:MODEL_OR_URL       an LLM judge (annotate.judge.JudgeScorer): a completer (tiny-gsm,
+                             smollm2-135m, a folder, http://host:port/v1, vllm:MODEL) writes
+                             critiques; step score = share of them putting the first error later
 
 `options` go to `prm.reward.loading.load_scorer` (family, device, dtype, max_batch_tokens,
 max_length, step_tag, ...); options left as None are dropped. A checker-only spec takes no
@@ -17,11 +20,20 @@ from prm.errors import RecordError, opening_model
 from prm.reward.scorer import StepScorer
 
 CHECKER_PREFIX = "checker:"
+JUDGE_PREFIX = "judge:"
 CHECKER_JOIN = "+checker:"
 
 
+def is_judge(spec: str | None) -> bool:
+    return bool(spec) and spec.startswith(JUDGE_PREFIX)
+
+
 def parse_spec(spec: str) -> tuple[str | None, list[str]]:
-    """(model or None, checker names) of a scorer spec."""
+    """(model or None, checker names) of a scorer spec (a judge spec is its own model)."""
+    if is_judge(spec):
+        if not spec[len(JUDGE_PREFIX):].strip():
+            raise RecordError(f"no model or URL after 'judge:' in scorer {spec!r}")
+        return spec, []
     if spec.startswith(CHECKER_PREFIX):
         model, names = None, spec[len(CHECKER_PREFIX):]
     elif CHECKER_JOIN in spec:
@@ -47,11 +59,15 @@ def check_spec(spec: str) -> tuple[str | None, list[str]]:
     return model, checkers
 
 
-def load_step_scorer(spec: str, workers: int | None = None, **options) -> StepScorer:
+def load_step_scorer(spec: str, judge=None, workers: int | None = None, **options) -> StepScorer:
     """The step scorer a spec names (see the module docstring). A model that cannot be
-    opened is a `RecordError` naming it. `workers`: the checkers run on that many worker
-    processes (`prm check`'s pool; None: in this process)."""
+    opened is a `RecordError` naming it. `judge`: the `JudgeConfig` of a judge: spec.
+    `workers`: the checkers run on that many worker processes (`prm check`'s pool; None: in
+    this process)."""
     from annotate.checkers.scorer import CheckerAwareScorer, CheckerScorer
+
+    if is_judge(spec):
+        return load_judge_scorer(spec[len(JUDGE_PREFIX):].strip(), judge)
 
     model, checkers = check_spec(spec)
     if model is None:
@@ -68,3 +84,16 @@ def load_model_scorer(model: str, **options) -> StepScorer:
     options = {k: v for k, v in options.items() if v is not None}
     with opening_model(model):
         return load_scorer(model, **options)
+
+
+def load_judge_scorer(model: str, config=None) -> StepScorer:
+    """An LLM judge over the completer `model` names (see `completers.loading.load_completer`)."""
+    from annotate.judge import JudgeScorer
+    from completers.loading import load_completer
+
+    if model.startswith(("http://", "https://")):
+        completer = load_completer(model)
+    else:
+        with opening_model(model):
+            completer = load_completer(model)
+    return JudgeScorer(completer, config, name=model)

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from prm.aggregate import AGGREGATIONS
-from prm.app.arguments import positive_int, shard
+from prm.app.arguments import count, non_negative_float, positive_float, positive_int, probability, shard
 from prm.search.config import STRATEGIES, SearchConfig
 
 DEFAULTS = SearchConfig()
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", choices=STRATEGIES, default=DEFAULTS.strategy, help="(default: %(default)s)")
     parser.add_argument("--budget", type=_budget, default=DEFAULTS.budget,
                         help="per problem: generated tokens (1200) or full solutions' worth (8x) (default: %(default)s)")
-    parser.add_argument("--tokens-per-solution", type=float, default=None, metavar="T",
+    parser.add_argument("--tokens-per-solution", type=positive_float, default=None, metavar="T",
                         help="what 1x is in tokens (default: measured on one sample of 16 problems)")
     parser.add_argument("--width", type=positive_int, default=None,
                         help="prefixes kept (beam) or subtrees (dvts) (default: N // expand)")
@@ -63,10 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="beam/dvts: best finished solution or weighted vote (default: %(default)s)")
     parser.add_argument("--refill", action="store_true",
                         help="beam/dvts: a finished solution frees its slot; search until the budget is spent")
-    parser.add_argument("--lookahead", type=int, default=DEFAULTS.lookahead, metavar="L",
+    parser.add_argument("--lookahead", type=count, default=DEFAULTS.lookahead, metavar="L",
                         help="beam/dvts: rank a step by the score of L more sampled steps (default: %(default)s)")
-    parser.add_argument("--temperature", type=float, default=DEFAULTS.temperature, help="(default: %(default)s)")
-    parser.add_argument("--top-p", type=float, default=DEFAULTS.top_p, help="(default: %(default)s)")
+    parser.add_argument("--temperature", type=non_negative_float, default=DEFAULTS.temperature,
+                        help="sampling temperature, >= 0 (default: %(default)s)")
+    parser.add_argument("--top-p", type=probability, default=DEFAULTS.top_p, help="in (0, 1] (default: %(default)s)")
     parser.add_argument("--step-tokens", type=positive_int, default=DEFAULTS.step_tokens,
                         help="most tokens of one step (default: %(default)s)")
     parser.add_argument("--solution-tokens", type=positive_int, default=DEFAULTS.solution_tokens,
@@ -98,20 +99,34 @@ def run(args: argparse.Namespace) -> int:
     from prm.formats import read
     from prm.search.config import problems_from_traces
 
+    from prm.io import check_output
+
     out = Path(args.output)
+    check_output(out, file=True)
     if out.suffix not in (".jsonl", ".json"):
         raise RecordError("results are streamed as JSONL: give a .jsonl file", path=str(out))
     if not Path(args.problems).exists():
         raise RecordError("no such file or folder", path=args.problems)
     if Path(args.problems).resolve() == out.resolve():
         raise RecordError("OUT must not be the input file", path=args.output)
-    config = config_from_args(args)
+    try:
+        config = config_from_args(args)
+    except ValueError as err:  # settings that are wrong together
+        raise RecordError(str(err)) from None
     if config.strategy != "majority" and not args.scorer:
         raise RecordError(f"--strategy {config.strategy} needs a --scorer (MODEL, MODEL+checker:sympy, checker:sympy)")
     problems = problems_from_traces(read(args.problems, args.format, limit=args.limit))
     if not problems:
         raise RecordError("no problems to search", path=args.problems)
 
+    from prm.io import output_lock
+
+    with output_lock(out, "prm search"):  # a second run on the same OUT is refused at once
+        return _search(args, problems, out, config)
+
+
+def _search(args: argparse.Namespace, problems, out: Path, config: SearchConfig) -> int:
+    from prm.errors import RecordError
     from completers.loading import load_completer
     from prm.app.scorers import load_step_scorer
 

@@ -1,16 +1,22 @@
 """`prm serve-reward MODEL`: serve a step scorer as a reward model over HTTP.
 
-    prm serve-reward out/prm --host 0.0.0.0 --port 5000 --outcome-weight 1
+    prm serve-reward out/prm --host 0.0.0.0 --port 5000 --outcome-weight 1 --api-key "$KEY"
     # OpenRLHF: --reward.remote_url http://HOST:5000/get_reward (older: --remote_rm_url)
+    # with a key, clients send `Authorization: Bearer $KEY` (/health stays open)
 
-MODEL is any scorer spec (`prm.app.scorers.load_step_scorer`: a reward-model folder, a
-published PRM, `checker:sympy`, `MODEL+checker:sympy`). The protocol, the endpoints, batching
+Needs the `serve` extra (FastAPI, uvicorn, prometheus-client). MODEL is any scorer spec
+(`prm.app.scorers.load_step_scorer`: a reward-model folder, a published PRM, `checker:sympy`,
+`MODEL+checker:sympy`). The protocol, the endpoints, batching
 and limits are described in `prm.rl.server`; how queries are split in `prm.rl.text`.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import signal
+import sys
 
 from prm.aggregate import AGGREGATIONS
 
@@ -31,19 +37,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how prompts wrap the problem, with {problem} (default: the model's own)")
     parser.add_argument("--response-marker", action="append", default=[], metavar="TEXT",
                         help="text that ends the prompt in a query sent without `prompts` (repeatable)")
+    parser.add_argument("--api-key", default=None, metavar="KEY",
+                        help="require `Authorization: Bearer KEY` on every route but /health "
+                             "(default: $PRM_API_KEY; neither: open, with a warning off loopback)")
+    parser.add_argument("--served-model-name", default=None, metavar="NAME",
+                        help="the model name /health shows (default: MODEL, a folder by its name, not its path)")
     parser.add_argument("--max-batch", type=int, default=64, help="most solutions scored in one batch")
     parser.add_argument("--max-wait", type=float, default=0.01, help="seconds to wait for more requests")
-    parser.add_argument("--max-request-mb", type=float, default=16.0, help="largest request body")
+    parser.add_argument("--max-request-mb", type=float, default=16.0, help="largest request body (413 above)")
+    parser.add_argument("--max-queries", type=int, default=4096, help="most queries per request (413 above)")
+    parser.add_argument("--max-query-chars", type=int, default=200_000,
+                        help="most characters per query (413 above)")
+    parser.add_argument("--max-steps", type=int, default=2048, help="most steps per query (413 above)")
+    parser.add_argument("--max-pending", type=int, default=1024,
+                        help="requests answered at once; more get 503 with Retry-After")
+    parser.add_argument("--request-timeout", type=float, default=600.0,
+                        help="seconds a request may take before it gets 503")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        import fastapi  # noqa: F401 - the server's stack, checked before anything loads
+        import prometheus_client  # noqa: F401
+        import uvicorn  # noqa: F401
+
+        from prm.rl.server import RewardServer
+        from prm.serving import ServeConfig, ServeError
+    except ImportError as error:
+        print(f"prm serve-reward: error: {error.name or error} is missing; "
+              "install the servers with: pip install 'prm-toolkit[serve]'", file=sys.stderr)
+        return 2
+    try:  # every option is checked, and the address taken, before the model loads
+        for flag in ("process_weight", "outcome_weight", "format_penalty", "max_request_mb"):
+            if not math.isfinite(getattr(args, flag)):
+                raise ServeError(f"--{flag.replace('_', '-')} must be a finite number, got {getattr(args, flag)}")
+        if args.max_request_mb <= 0:
+            raise ServeError(f"--max-request-mb must be positive, got {args.max_request_mb}")
+        config = ServeConfig(host=args.host, port=args.port, api_key=args.api_key, max_batch=args.max_batch,
+                             max_wait=args.max_wait, max_body_bytes=max(1, int(args.max_request_mb * (1 << 20))),
+                             max_queries=args.max_queries, max_query_chars=args.max_query_chars,
+                             max_steps=args.max_steps, max_pending=args.max_pending,
+                             request_timeout=args.request_timeout)
+        config.listen(warn=False).close()
+    except ServeError as error:
+        print(f"prm serve-reward: error: {error}", file=sys.stderr)
+        return 2
+
     import torch
 
     from prm.app.scorers import load_step_scorer
     from prm.rl.rewards import ProcessReward
-    from prm.rl.server import RewardServer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -52,15 +97,27 @@ def run(args: argparse.Namespace) -> int:
                            outcome_weight=args.outcome_weight, format_penalty=args.format_penalty,
                            prompt_template=_unescape(args.prompt_template),
                            step_separator=_unescape(args.step_separator))
-    server = RewardServer(reward, args.host, args.port, model_name=args.model, max_batch=args.max_batch,
-                          max_wait=args.max_wait, max_body_bytes=int(args.max_request_mb * (1 << 20)),
-                          markers=tuple(_unescape(m) for m in args.response_marker))
+    try:
+        server = RewardServer(reward, model_name=args.served_model_name or display_name(args.model), config=config,
+                              markers=tuple(_unescape(m) for m in args.response_marker))
+    except ServeError as error:
+        print(f"prm serve-reward: error: {error}", file=sys.stderr)
+        return 2
     print(f"serving {args.model} at {server.url}/get_reward (health: {server.url}/health)", flush=True)
+    # uvicorn shuts down gracefully on SIGTERM (the requests in flight are answered), then
+    # raises the signal again: exit quietly with 0 then
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def display_name(spec: str) -> str:
+    """What /health shows for a scorer spec: local folders by their name, not their path."""
+    return "+".join(os.path.basename(os.path.normpath(part)) if os.path.exists(part) else part
+                    for part in spec.split("+"))
 
 
 def _unescape(text: str | None) -> str | None:

@@ -14,95 +14,197 @@ with or without `prompts`, is described in `prm.rl.text`; a query that cannot be
 refused (400). `labels` are the reference answers of the outcome reward (needed when the
 server was started with an outcome weight). `rewards` is the combined reward of
 `prm.rl.rewards.ProcessReward`; `scores` repeats it, as OpenRLHF's own server does;
-`extra_logs` has the parts (`process`, `outcome`, `steps`) for the trainer's logs.
+`extra_logs` has the parts (`process`, `outcome`, `steps`, `unscored_steps`) for the
+trainer's logs.
+
+Steps the model cannot read (past its `max_length`) are never silently dropped: each counts
+as the worst possible step (score 0) in the process reward, so hiding a wrong step behind
+filler can only lower a reward, and `extra_logs["unscored_steps"]` says how many there were.
+More than `max_steps` steps in one query is refused (413).
 
 Also:
 
-    GET  /health          {"status": "ok", "model": ..., "stats": {...}}
+    GET  /health          {"status": "ok", "model": NAME, "stats": {...}}   (no key needed)
+    GET  /metrics         Prometheus text: requests, errors, latency, batches, batch sizes
+    GET  /docs            the OpenAPI description (request and response models)
     POST /score_steps     {"items": [{"problem": text, "steps": [text, ...]}, ...]}
                           or {"query": [...], "prompts": [...]} (steps split as above)
-      -> {"step_scores": [[float|null, ...], ...], "scores": [aggregated, ...], "steps": [[...]]}
+      -> {"step_scores": [[float|null, ...], ...], "scores": [aggregated, ...], "steps": [[...]],
+          "aggregation": NAME, "unscored_steps": [int, ...]}
 
-Dynamic batching: requests that arrive together are scored together. One worker thread
-takes the first waiting request, waits up to `max_wait` seconds for more until `max_batch`
-solutions are collected, and scores all their new (problem, steps) pairs in one
-`score_many` call (pairs scored before come from the reward's cache). `/health` counts the
-requests, the batches and the scorer calls.
+A FastAPI app on uvicorn (`prm.serving`): requests that arrive together are scored together
+(dynamic batching, `max_batch` solutions within `max_wait` seconds, in one `score_many` call;
+pairs scored before come from the reward's cache). With an API key (`--api-key` or
+`PRM_API_KEY`) every route but /health, /docs needs `Authorization: Bearer KEY` (401).
 
-Limits: a body over `max_body_bytes` (413, the body is not read), more than `max_queries`
-queries or a query over `max_query_chars` characters (413); no Content-Length (411);
-a body that is not a JSON object, a missing field, a field of the wrong type or length (400,
-with a message naming the field and index); an unknown route (404). A failure of the model
-is a 500 for the requests of that batch; the server keeps serving.
-
-Built on the standard library's ThreadingHTTPServer (one thread per connection), like
-`completers.server`.
+Errors, as `{"error": message}` (validation errors add FastAPI's `detail` list): a field of
+the wrong type or length, a text that is not valid Unicode (a lone surrogate), a query that
+cannot be split (400, naming the field and index); a body over the size limit, too many
+queries, too long a query, too many steps (413); no Content-Length (411); not JSON (415);
+more requests than `max_pending` or a request past `request_timeout` (503). A batch the model
+fails on is re-scored request by request, so one bad request fails alone (400 when the model
+refuses its input, 500 otherwise); the server keeps serving. SIGTERM finishes the requests in
+flight (their batch included) before the process exits.
 """
 
 from __future__ import annotations
 
-import json
-import queue
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from prm.aggregate import aggregate
 from prm.rl.rewards import ProcessReward
 from prm.rl.text import QuerySplitter, split_steps
+from prm.serving import Batcher, Metrics, RequestError, Runner, ServeConfig, create_app
+
+# the score an unscored step (past the model's max_length) counts as: a probability's worst
+UNSCORED_STEP_SCORE = 0.0
 
 
-class RequestError(ValueError):
-    """A request the server refuses: HTTP status and a message for the client."""
+# -- request and response models -------------------------------------------------------------
 
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
+def _text(value):
+    if not isinstance(value, str):
+        raise PydanticCustomError("text_type", "must be a text, got {got}", {"got": type(value).__name__})
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise PydanticCustomError("text_unicode", "is not valid Unicode (a lone surrogate at character {at})",
+                                  {"at": error.start}) from None
+    return value
 
+
+def _one_or_many(value):
+    """A list of texts; a single text counts as a list of one."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise PydanticCustomError("texts_type", "must be a list of texts, got {got}", {"got": type(value).__name__})
+    return value
+
+
+def _list_of_texts(value):
+    if not isinstance(value, list):
+        raise PydanticCustomError("texts_type", "must be a list of texts, got {got}", {"got": type(value).__name__})
+    return value
+
+
+def _label(value):
+    if value is None or isinstance(value, str):
+        return value if value is None else _text(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError("label_type", "must be a text or a number, got {got}", {"got": type(value).__name__})
+    return str(value)
+
+
+Text = Annotated[str, BeforeValidator(_text)]
+Texts = Annotated[list[Text], BeforeValidator(_one_or_many)]
+Prompts = Annotated[list[Annotated[str | None, BeforeValidator(lambda v: v if v is None else _text(v))]],
+                    BeforeValidator(_one_or_many)]
+Label = Annotated[str | None, BeforeValidator(_label)]
+
+
+class RewardRequest(BaseModel):
+    """OpenRLHF's /get_reward body (other fields OpenRLHF may add are ignored)."""
+
+    model_config = ConfigDict(extra="allow")
+    query: Texts = Field(description="prompt + response decoded together, one per sample")
+    prompts: Prompts | None = Field(None, description="each sample's prompt (helps split the query)")
+    labels: list[Label] | None = Field(None, description="reference answers for the outcome reward")
+
+    @model_validator(mode="after")
+    def _same_lengths(self):
+        if self.prompts is not None and len(self.prompts) != len(self.query):
+            raise PydanticCustomError("length", "`prompts` has {n} entries but `query` has {m}",
+                                      {"n": len(self.prompts), "m": len(self.query)})
+        if self.labels is not None and len(self.labels) != len(self.query):
+            raise PydanticCustomError("length", "`labels` must be a list of {m} reference answers (one per query)",
+                                      {"m": len(self.query)})
+        return self
+
+
+class Item(BaseModel):
+    problem: Text
+    steps: Annotated[list[Text], BeforeValidator(_list_of_texts)]
+
+
+class ScoreStepsRequest(BaseModel):
+    """/score_steps: given steps (`items`), or queries split like /get_reward's."""
+
+    model_config = ConfigDict(extra="allow")
+    items: Annotated[list[Item], BeforeValidator(_list_of_texts)] | None = None
+    query: Texts | None = None
+    prompts: Prompts | None = None
+
+    @model_validator(mode="after")
+    def _something_to_score(self):
+        if self.items is None and self.query is None:
+            raise PydanticCustomError("missing", "`query` is required: a list of texts (or send `items`)")
+        if self.query is not None and self.prompts is not None and len(self.prompts) != len(self.query):
+            raise PydanticCustomError("length", "`prompts` has {n} entries but `query` has {m}",
+                                      {"n": len(self.prompts), "m": len(self.query)})
+        return self
+
+
+class RewardResponse(BaseModel):
+    rewards: list[float]
+    scores: list[float] = Field(description="the rewards again, as OpenRLHF's own server answers")
+    extra_logs: dict[str, list[float]] = Field(description="process, outcome, steps, unscored_steps")
+
+
+class ScoreStepsResponse(BaseModel):
+    step_scores: list[list[float | None]] = Field(description="null: a step past the model's max_length")
+    scores: list[float | None] = Field(description="aggregated; an unscored step counts as 0")
+    steps: list[list[str]]
+    aggregation: str
+    unscored_steps: list[int]
+
+
+class Health(BaseModel):
+    status: str
+    model: str
+    stats: dict[str, int]
+
+
+# -- the server ------------------------------------------------------------------------------
 
 class RewardServer:
-    """Serves `reward` at http://host:port from background threads (see the module docstring).
+    """Serves `reward` at http://host:port from a background thread (see the module docstring).
 
     Use as a context manager, or `start()`/`stop()`, or `serve_forever()`. port=0 picks a free
-    port (`url` tells which). markers: extra response markers for splitting queries.
+    port (`url` tells which). model_name: what /health shows. markers: extra response markers
+    for splitting queries. config, or the `ServeConfig` fields as keywords (max_batch,
+    max_wait, max_body_bytes, max_queries, max_query_chars, max_steps, api_key, ...).
     """
 
     def __init__(self, reward: ProcessReward, host: str = "127.0.0.1", port: int = 0, *, model_name: str = "prm",
-                 max_batch: int = 64, max_wait: float = 0.01, max_body_bytes: int = 16 << 20,
-                 max_queries: int = 4096, max_query_chars: int = 200_000, markers: tuple[str, ...] = ()):
-        if max_batch < 1 or max_wait < 0:
-            raise ValueError("max_batch must be at least 1 and max_wait not negative")
+                 markers: tuple[str, ...] = (), config: ServeConfig | None = None, **options: Any):
+        self.config = config or ServeConfig(host=host, port=port, **options)
         self.reward, self.model_name = reward, model_name
-        self.max_batch, self.max_wait = max_batch, max_wait
-        self.max_body_bytes, self.max_queries, self.max_query_chars = max_body_bytes, max_queries, max_query_chars
         self.splitter = QuerySplitter(reward.prompt_template, tuple(markers))
         self.stats = {"requests": 0, "bad_requests": 0, "failed": 0, "batches": 0, "largest_batch_requests": 0,
                       "largest_batch_items": 0}
-        self._lock = threading.Lock()
-        self._jobs: queue.Queue = queue.Queue()
-        self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._httpd.daemon_threads = True
-        self._threads: list[threading.Thread] = []
+        self.metrics = Metrics("prm_reward")
+        self.batcher = Batcher(self._score_batch, max_batch=self.config.max_batch, max_wait=self.config.max_wait,
+                               name="reward-batcher", on_batch=self._count_batch)
+        self.app = self._build_app()
+        self.runner = Runner(self.app, self.config, on_bad_request=lambda: self._count_answer("POST", "", 400))
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.runner.url
 
     def start(self) -> RewardServer:
-        self._threads = [threading.Thread(target=self._httpd.serve_forever, name="reward-http", daemon=True),
-                         threading.Thread(target=self._work, name="reward-batcher", daemon=True)]
-        for thread in self._threads:
-            thread.start()
+        self.batcher.start()
+        self.runner.start()
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._jobs.put(None)
-        for thread in self._threads:
-            thread.join(timeout=10)
-        self.reward.close()
+        """Graceful: the requests in flight are answered, then the model is released."""
+        self.runner.stop()
+        self._close()
 
     def __enter__(self):
         return self.start()
@@ -111,58 +213,82 @@ class RewardServer:
         self.stop()
 
     def serve_forever(self) -> None:
-        """Serve in this thread until interrupted (what `prm serve-reward` does)."""
-        worker = threading.Thread(target=self._work, name="reward-batcher", daemon=True)
-        worker.start()
+        """Serve in this thread until SIGINT/SIGTERM (what `prm serve-reward` does)."""
+        self.batcher.start()
         try:
-            self._httpd.serve_forever()
+            self.runner.serve_forever()
         finally:
-            self._httpd.server_close()
-            self._jobs.put(None)
-            self.reward.close()
+            self._close()
+
+    def _close(self) -> None:
+        self.batcher.stop()
+        self.reward.close()
 
     def snapshot(self) -> dict:
-        with self._lock:
-            return {**self.stats, "score_calls": self.reward.score_calls}
+        return {**self.stats, "score_calls": self.reward.score_calls}
 
-    # -- the endpoints (HTTP threads) --------------------------------------------------------
+    # -- the endpoints -----------------------------------------------------------------------
 
-    def get_reward(self, body: dict) -> dict:
-        """Answer one /get_reward body (RequestError for a bad one)."""
-        queries = _text_list(body, "query", self.max_queries, self.max_query_chars, required=True)
-        prompts = _text_list(body, "prompts", self.max_queries, self.max_query_chars, length=len(queries))
-        labels = _label_list(body, len(queries))
+    async def get_reward(self, request: RewardRequest) -> dict:
+        """Answer one /get_reward body."""
+        queries, prompts, labels = request.query, request.prompts, request.labels
+        self._check_sizes(queries, "query")
+        self._check_sizes(prompts or [], "prompts")
         if self.reward.outcome_weight and labels is None:
             raise RequestError("this server adds an outcome reward: send `labels` (the reference answers)")
         problems, responses = self._split(queries, prompts)
-        scores = self._scores(problems, responses)
-        parts = self.reward.evaluate(problems, responses, labels, scores=scores)
+        scores, unscored = None, [0] * len(queries)
+        if self.reward.process_weight:
+            scores = await self._score(self._pairs(problems, responses))
+            unscored = [sum(s is None for s in row) for row in scores]
+            scores = [[UNSCORED_STEP_SCORE if s is None else s for s in row] for row in scores]
+        if labels is not None:  # grading runs math-verify in worker processes: off the event loop
+            from starlette.concurrency import run_in_threadpool
+
+            parts = await run_in_threadpool(self.reward.evaluate, problems, responses, labels, scores)
+        else:
+            parts = self.reward.evaluate(problems, responses, labels, scores=scores)
         rewards = [p.reward for p in parts]
-        logs = {"steps": [float(len(p.steps)) for p in parts]}
+        logs = {"steps": [float(len(p.steps)) for p in parts], "unscored_steps": [float(n) for n in unscored]}
         if self.reward.process_weight:
             logs["process"] = [p.process for p in parts]
         if labels is not None:
             logs["outcome"] = [p.outcome for p in parts]
         return {"rewards": rewards, "scores": rewards, "extra_logs": logs}
 
-    def score_steps(self, body: dict) -> dict:
+    async def score_steps(self, request: ScoreStepsRequest) -> dict:
         """Answer one /score_steps body: per-step scores of given steps or of split queries."""
-        if "items" in body:
-            items = body["items"]
-            if not isinstance(items, list):
-                raise RequestError("`items` must be a list of {\"problem\": text, \"steps\": [text, ...]}")
-            if len(items) > self.max_queries:
-                raise RequestError(f"at most {self.max_queries} items per request, got {len(items)}", 413)
-            pairs = [_item(item, i, self.max_query_chars) for i, item in enumerate(items)]
+        if request.items is not None:
+            if len(request.items) > self.config.max_queries:
+                raise RequestError(f"at most {self.config.max_queries} items per request, got {len(request.items)}",
+                                   413)
+            pairs = [(item.problem, item.steps) for item in request.items]
+            for i, (problem, steps) in enumerate(pairs):
+                if len(problem) + sum(len(s) for s in steps) > self.config.max_query_chars:
+                    raise RequestError(f"`items[{i}]` has more than {self.config.max_query_chars} characters", 413)
+                self._check_steps(steps, f"items[{i}]")
         else:
-            queries = _text_list(body, "query", self.max_queries, self.max_query_chars, required=True)
-            prompts = _text_list(body, "prompts", self.max_queries, self.max_query_chars, length=len(queries))
-            problems, responses = self._split(queries, prompts)
-            pairs = [(p, split_steps(r, self.reward.step_separator)) for p, r in zip(problems, responses)]
-        scores = self._submit(pairs)
+            self._check_sizes(request.query, "query")
+            self._check_sizes(request.prompts or [], "prompts")
+            pairs = self._pairs(*self._split(request.query, request.prompts))
+        scores = await self._score(pairs)
         how = self.reward.aggregation
-        return {"step_scores": scores, "scores": [aggregate(s, how) for s in scores],
-                "steps": [steps for _, steps in pairs], "aggregation": how}
+        worst = [[UNSCORED_STEP_SCORE if s is None else s for s in row] for row in scores]
+        return {"step_scores": scores, "scores": [aggregate(s, how) for s in worst],
+                "steps": [steps for _, steps in pairs], "aggregation": how,
+                "unscored_steps": [sum(s is None for s in row) for row in scores]}
+
+    def _check_sizes(self, texts: list, name: str) -> None:
+        if len(texts) > self.config.max_queries:
+            raise RequestError(f"at most {self.config.max_queries} entries in `{name}`, got {len(texts)}", 413)
+        for i, text in enumerate(texts):
+            if text is not None and len(text) > self.config.max_query_chars:
+                raise RequestError(f"`{name}[{i}]` has {len(text)} characters, more than "
+                                   f"{self.config.max_query_chars}", 413)
+
+    def _check_steps(self, steps: list[str], where: str) -> None:
+        if len(steps) > self.config.max_steps:
+            raise RequestError(f"`{where}` has {len(steps)} steps, more than {self.config.max_steps}", 413)
 
     def _split(self, queries: list[str], prompts: list[str | None] | None) -> tuple[list[str], list[str]]:
         problems, responses = [], []
@@ -175,194 +301,56 @@ class RewardServer:
             responses.append(response)
         return problems, responses
 
-    def _scores(self, problems: list[str], responses: list[str]) -> list[list[float | None]] | None:
-        if not self.reward.process_weight:
-            return None
-        return self._submit([(p, split_steps(r, self.reward.step_separator)) for p, r in zip(problems, responses)])
+    def _pairs(self, problems: list[str], responses: list[str]) -> list[tuple[str, list[str]]]:
+        pairs = [(p, split_steps(r, self.reward.step_separator)) for p, r in zip(problems, responses)]
+        for i, (_, steps) in enumerate(pairs):
+            self._check_steps(steps, f"query[{i}]")
+        return pairs
 
-    def _submit(self, pairs: list[tuple[str, list[str]]]) -> list[list[float | None]]:
-        job = _Job(pairs)
-        self._jobs.put(job)
-        job.done.wait()
-        if job.error is not None:
-            raise job.error
-        return job.scores
-
-    # -- dynamic batching (one worker thread) ------------------------------------------------
-
-    def _work(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            batch, size = [job], len(job.pairs)
-            deadline = time.monotonic() + self.max_wait
-            stop = False
-            while size < self.max_batch:
-                remaining = deadline - time.monotonic()
-                try:
-                    other = self._jobs.get(timeout=remaining) if remaining > 0 else self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if other is None:
-                    stop = True
-                    break
-                batch.append(other)
-                size += len(other.pairs)
-            self._run(batch)
-            if stop:
-                return
-
-    def _run(self, batch: list[_Job]) -> None:
-        pairs = [pair for job in batch for pair in job.pairs]
+    async def _score(self, pairs: list[tuple[str, list[str]]]) -> list[list[float | None]]:
         try:
-            scores = self.reward.step_scores(pairs)
-            for job in batch:
-                job.scores, scores = scores[:len(job.pairs)], scores[len(job.pairs):]
-            with self._lock:
-                self.stats["batches"] += 1
-                self.stats["largest_batch_requests"] = max(self.stats["largest_batch_requests"], len(batch))
-                self.stats["largest_batch_items"] = max(self.stats["largest_batch_items"], len(pairs))
-        except Exception as error:  # noqa: BLE001 - reported to each waiting request as a 500
-            for job in batch:
-                job.error = error
-        for job in batch:
-            job.done.set()
+            return await self.batcher.submit(pairs, size=len(pairs))
+        except ValueError as error:  # the model refused this request's input (alone: see Batcher)
+            raise RequestError(f"the model cannot score this request: {error}") from None
+        except Exception as error:  # noqa: BLE001 - the model failed: tell the client, keep serving
+            raise RequestError(f"{type(error).__name__}: {error}", 500) from None
 
+    # -- batching (the batcher's worker thread) ----------------------------------------------
 
-class _Job:
-    def __init__(self, pairs: list[tuple[str, list[str]]]):
-        self.pairs = pairs
-        self.scores: list[list[float | None]] = []
-        self.error: Exception | None = None
-        self.done = threading.Event()
+    def _score_batch(self, groups: list[list[tuple[str, list[str]]]], key) -> list[list[list[float | None]]]:
+        scores = self.reward.step_scores([pair for group in groups for pair in group])
+        answers = []
+        for group in groups:
+            answers.append(scores[:len(group)])
+            scores = scores[len(group):]
+        return answers
 
+    def _count_batch(self, jobs: int, items: int) -> None:
+        self.metrics.batch(jobs, items)
+        self.stats["batches"] += 1
+        self.stats["largest_batch_requests"] = max(self.stats["largest_batch_requests"], jobs)
+        self.stats["largest_batch_items"] = max(self.stats["largest_batch_items"], items)
 
-# -- request validation ----------------------------------------------------------------------
+    def _count_answer(self, method: str, path: str, status: int) -> None:
+        if method != "POST":
+            return
+        self.stats["requests"] += 1
+        if 400 <= status < 500:
+            self.stats["bad_requests"] += 1
+        elif status >= 500:
+            self.stats["failed"] += 1
 
-def _text_list(body: dict, name: str, max_items: int, max_chars: int, *, required: bool = False,
-               length: int | None = None) -> list | None:
-    """A field holding a list of texts (a single text counts as a list of one); None if absent."""
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise RequestError(f"`{name}` is required: a list of texts")
-        return None
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list):
-        raise RequestError(f"`{name}` must be a list of texts, got {type(value).__name__}")
-    if len(value) > max_items:
-        raise RequestError(f"at most {max_items} entries in `{name}`, got {len(value)}", 413)
-    if length is not None and len(value) != length:
-        raise RequestError(f"`{name}` has {len(value)} entries but `query` has {length}")
-    for i, text in enumerate(value):
-        if not isinstance(text, str) and not (name == "prompts" and text is None):
-            raise RequestError(f"`{name}[{i}]` must be a text, got {type(text).__name__}")
-        if text is not None and len(text) > max_chars:
-            raise RequestError(f"`{name}[{i}]` has {len(text)} characters, more than {max_chars}", 413)
-    return value
+    # -- the app -----------------------------------------------------------------------------
 
+    def _build_app(self):
+        app = create_app(title="prm reward server", description=__doc__.split("\n\n")[0], config=self.config,
+                         metrics=self.metrics, error_body=lambda status, message, code: {"error": message},
+                         on_answer=self._count_answer)
+        app.post("/get_reward", response_model=RewardResponse)(self.get_reward)
+        app.post("/score_steps", response_model=ScoreStepsResponse)(self.score_steps)
 
-def _label_list(body: dict, length: int) -> list | None:
-    value = body.get("labels")
-    if value is None:
-        return None
-    if not isinstance(value, list) or len(value) != length:
-        raise RequestError(f"`labels` must be a list of {length} reference answers (one per query)")
-    for i, label in enumerate(value):
-        if label is not None and (isinstance(label, bool) or not isinstance(label, (str, int, float))):
-            raise RequestError(f"`labels[{i}]` must be a text or a number, got {type(label).__name__}")
-    return [None if label is None else str(label) for label in value]
+        @app.get("/health", response_model=Health)
+        async def health() -> dict:
+            return {"status": "ok", "model": self.model_name, "stats": self.snapshot()}
 
-
-def _item(item, index: int, max_chars: int) -> tuple[str, list[str]]:
-    if not isinstance(item, dict):
-        raise RequestError(f"`items[{index}]` must be an object with `problem` and `steps`")
-    problem, steps = item.get("problem"), item.get("steps")
-    if not isinstance(problem, str):
-        raise RequestError(f"`items[{index}].problem` must be a text")
-    if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
-        raise RequestError(f"`items[{index}].steps` must be a list of texts")
-    if len(problem) + sum(len(s) for s in steps) > max_chars:
-        raise RequestError(f"`items[{index}]` has more than {max_chars} characters", 413)
-    return problem, steps
-
-
-# -- HTTP ------------------------------------------------------------------------------------
-
-def _handler_for(server: RewardServer):
-    routes = {"/get_reward": server.get_reward, "/score_steps": server.score_steps}
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        timeout = 120  # seconds a connection may stay silent
-
-        def do_GET(self):
-            path = self.path.split("?")[0].rstrip("/")
-            if path in ("/health", "/stats"):
-                self._send(200, {"status": "ok", "model": server.model_name, "stats": server.snapshot()})
-            else:
-                self._send(404, _error(f"no route GET {self.path}"))
-
-        def do_POST(self):
-            path = self.path.split("?")[0].rstrip("/")
-            with server._lock:
-                server.stats["requests"] += 1
-            try:
-                body = self._read_json()
-                if path not in routes:
-                    raise RequestError(f"no route POST {self.path}; use /get_reward or /score_steps", 404)
-                status, payload = 200, routes[path](body)
-            except RequestError as error:
-                with server._lock:
-                    server.stats["bad_requests"] += 1
-                status, payload = error.status, _error(str(error))
-            except Exception as error:  # noqa: BLE001 - the model failed: tell the client, keep serving
-                with server._lock:
-                    server.stats["failed"] += 1
-                status, payload = 500, _error(f"{type(error).__name__}: {error}")
-            self._send(status, payload)
-
-        def _read_json(self) -> dict:
-            length = self.headers.get("Content-Length")
-            if length is None:
-                self.close_connection = True
-                raise RequestError("a Content-Length header is required", 411)
-            try:
-                length = int(length)
-                if length < 0:
-                    raise ValueError
-            except ValueError:
-                self.close_connection = True
-                raise RequestError(f"bad Content-Length {self.headers.get('Content-Length')!r}") from None
-            if length > server.max_body_bytes:
-                self.close_connection = True  # the body is left unread
-                raise RequestError(f"the request body has {length} bytes, more than {server.max_body_bytes}", 413)
-            raw = self.rfile.read(length)
-            try:
-                body = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as error:
-                raise RequestError(f"the request body is not valid JSON: {error}") from None
-            if not isinstance(body, dict):
-                raise RequestError(f"the request body must be a JSON object, got {type(body).__name__}")
-            return body
-
-        def _send(self, status: int, payload: dict) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format, *args):  # quiet: one line per request is noise
-            pass
-
-    return Handler
-
-
-def _error(message: str) -> dict:
-    return {"error": message}
+        return app
