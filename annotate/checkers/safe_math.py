@@ -22,7 +22,7 @@ and the only ways an expression is evaluated:
   arbitrary-precision evaluation, allowed only once every exponent and factorial in the
   tree has passed the same bounds.
 
-Every sympy call also runs under `time_limit`, a wall-clock alarm that interrupts
+Every sympy call also runs under `time_limit`, a CPU-time alarm that interrupts
 Python-level work (sympy is pure Python); the size bounds cover the C-level big-integer
 operations an alarm cannot interrupt. Anything that does not fit raises `Unsafe`, which
 checkers report as `unknown`.
@@ -87,18 +87,22 @@ class CheckTimeout(Unsafe):
 
 @contextmanager
 def time_limit(seconds: float | None):
-    """Raise `CheckTimeout` in the block after `seconds` of wall-clock time.
+    """Raise `CheckTimeout` in the block after `seconds` of this process's CPU time.
 
-    Uses SIGALRM (interval timer), so it works in the main thread of a Unix process; elsewhere
-    the block runs without an alarm and only the size bounds protect it. Nested calls keep
-    the earlier (outer) deadline if it is sooner.
+    Uses SIGPROF (the ITIMER_PROF interval timer, which counts CPU time, not wall-clock
+    time), so the verdict of a check does not depend on how busy the machine is: on a loaded
+    machine a wall-clock alarm fired on claims that take milliseconds when idle, and two runs
+    of the same input disagreed. A check that waits instead of computing is not bounded here;
+    `prm check`'s worker pool keeps a hard wall-clock limit per step for that. Works in the
+    main thread of a Unix process; elsewhere the block runs without an alarm and only the size
+    bounds protect it. Nested calls keep the earlier (outer) deadline if it is sooner.
     """
     usable = (seconds is not None and seconds > 0 and hasattr(signal, "setitimer")
               and threading.current_thread() is threading.main_thread())
     if not usable:
         yield
         return
-    outer_remaining, _ = signal.getitimer(signal.ITIMER_REAL)
+    outer_remaining, _ = signal.getitimer(signal.ITIMER_PROF)
     if outer_remaining and outer_remaining < seconds:
         yield  # an enclosing limit fires first
         return
@@ -109,22 +113,22 @@ def time_limit(seconds: float | None):
         caller = frame
         while caller is not None:
             if caller.f_code.co_name == "__del__":
-                signal.setitimer(signal.ITIMER_REAL, 0.01)
+                signal.setitimer(signal.ITIMER_PROF, 0.01)
                 return
             caller = caller.f_back
         raise CheckTimeout(f"time limit of {seconds:g} s exceeded")
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    started = time.monotonic()
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGPROF, on_alarm)
+    started = time.process_time()
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
         if outer_remaining:  # give the enclosing limit back what is left of it
-            left = outer_remaining - (time.monotonic() - started)
-            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3))
+            left = outer_remaining - (time.process_time() - started)
+            signal.setitimer(signal.ITIMER_PROF, max(left, 1e-3))
 
 
 # -- plain-text tokens -----------------------------------------------------------------------
