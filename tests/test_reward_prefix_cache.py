@@ -147,3 +147,10 @@ def test_steps_cut_by_max_length_get_no_score_incrementally_either(folders):
     model = RewardModel.from_backbone(str(folders["gpt2"]), RewardModelOptions(max_length=100))
     seen = assert_equal_to_full_scoring(model, traces(2))
     assert any(None in result.scores for _, result in seen)
+
+
+def test_a_lora_reward_model_prefixes_from_the_cache_equal_full_scoring(folders):
+    pytest.importorskip("peft")
+    torch.manual_seed(0)
+    model = RewardModel.from_backbone(str(folders["gpt2"]), RewardModelOptions(lora_r=2))
+    assert_equal_to_full_scoring(model, traces(2))
