@@ -160,7 +160,8 @@ def score_resumably(traces, args: argparse.Namespace, out: Path):
                               path=str(partial), line=number, field="meta.scored_with")
     if len(done) < len(traces):
         load = functools.partial(load_step_scorer, args.scorer, judge=judge, family=args.family, device=args.device,
-                                 dtype=args.dtype, max_batch_tokens=args.max_batch_tokens)
+                                 dtype=args.dtype, max_batch_tokens=args.max_batch_tokens,
+                                 workers=args.workers)
         score = functools.partial(_score_chunk, batch_size=args.batch_size, settings=settings)
         chunks = [traces[start:start + args.chunk] for start in range(len(done), len(traces), args.chunk)]
         status = None

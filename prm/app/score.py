@@ -71,6 +71,12 @@ def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cast the model (e.g. bf16 on CUDA; default: the checkpoint's own)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA when present)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: every core)")
+    from annotate.checkers.parallel import default_workers
+    from prm.app.arguments import positive_int
+
+    parser.add_argument("--workers", type=positive_int, default=default_workers(), metavar="N",
+                        help="checker: scorers: checker processes, as in prm check (default: one per CPU, "
+                             "here %(default)s)")
 
 
 @contextlib.contextmanager
@@ -251,7 +257,7 @@ def load_for(args: argparse.Namespace):
         return load_step_scorer(args.model, judge=judge_config_from_args(args))
     model, _ = parse_spec(args.model)
     if model is None:
-        return load_step_scorer(args.model)
+        return load_step_scorer(args.model, workers=args.workers)
     try:
         kind = detect_family(model) if args.format == "auto" else args.format
         if args.format == "auto":
@@ -266,4 +272,4 @@ def load_for(args: argparse.Namespace):
         options["step_tag"] = args.step_tag
     elif kind == "token-classification":
         options["step_separator"] = args.step_separator
-    return load_step_scorer(args.model, **options)
+    return load_step_scorer(args.model, workers=args.workers, **options)

@@ -40,6 +40,7 @@ from transformers.utils import ModelOutput
 
 from prm.aggregate import AGGREGATIONS
 from prm.reward.implicit import IMPLICIT_LOSSES, running_values, step_rewards, token_log_ratios
+from prm.reward.prefix_cache import cached_causal_check
 from prm.reward.scorer import BatchedStepScorer
 from prm.reward.step_features import INITIAL_WEIGHTS, parse_step_features, step_feature_values
 from prm.reward.step_tokenizer import (DEFAULT_MARKER_TOKEN, STEP_MARKERS, EncodedSteps, StepTokenizer,
@@ -538,6 +539,27 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
             for step, value in zip(trace.steps, values):
                 step.score = value
         return traces
+
+    def _causal_backbone(self):
+        """The backbone, when it is causal and the head reads only its hidden states (no
+        lm_features, no step_features): then search reuses each prefix's KV cache. Any other
+        head (e.g. an implicit PRM's log-ratios of two LMs) is scored whole until it overrides
+        `score_prefixes` with states of its own."""
+        if self.config.head not in ("prm", "orm") or self.config.lm_features or self.step_feature_names:
+            return None
+        return self.backbone if cached_causal_check(self, self.backbone) else None
+
+    def _step_head(self, hidden):
+        return torch.sigmoid(self.head(hidden).squeeze(-1))  # eval mode: dropout is the identity
+
+    def score_prefixes(self, items, parents=None, batch_size=None):
+        was_training = self.training
+        self.eval()
+        try:
+            return super().score_prefixes(items, parents, batch_size)
+        finally:
+            if was_training:
+                self.train()
 
     @torch.inference_mode()
     def _step_probabilities(self, batch: list[EncodedSteps]) -> list[list[float]]:
