@@ -76,9 +76,10 @@ class AnnotateConfig:
     skip_correct (binary): a trace whose own final answer equals the reference is labelled
         all positive without any rollout (OmegaPRM searches only wrong solutions: the trace
         itself is a completion that reaches the answer from every one of its prefixes).
-    probe_first (binary): completions in a probe's first call; the rest of the n are
-        sampled only if none of these reaches the answer (one success settles a probe).
-        None: ceil(n / 4). Set it to n for one call of n per probe.
+    probe_first: completions in a probe's first call; the rest of the n are sampled only
+        if none of these reaches the answer (one success settles a probe). None: ceil(n / 4).
+        Set it to n for one call of n per probe. Monte Carlo samples in the same two rounds
+        (`annotate.rollouts.rollout_rounds`), so both methods see the same completions.
     min_successes (mc): a step's hard label is 1 when at least this many of its completions
         reach the answer (1: Math-Shepherd's "any"; stricter values label more steps bad; on
         the demo's training traces they agree less with gold, see bench/README.md).
@@ -140,5 +141,6 @@ class AnnotateConfig:
             data.pop("min_successes")
         if self.method == "mc":
             for name in BINARY_ONLY:
-                data.pop(name)
+                if name != "probe_first" or self.probe_first is None:  # it sets mc's rounds too
+                    data.pop(name)
         return data

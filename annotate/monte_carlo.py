@@ -3,9 +3,10 @@
 For step i of a trace, N completions are sampled from the problem plus steps[:i+1]; the
 soft label is the fraction that reach the reference answer and the hard label is 1 if at
 least `config.min_successes` do (default 1: any). All prefixes of a trace go to the
-completer in one `complete_many` call so that it can share the work (a KV-cache of the
-common prefix, one HTTP batch). The rollout machinery
-(seeds, budget, sampling) is in `annotate.rollouts`, shared with binary search.
+completer together, one `complete_many` call per round (`annotate.rollouts.rollout_rounds`:
+the rounds binary search probes in, so both see the same completions of a prefix), so that
+it can share the work (a KV-cache of the common prefix, one HTTP batch). The rollout
+machinery (seeds, rounds, budget, sampling) is in `annotate.rollouts`, shared with binary search.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from annotate.config import AnnotateConfig
 from annotate.rollouts import (Budget, annotation_meta, derive_seed, existing_rollouts,
-                               merge_rollouts, round_seed, sample_rollouts, spread)
+                               merge_rollouts, round_seed, rollout_rounds, sample_rollouts, spread)
 from prm.records import Trace
 
 if TYPE_CHECKING:
@@ -33,9 +34,12 @@ def label_trace(trace: Trace, completer: "Completer", config: AnnotateConfig, gr
     evidence = existing_rollouts(trace, config)
     skipped: dict[int, str] = {}
     needs = [max(0, config.n - (evidence[i].total if i in evidence else 0)) for i in range(len(trace.steps))]
+    rounds = rollout_rounds(config)
     round_number = 0
     while any(needs):
-        allocation = spread(needs, budget.grant(sum(needs)))
+        size = rounds[round_number] if round_number < len(rounds) else config.n
+        wanted = [min(need, size) for need in needs]  # the rounds binary search samples too
+        allocation = spread(wanted, budget.grant(sum(wanted)))
         if not any(allocation):
             break
         seed = round_seed(trace_seed, round_number)
@@ -45,6 +49,8 @@ def label_trace(trace: Trace, completer: "Completer", config: AnnotateConfig, gr
             evidence[index] = merge_rollouts(evidence.get(index), rollouts, config.keep_texts)
         needs = [0 if i in skipped else need - given for i, (need, given) in enumerate(zip(needs, allocation))]
         round_number += 1
+        if sum(allocation) < sum(wanted):  # the budget ran out
+            break
 
     for index, step in enumerate(trace.steps):
         rollouts = evidence.get(index)

@@ -9,6 +9,8 @@ methods (per-step Monte Carlo and binary search) share to collect them.
   so at most `max_new_tokens - 1` tokens of a token budget can go unused.
 - `sample_rollouts`: one round of completer calls for some prefixes, graded into `Rollouts`;
   `merge_rollouts`, `existing_rollouts`: evidence from several rounds and from the input.
+- `rollout_rounds`: how many of a prefix's n completions each round samples; both methods
+  sample in these rounds, so they see the same completions of a prefix.
 - `spread`: sharing a number of rollouts evenly among steps.
 - `annotation_meta`: what a labelled trace records in `meta["annotation"]`.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -35,10 +38,20 @@ def derive_seed(*parts) -> int:
 
 
 def round_seed(trace_seed: int, round_number: int) -> int:
-    """The seed of a trace's `round_number`-th call on a prefix. Both methods use round 0 for
-    the first completions from any prefix, so with a completer whose samples depend only on
-    (prompt, seed, sample index) they see the same first samples."""
+    """The seed of a trace's `round_number`-th call on a prefix. Both methods sample a prefix
+    in the same rounds (`rollout_rounds`) with these seeds, so with a completer whose samples
+    depend only on (prompt, seed, sample index) they see the same completions of a prefix."""
     return derive_seed(trace_seed, "round", round_number)
+
+
+def rollout_rounds(config: "AnnotateConfig") -> list[int]:
+    """The completions of a prefix in rounds: `probe_first` (default ceil(n / 4)), then the
+    rest of the n. Binary search stops a probe after a round with a success; Monte Carlo
+    samples every round. Sampling both the same way makes a probed prefix's evidence exactly
+    Monte Carlo's for that prefix (bench/README.md: with different rounds, binary search and
+    Monte Carlo disagreed on prefixes whose chance of success is small)."""
+    first = min(config.n, config.probe_first or math.ceil(config.n / 4))
+    return [first, config.n - first] if first < config.n else [config.n]
 
 
 class Budget:

@@ -21,7 +21,7 @@ import hashlib
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,11 +228,17 @@ class RunSummary:
 
 def run(traces: list[Trace], out_path: str | os.PathLike, completer: "Completer", config: AnnotateConfig, *,
         completer_spec: str, shard: tuple[int, int] | None = None, workers: int = 1,
-        progress: bool = True, on_trace: Callable[[Trace], None] | None = None) -> RunSummary:
+        progress: bool = True, on_trace: Callable[[Trace], None] | None = None,
+        labeller: Callable[[list[Trace]], Iterable[Trace]] | None = None,
+        status: Callable[[], str] | None = None) -> RunSummary:
     """Annotate `traces` (this shard's part) into `out_path`, resuming what is already there.
 
     The output is locked for the whole run (`prm.io.output_lock`): a second run writing the
-    same file is refused with a `RecordError` instead of appending every trace again."""
+    same file is refused with a `RecordError` instead of appending every trace again.
+
+    `labeller`, when given, labels the traces elsewhere instead of `completer` (e.g. Ray
+    actors, `prm.app.ray_jobs`): it takes the traces still to do and yields each labelled
+    trace once, in any order; `status()` is shown on the progress bar (e.g. busy actors)."""
     out_path = Path(out_path)
     if out_path.suffix not in (".jsonl", ".json"):
         raise RecordError("the output is streamed as JSONL: give a .jsonl file "
@@ -242,12 +248,12 @@ def run(traces: list[Trace], out_path: str | os.PathLike, completer: "Completer"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(out_path, "prm annotate"):  # a second run on the same output is refused
         return _run_locked(todo, out_path, completer, config, settings, completer_spec, workers, progress,
-                           on_trace)
+                           on_trace, labeller, status)
 
 
 def _run_locked(todo, out_path, completer, config, settings, completer_spec, workers, progress,
-                on_trace) -> RunSummary:
-    from tqdm.auto import tqdm
+                on_trace, labeller=None, status=None) -> RunSummary:
+    from prm.progress import progress_bar
 
     from annotate.grading import Grader
 
@@ -260,12 +266,14 @@ def _run_locked(todo, out_path, completer, config, settings, completer_spec, wor
 
     grader = Grader(timeout_seconds=config.grading_timeout)
     start = time.perf_counter()
-    bar = tqdm(total=len(todo), initial=len(done), unit="trace", desc=f"annotate ({config.label_source})",
-               disable=not progress, dynamic_ncols=True, smoothing=0.1)
+    bar = progress_bar(len(todo), initial=len(done), unit="trace", desc=f"annotate ({config.label_source})",
+                       enabled=progress)
     try:
         with open(out_path, "a", encoding="utf-8") as handle:
             sync_dir(out_path.parent)
-            for labelled in _labelled(remaining, completer, config, grader, completer_spec, workers):
+            labelled_traces = labeller(remaining) if labeller is not None else \
+                _labelled(remaining, completer, config, grader, completer_spec, workers)
+            for labelled in labelled_traces:
                 handle.write(dumps(labelled) + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -273,7 +281,8 @@ def _run_locked(todo, out_path, completer, config, settings, completer_spec, wor
                 elapsed = time.perf_counter() - start
                 bar.update(1)
                 bar.set_postfix_str(f"{summary.rollouts / elapsed:.1f} rollouts/s, "
-                                    f"{summary.tokens / elapsed:.0f} tok/s", refresh=False)
+                                    f"{summary.tokens / elapsed:.0f} tok/s"
+                                    + (f", {status()}" if status is not None else ""), refresh=False)
                 if on_trace is not None:
                     on_trace(labelled)
     finally:

@@ -22,7 +22,16 @@ the demo's reward models and variants trained the demo's way. Stages, each cache
    one-step lookahead at 8x and 16x.
 3. Ablation (seed 0, 8x): beam search and PRM best-of-8 with each scorer variant.
 4. Throughput, measured side by side without caches: beam search vs plain best-of-N
-   sampling at 8x, generated tokens per second (completer time and wall time).
+   sampling at 8x, generated tokens per second (completer time and wall time), and beam
+   search with every prefix re-scored whole (the scorer wrapped so that it has only
+   `score_many`) to show what scoring from the parents' KV caches saves: the scorer's
+   computed tokens against the unique tokens of the prefixes scored (`Compute`).
+
+    python bench/search.py --throughput-only                  # stage 4 alone, no demo needed
+
+`--throughput-only` runs stage 4 alone on `--problems` world problems with tiny-gsm and the
+demo's PRM when `--demo` holds one, else a reward model on the tiny-gsm backbone with an
+untrained head (throughput does not depend on the head's weights).
 
 The curves reuse completions and scores across budgets (`Cached*` below: the same prompt
 and seed give the same samples, the same prefix the same scores), which changes wall time
@@ -90,6 +99,17 @@ class CachedScorer(StepScorer):
             for key, scores in zip(missing, self.inner.score_many([(p, list(s)) for p, s in missing], batch_size)):
                 self.cache[key] = scores
         return [list(self.cache[key]) for key in keys]
+
+
+class WholePrefixScorer(StepScorer):
+    """A scorer with only `score_many`: search then re-scores every prefix from its first token
+    (what it did before `StepScorer.score_prefixes`), for the side-by-side throughput."""
+
+    def __init__(self, inner: StepScorer):
+        self.inner, self.aggregation = inner, inner.aggregation
+
+    def score_many(self, items, batch_size=None, progress=False):
+        return self.inner.score_many(items, batch_size)
 
 
 class GoldScorer(StepScorer):
@@ -269,19 +289,76 @@ def throughput(problems, completer, scorer, per_solution: float) -> dict:
     from prm.search import SearchConfig, search
 
     out = {}
-    for name, config in (("best-of-N sampling", SearchConfig(strategy="best-of-n", budget="8x", seed=99)),
-                         ("beam search", SearchConfig(strategy="beam", budget="8x", seed=99, step_tokens=40,
-                                                      tokens_per_solution=per_solution))):
-        run = search(problems, completer, scorer, config=config)
+    beam = SearchConfig(strategy="beam", budget="8x", seed=99, step_tokens=40, tokens_per_solution=per_solution)
+    for name, config, used in (("best-of-N sampling", SearchConfig(strategy="best-of-n", budget="8x", seed=99), scorer),
+                               ("beam search", beam, scorer),
+                               ("beam search, prefixes re-scored whole", beam, WholePrefixScorer(scorer))):
+        run = search(problems, completer, used, config=config)
         c = run.compute
         out[name] = {"generated_tokens": c.generated_tokens, "completer_calls": c.completer_calls,
                      "completer_seconds": round(c.completer_seconds, 2), "seconds": round(c.seconds, 2),
+                     "scorer_seconds": round(c.scorer_seconds, 2),
                      "completer_tokens_per_second": c.generated_tokens / c.completer_seconds,
-                     "tokens_per_second": c.tokens_per_second}
-    beam, plain = out["beam search"], out["best-of-N sampling"]
+                     "tokens_per_second": c.tokens_per_second, "scored_items": c.scored_items,
+                     "scorer_tokens": c.scorer_tokens, "scorer_computed_tokens": c.scorer_computed_tokens,
+                     "scorer_new_tokens": c.scorer_new_tokens}
+        if name.endswith("whole"):  # counted by hand: the wrapper reports no tokens
+            out[name]["scorer_computed_tokens"] = out["beam search"]["scorer_tokens"]
+    beam, plain, whole = out["beam search"], out["best-of-N sampling"], out["beam search, prefixes re-scored whole"]
     out["ratio_completer"] = beam["completer_tokens_per_second"] / plain["completer_tokens_per_second"]
     out["ratio_overall"] = beam["tokens_per_second"] / plain["tokens_per_second"]
+    out["ratio_overall_whole_prefixes"] = whole["tokens_per_second"] / plain["tokens_per_second"]
+    out["scorer_computed_per_new_token"] = beam["scorer_computed_tokens"] / max(1, beam["scorer_new_tokens"])
+    out["scorer_computed_per_new_token_whole"] = beam["scorer_tokens"] / max(1, beam["scorer_new_tokens"])
     return out
+
+
+def print_throughput(speed: dict) -> None:
+    for name in ("best-of-N sampling", "beam search", "beam search, prefixes re-scored whole"):
+        row = speed[name]
+        print(f"  {name:<40} {row['tokens_per_second']:6.1f} tok/s overall, {row['completer_tokens_per_second']:6.1f} "
+              f"in the completer; scorer {row['scorer_seconds']:.1f} s, {row['scorer_computed_tokens']} tokens run "
+              f"for {row['scored_items']} prefixes")
+    print(f"  beam / best-of-N tokens/s: {speed['ratio_overall']:.2f} (goal >= 1.0; prefixes re-scored whole: "
+          f"{speed['ratio_overall_whole_prefixes']:.2f}); completer only {speed['ratio_completer']:.2f}")
+    print(f"  scorer tokens run per unique prefix token: {speed['scorer_computed_per_new_token']:.2f} (goal <= 1.2; "
+          f"re-scored whole: {speed['scorer_computed_per_new_token_whole']:.2f})")
+
+
+def throughput_only(args) -> int:
+    """Stage 4 alone: no demo folder needed (see the module docstring)."""
+    from completers.text import PLAIN_TEMPLATE
+    from completers.transformers_completer import TransformersCompleter
+    from completers.world import generate_problems
+    from prm.reward.model import RewardModel, RewardModelOptions
+    from prm.search import Problem, SearchConfig, search
+
+    import torch
+
+    demo_prm = Path(args.demo) / "prm"
+    if (demo_prm / "config.json").exists():
+        scorer, which = RewardModel.from_pretrained(str(demo_prm)), f"the demo PRM ({demo_prm})"
+    else:
+        torch.manual_seed(0)
+        scorer = RewardModel.from_backbone("tiny-gsm", RewardModelOptions(prompt_template=PLAIN_TEMPLATE)).eval()
+        which = "a reward model on the tiny-gsm backbone (untrained head)"
+    problems = [Problem(p.id, p.question, str(p.answer)) for p in generate_problems(args.problems, seed=7)]
+    completer = TransformersCompleter("tiny-gsm")
+    calibration = search(problems, completer, scorer, config=SearchConfig(strategy="best-of-n", budget="1x", seed=98))
+    per_solution = calibration.compute.generated_tokens / len(problems)
+    start = time.perf_counter()
+    speed = throughput(problems, completer, scorer, per_solution)
+    print(f"{len(problems)} world problems, tiny-gsm, scorer: {which}, 1x = {per_solution:.1f} tokens, "
+          f"load average {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
+    print_throughput(speed)
+    result = {"problems": len(problems), "scorer": which, "tokens_per_solution": per_solution, "throughput": speed,
+              "seconds": round(time.perf_counter() - start, 1), "load_average": os.getloadavg(),
+              "command": "python bench/search.py " + " ".join(sys.argv[1:])}
+    path = Path(args.results).with_name("search_throughput.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    print(f"wrote {path}")
+    return 0
 
 
 # -- reporting -----------------------------------------------------------------------------------
@@ -342,6 +419,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="budgets 1, 4, 8 and no throughput run")
     parser.add_argument("--results", default=str(RESULTS))
     parser.add_argument("--figure", default=str(FIGURE))
+    parser.add_argument("--throughput-only", action="store_true",
+                        help="only stage 4 (beam vs best-of-N tokens/s, scorer tokens), no demo folder needed")
+    parser.add_argument("--problems", type=int, default=24, help="world problems of --throughput-only")
     args = parser.parse_args(argv)
 
     import torch
@@ -351,6 +431,8 @@ def main(argv=None) -> int:
     import logging
 
     logging.getLogger("transformers").setLevel(logging.ERROR)
+    if args.throughput_only:
+        return throughput_only(args)
     from annotate.checkers.scorer import CheckerAwareScorer
     from completers.transformers_completer import TransformersCompleter
     from prm.io import read_traces
@@ -420,9 +502,8 @@ def main(argv=None) -> int:
                                           f"[{100 * p['min']:.0f}-{100 * p['max']:.0f}] {p['tokens']:5.0f}t"
                                           for p in points))
     if speed:
-        print(f"\nthroughput at 8x (no caches): beam {speed['beam search']['completer_tokens_per_second']:.0f} tok/s "
-              f"in the completer vs best-of-N {speed['best-of-N sampling']['completer_tokens_per_second']:.0f} "
-              f"(ratio {speed['ratio_completer']:.2f}); overall {speed['ratio_overall']:.2f} (goal >= 0.7)")
+        print("\nthroughput at 8x (no caches):")
+        print_throughput(speed)
     print("\nlabel agreement with gold (demo training traces):")
     for name, row in labels.items():
         print(f"  {name}: {100 * row['agreement']:.1f}% of {row['steps']} steps")

@@ -334,7 +334,7 @@ class atomic_write:
         self.path = Path(path)
 
     def __enter__(self):
-        check_output(self.path, file=True)  # always a file: report.md is not a `datasets` folder
+        check_output(self.path, file=True)  # always a file, whatever its suffix (report.md, summary.json)
         fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         os.fchmod(fd, _target_mode(self.path))
         self.handle = os.fdopen(fd, "w", encoding="utf-8")
@@ -423,7 +423,7 @@ def atomic_path(path: str | os.PathLike, *, folder: bool = False) -> Iterator[Pa
     makes a folder; it is marked as prm's (`OUTPUT_MARKER`), and it may replace only an
     empty folder or one prm wrote (`check_output`, checked again before and after writing)."""
     path = Path(path)
-    check_output(path, file=not folder)
+    check_output(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")) / (path.name if not folder else "data")
     try:
         yield tmp

@@ -68,7 +68,7 @@ def grader():
 def test_monte_carlo_soft_label_is_fraction_and_hard_label_is_any_success(grader):
     completer = ScriptedCompleter(p=0.5)
     trace = mc_label(make_trace(5, first_error=3), completer, AnnotateConfig(n=8), grader)
-    assert completer.calls == [(5, 8)]  # every prefix in one complete_many call
+    assert completer.calls == [(5, 2), (5, 6)]  # every prefix in one complete_many call per round
     for i, step in enumerate(trace.steps):
         r = step.rollouts
         assert r.total == 8 and len(r.answers) == 8 and r.texts is None
@@ -171,7 +171,7 @@ def test_prefixes_the_completer_refuses_get_unknown_labels_and_the_others_are_la
     assert trace.hard_labels == [1, 1, 1, None, None, None]
     assert [s["step"] for s in trace.meta["annotation"]["skipped"]] == [3, 4, 5]
     assert "too long" in trace.meta["annotation"]["skipped"][0]["reason"]
-    assert sum(r for r, _ in completer.calls) == 3  # the accepted prefixes, each sampled once
+    assert sum(r for r, _ in completer.calls) == 3 * 2  # the accepted prefixes, once in each of the 2 rounds
     config = AnnotateConfig(method="binary", n=2, skip_correct=False)
     binary = binary_label(make_trace(6, first_error=4), ScriptedCompleter(max_prefix=3), config, grader)
     assert binary.meta["annotation"]["first_error"] is None  # the search could not finish ...
@@ -263,3 +263,27 @@ def test_bad_settings_are_refused():
         AnnotateConfig(after_error="maybe")
     with pytest.raises(ValueError):
         AnnotateConfig(n=0)
+
+
+def test_a_probe_sees_exactly_the_completions_monte_carlo_gives_that_prefix(grader):
+    for first_error in (-1, 1, 4):
+        trace = make_trace(8, first_error, trace_id=f"same-{first_error}")
+        mc = mc_label(trace, ScriptedCompleter(p=0.3), AnnotateConfig(n=8), grader)
+        binary = binary_label(trace, ScriptedCompleter(p=0.3), AnnotateConfig(method="binary", n=8,
+                                                                              skip_correct=False), grader)
+        for index in binary.meta["annotation"]["probed"]:
+            seen = binary.steps[index].rollouts
+            assert seen.answers == mc.steps[index].rollouts.answers[:seen.total]
+            assert int(seen.correct > 0) == mc.steps[index].hard_label  # the same verdict as Monte Carlo's
+
+
+def test_the_probe_point_leans_to_the_front_within_bisections_worst_case():
+    from annotate.binary_search import probe_point
+
+    assert probe_point(0, 6) == 2 and probe_point(0, 7) == 3 and probe_point(0, 1) == 0 and probe_point(0, 10) == 2
+    for lo in range(0, 5):
+        for top in range(lo + 1, 40):
+            k = probe_point(lo, top)
+            budget = math.ceil(math.log2(top - lo + 1))
+            assert lo <= k < top <= k + 2 ** (budget - 1) and k - lo + 1 <= 2 ** (budget - 1)
+            assert k <= (lo + top) // 2  # never later than the midpoint

@@ -86,3 +86,41 @@ def test_load_step_scorer_wraps_a_model_folder(tmp_path):
     assert isinstance(plain, RewardModel) and isinstance(aware, CheckerAwareScorer)
     base = plain.score(PROBLEM, STEPS)
     assert aware.score(PROBLEM, STEPS) == pytest.approx([base[0], 0.0, base[2]], abs=1e-6)
+
+
+def test_checker_scorer_on_worker_processes_scores_as_one_process():
+    from test_reward_helpers import gsm8k_with_errors
+
+    traces = gsm8k_with_errors(12, seed=4)
+    items = [(t.problem, t.step_texts) for t in traces] + [(PROBLEM, STEPS), (PROBLEM, [])]
+    alone = CheckerScorer("sympy,z3").score_many(items)
+    assert REFUTED in {s for row in alone for s in row}  # the injected errors are found
+    for workers in (1, 2):
+        assert CheckerScorer("sympy,z3", workers=workers).score_many(items, progress=True) == alone
+    aware = CheckerAwareScorer(FixedScorer(0.9), ["sympy"], workers=2).score_many(items)
+    assert aware == CheckerAwareScorer(FixedScorer(0.9), ["sympy"]).score_many(items)
+    with pytest.raises(ValueError, match="by name"):
+        CheckerScorer([CheckerScorer("sympy").checkers[0]], workers=2)
+
+
+def test_eval_benchmark_with_checker_workers_predicts_as_one_worker(tmp_path):
+    import json
+
+    from prm.app.cli import main
+    from prm.formats.processbench import write_processbench
+    from test_reward_helpers import gsm8k_with_errors
+
+    data = tmp_path / "pb"
+    data.mkdir()
+    traces = gsm8k_with_errors(8, seed=2)
+    for trace in traces:
+        trace.id = f"gsm8k-{trace.id}"
+    write_processbench(data / "gsm8k.json", traces)
+    predictions = {}
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        assert main(["eval", "--benchmark", "processbench", "--scorer", "checker:sympy", "--data", str(data),
+                     "--out", str(out), "--workers", str(workers), "--threads", "1"]) == 0
+        rows = [json.loads(line) for line in (out / "scored.jsonl").read_text().splitlines()]
+        predictions[workers] = [[s["score"] for s in row["steps"]] for row in rows]
+    assert predictions[1] == predictions[2] and len(predictions[1]) == len(traces)

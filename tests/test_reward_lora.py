@@ -50,3 +50,45 @@ def test_a_lora_model_saves_reloads_and_merges_with_the_same_scores(lora_model, 
     merged = RewardModel.from_pretrained(tmp_path / "merged")
     assert merged.config.lora_r == 0 and not any("lora_" in n for n, _ in merged.named_parameters())
     assert merged.score(PROBLEM, STEPS) == pytest.approx(expected, abs=1e-5)
+
+
+def test_with_lm_features_lora_trains_the_backbone_but_the_features_stay_the_unchanged_lm(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from prm.reward.model import lm_step_features
+    from prm.reward.step_tokenizer import pad_batch
+
+    folder = str(tiny_gpt2(tmp_path / "gpt2", lm_head=True))
+    args = RewardTrainerConfig(output_dir=str(tmp_path / "out"), num_train_epochs=3, per_device_train_batch_size=4,
+                               learning_rate=5e-2, save_strategy="no", report_to="none", disable_tqdm=True,
+                               use_cpu=True)
+    trainer = RewardTrainer(folder, args, train_traces=traces(8),
+                            model_options=RewardModelOptions(lora_r=4, lora_alpha=8, lm_features=True))
+    trainer.train()
+    trainer.model.save_pretrained(tmp_path / "prm")
+    model = RewardModel.from_pretrained(tmp_path / "prm")  # reloads with its adapters
+    batch = pad_batch(model.step_tokenizer.encode_many([(PROBLEM, STEPS)]), model.tokenizer.pad_token_id,
+                      answer_start=True)
+    plain = AutoModelForCausalLM.from_pretrained(folder).eval()
+    with torch.no_grad():
+        adapted = model.backbone(input_ids=batch["input_ids"]).logits
+        expected = lm_step_features(plain(input_ids=batch["input_ids"]).logits, batch["input_ids"],
+                                    batch["step_positions"], batch["answer_start"])
+        used = lm_step_features(model._reference_logits(None, batch["input_ids"], None), batch["input_ids"],
+                                batch["step_positions"], batch["answer_start"])
+    assert not torch.allclose(adapted, plain(input_ids=batch["input_ids"]).logits)  # the adapters learned
+    assert torch.allclose(used, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="LM features"):
+        model.merge_lora()
+
+
+def test_prm_train_refuses_merging_adapters_whose_lm_features_read_the_plain_backbone(tmp_path, capsys):
+    from prm.app.cli import main
+    from prm.io import write_traces
+
+    write_traces(tmp_path / "train.jsonl", traces(4))
+    code = main(["train", str(tmp_path / "train.jsonl"), "--backbone", "tiny-gsm", "--lm_features", "--lora_r", "4",
+                 "--merge_lora", "--out", str(tmp_path / "prm")])
+    assert code != 0
+    assert "--merge_lora with --lm_features" in capsys.readouterr().err
+    assert not (tmp_path / "prm" / "config.json").exists()

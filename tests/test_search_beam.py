@@ -102,7 +102,8 @@ def test_accounting_adds_up_over_problems_and_calls():
     per_problem = [t.meta["search"]["compute"] for t in result.traces]
     assert result.compute.completer_calls == len(completer.calls)
     assert result.compute.completions == sum(sum(ns) for _, ns, _ in completer.calls)
-    for name in ("generated_tokens", "completions", "prompts", "scored_items", "scored_steps"):
+    for name in ("generated_tokens", "completions", "prompts", "scored_items", "scored_steps", "scorer_tokens",
+                 "scorer_computed_tokens", "scorer_new_tokens"):
         assert getattr(result.compute, name) == sum(c[name] for c in per_problem), name
     # every node of the explored tree is counted once: its own tokens sum to the problem's total
     for trace in result.traces:

@@ -32,8 +32,9 @@ TRACE = Trace(id="t", problem="What?", steps=[Step("one"), Step("two"), Step("th
 def test_min_successes_makes_the_monte_carlo_rule_stricter():
     grader = Grader()
     try:
-        default = label_trace(TRACE, CountedCompleter(), AnnotateConfig(n=4), grader)
-        strict = label_trace(TRACE, CountedCompleter(), AnnotateConfig(n=4, min_successes=2), grader)
+        # one round of 4 (probe_first=4): the scripted completer gives its successes per call
+        default = label_trace(TRACE, CountedCompleter(), AnnotateConfig(n=4, probe_first=4), grader)
+        strict = label_trace(TRACE, CountedCompleter(), AnnotateConfig(n=4, probe_first=4, min_successes=2), grader)
     finally:
         grader.close()
     assert [s.rollouts.correct for s in default.steps] == [4, 1, 0]

@@ -129,16 +129,20 @@ class CheckerPool:
     `options`: checker name -> constructor options (in the order the verdicts are added);
     `limits`: checker name -> seconds one check may take; `workers`: processes (default: CPUs).
     Each worker holds up to `queue` traces, so that it never waits for the parent between two.
+    `keep_workers`: the workers stay up between two `check_traces` calls (for a caller that
+    checks many small batches, such as a Ray actor); `close()` stops them.
     """
 
     def __init__(self, options: dict[str, dict], limits: dict[str, float], *,
-                 workers: int | None = None, grace: float = GRACE_SECONDS, queue: int = 2):
+                 workers: int | None = None, grace: float = GRACE_SECONDS, queue: int = 2,
+                 keep_workers: bool = False):
         self.names = list(options)
         self.options = options
         self.limits = {name: float(limits[name]) for name in self.names}
         self.workers = max(1, workers or default_workers())
         self.grace = grace
         self.queue = max(1, queue)
+        self.keep_workers = keep_workers
         self.stats = PoolStats()
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(_PRELOAD)
@@ -169,7 +173,8 @@ class CheckerPool:
                     yield job.position, self._apply(job)
             done = True
         finally:
-            self.close(graceful=done)
+            if not (done and self.keep_workers):
+                self.close(graceful=done)
 
     def _hand(self, worker: _Worker, job: _Job) -> None:
         if not worker.jobs:
@@ -269,6 +274,10 @@ class CheckerPool:
     def worker_pids(self) -> list[int]:
         """The process ids of the running workers (for diagnostics)."""
         return [w.process.pid for w in self._pool]
+
+    def cpu_seconds(self) -> float:
+        """CPU time the workers have used so far, the stopped ones' and the running ones'."""
+        return self.stats.worker_cpu_seconds + sum(worker.cpu_seconds() for worker in self._pool)
 
     def close(self, graceful: bool = False) -> None:
         """Stop every worker: ask idle ones to close their checkers (`graceful`), kill the rest."""

@@ -17,18 +17,29 @@ Checkers judge one step with the problem and the earlier steps as context
 (`Checker.check(problem, previous_steps, step)`), never execute the text, and keep their
 own time limits. `checkers` is a list of `Checker` objects or checker names ("sympy", "z3",
 "lean"; see `annotate.checkers.get_checker`).
+
+`workers=N` (checkers given by name) runs the checks on `prm check`'s worker pool
+(`annotate.checkers.parallel.CheckerPool`: N processes, each check under the checker's hard
+time limit, a check past it stopped and its step `unknown`), so scoring uses every core; the
+verdicts, and so the scores, are the same as in one process. `workers=None` (the default of
+the Python API) checks in this process, each checker keeping its own SIGALRM limit.
 """
 
 from __future__ import annotations
 
+import logging
+
 from annotate.checkers import Checker, get_checker
-from prm.records import Verdict
+from prm.records import Step, Trace, Verdict
 from prm.reward.scorer import Item, StepScorer
+
+logger = logging.getLogger(__name__)
 
 REFUTED = 0.0
 VERIFIED = 1.0
 UNKNOWN = 0.5
 DEFAULT_THRESHOLD = 0.25  # between REFUTED and UNKNOWN: exactly the refuted steps are errors
+LEAN_SECONDS = 90.0  # a checker without its own `seconds` (Lean: 60 s a proof, plus starting the REPL)
 
 
 def make_checkers(checkers: list[Checker | str] | str) -> list[Checker]:
@@ -42,10 +53,17 @@ def make_checkers(checkers: list[Checker | str] | str) -> list[Checker]:
 
 
 class _Checking:
-    """Runs every checker on every step of an item (shared by both scorers)."""
+    """Runs every checker on every step of an item (shared by both scorers), in this process
+    or, with `workers`, on a `CheckerPool` of that many processes."""
 
-    def __init__(self, checkers: list[Checker | str] | str):
+    def __init__(self, checkers: list[Checker | str] | str, workers: int | None = None):
+        names = checkers.split(",") if isinstance(checkers, str) else checkers
+        self.pool_options = {name.strip(): {} for name in names} \
+            if all(isinstance(name, str) for name in names) else None
+        if workers is not None and self.pool_options is None:
+            raise ValueError("workers need checkers given by name (each worker builds its own)")
         self.checkers = make_checkers(checkers)
+        self.workers = workers
 
     @property
     def checker_names(self) -> list[str]:
@@ -57,6 +75,9 @@ class _Checking:
                 for i, step in enumerate(steps)]
 
     def _verdicts_many(self, items: list[Item], progress: bool):
+        if self.workers is not None:
+            yield from self._verdicts_in_pool(items, progress)
+            return
         iterator = items
         if progress:
             from tqdm.auto import tqdm
@@ -64,6 +85,33 @@ class _Checking:
             iterator = tqdm(items, desc="checking", unit="trace")
         for problem, steps, *_ in iterator:  # items may carry extras after the steps
             yield self.verdicts(problem, list(steps))
+
+    def _verdicts_in_pool(self, items: list[Item], progress: bool) -> list[list[list[Verdict]]]:
+        """Every item's verdicts from a `CheckerPool` of `workers` processes (started for this
+        call), each checker under the time limit it keeps in-process (`seconds`)."""
+        from annotate.checkers.parallel import CheckerPool
+
+        limits = {c.name: float(getattr(c, "seconds", None) or LEAN_SECONDS) for c in self.checkers}
+        found: list = [[] for _ in items]  # an item without steps has nothing to check
+        todo = [i for i, item in enumerate(items) if item[1]]
+        traces = [Trace(str(i), items[i][0], [Step(text) for text in items[i][1]]) for i in todo]
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(traces), desc="checking", unit="trace")  # (empty items: none to show)
+        with CheckerPool(self.pool_options, limits, workers=self.workers) as pool:
+            for position, trace in pool.check_traces(traces):
+                found[todo[position]] = [list(step.verdicts) for step in trace.steps]
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
+        if pool.stats.timed_out or pool.stats.worker_deaths:  # their steps score UNKNOWN
+            logger.warning("%d check(s) stopped at the time limit and %d worker(s) died; those steps are "
+                           "unknown (%s)", pool.stats.timed_out, pool.stats.worker_deaths,
+                           "; ".join(pool.stats.timed_out_where[:3]))
+        return found
 
 
 def verdict_score(verdicts: list[Verdict]) -> float:
@@ -96,8 +144,8 @@ class CheckerAwareScorer(_Checking, StepScorer):
     """`base_scorer`'s scores with every checker-refuted step set to `refuted_score`."""
 
     def __init__(self, base_scorer: StepScorer, checkers: list[Checker | str] | str,
-                 refuted_score: float = REFUTED):
-        super().__init__(checkers)
+                 refuted_score: float = REFUTED, workers: int | None = None):
+        super().__init__(checkers, workers)
         self.base_scorer, self.refuted_score = base_scorer, refuted_score
 
     @property

@@ -7,6 +7,7 @@ Examples:
     prm annotate big.jsonl part0.jsonl --completer http://127.0.0.1:8000/v1 --shard 0/4 --workers 8
     prm merge labelled.jsonl part0.jsonl part1.jsonl part2.jsonl part3.jsonl --input big.jsonl
     prm annotate traces.jsonl judged.jsonl --method judge --judge http://127.0.0.1:8000/v1 --judge-samples 8
+    prm annotate big.jsonl labelled.jsonl --completer vllm:Qwen/Qwen2.5-Math-7B-Instruct --ray --ray-address auto --gpus-per-actor 1
 
 Interrupt it at any time; the same command resumes where it stopped.
 """
@@ -20,6 +21,7 @@ from annotate.config import AnnotateConfig
 from annotate.runner import input_formats
 from prm.app.arguments import (add_judge_arguments, count, judge_config_from_args, non_negative_float,
                                positive_int, probability, shard)
+from prm.app.ray_jobs import add_ray_arguments, ray_options
 
 DEFAULTS = AnnotateConfig()
 
@@ -84,6 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="seconds to wait for one response (default: 120)")
     http.add_argument("--max-retries", type=count, default=None, metavar="K",
                       help="tries after the first one, for a failed request (default: 4)")
+    add_ray_arguments(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> AnnotateConfig:
@@ -130,6 +133,11 @@ def run(args: argparse.Namespace) -> int:
     is_http = args.completer.strip().startswith(("http://", "https://"))
     if http_options and not is_http:
         raise RecordError(f"--timeout and --max-retries apply to HTTP completers, not {args.completer!r}")
+    if ray_options(args) is not None:  # the completer is loaded in each Ray actor
+        from prm.app.ray_jobs import annotate_on_ray
+
+        print(annotate_on_ray(args, traces, config, http_options).text())
+        return 0
     try:
         if is_http:
             completer = load_completer(args.completer, **http_options)

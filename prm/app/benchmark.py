@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from prm.app.arguments import add_judge_arguments
 
     add_judge_arguments(parser)
+    from prm.app.ray_jobs import add_ray_arguments
+
+    add_ray_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,10 +133,12 @@ def load_benchmark(benchmark: str, data: str | None, subsets: list[str] | None):
 
 def score_resumably(traces, args: argparse.Namespace, out: Path):
     """Score `traces` chunk by chunk into OUT/scored.partial.jsonl, skipping what it holds."""
-    from tqdm.auto import tqdm
+    import functools
 
+    from prm.app.ray_jobs import ray_options
     from prm.app.scorers import load_step_scorer
     from prm.io import dumps, read_records
+    from prm.progress import progress_bar
     from prm.records import Trace
 
     partial = out / "scored.partial.jsonl"
@@ -154,21 +159,40 @@ def score_resumably(traces, args: argparse.Namespace, out: Path):
                               "re-run with the same --scorer and --dtype, or delete it to start again",
                               path=str(partial), line=number, field="meta.scored_with")
     if len(done) < len(traces):
-        scorer = load_step_scorer(args.scorer, judge=judge, family=args.family, device=args.device,
-                                  dtype=args.dtype, max_batch_tokens=args.max_batch_tokens)
+        load = functools.partial(load_step_scorer, args.scorer, judge=judge, family=args.family, device=args.device,
+                                 dtype=args.dtype, max_batch_tokens=args.max_batch_tokens,
+                                 workers=args.workers)
+        score = functools.partial(_score_chunk, batch_size=args.batch_size, settings=settings)
+        chunks = [traces[start:start + args.chunk] for start in range(len(done), len(traces), args.chunk)]
+        status = None
+        if ray_options(args) is not None:  # the scorer is loaded in each Ray actor
+            from prm.app.ray_jobs import score_chunks_on_ray
+
+            pool, scored_chunks = score_chunks_on_ray(args, chunks, load, score, f"scoring {args.benchmark}")
+            status = pool.status
+        else:
+            scorer = load()
+            scored_chunks = (score(scorer, chunk) for chunk in chunks)
         out.mkdir(parents=True, exist_ok=True)
-        bar = tqdm(total=len(traces), initial=len(done), desc=f"scoring {args.benchmark}", unit="trace")
+        bar = progress_bar(len(traces), initial=len(done), desc=f"scoring {args.benchmark}", unit="trace")
         with open(partial, "a", encoding="utf-8") as handle:
-            for start in range(len(done), len(traces), args.chunk):
-                chunk = traces[start:start + args.chunk]
-                scorer.score_traces(chunk, batch_size=args.batch_size)
+            for chunk in scored_chunks:
                 for trace in chunk:
-                    trace.meta["scored_with"] = settings
                     handle.write(dumps(trace) + "\n")
                 handle.flush()
                 bar.update(len(chunk))
+                if status is not None:
+                    bar.set_postfix_str(status(), refresh=False)
         bar.close()
     return list(read_records(partial, Trace.from_dict)) if partial.exists() else traces
+
+
+def _score_chunk(scorer, chunk: list, batch_size: int, settings: dict) -> list:
+    """`chunk` scored, each trace marked with what scored it (in one process or a Ray actor)."""
+    scorer.score_traces(chunk, batch_size=batch_size)
+    for trace in chunk:
+        trace.meta["scored_with"] = settings
+    return chunk
 
 
 def _is_predictions(path: str) -> bool:

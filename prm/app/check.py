@@ -83,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recheck", action="store_true",
                         help="discard the partial output of an interrupted run and start over")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or log lines")
+    from prm.app.ray_jobs import add_ray_arguments
+
+    add_ray_arguments(parser)
 
 
 # -- checkers and their settings ----------------------------------------------------------------
@@ -249,12 +252,14 @@ def sigterm_interrupts():
 def run(args) -> int:
     from annotate.checkers.combine import consensus_filter, override_refuted
     from annotate.checkers.parallel import CheckerPool
+    from prm.app.ray_jobs import ray_options
     from prm.io import check_output, write_traces
 
     check_output(args.output)  # before any work: a folder of the user's is never replaced
     names = checker_names(args.checkers)
     options = checker_options(names, args)
     settings = json.loads(json.dumps({"checkers": names, "options": options}))
+    on_ray = ray_options(args) is not None  # (Ray flags without --ray are refused before any file is made)
     traces = read_input(args)
     output = Path(args.output)
     partial = partial_path(output)
@@ -266,7 +271,12 @@ def run(args) -> int:
         todo = [t for t in traces if t.id not in done]
         for trace in todo:
             trace.meta["check"] = {"settings": settings}
-        pool = CheckerPool(options, time_limits(options), workers=args.workers)
+        if on_ray:  # the checks run in Ray actors, each with its own pool
+            from prm.app.ray_jobs import checker_pool_on_ray
+
+            pool = checker_pool_on_ray(args, options, time_limits(options))
+        else:
+            pool = CheckerPool(options, time_limits(options), workers=args.workers)
         started = time.perf_counter()
         with sigterm_interrupts():
             steps = stream(pool, todo, handle, done, total=len(traces), progress=not args.no_progress)
@@ -312,7 +322,8 @@ def stream(pool, todo: list, handle, done: dict, *, total: int, progress: bool) 
                 done[trace.id] = trace
                 steps += len(trace.steps)
                 bar.update(1)
-                bar.set_postfix_str(f"{steps / (time.monotonic() - started):.1f} steps/s",
+                busy = f", {pool.status()}" if hasattr(pool, "status") else ""  # Ray: the busy actors
+                bar.set_postfix_str(f"{steps / (time.monotonic() - started):.1f} steps/s{busy}",
                                     refresh=False)
         finally:
             os.fsync(handle.fileno())

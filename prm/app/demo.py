@@ -160,6 +160,7 @@ def run_demo(config: DemoConfig) -> dict:
     stage("score held-out traces and evaluate")
     val, test = score(prm_dir, orm_dir, splits["val"], splits["test"], out)
     metrics = evaluate(val, test, out / "eval")
+    metrics["checker_blind"] = checker_blind(test, metrics["threshold"]["first_error"])
     implicit = None
     if implicit_dir is not None:
         implicit = evaluate_implicit(implicit_dir, splits["val"], splits["test"], out)
@@ -371,6 +372,26 @@ def evaluate(val: list[Trace], test: list[Trace], folder: Path) -> dict:
                         inputs={"test": "scored_test.jsonl", "validation": "scored_val.jsonl"})
 
 
+def checker_blind(test: list[Trace], threshold: float) -> dict:
+    """The PRM where the sympy checker is blind: first-error F1 on the flawed test traces sympy
+    refutes nowhere plus the clean ones, and the false alarms on fully correct traces, at the
+    first-error threshold chosen on validation (`evals.checker_blind`)."""
+    import copy
+
+    from annotate.checkers import get_checker
+    from evals.checker_blind import checker_blind_subset, false_alarm_rate
+    from evals.first_error import first_error_metrics
+
+    checker, checked = get_checker("sympy"), copy.deepcopy(test)
+    for trace in checked:
+        for i, step in enumerate(trace.steps):
+            step.verdicts = [checker.check(trace.problem, trace.step_texts[:i], step.text)]
+    blind = checker_blind_subset(checked, "sympy")
+    return {"f1": first_error_metrics(blind, threshold)["overall"]["f1"],
+            "blind_flawed_traces": sum(t.meta["gold_first_error"] >= 0 for t in blind),
+            "false_alarms": false_alarm_rate(test, threshold), "threshold": threshold}
+
+
 def search_test(config: DemoConfig, completer, prm_dir: Path, test: list[Trace], out: Path) -> dict:
     """Step-level beam search (`prm.search`) on the test problems at the tokens of
     `eval_samples` solutions, guided by the PRM with sympy-refuted steps scored 0."""
@@ -407,7 +428,15 @@ def summarise(config: DemoConfig, splits, labels, metrics, timings, seconds) -> 
                            for name, traces in splits.items()},
             "label_quality": labels, "step": metrics.get("step"),
             "first_error": metrics.get("first_error"), "best_of_n": best,
-            "threshold": metrics.get("threshold")}
+            "threshold": metrics.get("threshold"), "checker_blind": metrics.get("checker_blind")}
+
+
+def _blind_line(blind: dict) -> str:
+    alarms = blind["false_alarms"]
+    return (f"PRM where sympy is blind: first-error F1 {_num(blind['f1'])} on {blind['blind_flawed_traces']} flawed "
+            f"test traces sympy refutes nowhere plus the clean ones; false alarms on "
+            f"{alarms['alarms']} of {alarms['correct_traces']} fully correct traces (threshold {blind['threshold']:.2f}, "
+            "chosen on validation)")
 
 
 def _pct(value) -> str:
@@ -420,6 +449,8 @@ def summary_lines(summary: dict) -> list[str]:
         lines.append(f"labels {name}: hard-label agreement with gold {_pct(quality.get('agreement'))}")
     if summary.get("step"):
         lines.append(f"PRM step accuracy vs gold (test): {_pct(summary['step']['accuracy'])}")
+    if summary.get("checker_blind"):
+        lines.append(_blind_line(summary["checker_blind"]))
     final = _best_of_n_at_max(summary)
     if final:
         lines.append("best-of-{n}: PRM (min) {prm}, majority {maj}, ORM {orm}, oracle {orc}".format(**final))
@@ -478,6 +509,9 @@ def render_report(summary: dict) -> str:
                      _num((first.get("overall") or first).get("f1")), cost])
     lines += table_lines(["verifier", "step accuracy", "F1 (bad steps)", "AUROC", "first-error F1 (ProcessBench)",
                           "training labels"], rows) + [""]
+    if summary.get("checker_blind"):
+        lines += [_blind_line(summary["checker_blind"]) + " (`python bench/verifiers.py`: every verifier, 3 seeds).",
+                  ""]
     best = summary.get("best_of_n") or {}
     if best.get("methods"):
         ns, curves = best["n"], best["methods"]

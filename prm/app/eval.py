@@ -90,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         return benchmark.run(args)
     if not args.source:
         raise RecordError("give SCORED_DATA_OR_MODEL, or --benchmark with --scorer")
+    if args.ray:
+        raise RecordError("--ray scores a benchmark (--benchmark --scorer); score other traces with `prm score --ray`")
     traces = load_traces(args.data if args.data else args.source)
     val = load_traces(args.val) if args.val else None
     inputs = {"data": args.data or args.source}

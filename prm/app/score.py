@@ -58,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from prm.app.arguments import add_judge_arguments
 
     add_judge_arguments(parser)
+    from prm.app.ray_jobs import add_ray_arguments
+
+    add_ray_arguments(parser)
 
 
 def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +71,12 @@ def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cast the model (e.g. bf16 on CUDA; default: the checkpoint's own)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA when present)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: every core)")
+    from annotate.checkers.parallel import default_workers
+    from prm.app.arguments import positive_int
+
+    parser.add_argument("--workers", type=positive_int, default=default_workers(), metavar="N",
+                        help="checker: scorers: checker processes, as in prm check (default: one per CPU, "
+                             "here %(default)s)")
 
 
 @contextlib.contextmanager
@@ -143,12 +152,12 @@ def check_resumable(partial: Path, done: list, traces: list, settings: dict) -> 
 
 
 def _score(args: argparse.Namespace, traces: list) -> int:
-    import math
+    import functools
 
-    from tqdm.auto import tqdm
-
+    from prm.app.ray_jobs import ray_options
     from prm.errors import opening_model
     from prm.io import dumps, read_finished, write_traces
+    from prm.progress import progress_bar
 
     partial = Path(str(args.output) + ".partial.jsonl")
     settings = run_settings(args)
@@ -157,36 +166,58 @@ def _score(args: argparse.Namespace, traces: list) -> int:
         print(f"prm score: dropped a torn last line ({torn} bytes) of {partial}", file=sys.stderr)
     check_resumable(partial, done, traces, settings)
 
-    with opening_model(args.model):
-        scorer = load_for(args)
-    how = args.aggregation or scorer.aggregation
-    bar = tqdm(total=len(traces), initial=len(done), desc="scoring", unit="trace")
+    chunks = [traces[start:start + args.chunk] for start in range(len(done), len(traces), args.chunk)]
+    status = None
+    if ray_options(args) is not None:  # the scorer is loaded in each Ray actor
+        from prm.app.ray_jobs import score_chunks_on_ray
+
+        pool, scored_chunks = score_chunks_on_ray(args, chunks, functools.partial(load_for, args),
+                                                  functools.partial(score_chunk, args=args, settings=settings),
+                                                  "prm score")
+        status = pool.status
+    else:
+        with opening_model(args.model):
+            scorer = load_for(args)
+        scored_chunks = (score_chunk(scorer, chunk, args, settings) for chunk in chunks)
+    bar = progress_bar(len(traces), initial=len(done), desc="scoring", unit="trace")
     partial.parent.mkdir(parents=True, exist_ok=True)
     with open(partial, "a", encoding="utf-8") as handle:
-        for start in range(len(done), len(traces), args.chunk):
-            chunk = traces[start:start + args.chunk]
-            scorer.score_traces(chunk, batch_size=args.batch_size)
+        for chunk in scored_chunks:
             for trace in chunk:
-                bad = next((i for i, score in enumerate(trace.scores)
-                            if score is not None and not math.isfinite(score)), None)
-                if bad is not None:
-                    raise RecordError(f"the model gave a non-finite score ({trace.scores[bad]}) to step {bad} of "
-                                      f"trace {trace.id!r}: its weights may be broken; nothing of this chunk "
-                                      "was written", path=args.model)
-                trace.meta["solution_score"] = scorer.solution_score(trace.scores, how)
-                trace.meta["reward_model"] = {"model": args.model, "aggregation": how, "settings": settings}
                 handle.write(dumps(trace) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
             bar.update(len(chunk))
+            if status is not None:
+                bar.set_postfix_str(status(), refresh=False)
     bar.close()
     scored, _ = read_finished(partial)
     write_traces(args.output, scored)
     partial.unlink()
     unscored = sum(s.score is None for t in scored for s in t.steps)
     note = f" ({unscored} step(s) too long for the model have no score)" if unscored else ""
+    how = scored[0].meta["reward_model"]["aggregation"] if scored else args.aggregation
     print(f"prm score: {len(scored)} record(s) scored with {args.model} ({how}) -> {args.output}{note}")
     return 0
+
+
+def score_chunk(scorer, chunk: list, args: argparse.Namespace, settings: dict) -> list:
+    """`chunk` scored by `scorer`, each trace with its solution score and what made it; a
+    non-finite score stops the run before any of the chunk is written."""
+    import math
+
+    how = args.aggregation or scorer.aggregation
+    scorer.score_traces(chunk, batch_size=args.batch_size)
+    for trace in chunk:
+        bad = next((i for i, score in enumerate(trace.scores)
+                    if score is not None and not math.isfinite(score)), None)
+        if bad is not None:
+            raise RecordError(f"the model gave a non-finite score ({trace.scores[bad]}) to step {bad} of "
+                              f"trace {trace.id!r}: its weights may be broken; nothing of this chunk "
+                              "was written", path=args.model)
+        trace.meta["solution_score"] = scorer.solution_score(trace.scores, how)
+        trace.meta["reward_model"] = {"model": args.model, "aggregation": how, "settings": settings}
+    return chunk
 
 
 # Words in a model's name that say it was trained as a PRM read through its LM head
@@ -226,7 +257,7 @@ def load_for(args: argparse.Namespace):
         return load_step_scorer(args.model, judge=judge_config_from_args(args))
     model, _ = parse_spec(args.model)
     if model is None:
-        return load_step_scorer(args.model)
+        return load_step_scorer(args.model, workers=args.workers)
     try:
         kind = detect_family(model) if args.format == "auto" else args.format
         if args.format == "auto":
@@ -241,4 +272,4 @@ def load_for(args: argparse.Namespace):
         options["step_tag"] = args.step_tag
     elif kind == "token-classification":
         options["step_separator"] = args.step_separator
-    return load_step_scorer(args.model, **options)
+    return load_step_scorer(args.model, workers=args.workers, **options)

@@ -59,9 +59,11 @@ def check_spec(spec: str) -> tuple[str | None, list[str]]:
     return model, checkers
 
 
-def load_step_scorer(spec: str, judge=None, **options) -> StepScorer:
+def load_step_scorer(spec: str, judge=None, workers: int | None = None, **options) -> StepScorer:
     """The step scorer a spec names (see the module docstring). A model that cannot be
-    opened is a `RecordError` naming it. `judge`: the `JudgeConfig` of a judge: spec."""
+    opened is a `RecordError` naming it. `judge`: the `JudgeConfig` of a judge: spec.
+    `workers`: the checkers run on that many worker processes (`prm check`'s pool; None: in
+    this process)."""
     from annotate.checkers.scorer import CheckerAwareScorer, CheckerScorer
 
     if is_judge(spec):
@@ -69,9 +71,9 @@ def load_step_scorer(spec: str, judge=None, **options) -> StepScorer:
 
     model, checkers = check_spec(spec)
     if model is None:
-        return CheckerScorer(checkers)
+        return CheckerScorer(checkers, workers=workers)
     base = load_model_scorer(model, **options)
-    return CheckerAwareScorer(base, checkers) if checkers else base
+    return CheckerAwareScorer(base, checkers, workers=workers) if checkers else base
 
 
 def load_model_scorer(model: str, **options) -> StepScorer:

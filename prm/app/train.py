@@ -91,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"prm train: no checkpoint in {out}; starting from the beginning")
     if args.early_stopping_patience is not None and not (inputs.eval or inputs.eval_split):
         raise RecordError("--early-stopping needs --eval DATA")
+    if inputs.merge_lora and options.lm_features and options.lora_r > 0:
+        raise RecordError("--merge_lora with --lm_features: the LM features are read from the backbone without "
+                          "its adapters, so merging them would change the scores; save with the adapters")
     train = _read(args.data, inputs.split)
     if inputs.eval:
         held_out = _read(inputs.eval, inputs.eval_split)

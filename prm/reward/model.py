@@ -40,6 +40,7 @@ from transformers.utils import ModelOutput
 
 from prm.aggregate import AGGREGATIONS
 from prm.reward.implicit import IMPLICIT_LOSSES, running_values, step_rewards, token_log_ratios
+from prm.reward.prefix_cache import cached_causal_check
 from prm.reward.scorer import BatchedStepScorer
 from prm.reward.step_features import INITIAL_WEIGHTS, parse_step_features, step_feature_values
 from prm.reward.step_tokenizer import (DEFAULT_MARKER_TOKEN, STEP_MARKERS, EncodedSteps, StepTokenizer,
@@ -105,7 +106,9 @@ class RewardModelOptions:
             the backbone's LM assigns to a token of the step and of the answer so far
             (`lm_step_features`). A small backbone cannot learn to re-check a calculation from
             a few thousand labels, but a wrong result is an unlikely token to the LM that can
-            compute it.
+            compute it. With LoRA (`lora_r > 0`) the log-probabilities come from the backbone
+            with its adapters off (the unchanged LM), so the backbone can learn without the
+            head losing the LM's judgement.
         lora_r, lora_alpha, lora_dropout, lora_target_modules:
             With `lora_r > 0` the backbone is wrapped in `peft` LoRA adapters (rank `lora_r`,
             scale `lora_alpha / lora_r`, on `lora_target_modules`); the backbone's own weights
@@ -266,8 +269,6 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
             self.reference = reference if reference is not None else _reference_from_config(config)
             self.reference.requires_grad_(False)
             self.reference.eval()
-        if config.lora_r > 0:
-            backbone = _with_lora(backbone, config)
         self.backbone = backbone
         if getattr(self.backbone, "pooler", None) is not None:
             self.backbone.pooler = None  # an encoder's [CLS] pooler is unused: skip its compute and weights
@@ -279,6 +280,9 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
         self._step_tokenizer = None
         self.post_init()
         if config.lora_r > 0:
+            # after post_init: its weight tying cannot find a Llama's tied embeddings under peft's
+            # wrapper (PeftModel.model is the LoraModel's LlamaForCausalLM, not its .model)
+            self.backbone = _with_lora(self.backbone, config)
             self._rename_tied_weights_under_lora()
 
     def _rename_tied_weights_under_lora(self) -> None:
@@ -330,6 +334,9 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
     def merge_lora(self) -> "RewardModel":
         """Fold the LoRA adapters into the backbone's weights (same scores, no peft needed to load)."""
         if self.config.lora_r > 0:
+            if self.config.lm_features:
+                raise ValueError("this model reads LM features from the backbone without its adapters; "
+                                 "merging them would change its scores")
             self.backbone = self.backbone.merge_and_unload()
             self.config.lora_r = 0
         return self
@@ -362,7 +369,8 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
         if self.config.lm_features:
             if answer_start is None:
                 answer_start = torch.zeros(input_ids.size(0), dtype=torch.long, device=input_ids.device)
-            extra = lm_step_features(output.logits, input_ids, step_positions, answer_start,
+            extra = lm_step_features(self._reference_logits(output, input_ids, attention_mask), input_ids,
+                                     step_positions, answer_start,
                                      include_end=self.config.step_marker != "special-token")
             features = torch.cat([features, extra.to(features.dtype)], dim=-1)
         if self.step_feature_names:
@@ -373,6 +381,16 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
         logits = self.head(features).squeeze(-1)
         loss = step_loss(logits, labels, self.config.objective) if labels is not None else None
         return RewardModelOutput(loss=loss, logits=logits)
+
+    def _reference_logits(self, output, input_ids, attention_mask) -> torch.Tensor:
+        """The logits the LM features are read from: the backbone's own, except under LoRA, where
+        they come from the backbone with its adapters switched off. The adapters then shape the
+        hidden state the head reads while the log-probabilities stay those of the unchanged LM
+        (fine-tuning them away was what made full fine-tuning with LM features fail)."""
+        if self.config.lora_r <= 0:
+            return output.logits
+        with torch.no_grad(), self.backbone.disable_adapter():
+            return self.backbone(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def token_log_ratios(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                          answer_start: torch.Tensor | None = None) -> torch.Tensor:
@@ -521,6 +539,27 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
             for step, value in zip(trace.steps, values):
                 step.score = value
         return traces
+
+    def _causal_backbone(self):
+        """The backbone, when it is causal and the head reads only its hidden states (no
+        lm_features, no step_features): then search reuses each prefix's KV cache. Any other
+        head (e.g. an implicit PRM's log-ratios of two LMs) is scored whole until it overrides
+        `score_prefixes` with states of its own."""
+        if self.config.head not in ("prm", "orm") or self.config.lm_features or self.step_feature_names:
+            return None
+        return self.backbone if cached_causal_check(self, self.backbone) else None
+
+    def _step_head(self, hidden):
+        return torch.sigmoid(self.head(hidden).squeeze(-1))  # eval mode: dropout is the identity
+
+    def score_prefixes(self, items, parents=None, batch_size=None):
+        was_training = self.training
+        self.eval()
+        try:
+            return super().score_prefixes(items, parents, batch_size)
+        finally:
+            if was_training:
+                self.train()
 
     @torch.inference_mode()
     def _step_probabilities(self, batch: list[EncodedSteps]) -> list[list[float]]:

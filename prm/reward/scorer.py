@@ -11,12 +11,21 @@ non-neural scorers (checkers) are interchangeable:
   checker verdicts as inputs (`step_features`) takes (problem, steps, feature rows) items,
   or reads the verdicts itself in `score_traces`.
 - `score(problem, steps)`, `score_traces(traces)`: conveniences over `score_many`.
+- `score_prefixes(items, parents)`: the same scores for prefixes that each extend an earlier
+  scored prefix (its `ScoredPrefix.state`), as a search scores a tree; a causal transformer
+  scorer runs only the new tokens after the parent's KV cache (`prm.reward.prefix_cache`),
+  every other scorer scores the items whole. Each result says how many tokens were run.
 - `solution_score(step_scores, how)`: aggregate step scores into one solution score
   (`prm.aggregate`), by default with the scorer's own `aggregation`.
 
 `BatchedStepScorer` is the shared machinery of transformer scorers: it encodes every item,
 groups them by length into batches under a token budget, and asks the subclass for the
-probabilities of one padded batch (`_encode_many`, `_step_probabilities`).
+probabilities of one padded batch (`_encode_many`, `_step_probabilities`). A subclass
+built on a causal backbone opts in to incremental prefix scoring with two more hooks:
+`_causal_backbone()` (the module run with a KV cache, returning `last_hidden_state`) and
+`_step_head(hidden)` (step probabilities from the hidden states at step positions). A scorer
+whose scores need more than that (e.g. an implicit PRM reading two models' token
+log-probabilities) overrides `score_prefixes` itself, keeping its own `PrefixState`s.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from abc import ABC, abstractmethod
 
 from prm.aggregate import aggregate
 from prm.records import Trace
+from prm.reward.batching import length_batches  # noqa: F401 (also imported from here)
+from prm.reward.prefix_cache import PrefixState, ScoredPrefix, new_token_counts, score_incrementally
 from prm.reward.step_tokenizer import EncodedSteps
 
 logger = logging.getLogger(__name__)
@@ -42,6 +53,14 @@ class StepScorer(ABC):
     def score_many(self, items: list[Item], batch_size: int | None = None,
                    progress: bool = False) -> list[list[float | None]]:
         """One probability per step that the step is good, for each (problem, steps) item."""
+
+    def score_prefixes(self, items: list[Item], parents: list[PrefixState | None] | None = None,
+                       batch_size: int | None = None) -> list[ScoredPrefix]:
+        """Scores of prefixes that each extend `parents[i]` (the `state` of an earlier result,
+        or None): the same scores as `score_many`. This default scores every item whole and
+        keeps no state; scorers that can reuse a parent's work override it."""
+        scores = self.score_many(items, batch_size)
+        return [ScoredPrefix(row) for row in scores]
 
     def score(self, problem: str, steps: list[str]) -> list[float | None]:
         """One probability per step that the step is good."""
@@ -79,11 +98,45 @@ class BatchedStepScorer(StepScorer):
     def _step_probabilities(self, batch: list[EncodedSteps]) -> list[list[float]]:
         """The kept steps' probabilities for one batch of encoded items."""
 
+    def _causal_backbone(self):
+        """The causal transformer whose KV cache `score_prefixes` may reuse (called with
+        input_ids, attention_mask, position_ids, past_key_values; returns last_hidden_state),
+        or None (the default: encoders, and scorers that read more than hidden states at
+        step positions): then prefixes are scored whole."""
+        return None
+
+    def _step_head(self, hidden):
+        """Step probabilities [n] from the backbone's hidden states [n, hidden] at step
+        positions; needed when `_causal_backbone` is not None."""
+        raise NotImplementedError
+
+    @property
+    def incremental(self) -> bool:
+        """Whether `score_prefixes` runs only the tokens a prefix adds to its parent."""
+        return self._causal_backbone() is not None
+
+    def score_prefixes(self, items: list[Item], parents: list[PrefixState | None] | None = None,
+                       batch_size: int | None = None) -> list[ScoredPrefix]:
+        """`StepScorer.score_prefixes`: from the parents' KV caches when the backbone is causal
+        (`prm.reward.prefix_cache`), else whole, with states that hold the token ids only."""
+        items = [(item[0], list(item[1]), *item[2:]) for item in items]
+        parents = list(parents) if parents is not None else [None] * len(items)
+        if self.incremental:
+            return score_incrementally(self, items, parents, batch_size)
+        encoded = self._encode_many(items)
+        news = new_token_counts(encoded, items, parents)
+        scores = self._score_encoded(encoded, batch_size)
+        return [ScoredPrefix(row, PrefixState(e.input_ids), len(e.input_ids), len(e.input_ids), new)
+                for row, e, new in zip(scores, encoded, news)]
+
     def score_many(self, items: list[Item], batch_size: int | None = None,
                    progress: bool = False) -> list[list[float | None]]:
         """Score many (problem, steps) pairs: sorted by length, padded per batch."""
         items = [(item[0], list(item[1]), *item[2:]) for item in items]  # extras: e.g. step features
-        encoded = self._encode_many(items)
+        return self._score_encoded(self._encode_many(items), batch_size, progress)
+
+    def _score_encoded(self, encoded: list[EncodedSteps], batch_size: int | None = None,
+                       progress: bool = False) -> list[list[float | None]]:
         results: list[list[float | None]] = [[None] * e.n_steps for e in encoded]
         batches = length_batches([len(e.input_ids) for e in encoded], batch_size or self.batch_size,
                                  self.max_batch_tokens)
@@ -104,27 +157,3 @@ class BatchedStepScorer(StepScorer):
             logger.warning("%d step(s) in %d trace(s) did not fit in max_length and have no score",
                            sum(dropped), len(dropped))
         return results
-
-
-def length_batches(lengths: list[int], batch_size: int, max_tokens: int,
-                   max_padding: float = 0.1) -> list[list[int]]:
-    """Indices grouped into batches of similar length, longest first: at most `batch_size`
-    items, at most `max_tokens` padded tokens, and no item padded by more than `max_padding`
-    of the batch's width (a longer item still gets a batch of its own).
-
-    The padding bound matters on CPU, where a padded token costs as much as a real one: for a
-    135M model, unbounded batches of GSM8K traces computed 1.76x the real tokens and scored at
-    half the speed of one trace at a time (bench/README.md, scoring)."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
-    batches, current, width = [], [], 0
-    for i in order:
-        length = lengths[i]
-        full = len(current) >= batch_size or (len(current) + 1) * max(width, length) > max_tokens
-        if current and (full or length < (1 - max_padding) * width):
-            batches.append(current)
-            current, width = [], 0
-        current.append(i)
-        width = max(width, length)
-    if current:
-        batches.append(current)
-    return batches

@@ -3,8 +3,10 @@ completer and scoring prefixes with the step scorer.
 
 `Calls.sample` sends many prompts (all active prefixes of all problems at one step) to the
 completer in ONE `complete_prompts` call, with a seed and a sample count per prompt;
-`Calls.score` scores many (problem, steps) items in ONE `score_many` call. Both add to the
-run's `Compute` and to the `Compute` of each problem that took part.
+`Calls.score_prefixes` scores many (problem, steps) items in ONE `score_prefixes` call, each
+from its parent prefix's state when the tree search gives one (a causal scorer then runs only
+the new tokens); `Calls.score` is the same without parents. Both add to the run's `Compute`
+and to the `Compute` of each problem that took part.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from prm.search.compute import Compute
 
 if TYPE_CHECKING:
     from completers.base import Completer, Completion
+    from prm.reward.prefix_cache import ScoredPrefix
     from prm.reward.scorer import StepScorer
 
 
@@ -67,31 +70,38 @@ class Calls:
 
     def score(self, items: list[tuple[str, list[str]]], owners: list[str]) -> list[list[float | None]]:
         """Step scores of each (problem, steps) item, in one scorer call."""
+        return [result.scores for result in self.score_prefixes(items, owners)]
+
+    def score_prefixes(self, items: list[tuple[str, list[str]]], owners: list[str],
+                       parents: list | None = None) -> list[ScoredPrefix]:
+        """Each item scored in one scorer call, from `parents[i]` (the state of its parent
+        prefix's result, or None); the tokens the scorer ran are counted."""
         if not items:
             return []
         if self.scorer is None:
             raise ValueError("this strategy needs a step scorer")
         start = time.perf_counter()
-        scores = self.scorer.score_many(items)
+        results = self.scorer.score_prefixes(items, parents)
         seconds = time.perf_counter() - start
-        if len(scores) != len(items):
-            raise RuntimeError(f"scorer returned {len(scores)} results for {len(items)} items")
+        if len(results) != len(items):
+            raise RuntimeError(f"scorer returned {len(results)} results for {len(items)} items")
         steps = [len(s) for _, s in items]
         total = sum(steps) or 1
         self.run.scorer_calls += 1
-        self.run.scored_items += len(items)
-        self.run.scored_steps += sum(steps)
         self.run.scorer_seconds += seconds
         self.run.seconds += seconds
         for owner in dict.fromkeys(owners):
             self.of(owner).scorer_calls += 1
-        for owner, count in zip(owners, steps):
-            mine = self.of(owner)
-            mine.scored_items += 1
-            mine.scored_steps += count
-            mine.scorer_seconds += seconds * count / total
-            mine.seconds += seconds * count / total
-        return scores
+        for owner, count, result in zip(owners, steps, results):
+            for compute, share in ((self.run, 0.0), (self.of(owner), seconds * count / total)):
+                compute.scored_items += 1
+                compute.scored_steps += count
+                compute.scorer_tokens += result.tokens
+                compute.scorer_computed_tokens += result.computed_tokens
+                compute.scorer_new_tokens += result.new_tokens
+                compute.scorer_seconds += share
+                compute.seconds += share
+        return results
 
 
 def parse_step(text: str) -> tuple[str | None, str | None, bool]:

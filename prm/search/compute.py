@@ -1,7 +1,11 @@
 """Compute accounting and token budgets, in the same units for every search strategy.
 
 `Compute` counts what a search spent: generated tokens (the budget's unit), sampled
-completions, completer calls, scorer calls, scored prefixes and steps, and wall time. A
+completions, completer calls, scorer calls, scored prefixes and steps, the scorer's tokens
+(`scorer_tokens`: the inputs of the prefixes scored; `scorer_computed_tokens`: what the
+model ran, less when a causal scorer reuses a parent prefix's KV cache;
+`scorer_new_tokens`: what no earlier prefix of the tree held, the least any scorer must
+run), and wall time. A
 run keeps one for the whole run (real call counts) and one per problem (the calls it took
 part in; wall time shared among the problems of a call in proportion to their tokens).
 
@@ -32,6 +36,9 @@ class Compute:
     scorer_calls: int = 0
     scored_items: int = 0
     scored_steps: int = 0
+    scorer_tokens: int = 0
+    scorer_computed_tokens: int = 0
+    scorer_new_tokens: int = 0
     completer_seconds: float = 0.0
     scorer_seconds: float = 0.0
     seconds: float = 0.0

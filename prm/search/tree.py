@@ -16,10 +16,14 @@ or no prefix is left, and collects more finished solutions to choose from.
 
 Batching: at each depth, every prefix to expand of every tree of every problem goes to the
 completer in ONE `complete_prompts` call (per-prompt seeds and counts), and every new
-candidate prefix to the scorer in ONE `score_many` call. A depth costs W x K samples of
-at most `step_tokens` tokens per problem and W x K scored prefixes of length depth + 1, so
-a search of depth D costs about D x W x K steps generated, D completer calls, and
-W x K x D(D+1)/2 steps read by the scorer (prefixes are re-scored whole).
+candidate prefix to the scorer in ONE `score_prefixes` call, each with its parent's scorer
+state. A depth costs W x K samples of at most `step_tokens` tokens per problem and W x K
+scored prefixes of length depth + 1, so a search of depth D costs about D x W x K steps
+generated and D completer calls. A causal scorer (`StepScorer.score_prefixes`) keeps each
+kept prefix's KV cache and runs only a candidate's new step: D x W x K steps read; any other
+scorer re-reads prefixes whole, W x K x D(D+1)/2 steps. `Compute.scorer_computed_tokens`
+against `scorer_new_tokens` shows which. A state lives only while its node may still be
+expanded.
 
 Budget: before each depth a tree may start only as many samples as its remaining tokens
 cover at `step_tokens` each (`Budget.affordable`), given to its best prefixes first; when not one
@@ -67,6 +71,7 @@ class Node:
     scores: list[float | None] = field(default_factory=list)
     score: float | None = None
     kept: bool = False
+    state: object = field(default=None, repr=False, compare=False)  # the scorer's, for the children
 
     @property
     def depth(self) -> int:
@@ -146,6 +151,7 @@ def tree_search(problems: list[Problem], completer: Completer, calls: Calls, con
         for tree in trees:
             if not tree.done:
                 select(tree, new.get(id(tree), []), config)
+        _release_states(requests, new)
     out: dict[str, tuple[list[Candidate], list[Candidate], list[dict]]] = {p.id: ([], [], []) for p in problems}
     for tree in trees:
         finished, unfinished, records = out[tree.problem.id]
@@ -262,12 +268,23 @@ def look_ahead(requests: list[Request], new: dict[int, list[Node]], completer: C
             node.ahead.append(answer_step(answer))
 
 
+def _release_states(requests: list[Request], new: dict[int, list[Node]]) -> None:
+    """Drop the scorer states no later depth reads: the expanded prefixes' (their children
+    are scored) and those of new nodes that were not kept or are finished."""
+    for request in requests:
+        request.node.state = None
+    for nodes in new.values():
+        for node in nodes:
+            if not node.kept or node.finished:
+                node.state = None
+
+
 def _score(trees: list[Tree], new: dict[int, list[Node]], calls: Calls, config: SearchConfig) -> None:
     """Scores of the new nodes, all in one scorer call. A finished node whose answer line is
     not scored keeps its parent's scores (its steps are the parent's). A node with a
     lookahead continuation is scored with it: its own steps keep their own scores, its rank
     is the aggregate over the continuation too."""
-    items, owners, targets = [], [], []
+    items, owners, targets, parents = [], [], [], []
     for tree in trees:
         for node in new.get(id(tree), []):
             steps = list(node.steps) + node.ahead
@@ -281,9 +298,11 @@ def _score(trees: list[Tree], new: dict[int, list[Node]], calls: Calls, config: 
             items.append((tree.problem.question, steps))
             owners.append(tree.problem.id)
             targets.append(node)
+            parents.append(node.parent.state)
     ranked = {}
-    for node, scores in zip(targets, calls.score(items, owners)):
-        node.scores = list(scores)
+    for node, result in zip(targets, calls.score_prefixes(items, owners, parents)):
+        node.scores = list(result.scores)
+        node.state = result.state
         if node.ahead:  # rank by the continuation too; keep the node's own steps' scores
             ranked[id(node)] = aggregate(node.scores, config.aggregation)
             node.scores = node.scores[:len(node.scores) - len(node.ahead)]

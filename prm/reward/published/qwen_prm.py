@@ -29,6 +29,7 @@ from prm.reward.published.common import (
     model_device,
     model_max_length,
 )
+from prm.reward.prefix_cache import cached_causal_check
 from prm.reward.scorer import BatchedStepScorer
 from prm.reward.step_tokenizer import EncodedSteps, pad_batch
 
@@ -101,6 +102,12 @@ class QwenPRMScorer(BatchedStepScorer):
             ids = list(ids[:kept[-1] + 1]) if kept else list(ids[:1])  # causal: later tokens do not matter
             encoded.append(EncodedSteps(ids, kept, len(steps), dropped=len(steps) - len(kept)))
         return encoded
+
+    def _causal_backbone(self):
+        return self.model.model if cached_causal_check(self, self.model) else None
+
+    def _step_head(self, hidden):
+        return self.model.score(hidden).float().softmax(-1)[..., 1]
 
     @torch.inference_mode()
     def _step_probabilities(self, batch: list[EncodedSteps]) -> list[list[float]]:

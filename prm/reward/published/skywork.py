@@ -26,6 +26,7 @@ from prm.reward.published.common import (
     model_device,
     model_max_length,
 )
+from prm.reward.prefix_cache import cached_causal_check
 from prm.reward.scorer import BatchedStepScorer
 from prm.reward.step_tokenizer import EncodedSteps, pad_batch
 
@@ -97,6 +98,12 @@ class SkyworkPRMScorer(BatchedStepScorer):
             start += len(steps)
             encoded.append(EncodedSteps(ids, positions, len(steps), dropped=len(steps) - len(positions)))
         return encoded
+
+    def _causal_backbone(self):
+        return self.model.model if cached_causal_check(self, self.model) else None
+
+    def _step_head(self, hidden):
+        return self.model.v_head(hidden).float().sigmoid()
 
     @torch.inference_mode()
     def _step_probabilities(self, batch: list[EncodedSteps]) -> list[list[float]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from prm.reward.published.common import model_device, model_max_length, place
+from prm.reward.prefix_cache import cached_causal_check
 from prm.reward.scorer import BatchedStepScorer
 from prm.reward.step_tokenizer import EncodedSteps, pad_batch
 
@@ -62,6 +63,18 @@ class TokenClassificationScorer(BatchedStepScorer):
             start += len(steps)
             encoded.append(EncodedSteps(ids, positions, len(steps), dropped=len(steps) - len(positions)))
         return encoded
+
+    def _classifier(self):
+        """The token-classification head on top of `base_model` (its name depends on the architecture)."""
+        return getattr(self.model, "classifier", None) or getattr(self.model, "score", None)
+
+    def _causal_backbone(self):
+        if self._classifier() is None or not cached_causal_check(self, self.model):
+            return None  # an encoder (BERT and the like) is scored whole
+        return self.model.base_model
+
+    def _step_head(self, hidden):
+        return self._classifier()(hidden).float().softmax(-1)[..., 1]  # eval mode: no dropout
 
     @torch.inference_mode()
     def _step_probabilities(self, batch: list[EncodedSteps]) -> list[list[float]]:
