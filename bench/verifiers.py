@@ -68,12 +68,9 @@ def with_sympy(traces, path: Path):
     if path.exists():
         return read_traces(path)
     from annotate.checkers import get_checker
+    from annotate.checkers.combine import add_verdicts
 
-    checker = get_checker("sympy")
-    for trace in traces:
-        for i, step in enumerate(trace.steps):
-            step.verdicts = [v for v in step.verdicts if v.checker != checker.name]
-            step.verdicts.append(checker.check(trace.problem, trace.step_texts[:i], step.text))
+    add_verdicts(traces, get_checker("sympy"))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_traces(path, traces)
     return traces

@@ -23,6 +23,17 @@ from prm import agreement
 from prm.records import Trace
 
 
+def add_verdicts(traces: list[Trace], checker) -> list[Trace]:
+    """Check every step of `traces` in this process with `checker` (a `Checker`), replacing
+    any earlier verdict of the same checker; returns the traces, changed in place. For a few
+    hundred traces (the demo, benchmarks); `prm check` runs worker processes for more."""
+    for trace in traces:
+        for i, step in enumerate(trace.steps):
+            step.verdicts = [v for v in step.verdicts if v.checker != checker.name]
+            step.verdicts.append(checker.check(trace.problem, trace.step_texts[:i], step.text))
+    return traces
+
+
 def _refuting(step, checkers: list[str] | None):
     return [v for v in step.verdicts
             if v.status == "refuted" and (checkers is None or v.checker in checkers)]

@@ -231,13 +231,10 @@ def check_and_combine(traces: list[Trace], path: Path) -> list[Trace]:
     if path.exists():
         return read_traces(path)
     from annotate.checkers import get_checker
-    from annotate.checkers.combine import override_refuted
+    from annotate.checkers.combine import add_verdicts, override_refuted
 
     checker = get_checker("sympy")
-    for trace in traces:
-        for i, step in enumerate(trace.steps):
-            step.verdicts = [v for v in step.verdicts if v.checker != checker.name]
-            step.verdicts.append(checker.check(trace.problem, trace.step_texts[:i], step.text))
+    add_verdicts(traces, checker)
     counts = override_refuted(traces, [checker.name])
     print(f"sympy override: {counts.as_dict()}")
     write_traces(path, traces)

@@ -1,6 +1,27 @@
-"""Helpers shared by the published-PRM scorers: tokens, offsets, length limits, devices."""
+"""Helpers shared by the published-PRM scorers: tokens, offsets, length limits, devices, and
+the base of the scorers that read a good/bad label token from a causal LM's head."""
 
 from __future__ import annotations
+
+import torch
+
+from prm.reward.prefix_cache import cached_causal_check
+from prm.reward.scorer import BatchedStepScorer
+
+
+class LabelTokenScorer(BatchedStepScorer):
+    """A causal LM whose next-token logits of two label tokens (`self.label_ids`: good, bad)
+    give each step's probability (Math-Shepherd, RLHFlow). Supplies the hooks of incremental
+    prefix scoring (`prm.reward.prefix_cache`): the backbone and the head on its hidden states."""
+
+    def _causal_backbone(self):
+        return self.model.base_model if cached_causal_check(self, self.model) else None
+
+    def _step_head(self, hidden):
+        head = self.model.get_output_embeddings()  # the two label rows, as in _step_probabilities
+        bias = head.bias[self.label_ids] if getattr(head, "bias", None) is not None else None
+        logits = torch.nn.functional.linear(hidden, head.weight[self.label_ids], bias).float()
+        return logits.softmax(-1)[..., 0]
 
 
 def single_token_id(tokenizer, text: str) -> int:

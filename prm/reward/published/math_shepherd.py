@@ -17,20 +17,19 @@ import re
 import torch
 
 from prm.reward.published.common import (
+    LabelTokenScorer,
     model_device,
     model_max_length,
     place,
     single_token_id,
     token_ending_at,
 )
-from prm.reward.prefix_cache import cached_causal_check
-from prm.reward.scorer import BatchedStepScorer
 from prm.reward.step_tokenizer import EncodedSteps, pad_batch
 
 _NUMBERED = re.compile(r"^\s*Step\s*\d+\s*:")
 
 
-class MathShepherdScorer(BatchedStepScorer):
+class MathShepherdScorer(LabelTokenScorer):
     """A causal LM that judges each step by predicting ``+`` or ``-`` at a step tag.
 
     step_tag: text appended to every step (``" ки"`` in Math-Shepherd). good_token /
@@ -91,15 +90,6 @@ class MathShepherdScorer(BatchedStepScorer):
             ids = list(ids[:kept[-1] + 1]) if kept else list(ids[:1])
             encoded.append(EncodedSteps(ids, kept, len(ends), dropped=len(ends) - len(kept)))
         return encoded
-
-    def _causal_backbone(self):
-        return self.model.base_model if cached_causal_check(self, self.model) else None
-
-    def _step_head(self, hidden):
-        head = self.model.get_output_embeddings()  # the two label rows, as in _step_probabilities
-        bias = head.bias[self.label_ids] if getattr(head, "bias", None) is not None else None
-        logits = torch.nn.functional.linear(hidden, head.weight[self.label_ids], bias).float()
-        return logits.softmax(-1)[..., 0]
 
     @torch.inference_mode()
     def _step_probabilities(self, batch: list[EncodedSteps]) -> list[list[float]]:

@@ -18,17 +18,16 @@ from __future__ import annotations
 import torch
 
 from prm.reward.published.common import (
+    LabelTokenScorer,
     model_device,
     model_max_length,
     place,
     single_token_id,
 )
-from prm.reward.prefix_cache import cached_causal_check
-from prm.reward.scorer import BatchedStepScorer
 from prm.reward.step_tokenizer import EncodedSteps, pad_batch
 
 
-class RLHFlowScorer(BatchedStepScorer):
+class RLHFlowScorer(LabelTokenScorer):
     """Scores steps with an RLHFlow conversation PRM (see the module docstring)."""
 
     def __init__(self, model, tokenizer, *, good_token: str = "+", bad_token: str = "-",
@@ -98,15 +97,6 @@ class RLHFlowScorer(BatchedStepScorer):
             ids = list(ids[:positions[-1] + 1]) if positions else list(ids[:1])
             encoded.append(EncodedSteps(ids, positions, len(marks), dropped=len(marks) - len(positions)))
         return encoded
-
-    def _causal_backbone(self):
-        return self.model.base_model if cached_causal_check(self, self.model) else None
-
-    def _step_head(self, hidden):
-        head = self.model.get_output_embeddings()  # the two label rows, as in _step_probabilities
-        bias = head.bias[self.label_ids] if getattr(head, "bias", None) is not None else None
-        logits = torch.nn.functional.linear(hidden, head.weight[self.label_ids], bias).float()
-        return logits.softmax(-1)[..., 0]
 
     @torch.inference_mode()
     def _step_probabilities(self, batch: list[EncodedSteps]) -> list[list[float]]:
