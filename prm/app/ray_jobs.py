@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from prm.app.arguments import non_negative_float, positive_float, positive_int
 from prm.errors import RecordError
 
 INSTALL_HINT = '--ray needs Ray, which is not installed here: pip install "prm-toolkit[ray]" (or: pip install ray)'
@@ -74,12 +75,12 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ray-address", default=None, metavar="ADDR",
                        help="auto (the cluster `ray start` made) or ray://HOST:PORT (Ray Client) "
                             "(default: $RAY_ADDRESS, else a Ray started on this machine)")
-    group.add_argument("--actors", type=_positive_int, default=None, metavar="N",
+    group.add_argument("--actors", type=positive_int, default=None, metavar="N",
                        help="actors to start (default: as many as the cluster's CPUs, or GPUs with "
                             "--gpus-per-actor, fit)")
-    group.add_argument("--cpus-per-actor", type=_positive_float, default=1.0, metavar="C",
+    group.add_argument("--cpus-per-actor", type=positive_float, default=1.0, metavar="C",
                        help="CPUs per actor: its torch threads and checker processes (default: 1)")
-    group.add_argument("--gpus-per-actor", type=_non_negative_float, default=0.0, metavar="G",
+    group.add_argument("--gpus-per-actor", type=non_negative_float, default=0.0, metavar="G",
                        help="GPUs per actor, e.g. 1 for one model (or vLLM engine) per GPU (default: 0)")
 
 
@@ -95,27 +96,6 @@ def ray_options(args: argparse.Namespace) -> RayOptions | None:
         return None
     return RayOptions(address=args.ray_address, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
                       gpus_per_actor=args.gpus_per_actor)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 # -- connecting -------------------------------------------------------------------------------------
