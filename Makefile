@@ -30,7 +30,7 @@ demo: install
 	prm demo
 
 test: install-test
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q --durations=15
 
 test-slow: install-test
 	$(PYTHON) -m pytest -q -m slow
