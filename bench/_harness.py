@@ -173,11 +173,14 @@ OPERATORS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operat
 
 
 def number(value: Any) -> str:
-    """Three significant digits, never in exponent notation, no trailing zeros: 0.361, 1.8, 8361."""
+    """Three significant digits without trailing zeros (0.361, 1.8, 8361); exponent notation only
+    below 0.001 (8.3e-07)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, int) or value == 0 or not math.isfinite(value):
         return str(value)
+    if abs(value) < 1e-3:
+        return f"{value:.3g}"
     digits = max(0, 2 - math.floor(math.log10(abs(value))))
     text = f"{value:.{digits}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
