@@ -11,8 +11,10 @@ goals. Written once here so that the benches differ only in what they measure:
   so every result says how loaded the machine was).
 - `cpu_seconds()`, `Stopwatch` and `matmul_peak()`: CPU time and this machine's float32 matmul
   throughput, measured one way.
-- `cached(path, compute)`: the read-or-compute cache that lets a long bench be interrupted and
-  resumed.
+- `cached(path, compute)` (JSON) and `cached_traces(path, compute)` (JSONL): the read-or-compute
+  cache that lets a long bench be interrupted and resumed.
+- `save_results(path, results, machine, goals)`: the results JSON; `merge_results` for a bench
+  whose runs each add one row to it.
 - `Goal`: one goal, rendered one way in stdout (`GOAL name: value op target: met` or
   `missed by X`), in the results JSON (`to_dict`) and in bench/README.md (`readme_row`).
 
@@ -137,24 +139,31 @@ def matmul_peak(size: int = 1024, seconds: float = 2.0) -> MatmulPeak:
 # -- caches and results -------------------------------------------------------------------------
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (a temporary file renamed over the target), so that an interrupted
-    bench never leaves a torn file that a later run would read as done."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(temporary, path)
+    """Write JSON atomically (`prm.io.atomic_write`), so that an interrupted bench never leaves
+    a torn file that a later run would read as done."""
+    from prm.io import atomic_write
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as handle:
+        handle.write(json.dumps(data, indent=1, default=float) + "\n")
 
 
 def cached(path: Path, compute: Callable[[], Any]) -> Any:
     """The JSON at `path` if it exists, else `compute()`, written there (atomically) and returned.
     A long bench resumes from what it already measured; delete the file to measure again."""
     path = Path(path)
-    if path.exists():
-        return json.loads(path.read_text())
-    value = compute()
-    write_json(path, value)
+    if not path.exists():
+        write_json(path, compute())
     return json.loads(path.read_text())  # the same types whether computed now or read back
+
+
+def cached_traces(path: Path, compute: Callable[[], list]) -> list:
+    """`cached` for a list of traces (sampled, labelled or scored), kept as JSONL."""
+    from prm.io import read_traces, write_traces
+
+    if not Path(path).exists():
+        write_traces(path, compute())  # atomic
+    return read_traces(path)
 
 
 def save_results(path: Path, results: dict, machine_record: dict, goals: list[Goal] = ()) -> dict:
@@ -165,6 +174,16 @@ def save_results(path: Path, results: dict, machine_record: dict, goals: list[Go
     write_json(path, record)
     print(f"results: {path}")
     return record
+
+
+def merge_results(path: Path, key: str, entry: dict, machine_record: dict) -> dict:
+    """For a bench whose every run adds one row (named by its settings) to one results JSON:
+    set `key` to `entry` with its machine record, keep the other rows."""
+    path = Path(path)
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results[key] = {**entry, "machine": {**machine_record, "load_average_end": load_average()}}
+    write_json(path, results)
+    return results
 
 
 # -- goals --------------------------------------------------------------------------------------

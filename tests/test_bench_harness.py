@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._harness import Goal, cached, machine, parser, readme_table, save_results  # noqa: E402
+from bench._harness import (Goal, cached, cached_traces, machine, merge_results, parser, readme_table,  # noqa: E402
+                            save_results)
+from prm.records import Step, Trace  # noqa: E402
 
 
 def test_goal_lines_say_met_or_missed_by_how_much():
@@ -45,7 +47,7 @@ def test_cached_computes_once_then_reads_back(tmp_path):
     path = tmp_path / "deep" / "cache.json"
     assert cached(path, compute) == {"tokens": 3, "labels": [1, 0]}
     assert cached(path, compute) == {"tokens": 3, "labels": [1, 0]}
-    assert len(calls) == 1 and not list(path.parent.glob("*.tmp"))
+    assert len(calls) == 1 and list(path.parent.iterdir()) == [path]
 
 
 def test_cached_leaves_no_file_when_compute_fails(tmp_path):
@@ -54,8 +56,31 @@ def test_cached_leaves_no_file_when_compute_fails(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         cached(tmp_path / "c.json", broken)
-    assert not (tmp_path / "c.json").exists()
+    assert list(tmp_path.iterdir()) == []
     assert cached(tmp_path / "c.json", lambda: [1]) == [1]
+
+
+def test_cached_traces_are_computed_once_and_read_back_equal(tmp_path):
+    made = []
+
+    def sample():
+        made.append(1)
+        return [Trace("t1", "1+1?", [Step("1+1=2", hard_label=1)], final_answer="2")]
+
+    first = cached_traces(tmp_path / "traces.jsonl", sample)
+    again = cached_traces(tmp_path / "traces.jsonl", sample)
+    assert [t.to_dict() for t in first] == [t.to_dict() for t in again] and len(made) == 1
+    assert again[0].steps[0].hard_label == 1
+
+
+def test_merge_results_keeps_the_other_rows(tmp_path):
+    path = tmp_path / "rows.json"
+    merge_results(path, "a", {"f1": 0.5}, machine())
+    merge_results(path, "b", {"f1": 0.7}, machine())
+    merged = merge_results(path, "a", {"f1": 0.6}, machine())
+    assert json.loads(path.read_text()) == merged
+    assert {k: v["f1"] for k, v in merged.items()} == {"a": 0.6, "b": 0.7}
+    assert "load_average_end" in merged["b"]["machine"]
 
 
 def test_the_common_flags_default_to_the_bench_name_and_parse():
