@@ -196,7 +196,9 @@ def number(value: Any) -> str:
     below 0.001 (8.3e-07)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
-    if isinstance(value, int) or value == 0 or not math.isfinite(value):
+    if value == 0:
+        return "0"
+    if isinstance(value, int) or not math.isfinite(value):
         return str(value)
     if abs(value) < 1e-3:
         return f"{value:.3g}"
