@@ -68,11 +68,20 @@ def parser(description: str, name: str, *, threads: int = 1, seed: int = 0,
 
 
 def use_threads(threads: int) -> None:
-    """Set torch's threads and OMP_NUM_THREADS (which subprocesses inherit)."""
+    """Set torch's threads, OMP_NUM_THREADS (which subprocesses inherit) and turn off the
+    tokenizers' own thread pool: a bench times what it runs on the threads it says it uses."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
     torch.set_num_threads(threads)
+
+
+def quiet_transformers() -> None:
+    """Only transformers' errors on stderr: a bench's own progress lines stay readable."""
+    import logging
+
+    logging.getLogger("transformers").setLevel(logging.ERROR)
 
 
 # -- the machine and its time -------------------------------------------------------------------

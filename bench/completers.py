@@ -33,7 +33,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
-from bench._harness import Goal, Stopwatch, machine, matmul_peak, parser, print_goals, save_results  # noqa: E402
+from bench._harness import (Goal, Stopwatch, machine, matmul_peak, parser, print_goals, save_results,  # noqa: E402
+                            use_threads)
 
 _SCRATCH = None
 
@@ -99,7 +100,7 @@ def summary(results, seconds: float, answers: list[int]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     machine_record = machine(args.threads)
     model_name, model_note = pick_model(args.model)
     completer = TransformersCompleter(model_name, batch_size=args.batch_size)

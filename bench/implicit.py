@@ -31,7 +31,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
-from bench._harness import Stopwatch, cached_traces, machine, merge_results, parser, use_threads  # noqa: E402
+from bench._harness import (Stopwatch, cached_traces, machine, merge_results, parser,  # noqa: E402
+                            quiet_transformers, use_threads)
 
 # name -> RewardModelOptions (beyond head/template) and RewardTrainerConfig fields
 ROWS: dict[str, dict] = {
@@ -217,10 +218,8 @@ def run_row(name: str, row: dict, args, train, val, test) -> tuple[dict, float]:
 
 def main() -> int:
     args = arguments()
-    import logging
-
     use_threads(args.threads)
-    logging.getLogger("transformers").setLevel(logging.ERROR)
+    quiet_transformers()
     machine_record = machine(args.threads)
     train, val, test = splits(args)
     mc = demo_prm(args)

@@ -31,7 +31,6 @@ when that file exists: an interrupted benchmark resumes. The summary goes to
 from __future__ import annotations
 
 import json
-import logging
 import statistics
 import sys
 import time
@@ -39,7 +38,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
-from bench._harness import OUT, RESULTS, Goal, cached, machine, parser, print_goals, save_results  # noqa: E402
+from bench._harness import (OUT, RESULTS, Goal, cached, machine, parser, print_goals,  # noqa: E402
+                            quiet_transformers, save_results, use_threads)
 
 ARMS = ("outcome", "outcome+process", "process")
 HELD_OUT_SEED = 1000003
@@ -95,10 +95,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_bench(config: BenchConfig) -> dict:
-    import torch
-
-    torch.set_num_threads(config.threads)
-    logging.getLogger("transformers").setLevel(logging.ERROR)
+    use_threads(config.threads)
+    quiet_transformers()
     machine_record = machine(config.threads)
     out = Path(config.out)
     prm_dir = train_prm(config, out)

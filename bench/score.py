@@ -31,10 +31,9 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
-from bench._harness import ROOT, Goal, machine, matmul_peak, parser, print_goals, save_results  # noqa: E402
+from bench._harness import (ROOT, Goal, machine, matmul_peak, parser, print_goals, save_results,  # noqa: E402
+                            use_threads)
 from prm.formats.gsm8k import read_gsm8k  # noqa: E402
 from prm.reward.published.math_shepherd import MathShepherdScorer  # noqa: E402
 
@@ -92,7 +91,7 @@ def equal_lengths_control(scorer, items, copies: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     machine_record = machine(args.threads)
     scorer = MathShepherdScorer.from_pretrained(args.model, device="cpu", batch_size=args.batch_size)
     scorer.max_batch_tokens = args.max_batch_tokens

@@ -42,13 +42,12 @@ Prints the goal figures; writes bench/results/search.json and docs/images/search
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
-from bench._harness import (ROOT, Goal, Stopwatch, cached, machine, parser, print_goals, save_results,  # noqa: E402
-                            use_threads)
+from bench._harness import (ROOT, Goal, Stopwatch, cached, machine, parser, print_goals,  # noqa: E402
+                            quiet_transformers, save_results, use_threads)
 
 FIGURE = ROOT / "docs" / "images" / "search_curve.png"
 BUDGETS = (1, 2, 4, 8, 16)
@@ -490,10 +489,7 @@ def print_report(figures: dict, table: dict, speed: dict | None, labels: dict) -
 def main(argv=None) -> int:
     args = arguments(argv)
     use_threads(args.threads)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import logging
-
-    logging.getLogger("transformers").setLevel(logging.ERROR)
+    quiet_transformers()
     if args.throughput_only:
         return throughput_only(args)
     from completers.transformers_completer import TransformersCompleter

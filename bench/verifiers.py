@@ -35,14 +35,14 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
 from bench._harness import (Goal, Stopwatch, cached, cached_traces, machine, parser, print_goals,  # noqa: E402
-                            save_results, use_threads)
+                            quiet_transformers, save_results, use_threads)
+
 N = 8  # best-of-N (the demo's eval_samples when it has fewer: a quick demo has 4)
 
 
@@ -366,10 +366,7 @@ def arguments(argv):
 def main(argv=None) -> int:
     args = arguments(argv)
     use_threads(args.threads)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import logging
-
-    logging.getLogger("transformers").setLevel(logging.ERROR)
+    quiet_transformers()
     from prm.io import read_traces
 
     machine_record = machine(args.threads)
