@@ -42,7 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 OUT = BENCH / "out"
-README = BENCH / "README.md"
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 if str(ROOT) not in sys.path:
