@@ -147,10 +147,10 @@ class RewardTrainerConfig(TrainingArguments):
         super().__post_init__()
 
     @classmethod
-    def in_memory(cls, output_dir: str, **settings) -> RewardTrainerConfig:
+    def in_memory(cls, output_dir: str | os.PathLike, **settings) -> RewardTrainerConfig:
         """A run whose model is used (or saved) by the caller: no checkpoints, no evaluation
         during training, no loggers, no progress bar; `settings` override any of these. The
-        demo, the benches and the tests train this way."""
+        demo and the benches train this way."""
         defaults = dict(save_strategy="no", eval_strategy="no", report_to=[], disable_tqdm=True)
         return cls(output_dir=str(output_dir), **{**defaults, **settings})
 
