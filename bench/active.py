@@ -1,7 +1,7 @@
 """Active learning vs random selection: PRM quality against rollouts spent, on the embedded world.
 
     nice -n 10 python bench/active.py                 # about 10-15 minutes on 2 loaded CPU cores
-    python bench/active.py --pool-problems 12 --rounds 2 --seeds 0   # a smoke run
+    python bench/active.py --quick                    # a smoke run: 12 pool problems, 2 rounds, seed 0
 
 The demo's pieces (`prm.app.demo`): world problems, solutions sampled from tiny-gsm (gold step
 labels from the world's program), Monte Carlo labels (`prm annotate`), a PRM head trained on
@@ -26,27 +26,22 @@ spent vs step accuracy, active vs random, mean and range over seeds, the full PR
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-RESULTS = ROOT / "bench" / "results" / "active.json"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
+from bench._harness import (ROOT, Goal, Stopwatch, cached_traces, machine, parser, print_goals,  # noqa: E402
+                            save_results, use_threads)
+
 PLOT = ROOT / "docs" / "images" / "active_learning.png"
 
 
 def sample(completer, problems, k, seed, path):
     from completers.base import SamplingParams
     from completers.world import sample_traces
-    from prm.io import read_traces, write_traces
 
-    if not path.exists():
-        write_traces(path, sample_traces(completer, problems, k, SamplingParams(n=k, max_new_tokens=320, seed=seed)))
-    return read_traces(path)
+    return cached_traces(path, lambda: sample_traces(completer, problems, k,
+                                                     SamplingParams(n=k, max_new_tokens=320, seed=seed)))
 
 
 def label_pool(completer, pool, args, path):
@@ -137,33 +132,29 @@ def plot(report, path):
     plt.close(fig)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pool-problems", type=int, default=30, help="training problems in the pool")
-    parser.add_argument("--pool-samples", type=int, default=2, help="solutions per pool problem")
-    parser.add_argument("--test-problems", type=int, default=12, help="test problems (8 solutions each)")
-    parser.add_argument("--n", type=int, default=4, help="Monte Carlo completions per step")
-    parser.add_argument("--start", type=float, default=0.1, help="round 0: random traces worth this share of rollouts")
-    parser.add_argument("--step", type=float, default=0.1, help="each later round adds this share")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds after round 0")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=float, default=8.0)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the problems, samples and labels")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "active"), help="cache of samples, labels, models")
-    parser.add_argument("--results", default=str(RESULTS))
-    parser.add_argument("--plot", default=str(PLOT))
-    args = parser.parse_args(argv)
+def arguments(argv):
+    args = parser(__doc__, "active", quick="12 pool problems, 2 rounds, seed 0")
+    args.add_argument("--pool-problems", type=int, default=30, help="training problems in the pool")
+    args.add_argument("--pool-samples", type=int, default=2, help="solutions per pool problem")
+    args.add_argument("--test-problems", type=int, default=12, help="test problems (8 solutions each)")
+    args.add_argument("--n", type=int, default=4, help="Monte Carlo completions per step")
+    args.add_argument("--start", type=float, default=0.1, help="round 0: random traces worth this share of rollouts")
+    args.add_argument("--step", type=float, default=0.1, help="each later round adds this share")
+    args.add_argument("--rounds", type=int, default=3, help="rounds after round 0")
+    args.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the selection rounds")
+    args.add_argument("--epochs", type=float, default=8.0)
+    args.add_argument("--plot", type=Path, default=PLOT)
+    args = args.parse_args(argv)  # --seed: of the problems, samples and labels
+    if args.quick:
+        args.pool_problems, args.rounds, args.seeds = min(args.pool_problems, 12), min(args.rounds, 2), args.seeds[:1]
+    return args
 
-    import torch
 
-    torch.set_num_threads(args.threads)
+def pool_and_test(args, out: Path) -> tuple[list, list]:
+    """The labelled pool (Monte Carlo, cached) and the test traces (gold in meta only)."""
     from completers.transformers_completer import TransformersCompleter
     from completers.world import generate_problems
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
     completer = TransformersCompleter("tiny-gsm")
     problems = generate_problems(args.pool_problems + args.test_problems, seed=args.seed)
     pool = sample(completer, problems[:args.pool_problems], args.pool_samples, args.seed + 1, out / "pool.jsonl")
@@ -173,41 +164,50 @@ def main(argv=None) -> int:
             step.hard_label = step.label_source = None
     labelled = label_pool(completer, pool, args, out / "pool_labelled.jsonl")
     completer.close()
-    total = sum(t.meta["annotation"]["rollouts"] for t in labelled)
-    print(f"pool: {len(labelled)} traces, {total} rollouts to label them all; test: {len(test)} traces "
-          f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+    return labelled, test
 
-    _, full = train_and_measure(labelled, out / "models" / "full", test, args, args.seeds[0])
-    print(f"  all traces: step accuracy {full['step_accuracy']:.3f}, best-of-8 {full['best_of_8']:.3f}",
-          file=sys.stderr, flush=True)
-    runs = {"active": [], "random": []}
-    for seed in args.seeds:
-        for strategy in runs:
-            runs[strategy].append(run_strategy(strategy, seed, labelled, test, args, out, total))
 
-    def at_most(share):
-        """Per strategy: the mean over seeds of the last round within `share` of the rollouts."""
-        table = {}
-        for strategy, seed_runs in runs.items():
-            best = [max((p for p in run if p["rollout_share"] <= share + 1e-9), key=lambda p: p["rollouts"])
-                    for run in seed_runs]
-            table[strategy] = {k: sum(p[k] for p in best) / len(best) for k in ("rollout_share", "step_accuracy",
-                                                                                 "best_of_8")}
-        return table
+def at_most(runs: dict, share: float) -> dict:
+    """Per strategy: the mean over seeds of the last round within `share` of the rollouts."""
+    table = {}
+    for strategy, seed_runs in runs.items():
+        best = [max((p for p in run if p["rollout_share"] <= share + 1e-9), key=lambda p: p["rollouts"])
+                for run in seed_runs]
+        table[strategy] = {k: sum(p[k] for p in best) / len(best) for k in ("rollout_share", "step_accuracy",
+                                                                             "best_of_8")}
+    return table
 
+
+def main(argv=None) -> int:
+    args = arguments(argv)
+    use_threads(args.threads)
+    machine_record = machine(args.threads)
+    with Stopwatch() as watch:
+        labelled, test = pool_and_test(args, args.out)
+        total = sum(t.meta["annotation"]["rollouts"] for t in labelled)
+        print(f"pool: {len(labelled)} traces, {total} rollouts to label them all; test: {len(test)} traces",
+              file=sys.stderr, flush=True)
+        _, full = train_and_measure(labelled, args.out / "models" / "full", test, args, args.seeds[0])
+        print(f"  all traces: step accuracy {full['step_accuracy']:.3f}, best-of-8 {full['best_of_8']:.3f}",
+              file=sys.stderr, flush=True)
+        runs = {"active": [], "random": []}
+        for seed in args.seeds:
+            for strategy in runs:
+                runs[strategy].append(run_strategy(strategy, seed, labelled, test, args, args.out, total))
     report = {"command": "python bench/active.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads},
               "pool": {"traces": len(labelled), "rollouts": total,
                        "flawed": sum(t.meta["gold_first_error"] >= 0 for t in labelled)},
               "test": {"traces": len(test), "problems": args.test_problems},
               "settings": {"n": args.n, "start": args.start, "step": args.step, "rounds": args.rounds,
                            "seeds": args.seeds, "epochs": args.epochs},
-              "full": full, "runs": runs, "at_30_percent": at_most(0.3),
-              "seconds": round(time.perf_counter() - start, 1)}
-    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.results).write_text(json.dumps(report, indent=1) + "\n")
-    plot(report, Path(args.plot))
+              "full": full, "runs": runs, "at_30_percent": at_most(runs, 0.3), "seconds": round(watch.seconds, 1)}
+    plot(report, args.plot)
     print(markdown(report))
+    active = report["at_30_percent"]["active"]
+    goal_list = [Goal("active, <= 30% of the rollouts: step accuracy behind the fully labelled PRM",
+                      round(100 * (full["step_accuracy"] - active["step_accuracy"]), 1), "<=", 1, "points")]
+    print_goals(goal_list)
+    save_results(args.results, report, machine_record, goal_list)
     return 0
 
 

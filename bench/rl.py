@@ -30,25 +30,26 @@ when that file exists: an interrupted benchmark resumes. The summary goes to
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
+from bench._harness import (OUT, RESULTS, Goal, cached, machine, parser, print_goals,  # noqa: E402
+                            quiet_transformers, save_results, use_threads)
+
 ARMS = ("outcome", "outcome+process", "process")
 HELD_OUT_SEED = 1000003
 
 
 @dataclass
 class BenchConfig:
-    out: str = str(ROOT / "bench" / "out" / "rl")
-    results: str = str(ROOT / "bench" / "results" / "rl.json")
-    plot: str = str(ROOT / "bench" / "results" / "rl.png")
+    out: str = str(OUT / "rl")
+    results: str = str(RESULTS / "rl.json")
+    plot: str = str(RESULTS / "rl.png")
     prm: str | None = None
     arms: tuple[str, ...] = ARMS
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
@@ -68,27 +69,24 @@ class BenchConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     defaults = BenchConfig()
-    for name in ("steps", "eval_every", "eval_problems", "eval_samples", "train_problems", "threads",
+    args = parser(__doc__, "rl", threads=defaults.threads, quick="a smoke run: 10 steps, 1 seed, small evals")
+    for name in ("steps", "eval_every", "eval_problems", "eval_samples", "train_problems",
                  "prompts_per_step", "generations", "max_completion_length"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    parser.add_argument("--beta", type=float, default=defaults.beta)
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(defaults.seeds))
-    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
-    parser.add_argument("--prm", default=None, help="a trained PRM folder (default: train the demo's)")
-    parser.add_argument("--out", default=defaults.out)
-    parser.add_argument("--results", default=defaults.results)
-    parser.add_argument("--plot", default=defaults.plot)
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 10 steps, 1 seed, small evals")
-    args = parser.parse_args(argv)
-    config = BenchConfig(out=args.out, results=args.results, plot=args.plot, prm=args.prm, arms=tuple(args.arms),
-                         seeds=tuple(args.seeds), steps=args.steps, prompts_per_step=args.prompts_per_step,
-                         generations=args.generations, max_completion_length=args.max_completion_length,
-                         learning_rate=args.learning_rate, beta=args.beta, train_problems=args.train_problems,
-                         eval_problems=args.eval_problems, eval_samples=args.eval_samples,
-                         eval_every=args.eval_every, threads=args.threads)
+        args.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+    args.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    args.add_argument("--beta", type=float, default=defaults.beta)
+    args.add_argument("--seeds", type=int, nargs="+", default=list(defaults.seeds))
+    args.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    args.add_argument("--prm", default=None, help="a trained PRM folder (default: train the demo's)")
+    args.add_argument("--plot", default=defaults.plot)
+    args = args.parse_args(argv)  # --seed is not used: --seeds are the runs' seeds
+    config = BenchConfig(out=str(args.out), results=str(args.results), plot=args.plot, prm=args.prm,
+                         arms=tuple(args.arms), seeds=tuple(args.seeds), steps=args.steps,
+                         prompts_per_step=args.prompts_per_step, generations=args.generations,
+                         max_completion_length=args.max_completion_length, learning_rate=args.learning_rate,
+                         beta=args.beta, train_problems=args.train_problems, eval_problems=args.eval_problems,
+                         eval_samples=args.eval_samples, eval_every=args.eval_every, threads=args.threads)
     if args.quick:
         config.steps, config.seeds, config.eval_every = 10, (0,), 5
         config.eval_problems, config.eval_samples = 20, 2
@@ -97,31 +95,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_bench(config: BenchConfig) -> dict:
-    import torch
-
-    torch.set_num_threads(config.threads)
-    logging.getLogger("transformers").setLevel(logging.ERROR)
+    use_threads(config.threads)
+    quiet_transformers()
+    machine_record = machine(config.threads)
     out = Path(config.out)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
     prm_dir = train_prm(config, out)
     runs = {}
     for seed in config.seeds:
         for arm in config.arms:
-            path = out / "runs" / f"{arm}-s{seed}.json"
-            if path.exists():
-                runs[(arm, seed)] = json.loads(path.read_text())
-                print(f"{arm} seed {seed}: done before ({path})", flush=True)
-                continue
-            print(f"\n== {arm}, seed {seed}", flush=True)
-            result = run_arm(config, arm, seed, prm_dir)
-            path.write_text(json.dumps(result, indent=1))
-            runs[(arm, seed)] = result
+            def run(arm=arm, seed=seed):
+                print(f"\n== {arm}, seed {seed}", flush=True)
+                return run_arm(config, arm, seed, prm_dir)
+
+            runs[(arm, seed)] = cached(out / "runs" / f"{arm}-s{seed}.json", run)  # an interrupted bench resumes
     summary = summarise(config, runs, prm_dir, prm_quality(prm_dir))
-    Path(config.results).parent.mkdir(parents=True, exist_ok=True)
-    Path(config.results).write_text(json.dumps(summary, indent=1) + "\n")
     plot(summary, config.plot)
     print_table(summary)
-    return summary
+    print_goals(goal_list := goals(summary["goal"]))
+    return save_results(config.results, summary, machine_record, goal_list)
 
 
 # -- the PRM ----------------------------------------------------------------------------------
@@ -313,8 +304,7 @@ def summarise(config: BenchConfig, runs: dict, prm_dir: str, quality: dict) -> d
         }
     return {"config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
             "prm": prm_dir, "prm_quality": quality, "arms": arms, "goal": goal(arms),
-            "versions": {"trl": trl.__version__, "torch": torch.__version__},
-            "machine": "2 CPU cores shared with other jobs; 1 torch thread; nice"}
+            "versions": {"trl": trl.__version__, "torch": torch.__version__}}
 
 
 def goal(arms: dict) -> dict:
@@ -336,6 +326,18 @@ def goal(arms: dict) -> dict:
     return {"flawed_correct_fisher_p": p_value, "target_solve_t1": target, "step_reached": reached, "steps": total,
             "within_70pct_steps": faster, "at_least_3_points_higher": higher,
             "fewer_flawed_correct": fewer, "met": (faster or higher) and fewer}
+
+
+def goals(details: dict) -> list[Goal]:
+    """The issue's goal as two lines: arm 2 faster (within 70% of the steps) or higher (3+
+    points), and fewer correct answers with a gold-wrong step."""
+    if not details:
+        return []
+    return [Goal("outcome+process reaches outcome's final T=1 solve rate within 70% of the steps, or ends "
+                 "3+ points above it", details["within_70pct_steps"] or details["at_least_3_points_higher"],
+                 "==", True),
+            Goal("outcome+process has fewer correct answers with a gold-wrong step than outcome",
+                 details["fewer_flawed_correct"], "==", True)]
 
 
 def plot(summary: dict, path: str) -> None:
@@ -386,9 +388,8 @@ def print_table(summary: dict) -> None:
     print()
     for line in table(summary):
         print(line)
-    print("goal:", json.dumps(summary["goal"]))
+    print("goal details:", json.dumps(summary["goal"]))
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     raise SystemExit(main())

@@ -6,7 +6,7 @@
 1. Annotation: the demo's Monte Carlo annotation (`prm demo`'s settings: n = 8 completions
    per step, its temperature, 320 new tokens, seed 0) of a fixed trace set: solutions that
    tiny-gsm samples for world problems as the demo samples them (cached in
-   bench/out/scale/traces.jsonl). The real command runs as a subprocess three ways:
+   bench/out/scale/, `--out`). The real command runs as a subprocess three ways:
    one process (one torch thread), `--ray --actors 1` and `--ray --actors 2` (one CPU and one
    thread per actor), each Ray run starting its own local Ray on this 2-core machine.
 2. Checking: `prm check` on the GSM8K test solutions (sympy and z3), one checker process
@@ -27,10 +27,8 @@ after each run: on a shared machine the ratios mean little. Results: bench/resul
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -38,34 +36,32 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-RESULTS = ROOT / "bench" / "results" / "scale.json"
-TRACES = ROOT / "bench" / "out" / "scale" / "traces.jsonl"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
+from bench._harness import ROOT, Goal, cached_traces, machine, parser, print_goals, save_results  # noqa: E402
+
 GSM8K = ROOT.parent / "shared" / "data" / "gsm8k" / "test.jsonl"
 ARMS = {"one process": [], "Ray, 1 actor": ["--ray", "--actors", "1"], "Ray, 2 actors": ["--ray", "--actors", "2"]}
 
 
-def build_traces(problems: int, samples: int, seed: int) -> Path:
+def build_traces(problems: int, samples: int, seed: int, out: Path) -> Path:
     """Solutions tiny-gsm samples for `problems` world problems, as `prm demo` samples them."""
-    if TRACES.exists() and json.loads(TRACES.with_suffix(".json").read_text()) == [problems, samples, seed]:
-        return TRACES
-    import torch
+    def sample():
+        import torch
 
-    from annotate.config import AnnotateConfig
-    from completers.base import SamplingParams
-    from completers.transformers_completer import TransformersCompleter
-    from completers.world import generate_problems, sample_traces
-    from prm.io import write_traces
+        from annotate.config import AnnotateConfig
+        from completers.base import SamplingParams
+        from completers.transformers_completer import TransformersCompleter
+        from completers.world import generate_problems, sample_traces
 
-    torch.set_num_threads(1)
-    completer = TransformersCompleter("tiny-gsm")
-    params = SamplingParams(n=samples, temperature=AnnotateConfig.temperature, max_new_tokens=320, seed=seed + 1000)
-    traces = sample_traces(completer, generate_problems(problems, seed=seed), samples, params)
-    TRACES.parent.mkdir(parents=True, exist_ok=True)
-    write_traces(TRACES, traces)
-    TRACES.with_suffix(".json").write_text(json.dumps([problems, samples, seed]))
-    return TRACES
+        torch.set_num_threads(1)
+        completer = TransformersCompleter("tiny-gsm")
+        params = SamplingParams(n=samples, temperature=AnnotateConfig.temperature, max_new_tokens=320,
+                                seed=seed + 1000)
+        return sample_traces(completer, generate_problems(problems, seed=seed), samples, params)
+
+    path = out / f"traces_{problems}x{samples}_seed{seed}.jsonl"
+    cached_traces(path, sample)
+    return path
 
 
 def lines(path: Path) -> int:
@@ -193,34 +189,48 @@ def kill_test() -> dict:
             "tail": process.stdout.strip().splitlines()[-1:]}
 
 
-def goal(text: str, ok: bool, value: str) -> str:
-    return f"goal {text}: {value} -> {'PASS' if ok else 'FAIL'}"
+def goals(report: dict) -> list[Goal]:
+    """Labels identical; 2 actors >= 1.7x one process and Ray's overhead on 1 actor <= 10% (steady
+    state); the kill-an-actor test passes."""
+    out = []
+    for job in ("annotate", "check"):
+        figures = report[job]
+        out += [Goal(f"{job}: labels identical (Ray 1 and 2 actors vs one process)", figures["identical"], "==", True),
+                Goal(f"{job}: 2 actors / one process (steady state)", figures["speedup_2_actors_steady"], ">=", 1.7,
+                     "x"),
+                Goal(f"{job}: Ray overhead on 1 actor (steady state)",
+                     round(100 * figures["overhead_1_actor_steady"], 1), "<=", 10, "%")]
+    if "kill_test" in report:
+        out.append(Goal("the kill-an-actor test passes", report["kill_test"]["passed"], "==", True))
+    return out
+
+
+def arguments():
+    args = parser(__doc__, "scale", quick="6 problems, n = 4, 400 GSM8K traces")
+    args.add_argument("--problems", type=int, default=40, help="world problems")
+    args.add_argument("--samples", type=int, default=2, help="solutions per problem")
+    args.add_argument("--n", type=int, default=8, help="completions per step (the demo's)")
+    args.add_argument("--check-traces", type=int, default=1319, help="GSM8K test traces checked (default all)")
+    args.add_argument("--skip-kill-test", action="store_true")
+    args = args.parse_args()  # --seed: of the problems, samples and annotation
+    if args.quick:
+        args.problems, args.n, args.check_traces = 6, 4, 400
+    return args
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--problems", type=int, default=40, help="world problems (default 40)")
-    parser.add_argument("--samples", type=int, default=2, help="solutions per problem (default 2)")
-    parser.add_argument("--n", type=int, default=8, help="completions per step (default 8, the demo's)")
-    parser.add_argument("--check-traces", type=int, default=1319, help="GSM8K test traces checked (default all)")
-    parser.add_argument("--quick", action="store_true", help="6 problems, n = 4, 400 GSM8K traces")
-    parser.add_argument("--skip-kill-test", action="store_true")
-    args = parser.parse_args()
-    if args.quick:
-        args.problems, args.n, args.check_traces = 6, 4, 400
-
+    args = arguments()
     from annotate.config import AnnotateConfig
 
-    report = {"command": "python bench/scale.py " + " ".join(sys.argv[1:]),
-              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                          "load_average_at_start": os.getloadavg()}}
-    source = build_traces(args.problems, args.samples, seed=0)
+    machine_record = machine(threads=1)
+    report = {"command": "python bench/scale.py " + " ".join(sys.argv[1:])}
+    source = build_traces(args.problems, args.samples, args.seed, args.out)
     total = lines(source)
     print(f"annotation: {total} traces of {args.problems} world problems, tiny-gsm, n = {args.n}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         workdir = Path(tmp)
         annotate = ["--completer", "tiny-gsm", "--method", "mc", "--n", str(args.n), "--temperature",
-                    str(AnnotateConfig.temperature), "--max-new-tokens", "320", "--seed", "0"]
+                    str(AnnotateConfig.temperature), "--max-new-tokens", "320", "--seed", str(args.seed)]
         report["annotate"] = measure("annotate", annotate, source, total, workdir, lambda out: out)
         report["annotate"]["cost"] = annotation_cost(workdir / "annotate-one_process.jsonl")
         print(f"check: {args.check_traces} GSM8K test traces, sympy and z3", flush=True)
@@ -229,34 +239,17 @@ def main() -> int:
                                   lambda out: out.with_name(out.name + ".partial"))
     if not args.skip_kill_test:
         report["kill_test"] = kill_test()
-    report["machine"]["load_average_at_end"] = os.getloadavg()
-
-    lines_out = []
     for job in ("annotate", "check"):
         figures = report[job]
-        lines_out += [
-            goal(f"{job}: labels identical (Ray 1 and 2 actors vs one process)", figures["identical"],
-                 ("identical" if figures["identical"] else "DIFFERENT")
-                 + ("; whole records (seconds aside) identical too" if figures["identical_records"]
-                    else "; some evidence texts differ")),
-            goal(f"{job}: 2 actors >= 1.7x one process (steady state)", figures["speedup_2_actors_steady"] >= 1.7,
-                 f"{figures['speedup_2_actors_steady']:.2f}x (end to end {figures['speedup_2_actors_end_to_end']:.2f}x)"),
-            goal(f"{job}: Ray overhead on 1 actor <= 10% (steady state)", figures["overhead_1_actor_steady"] <= 0.10,
-                 f"{figures['overhead_1_actor_steady']:+.1%} (start-up {figures['overhead_1_actor_end_to_end_seconds']:+.1f} s)")]
-    if "kill_test" in report:
-        lines_out.append(goal("the kill-an-actor test passes", report["kill_test"]["passed"],
-                              f"{report['kill_test']['tail']}"))
+        print(f"{job}: whole records (seconds aside) {'identical' if figures['identical_records'] else 'differ'}; "
+              f"end to end 2 actors {figures['speedup_2_actors_end_to_end']:.2f}x, Ray start-up on 1 actor "
+              f"{figures['overhead_1_actor_end_to_end_seconds']:+.1f} s")
     cost = report["annotate"]["cost"]
-    lines_out.append(f"cost per 1,000 traces (tiny-gsm, n = {args.n}): {cost['steps_per_1000']} steps, "
-                     f"{cost['rollouts_per_1000']} rollouts, {cost['tokens_per_1000']} generated tokens; "
-                     f"{1000 / report['annotate']['runs']['one process']['traces_per_s_steady']:.0f} s of one CPU thread")
-    lines_out.append(f"load average: {report['machine']['load_average_at_start'][0]:.2f} at start, "
-                     f"{report['machine']['load_average_at_end'][0]:.2f} at end on {os.cpu_count()} CPUs")
-    report["goals"] = lines_out
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    print("\n".join(lines_out))
-    print(f"results: {RESULTS.relative_to(ROOT)}")
+    print(f"cost per 1,000 traces (tiny-gsm, n = {args.n}): {cost['steps_per_1000']} steps, "
+          f"{cost['rollouts_per_1000']} rollouts, {cost['tokens_per_1000']} generated tokens; "
+          f"{1000 / report['annotate']['runs']['one process']['traces_per_s_steady']:.0f} s of one CPU thread")
+    print_goals(goal_list := goals(report))
+    save_results(args.results, report, machine_record, goal_list)
     return 0
 
 

@@ -7,7 +7,7 @@ majority vote and the ORM at equal compute, and the levers that make the PRM wor
 
 One run, one completer (tiny-gsm), the demo's held-out test problems (same world split),
 the demo's reward models and variants trained the demo's way. Stages, each cached under
---work so that a re-run resumes:
+--out so that a re-run resumes:
 
 1. Labels and reward models. Hard-label agreement with gold on the demo's training traces
    for each Monte Carlo rule (a step is good when at least m of N=8 continuations succeed,
@@ -41,24 +41,19 @@ Prints the goal figures; writes bench/results/search.json and docs/images/search
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-# `python bench/search.py` puts bench/ first on sys.path, where bench/completers.py would shadow
-# the `completers` package; drop it (nothing else is imported from bench/).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-RESULTS = ROOT / "bench" / "results" / "search.json"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
+from bench._harness import (ROOT, Goal, Stopwatch, cached, machine, parser, print_goals,  # noqa: E402
+                            quiet_transformers, save_results, use_threads)
+
 FIGURE = ROOT / "docs" / "images" / "search_curve.png"
 BUDGETS = (1, 2, 4, 8, 16)
 
-from completers.base import Completer
-from prm.reward.scorer import StepScorer
+from completers.base import Completer  # noqa: E402
+from prm.reward.scorer import StepScorer  # noqa: E402
 
 
 class CachedCompleter(Completer):
@@ -203,14 +198,13 @@ def cached_run(path: Path, run):
     """(result traces, run compute dict) from `path` (JSONL + .compute.json), or run and store them."""
     from prm.io import read_traces, write_traces
 
-    side = path.with_suffix(".compute.json")
-    if path.exists() and side.exists():
-        return read_traces(path), json.loads(side.read_text())
-    result = run()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_traces(path, result.traces)
-    side.write_text(json.dumps({**result.compute.to_dict(), "tokens_per_solution": result.config.tokens_per_solution}))
-    return result.traces, json.loads(side.read_text())
+    def compute() -> dict:
+        result = run()
+        write_traces(path, result.traces)  # before the .compute.json that marks the run done
+        return {**result.compute.to_dict(), "tokens_per_solution": result.config.tokens_per_solution}
+
+    record = cached(path.with_suffix(".compute.json"), compute)
+    return read_traces(path), record
 
 
 def sampled_methods(traces, orm_scores: dict) -> dict:
@@ -319,22 +313,28 @@ def print_throughput(speed: dict) -> None:
         print(f"  {name:<40} {row['tokens_per_second']:6.1f} tok/s overall, {row['completer_tokens_per_second']:6.1f} "
               f"in the completer; scorer {row['scorer_seconds']:.1f} s, {row['scorer_computed_tokens']} tokens run "
               f"for {row['scored_items']} prefixes")
-    print(f"  beam / best-of-N tokens/s: {speed['ratio_overall']:.2f} (goal >= 1.0; prefixes re-scored whole: "
-          f"{speed['ratio_overall_whole_prefixes']:.2f}); completer only {speed['ratio_completer']:.2f}")
-    print(f"  scorer tokens run per unique prefix token: {speed['scorer_computed_per_new_token']:.2f} (goal <= 1.2; "
-          f"re-scored whole: {speed['scorer_computed_per_new_token_whole']:.2f})")
+    print(f"  beam / best-of-N tokens/s with prefixes re-scored whole: {speed['ratio_overall_whole_prefixes']:.2f}; "
+          f"completer only {speed['ratio_completer']:.2f}; scorer tokens run per unique prefix token re-scored "
+          f"whole: {speed['scorer_computed_per_new_token_whole']:.2f}")
+
+
+def throughput_goals(speed: dict) -> list[Goal]:
+    return [Goal("beam / best-of-N tokens/s at 8x", round(speed["ratio_overall"], 3), ">=", 1.0, "x"),
+            Goal("scorer tokens run per unique prefix token", round(speed["scorer_computed_per_new_token"], 3),
+                 "<=", 1.2)]
 
 
 def throughput_only(args) -> int:
     """Stage 4 alone: no demo folder needed (see the module docstring)."""
+    import torch
+
     from completers.text import PLAIN_TEMPLATE
     from completers.transformers_completer import TransformersCompleter
     from completers.world import generate_problems
     from prm.reward.model import RewardModel, RewardModelOptions
     from prm.search import Problem, SearchConfig, search
 
-    import torch
-
+    machine_record = machine(args.threads)
     demo_prm = Path(args.demo) / "prm"
     if (demo_prm / "config.json").exists():
         scorer, which = RewardModel.from_pretrained(str(demo_prm)), f"the demo PRM ({demo_prm})"
@@ -346,18 +346,15 @@ def throughput_only(args) -> int:
     completer = TransformersCompleter("tiny-gsm")
     calibration = search(problems, completer, scorer, config=SearchConfig(strategy="best-of-n", budget="1x", seed=98))
     per_solution = calibration.compute.generated_tokens / len(problems)
-    start = time.perf_counter()
-    speed = throughput(problems, completer, scorer, per_solution)
-    print(f"{len(problems)} world problems, tiny-gsm, scorer: {which}, 1x = {per_solution:.1f} tokens, "
-          f"load average {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
+    with Stopwatch() as watch:
+        speed = throughput(problems, completer, scorer, per_solution)
+    print(f"{len(problems)} world problems, tiny-gsm, scorer: {which}, 1x = {per_solution:.1f} tokens")
     print_throughput(speed)
-    result = {"problems": len(problems), "scorer": which, "tokens_per_solution": per_solution, "throughput": speed,
-              "seconds": round(time.perf_counter() - start, 1), "load_average": os.getloadavg(),
-              "command": "python bench/search.py " + " ".join(sys.argv[1:])}
-    path = Path(args.results).with_name("search_throughput.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    print(f"wrote {path}")
+    print_goals(goal_list := throughput_goals(speed))
+    save_results(args.results.with_name("search_throughput.json"),
+                 {"problems": len(problems), "scorer": which, "tokens_per_solution": per_solution,
+                  "throughput": speed, "seconds": round(watch.seconds, 1),
+                  "command": "python bench/search.py " + " ".join(sys.argv[1:])}, machine_record, goal_list)
     return 0
 
 
@@ -409,93 +406,73 @@ def figure(table: dict, problems: int, seeds: list[int], path: Path, scorer: str
     fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--demo", default="demo_out", help="a `prm demo` output folder (default %(default)s)")
-    parser.add_argument("--work", default=str(ROOT / "bench" / "out" / "search"), help="cache folder")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--scorer", default="demo PRM + sympy",
-                        help="the scorer variant of the curves and goals")
-    parser.add_argument("--quick", action="store_true", help="budgets 1, 4, 8 and no throughput run")
-    parser.add_argument("--results", default=str(RESULTS))
-    parser.add_argument("--figure", default=str(FIGURE))
-    parser.add_argument("--throughput-only", action="store_true",
-                        help="only stage 4 (beam vs best-of-N tokens/s, scorer tokens), no demo folder needed")
-    parser.add_argument("--problems", type=int, default=24, help="world problems of --throughput-only")
-    args = parser.parse_args(argv)
+def arguments(argv):
+    args = parser(__doc__, "search", quick="budgets 1, 4, 8 and no throughput run")
+    args.add_argument("--demo", default="demo_out", help="a `prm demo` output folder")
+    args.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args.add_argument("--scorer", default="demo PRM + sympy", help="the scorer variant of the curves and goals")
+    args.add_argument("--figure", type=Path, default=FIGURE)
+    args.add_argument("--throughput-only", action="store_true",
+                      help="only stage 4 (beam vs best-of-N tokens/s, scorer tokens), no demo folder needed")
+    args.add_argument("--problems", type=int, default=24, help="world problems of --throughput-only")
+    return args.parse_args(argv)
 
-    import torch
 
-    torch.set_num_threads(1)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import logging
-
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    if args.throughput_only:
-        return throughput_only(args)
+def scorers_of(demo: Path, work: Path) -> tuple[dict, StepScorer]:
+    """Every scorer variant (cached scores; the PRMs also with the sympy fusion; the world's gold
+    labels), and the ORM."""
     from annotate.checkers.scorer import CheckerAwareScorer
-    from completers.transformers_completer import TransformersCompleter
     from prm.io import read_traces
     from prm.reward.model import RewardModel
-    from prm.search import problems_from_traces
 
-    demo, work = Path(args.demo), Path(args.work)
-    start = time.perf_counter()
-    budgets = (1, 4, 8) if args.quick else BUDGETS
-    labels = label_agreement(demo)
-    models = reward_models(demo, work)
-    problems = problems_from_traces(read_traces(demo / "traces_test.jsonl"))
-    raw_completer = TransformersCompleter("tiny-gsm")
-    completer = CachedCompleter(raw_completer)
-    loaded = {name: RewardModel.from_pretrained(str(path)) for name, path in models.items()}
+    loaded = {name: RewardModel.from_pretrained(str(path)) for name, path in reward_models(demo, work).items()}
     orm = CachedScorer(loaded.pop("ORM"))
     scorers = {}
     for name, model in loaded.items():
         scorers[name] = CachedScorer(model)
         scorers[name + " + sympy"] = CachedScorer(CheckerAwareScorer(model, ["sympy"]))
     scorers["gold step labels (a perfect verifier)"] = GoldScorer(read_traces(demo / "traces_test.jsonl"))
+    return scorers, orm
 
-    # ablation: seed 0, 8x, every scorer variant; the demo PRM also without the answer line scored
+
+def ablation(seed: int, problems, completer, scorers: dict, orm, work: Path) -> dict:
+    """Seed 0, 8x, every scorer variant; the demo PRM also without the answer line scored."""
     from prm.search import SearchConfig, search
 
-    ablation = {}
-    seed0 = args.seeds[0]
+    out = {}
     for name, scorer in scorers.items():
-        result = search_seed(seed0, problems, completer, scorer, orm, work, name, (8,))
+        result = search_seed(seed, problems, completer, scorer, orm, work, name, (8,))
         row = {"PRM best-of-8": at(result["methods"], "PRM best-of-N", 8), "beam 8x": at(result["methods"], "beam", 8),
                "dvts 8x": at(result["methods"], "dvts", 8)}
         if name.startswith("demo PRM"):  # the answer line not scored: the demo's old behaviour
             folder = work / "runs" / "unscored_answer" / name.replace(" ", "_").replace("+", "plus")
             settings = SearchConfig(strategy="beam", budget="8x", tokens_per_solution=result["tokens_per_solution"],
-                                    step_tokens=40, seed=seed0, score_answer=False)
+                                    step_tokens=40, seed=seed, score_answer=False)
             traces, _ = cached_run(folder / "beam8.jsonl", lambda scorer=scorer, settings=settings: search(
                 problems, completer, scorer, config=settings))
             row["beam 8x, answer line not scored"] = sum(t.outcome_label for t in traces) / len(traces)
-        ablation[name] = row
+        out[name] = row
         print(f"ablation {name}: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in row.items()), flush=True)
+    return out
 
-    per_seed = {}
-    for seed in args.seeds:
-        per_seed[seed] = search_seed(seed, problems, completer, scorers[args.scorer], orm, work, args.scorer, budgets,
-                                     lookahead=True)
-        print(f"seed {seed} done ({time.perf_counter() - start:.0f} s)", flush=True)
-    table = summarise(per_seed)
-    speed = None if args.quick else throughput(problems, raw_completer, scorers[args.scorer].inner,
-                                               per_seed[args.seeds[0]]["tokens_per_solution"])
 
-    goals = {"beam 8x": at(table, "beam", 8), "dvts 8x": at(table, "dvts", 8),
-             "majority 8": at(table, "majority", 8), "PRM best-of-8": at(table, "PRM best-of-N", 8),
-             "ORM best-of-8": at(table, "ORM best-of-N", 8), "oracle pass@8": at(table, "oracle", 8)}
-    goals["beam - majority (goal >= 10 points)"] = goals["beam 8x"] - goals["majority 8"]
-    goals["beam - PRM best-of-8 (goal >= 5 points)"] = goals["beam 8x"] - goals["PRM best-of-8"]
-    goals["PRM best-of-8 - majority (goal >= 5 points)"] = goals["PRM best-of-8"] - goals["majority 8"]
-    goals["PRM best-of-8 - ORM (goal >= 5 points)"] = goals["PRM best-of-8"] - goals["ORM best-of-8"]
-    goals["beam / oracle pass@8"] = goals["beam 8x"] / goals["oracle pass@8"]
+def figures_and_goals(table: dict) -> tuple[dict, list[Goal]]:
+    """The solve rates at 8x and the issue's goals, in points."""
+    figures = {"beam 8x": at(table, "beam", 8), "dvts 8x": at(table, "dvts", 8),
+               "majority 8": at(table, "majority", 8), "PRM best-of-8": at(table, "PRM best-of-N", 8),
+               "ORM best-of-8": at(table, "ORM best-of-N", 8), "oracle pass@8": at(table, "oracle", 8)}
+    figures["beam / oracle pass@8"] = figures["beam 8x"] / figures["oracle pass@8"]
 
-    print(f"\n{len(problems)} test problems, seeds {args.seeds}, scorer: {args.scorer}")
-    for name, value in goals.items():
-        print(f"  {name}: {value:.3f}" if "/" in name else f"  {name}: {100 * value:+.1f}" if " - " in name
-              else f"  {name}: {100 * value:.1f}%")
+    def above(a, b, target):
+        return Goal(f"{a} above {b}", round(100 * (figures[a] - figures[b]), 1), ">=", target, "points")
+
+    return figures, [above("beam 8x", "majority 8", 10), above("beam 8x", "PRM best-of-8", 5),
+                     above("PRM best-of-8", "majority 8", 5), above("PRM best-of-8", "ORM best-of-8", 5)]
+
+
+def print_report(figures: dict, table: dict, speed: dict | None, labels: dict) -> None:
+    for name, value in figures.items():
+        print(f"  {name}: {value:.3f}" if "/" in name else f"  {name}: {100 * value:.1f}%")
     print("\nsolve rate (mean over seeds) / tokens per problem, by budget (solutions' worth):")
     for name, points in table.items():
         print(f"  {name:<18} " + "  ".join(f"{p['budget']:>2}x {100 * p['solve_rate']:5.1f}% "
@@ -507,17 +484,50 @@ def main(argv=None) -> int:
     print("\nlabel agreement with gold (demo training traces):")
     for name, row in labels.items():
         print(f"  {name}: {100 * row['agreement']:.1f}% of {row['steps']} steps")
-    figure(table, len(problems), args.seeds, Path(args.figure),
+
+
+def main(argv=None) -> int:
+    args = arguments(argv)
+    use_threads(args.threads)
+    quiet_transformers()
+    if args.throughput_only:
+        return throughput_only(args)
+    from completers.transformers_completer import TransformersCompleter
+    from prm.io import read_traces
+    from prm.search import problems_from_traces
+
+    machine_record = machine(args.threads)
+    demo, work = Path(args.demo), args.out
+    budgets = (1, 4, 8) if args.quick else BUDGETS
+    with Stopwatch() as watch:
+        labels = label_agreement(demo)
+        scorers, orm = scorers_of(demo, work)
+        problems = problems_from_traces(read_traces(demo / "traces_test.jsonl"))
+        raw_completer = TransformersCompleter("tiny-gsm")
+        completer = CachedCompleter(raw_completer)
+        per_scorer = ablation(args.seeds[0], problems, completer, scorers, orm, work)
+        per_seed = {}
+        for seed in args.seeds:
+            per_seed[seed] = search_seed(seed, problems, completer, scorers[args.scorer], orm, work, args.scorer,
+                                         budgets, lookahead=True)
+            print(f"seed {seed} done", flush=True)
+        table = summarise(per_seed)
+        speed = None if args.quick else throughput(problems, raw_completer, scorers[args.scorer].inner,
+                                                   per_seed[args.seeds[0]]["tokens_per_solution"])
+    figures, goal_list = figures_and_goals(table)
+    print(f"\n{len(problems)} test problems, seeds {args.seeds}, scorer: {args.scorer}")
+    print_report(figures, table, speed, labels)
+    figure(table, len(problems), args.seeds, args.figure,
            args.scorer + (" (sympy-refuted steps score 0)" if "sympy" in args.scorer else ""))
-    result = {"problems": len(problems), "seeds": args.seeds, "scorer": args.scorer, "budgets": list(budgets),
-              "step_tokens": 40, "goals": goals, "curves": table, "per_seed": per_seed, "ablation_seed": seed0,
-              "ablation": ablation, "label_agreement": labels, "throughput": speed,
-              "seconds": round(time.perf_counter() - start, 1),
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, torch 1 thread",
-              "note": "curves reuse completions/scores across budgets (wall time only); throughput is uncached"}
-    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.results).write_text(json.dumps(result, indent=2, default=float) + "\n")
-    print(f"\nwrote {args.results} and {args.figure} ({time.perf_counter() - start:.0f} s)")
+    print(f"figure: {args.figure}")
+    goal_list += throughput_goals(speed) if speed else []
+    print_goals(goal_list)
+    save_results(args.results, {
+        "problems": len(problems), "seeds": args.seeds, "scorer": args.scorer, "budgets": list(budgets),
+        "step_tokens": 40, "figures": figures, "curves": table, "per_seed": per_seed, "ablation_seed": args.seeds[0],
+        "ablation": per_scorer, "label_agreement": labels, "throughput": speed, "seconds": round(watch.seconds, 1),
+        "note": "curves reuse completions/scores across budgets (wall time only); throughput is uncached"},
+        machine_record, goal_list)
     return 0
 
 

@@ -27,6 +27,7 @@ Goals printed at the end (reward server and completion server each):
 
     nice python bench/serve.py                  # both servers, 8 s per measurement
     python bench/serve.py --seconds 3 --servers reward
+    python bench/serve.py --quick               # 2 s per measurement, 1 and 8 clients
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
+from bench._harness import ROOT, Goal, machine, parser, print_goals, save_results  # noqa: E402
 
 ARMS = {"batched": {"max_batch": 64, "max_wait": 0.01}, "unbatched": {"max_batch": 1, "max_wait": 0.0}}
 TOLERANCE = 1e-5  # two rewards of one query closer than this are the same (float32 rounding)
@@ -238,62 +239,70 @@ def model_alone(model: str, threads: int, count: int = 64) -> dict:
     return {"solutions": count, "one_at_a_time_s": alone, "one_call_s": together, "speedup": alone / together}
 
 
-def goals(kind: str, results: dict) -> list[tuple[str, bool]]:
+def goals(kind: str, results: dict) -> list[Goal]:
     by = {arm: {row["clients"]: row for row in data["rows"]} for arm, data in results.items()}
-    lines = []
+    out = []
     on, off = by["batched"], by["unbatched"]
     if 64 in on:
-        ok = on[64]["errors"] == 0 and on[64]["mismatches"] == 0 and on[64]["requests"] > 0
-        lines.append((f"{kind}: 64 clients batched: {on[64]['errors']} errors, {on[64]['mismatches']} answers "
-                      f"differing from the first answer to the same query (goal 0 and 0; largest reward "
-                      f"difference {on[64]['largest_difference']:.1e}, tolerance {TOLERANCE:g})", ok))
+        print(f"{kind}: 64 clients batched: {on[64]['requests']} requests, largest reward difference "
+              f"{on[64]['largest_difference']:.1e} (tolerance {TOLERANCE:g})")
+        out.append(Goal(f"{kind}: 64 clients batched, errors + answers differing from the first answer to the "
+                        "same query", on[64]["errors"] + on[64]["mismatches"], "<=", 0))
     if 64 in on and 64 in off:
-        ratio = on[64]["rps"] / max(off[64]["rps"], 1e-9)
-        lines.append((f"{kind}: batched / unbatched throughput at 64 clients = {ratio:.2f}x (goal >= 3x)", ratio >= 3))
+        out.append(Goal(f"{kind}: batched / unbatched throughput at 64 clients",
+                        round(on[64]["rps"] / max(off[64]["rps"], 1e-9), 3), ">=", 3, "x"))
     if 8 in on and 1 in on:
         wait_ms = 1000 * results["batched"]["arm"]["max_wait"]
-        bound = 2 * (on[1]["p50_ms"] + wait_ms)
-        lines.append((f"{kind}: p99 at 8 clients = {on[8]['p99_ms']:.1f} ms vs 2 x (single-client p50 "
-                      f"{on[1]['p50_ms']:.1f} ms + wait {wait_ms:.0f} ms) = {bound:.1f} ms (goal below)",
-                      on[8]["p99_ms"] < bound))
-    return lines
+        out.append(Goal(f"{kind}: p99 at 8 clients below 2 x (single-client p50 {on[1]['p50_ms']:.1f} ms + wait "
+                        f"{wait_ms:.0f} ms)", round(on[8]["p99_ms"], 1), "<", round(2 * (on[1]["p50_ms"] + wait_ms), 1),
+                        "ms"))
+    return out
+
+
+def arguments(argv):
+    args = parser(__doc__, "serve", quick="2 s per measurement, 1 and 8 clients")
+    args.add_argument("--servers", nargs="+", choices=("reward", "completion"), default=["reward", "completion"])
+    args.add_argument("--prm", default=None, help="a reward-model folder (default: tiny-gsm + a fresh head)")
+    args.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
+    args.add_argument("--seconds", type=float, default=8.0, help="length of each measurement")
+    args.add_argument("--max-tokens", type=int, default=24, help="tokens per completion")
+    # child mode
+    args.add_argument("--serve", choices=("reward", "completion"), dest="kind", help=argparse.SUPPRESS)
+    args.add_argument("--model", help=argparse.SUPPRESS)
+    args.add_argument("--max-batch", type=int, default=64, help=argparse.SUPPRESS)
+    args.add_argument("--max-wait", type=float, default=0.01, help=argparse.SUPPRESS)
+    args = args.parse_args(argv)  # --threads: torch threads of each server
+    if args.quick:
+        args.seconds, args.clients = min(args.seconds, 2.0), [1, 8]
+    return args
+
+
+def fresh_reward_model(folder: Path) -> str:
+    """tiny-gsm's backbone with a fresh PRM head, LM features on: a trained demo PRM's forward cost."""
+    import torch
+
+    from completers.text import PLAIN_TEMPLATE
+    from prm.reward.model import RewardModel, RewardModelOptions
+
+    torch.manual_seed(0)
+    RewardModel.from_backbone("tiny-gsm", RewardModelOptions(lm_features=True, prompt_template=PLAIN_TEMPLATE)
+                              ).save_pretrained(str(folder))
+    print("reward model: tiny-gsm backbone with a fresh PRM head (no --prm given)", flush=True)
+    return str(folder)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--servers", nargs="+", choices=("reward", "completion"), default=["reward", "completion"])
-    parser.add_argument("--prm", default=None, help="a reward-model folder (default: tiny-gsm + a fresh head)")
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
-    parser.add_argument("--seconds", type=float, default=8.0, help="length of each measurement")
-    parser.add_argument("--max-tokens", type=int, default=24, help="tokens per completion")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of each server")
-    parser.add_argument("--results", default=str(ROOT / "bench" / "results" / "serve.json"))
-    # child mode
-    parser.add_argument("--serve", choices=("reward", "completion"), dest="kind", help=argparse.SUPPRESS)
-    parser.add_argument("--model", help=argparse.SUPPRESS)
-    parser.add_argument("--max-batch", type=int, default=64, help=argparse.SUPPRESS)
-    parser.add_argument("--max-wait", type=float, default=0.01, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = arguments(argv)
     if args.kind:
         serve(args)
         return 0
-
-    load_before = os.getloadavg()
-    report = {"load_before": load_before, "cpus": os.cpu_count(), "seconds": args.seconds, "clients": args.clients}
+    machine_record = machine(args.threads)
+    report = {"seconds": args.seconds, "clients": args.clients,
+              "reward_model": args.prm or "tiny-gsm backbone + fresh PRM head"}
     with tempfile.TemporaryDirectory() as tmp:
         model = args.prm
         if "reward" in args.servers and model is None:
-            import torch
-
-            from completers.text import PLAIN_TEMPLATE
-            from prm.reward.model import RewardModel, RewardModelOptions
-
-            torch.manual_seed(0)
-            model = str(Path(tmp) / "prm")
-            RewardModel.from_backbone("tiny-gsm", RewardModelOptions(lm_features=True, prompt_template=PLAIN_TEMPLATE)
-                                      ).save_pretrained(model)
-            print("reward model: tiny-gsm backbone with a fresh PRM head (no --prm given)", flush=True)
-        report["reward_model"] = args.prm or "tiny-gsm backbone + fresh PRM head"
+            model = fresh_reward_model(Path(tmp) / "prm")
         if "reward" in args.servers:
             report["model_alone"] = ceiling = model_alone(model, args.threads)
             print(f"reward model alone: {ceiling['solutions']} solutions one call each "
@@ -301,15 +310,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"batching can gain at most {ceiling['speedup']:.2f}x here", flush=True)
         for kind in args.servers:
             report[kind] = bench_server(kind, args, model)
-    report["load_after"] = os.getloadavg()
-    lines = [line for kind in args.servers for line in goals(kind, report[kind])]
-    report["goals"] = [{"goal": text, "met": ok} for text, ok in lines]
-    print(f"\nload average before {load_before[0]:.1f}, after {report['load_after'][0]:.1f} "
-          f"({os.cpu_count()} CPUs, shared with other jobs)")
-    for text, ok in lines:
-        print(f"GOAL {'MET ' if ok else 'MISSED'} {text}")
-    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.results).write_text(json.dumps(report, indent=1), encoding="utf-8")
+    goal_list = [goal for kind in args.servers for goal in goals(kind, report[kind])]
+    print_goals(goal_list)
+    save_results(args.results, report, machine_record, goal_list)
     return 0
 
 

@@ -33,7 +33,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import random
 import resource
 import subprocess
@@ -41,9 +40,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
+from bench._harness import ROOT, Goal, Stopwatch, machine, parser, print_goals, save_results  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
-RESULTS = ROOT / "bench" / "results" / "train.json"
 TRL_PYTHON = ROOT / "bench" / ".venv-trl113" / "bin" / "python"
 
 
@@ -74,17 +74,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def timed(function):
+def timed(function) -> dict:
     """Wall seconds, CPU seconds of this process, and the load average before and after."""
-    load_before, cpu_start, start = os.getloadavg()[0], cpu_seconds(), time.perf_counter()
-    function()
-    return {"seconds": time.perf_counter() - start, "cpu_seconds": cpu_seconds() - cpu_start,
-            "load_average": [load_before, os.getloadavg()[0]]}
+    with Stopwatch() as watch:
+        function()
+    return watch.to_dict()
 
 
 def run_ours(settings: dict) -> dict:
@@ -95,11 +89,10 @@ def run_ours(settings: dict) -> dict:
     from prm.reward.training import RewardTrainer, RewardTrainerConfig, step_metrics
 
     train, held_out = build_data(settings["train_records"], settings["eval_records"], settings["seed"])
-    args = RewardTrainerConfig(
-        output_dir=settings["out"] + "/ours", per_device_train_batch_size=settings["batch_size"],
+    args = RewardTrainerConfig.in_memory(
+        settings["out"] + "/ours", per_device_train_batch_size=settings["batch_size"],
         num_train_epochs=settings["epochs"], learning_rate=settings["lr"], lr_scheduler_type="linear",
-        warmup_steps=settings["warmup_steps"], seed=settings["seed"], save_strategy="no", report_to="none",
-        logging_steps=50, disable_tqdm=True, use_cpu=True)
+        warmup_steps=settings["warmup_steps"], seed=settings["seed"], logging_steps=50, use_cpu=True)
     trainer = RewardTrainer("minilm-l6", args, train_traces=train, model_options=RewardModelOptions(max_length=512))
     timing = timed(trainer.train)
     model = trainer.model.eval()
@@ -212,52 +205,45 @@ def in_trl_environment(settings: dict) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train-records", type=int, default=300)
-    parser.add_argument("--eval-records", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--scoring-traces", type=int, default=200, help="held-out traces for the scoring test")
-    parser.add_argument("--warmup-steps", type=int, default=0)
-    parser.add_argument("--trl-defaults", action="store_true",
-                        help="also run TRL with its PRMConfig defaults (gradient checkpointing, bf16 autocast)")
-    parser.add_argument("--trl-python", default=str(TRL_PYTHON),
-                        help="interpreter of the environment with trl==1.13.0 (make install-bench)")
-    parser.add_argument("--trl-child", help=argparse.SUPPRESS)  # internal: run the TRL arm, print JSON
-    parser.add_argument("--results", default=str(RESULTS))
-    parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "train"))
-    options = parser.parse_args()
-    if options.trl_child:
-        sys.path.insert(0, str(ROOT))
-        print(json.dumps(run_trl(json.loads(options.trl_child))), flush=True)
-        return 0
-    settings = {k: v for k, v in vars(options).items() if k not in ("trl_defaults", "trl_child", "results")}
-    settings["tuned"] = True
+def arguments():
+    args = parser(__doc__, "train", threads=2, quick=None)
+    args.add_argument("--train-records", type=int, default=300)
+    args.add_argument("--eval-records", type=int, default=100)
+    args.add_argument("--batch-size", type=int, default=8)
+    args.add_argument("--epochs", type=float, default=1.0)
+    args.add_argument("--lr", type=float, default=5e-5)
+    args.add_argument("--scoring-traces", type=int, default=200, help="held-out traces for the scoring test")
+    args.add_argument("--warmup-steps", type=int, default=0)
+    args.add_argument("--trl-defaults", action="store_true",
+                      help="also run TRL with its PRMConfig defaults (gradient checkpointing, bf16 autocast)")
+    args.add_argument("--trl-python", default=str(TRL_PYTHON),
+                      help="interpreter of the environment with trl==1.13.0 (make install-bench)")
+    args.add_argument("--trl-child", help=argparse.SUPPRESS)  # internal: run the TRL arm, print JSON
+    return args.parse_args()
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    sys.path.insert(0, str(ROOT))
+
+def describe_data(options) -> dict:
     train, held_out = build_data(options.train_records, options.eval_records, options.seed)
-    data = {"train_records": len(train), "train_corrupted": sum(t.outcome_label == 0 for t in train),
+    return {"train_records": len(train), "train_corrupted": sum(t.outcome_label == 0 for t in train),
             "train_steps": sum(len(t.steps) for t in train),
             "train_bad_steps": sum(s.hard_label == 0 for t in train for s in t.steps),
             "eval_records": len(held_out), "eval_steps": sum(len(t.steps) for t in held_out),
             "eval_bad_steps": sum(s.hard_label == 0 for t in held_out for s in t.steps)}
-    print(f"data: {data}", flush=True)
 
-    started = time.perf_counter()
-    runs = [in_trl_environment(settings)]
-    print(f"{runs[-1]['trainer']}: {runs[-1]['samples_per_second']:.2f} samples/s", flush=True)
-    runs.append(in_child("run_ours", settings))
-    print(f"{runs[-1]['trainer']}: {runs[-1]['samples_per_second']:.2f} samples/s", flush=True)
-    if options.trl_defaults:
-        runs.append(in_trl_environment({**settings, "tuned": False}))
+
+def run_arms(settings: dict, trl_defaults: bool) -> list[dict]:
+    """TRL at equal settings, this trainer, and (with --trl-defaults) TRL with its defaults."""
+    arms = [lambda: in_trl_environment(settings), lambda: in_child("run_ours", settings)]
+    if trl_defaults:
+        arms.append(lambda: in_trl_environment({**settings, "tuned": False}))
+    runs = []
+    for arm in arms:
+        runs.append(arm())
         print(f"{runs[-1]['trainer']}: {runs[-1]['samples_per_second']:.2f} samples/s", flush=True)
-    total = time.perf_counter() - started
+    return runs
 
+
+def compare(runs: list[dict]) -> dict:
     trl, ours = runs[0], runs[1]
     ratios = {"throughput_vs_trl_equal_settings": ours["samples_per_second"] / trl["samples_per_second"],
               "cpu_time_throughput_vs_trl_equal_settings":
@@ -267,40 +253,66 @@ def main() -> int:
               "bad_step_recall_difference_vs_trl_equal_settings":
                   ours["metrics"]["bad_step_recall"] - trl["metrics"]["bad_step_recall"],
               "scoring_speedup_batched_vs_single": ours["scoring"]["speedup"]}
-    if options.trl_defaults:
+    if len(runs) > 2:
         ratios["throughput_vs_trl_defaults"] = ours["samples_per_second"] / runs[2]["samples_per_second"]
         ratios["cpu_time_throughput_vs_trl_defaults"] = \
             ours["samples_per_cpu_second"] / runs[2]["samples_per_cpu_second"]
+    return ratios
 
+
+def print_table(runs: list[dict], ratios: dict) -> None:
     print()
-    header = f"{'trainer':<28}{'samples/s':>10}{'/cpu-s':>8}{'peak RSS MB':>13}{'step acc':>10}{'AUROC':>8}" \
-             f"{'bad recall':>12}{'1st-err acc':>13}"
-    print(header)
+    print(f"{'trainer':<28}{'samples/s':>10}{'/cpu-s':>8}{'peak RSS MB':>13}{'step acc':>10}{'AUROC':>8}"
+          f"{'bad recall':>12}{'1st-err acc':>13}")
     for run in runs:
         m = run["metrics"]
         print(f"{run['trainer']:<28}{run['samples_per_second']:>10.2f}{run['samples_per_cpu_second']:>8.2f}"
               f"{run['peak_rss_mb']:>13.0f}"
               f"{m['accuracy']:>10.3f}{m['auroc']:>8.3f}{m['bad_step_recall']:>12.3f}"
               f"{m['first_error_accuracy']:>13.3f}")
-    scoring = ours["scoring"]
-    print(f"\nscoring {scoring['traces']} held-out traces ({scoring['steps']} steps, x2): score_many {scoring['batched_steps_per_second']:.1f} "
-          f"steps/s, one trace at a time {scoring['single_steps_per_second']:.1f} steps/s")
+    scoring = runs[1]["scoring"]
+    print(f"\nscoring {scoring['traces']} held-out traces ({scoring['steps']} steps, x2): score_many "
+          f"{scoring['batched_steps_per_second']:.1f} steps/s, one trace at a time "
+          f"{scoring['single_steps_per_second']:.1f} steps/s")
     print("ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
-    print(f"total {total:.0f} s")
 
-    import torch
+
+def goals(runs: list[dict], ratios: dict) -> list[Goal]:
+    """As fast as TRL at equal settings (per CPU-second: the shared machine blurs wall clock;
+    0.9 allows for its noise), and batched scoring faster than one trace at a time, same scores."""
+    scoring = runs[1]["scoring"]
+    return [Goal("samples per CPU-s, this trainer / TRL (equal settings)",
+                 round(ratios["cpu_time_throughput_vs_trl_equal_settings"], 3), ">=", 0.9, "x"),
+            Goal("scoring, score_many / one trace at a time", round(scoring["speedup"], 3), ">=", 1.0, "x"),
+            Goal("largest score difference, score_many vs score", float(f"{scoring['max_abs_difference']:.2g}"),
+                 "<=", 1e-4)]
+
+
+def main() -> int:
+    options = arguments()
+    if options.trl_child:
+        print(json.dumps(run_trl(json.loads(options.trl_child))), flush=True)
+        return 0
+    machine_record = machine(options.threads)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(options).items()
+                if k not in ("trl_defaults", "trl_child", "results")}
+    settings["tuned"] = True
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    data = describe_data(options)
+    print(f"data: {data}", flush=True)
+    with Stopwatch() as watch:
+        runs = run_arms(settings, options.trl_defaults)
+    ratios = compare(runs)
+    print_table(runs, ratios)
+    print(f"total {watch.seconds:.0f} s")
     import transformers
 
-    results = Path(options.results)
-    results.parent.mkdir(parents=True, exist_ok=True)
-    result = {"settings": {**settings, "trl_defaults": options.trl_defaults, "backbone": "minilm-l6"},
-              "data": data, "runs": runs, "ratios": ratios, "total_seconds": total,
-              "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                              "transformers": transformers.__version__, "cpus": os.cpu_count(),
-                              "load_average_at_end": os.getloadavg()}}
-    result["environment"]["trl"] = trl.get("trl")
-    results.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"results: {results}")
+    print_goals(goal_list := goals(runs, ratios))
+    save_results(options.results, {"settings": {**settings, "trl_defaults": options.trl_defaults,
+                                                "backbone": "minilm-l6"},
+                                   "data": data, "runs": runs, "ratios": ratios, "total_seconds": watch.seconds,
+                                   "transformers": transformers.__version__, "trl": runs[0].get("trl")},
+                 machine_record, goal_list)
     return 0
 
 

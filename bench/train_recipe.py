@@ -33,22 +33,19 @@ bench/results/train_recipe.json under "DATA/ROW".
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import os
-import platform
 import random
 import re
-import resource
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
+from bench._harness import ROOT, Goal, Stopwatch, machine, merge_results, parser, print_goals  # noqa: E402
+
 PRMBENCH = ROOT.parent / "shared" / "data" / "prmbench-train"
-RESULTS = ROOT / "bench" / "results" / "train_recipe.json"
 TINY_TEMPLATE = "Question: {problem}\nAnswer:\n"  # tiny-gsm's own prompt (completers.text.PLAIN_TEMPLATE)
 
 # name -> settings: backbone, model options (RewardModelOptions), training (RewardTrainerConfig), view
@@ -122,16 +119,6 @@ def notes_view(traces):
     return out
 
 
-def add_verdicts(traces, checker_name: str) -> None:
-    """The checker's verdict on every step, as `prm check` writes it (Step.verdicts)."""
-    from annotate.checkers import get_checker
-
-    checker = get_checker(checker_name)
-    for trace in traces:
-        for index, step in enumerate(trace.steps):
-            step.verdicts = [checker.check(trace.problem, trace.step_texts[:index], step.text)]
-
-
 # -- metrics ------------------------------------------------------------------------------
 
 def evaluate(traces) -> dict:
@@ -187,75 +174,85 @@ def run_row(name: str, row: dict, train, held_out, settings: dict) -> dict:
     else:
         train, held_out = copy.deepcopy(train), copy.deepcopy(held_out)
     checker_seconds = 0.0
-    if row.get("checker"):
+    if row.get("checker"):  # the checker's verdict on every step, as `prm check` writes it
+        from annotate.checkers import get_checker
+        from annotate.checkers.combine import add_verdicts
+
         start = time.perf_counter()
-        add_verdicts(train + held_out, row["checker"])
+        add_verdicts(train + held_out, get_checker(row["checker"]))
         checker_seconds = time.perf_counter() - start
     torch.set_num_threads(settings["threads"])
     training = {"per_device_train_batch_size": 8, "lr_scheduler_type": "linear", **row.get("training", {})}
-    args = RewardTrainerConfig(output_dir=str(Path(settings["out"]) / name), save_strategy="no", report_to="none",
-                               logging_steps=25, disable_tqdm=True, use_cpu=True, seed=settings["seed"], **training)
-    wall, cpu = time.perf_counter(), _cpu_seconds()
-    trainer = RewardTrainer(row["backbone"], args, train_traces=train,
-                            model_options=RewardModelOptions(**row.get("options", {})))
-    trainer.train()
-    wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
+    args = RewardTrainerConfig.in_memory(Path(settings["out"]) / name, logging_steps=25, use_cpu=True,
+                                         seed=settings["seed"], **training)
+    with Stopwatch() as watch:
+        trainer = RewardTrainer(row["backbone"], args, train_traces=train,
+                                model_options=RewardModelOptions(**row.get("options", {})))
+        trainer.train()
     model = trainer.model.eval()
     model.score_traces(held_out, batch_size=32)
     result = {"row": name, **row, "train_records": len(train), "eval_records": len(held_out),
-              "train_report": vars(trainer.train_report), "train_seconds": wall, "train_cpu_seconds": cpu,
-              "checker_seconds": checker_seconds, "load_average_at_end": os.getloadavg(),
+              "train_report": vars(trainer.train_report), "train_seconds": watch.seconds,
+              "train_cpu_seconds": watch.cpu_seconds, "checker_seconds": checker_seconds,
               "metrics": evaluate(held_out)}
     if settings["data"] == "prmbench":
         result["per_class"] = by_class(held_out)
     return result
 
 
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def arguments():
+    args = parser(__doc__, "train_recipe", threads=2, quick="100 train and 40 held-out records")
+    args.add_argument("--rows", default="recipe,hybrid", help=f"comma-separated: all, {', '.join(ROWS)}, "
+                                                               f"or {', '.join(ALIASES)}")
+    args.add_argument("--data", choices=("gsm8k", "prmbench"), default="gsm8k")
+    args.add_argument("--train-records", type=int, default=600)
+    args.add_argument("--eval-records", type=int, default=200)
+    options = args.parse_args()
+    options.names = list(ROWS) if options.rows == "all" else [ALIASES.get(n, n) for n in options.rows.split(",")]
+    unknown = [n for n in options.names if n not in ROWS]
+    if unknown:
+        args.error(f"unknown row(s) {unknown}; choose from {list(ROWS)} or {list(ALIASES)}")
+    if options.quick:
+        options.train_records, options.eval_records = min(options.train_records, 100), min(options.eval_records, 40)
+    return options
+
+
+def goals(name: str, result: dict) -> list[Goal]:
+    """Issue 14's goals for the row: trained within 30 minutes on 2 cores (3,600 CPU-s); without
+    checker inputs AUROC >= 0.80 and bad-step recall >= 50% at 90% good-step accuracy; with
+    checker verdicts as inputs bad-step recall >= 90% at 95% good-step accuracy."""
+    m = result["metrics"]
+    out = [Goal(f"{name}: training CPU seconds", round(result["train_cpu_seconds"]), "<=", 3600, "s")]
+    if result.get("checker"):
+        return out + [Goal(f"{name}: bad-step recall at 95% good-step accuracy",
+                           round(100 * m.get("recall_at_good95", 0), 1), ">=", 90, "%")]
+    return out + [Goal(f"{name}: AUROC", round(m.get("auroc", 0), 3), ">=", 0.8),
+                  Goal(f"{name}: bad-step recall at 90% good-step accuracy",
+                       round(100 * m.get("recall_at_good90", 0), 1), ">=", 50, "%")]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", default="recipe,hybrid", help=f"comma-separated: all, {', '.join(ROWS)}, "
-                                                                 f"or {', '.join(ALIASES)}")
-    parser.add_argument("--data", choices=("gsm8k", "prmbench"), default="gsm8k")
-    parser.add_argument("--train-records", type=int, default=600)
-    parser.add_argument("--eval-records", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--results", default=str(RESULTS))
-    parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "train_recipe"))
-    options = parser.parse_args()
-    names = list(ROWS) if options.rows == "all" else [ALIASES.get(n, n) for n in options.rows.split(",")]
-    unknown = [n for n in names if n not in ROWS]
-    if unknown:
-        parser.error(f"unknown row(s) {unknown}; choose from {list(ROWS)} or {list(ALIASES)}")
+    options = arguments()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    sys.path.insert(0, str(ROOT))  # the project before bench/ (bench/completers.py is not the package)
+    machine_record = machine(options.threads)
     load = prmbench_data if options.data == "prmbench" else gsm8k_data
     train, held_out = load(options.train_records, options.eval_records, options.seed)
     print(f"{options.data}: {len(train)} train records, {len(held_out)} held-out records "
           f"({sum(len(t.steps) for t in held_out)} steps, "
           f"{sum(s.hard_label == 0 for t in held_out for s in t.steps)} bad)", flush=True)
-    results_path = Path(options.results)
     settings = {**vars(options)}
-    for name in names:
+    for name in options.names:
         result = run_row(name, ROWS[name], train, held_out, settings)
         m = result["metrics"]
         print(f"{name}: AUROC {m.get('auroc', float('nan')):.3f}, recall@good90 {m.get('recall_at_good90', 0):.3f}, "
               f"recall@good95 {m.get('recall_at_good95', 0):.3f}, accuracy {m['accuracy']:.3f}, "
               f"bad recall@0.5 {m['bad_step_recall']:.3f}, first-error F1 {m['first_error_f1']['f1'] or 0:.3f}, "
               f"train {result['train_seconds']:.0f} s ({result['train_cpu_seconds']:.0f} CPU s)", flush=True)
-        result["environment"] = {"python": platform.python_version(), "cpus": os.cpu_count(),
-                                 "threads": options.threads, "seed": options.seed}
-        # read just before writing: other runs may have added their rows meanwhile
-        results = json.loads(results_path.read_text()) if results_path.exists() else {}
-        results[f"{options.data}/{name}"] = result
-        results_path.parent.mkdir(parents=True, exist_ok=True)
-        results_path.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    print(f"results: {results_path}")
+        print_goals(goal_list := goals(name, result))
+        # merged just before writing: other runs may have added their rows meanwhile
+        merge_results(options.results, f"{options.data}/{name}",
+                      {**result, "seed": options.seed, "goals": [g.to_dict() for g in goal_list]}, machine_record)
+    print(f"results: {options.results}")
     return 0
 
 

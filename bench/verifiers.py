@@ -6,7 +6,7 @@ all test traces and on the checker-blind subset, false alarms on correct traces,
     python bench/verifiers.py --demo demo_out --quick    # 1 seed, 16 test problems
 
 One completer (tiny-gsm) and the embedded world, the demo's train / validation / test split.
-Stages, each cached under --work so that a re-run only does what is missing:
+Stages, each cached under --out so that a re-run only does what is missing:
 
 1. Test traces per seed: seed 0 is the demo's own test sample (8 solutions per problem);
    seeds 1, 2 sample 8 new solutions per test problem (`completers.world.sample_traces`, gold
@@ -33,20 +33,16 @@ met or missed by how much; writes bench/results/verifiers.json.
 
 from __future__ import annotations
 
-import argparse
+import functools
 import json
-import os
-import platform
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-# `python bench/verifiers.py` puts bench/ first on sys.path, where bench/completers.py would
-# shadow the `completers` package; drop it.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-RESULTS = ROOT / "bench" / "results" / "verifiers.json"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
+from bench._harness import (Goal, Stopwatch, cached, cached_traces, machine, parser, print_goals,  # noqa: E402
+                            quiet_transformers, save_results, use_threads)
+
 N = 8  # best-of-N (the demo's eval_samples when it has fewer: a quick demo has 4)
 
 
@@ -61,78 +57,69 @@ def demo_config(demo: Path):
     return config
 
 
-def with_sympy(traces, path: Path):
-    """`traces` with a sympy verdict on every step (cached in `path`)."""
-    from prm.io import read_traces, write_traces
-
-    if path.exists():
-        return read_traces(path)
+def with_sympy(traces):
+    """`traces` with a sympy verdict on every step."""
     from annotate.checkers import get_checker
     from annotate.checkers.combine import add_verdicts
 
-    add_verdicts(traces, get_checker("sympy"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_traces(path, traces)
-    return traces
+    return add_verdicts(traces, get_checker("sympy"))
 
 
 def test_traces(config, demo: Path, work: Path, seed: int, completer, problems: int | None):
     """The test traces of one seed, with sympy verdicts: seed 0 the demo's own sample."""
-    from prm.io import read_traces
+    def make():
+        from prm.io import read_traces
 
-    path = work / "traces" / f"test_seed{seed}.jsonl"
-    if path.exists():
-        return read_traces(path)
-    if seed == 0:
-        traces = read_traces(demo / "traces_test.jsonl")
-    else:
-        from completers.base import SamplingParams
-        from completers.world import generate_problems, sample_traces
+        if seed == 0:
+            traces = read_traces(demo / "traces_test.jsonl")
+        else:
+            from completers.base import SamplingParams
+            from completers.world import generate_problems, sample_traces
 
-        total = config.train_problems + config.val_problems + config.test_problems
-        chosen = generate_problems(total, seed=config.seed)[config.train_problems + config.val_problems:]
-        params = SamplingParams(n=config.eval_samples, temperature=config.temperature, max_new_tokens=320,
-                                seed=config.seed + 3000 + 7919 * seed)
-        print(f"sampling {config.eval_samples} solutions for {len(chosen)} test problems (seed {seed})", flush=True)
-        traces = sample_traces(completer, chosen, config.eval_samples, params)
-    if problems is not None:
-        keep = list(dict.fromkeys(t.meta["problem_id"] for t in traces))[:problems]
-        traces = [t for t in traces if t.meta["problem_id"] in set(keep)]
-    return with_sympy(traces, path)
+            total = config.train_problems + config.val_problems + config.test_problems
+            chosen = generate_problems(total, seed=config.seed)[config.train_problems + config.val_problems:]
+            params = SamplingParams(n=config.eval_samples, temperature=config.temperature, max_new_tokens=320,
+                                    seed=config.seed + 3000 + 7919 * seed)
+            print(f"sampling {config.eval_samples} solutions for {len(chosen)} test problems (seed {seed})",
+                  flush=True)
+            traces = sample_traces(completer(), chosen, config.eval_samples, params)
+        if problems is not None:
+            keep = set(list(dict.fromkeys(t.meta["problem_id"] for t in traces))[:problems])
+            traces = [t for t in traces if t.meta["problem_id"] in keep]
+        return with_sympy(traces)
+
+    return cached_traces(work / "traces" / f"test_seed{seed}.jsonl", make)
 
 
 # -- stage 2: the verifiers -----------------------------------------------------------------------
 
 def train_reward_model(config, traces, folder: Path, head: str, options: dict | None = None,
-                       training: dict | None = None) -> Path:
+                       training: dict | None = None) -> dict:
     """A reward model trained the demo's way (`prm.app.demo.train`'s settings), with `options`
-    (RewardModelOptions fields) and `training` (RewardTrainerConfig fields) changed; writes
-    `folder/cost.json` with the training CPU-seconds."""
-    if (folder / "config.json").exists() and (folder / "cost.json").exists():
-        return folder
-    from completers.text import PLAIN_TEMPLATE
-    from prm.reward.model import RewardModelOptions
-    from prm.reward.training import RewardTrainer, RewardTrainerConfig
+    (RewardModelOptions fields) and `training` (RewardTrainerConfig fields) changed, saved in
+    `folder`; its training cost (CPU and wall seconds) is cached in `folder/cost.json`."""
+    def train() -> dict:
+        from completers.text import PLAIN_TEMPLATE
+        from prm.reward.model import RewardModelOptions
+        from prm.reward.training import RewardTrainer, RewardTrainerConfig
 
-    model_options = RewardModelOptions(head=head, label_type=config.labels if head == "prm" else "hard",
-                                       prompt_template=PLAIN_TEMPLATE, lm_features=config.lm_features)
-    model_options = replace(model_options, **(options or {}))
-    settings = dict(output_dir=str(folder / "checkpoints"), num_train_epochs=config.epochs,
-                    per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
-                    seed=config.seed, save_strategy="no", eval_strategy="no", logging_steps=20, report_to=[],
-                    disable_tqdm=True, balance_classes=True, freeze_backbone=model_options.lm_features)
-    settings.update(training or {})
-    print(f"training {folder.name} on {len(traces)} traces", flush=True)
-    cpu, wall = time.process_time(), time.perf_counter()
-    trainer = RewardTrainer(config.model, RewardTrainerConfig(**settings), train_traces=traces,
-                            model_options=model_options)
-    if settings["num_train_epochs"] > 0:
-        trainer.train()
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    trainer.model.save_pretrained(str(folder))
-    (folder / "cost.json").write_text(json.dumps({"train_cpu_seconds": round(cpu, 1),
-                                                  "train_wall_seconds": round(wall, 1)}))
-    return folder
+        model_options = RewardModelOptions(head=head, label_type=config.labels if head == "prm" else "hard",
+                                           prompt_template=PLAIN_TEMPLATE, lm_features=config.lm_features)
+        model_options = replace(model_options, **(options or {}))
+        settings = dict(num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
+                        learning_rate=config.learning_rate, seed=config.seed, logging_steps=20,
+                        balance_classes=True, freeze_backbone=model_options.lm_features)
+        settings.update(training or {})
+        print(f"training {folder.name} on {len(traces)} traces", flush=True)
+        with Stopwatch() as watch:
+            trainer = RewardTrainer(config.model, RewardTrainerConfig.in_memory(folder / "checkpoints", **settings),
+                                    train_traces=traces, model_options=model_options)
+            if settings["num_train_epochs"] > 0:
+                trainer.train()
+        trainer.model.save_pretrained(str(folder))
+        return {"train_cpu_seconds": round(watch.cpu_seconds, 1), "train_wall_seconds": round(watch.seconds, 1)}
+
+    return cached(folder / "cost.json", train)
 
 
 def label_cost(traces, tokenizer) -> dict:
@@ -189,9 +176,8 @@ def verifiers(config, demo: Path, work: Path, only: list[str] | None = None) -> 
     out = {}
     for name, (traces, head, options, training) in plan.items():
         folder = work / "models" / slug(name)
-        train_reward_model(config, traces, folder, head, options, training)
-        out[name] = {"folder": folder, "head": head, "traces": traces,
-                     "cost": json.loads((folder / "cost.json").read_text())}
+        cost = train_reward_model(config, traces, folder, head, options, training)
+        out[name] = {"folder": folder, "head": head, "traces": traces, "cost": cost}
     return out
 
 
@@ -203,14 +189,11 @@ def slug(name: str) -> str:
 
 def cached_scores(model, name: str, split: str, traces, work: Path) -> dict[str, list[float | None]]:
     """{trace id: step scores} of `model` on `traces` (cached in work/scores/NAME/SPLIT.json)."""
-    path = work / "scores" / slug(name) / f"{split}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    items = [(t.problem, t.step_texts) for t in traces]
-    scores = {t.id: s for t, s in zip(traces, model.score_many(items))}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(scores))
-    return scores
+    def score():
+        items = [(t.problem, t.step_texts) for t in traces]
+        return {t.id: s for t, s in zip(traces, model.score_many(items))}
+
+    return cached(work / "scores" / slug(name) / f"{split}.json", score)
 
 
 def scored(traces, scores: dict, fuse: bool):
@@ -336,15 +319,13 @@ def table_lines(table: dict, costs: dict) -> list[str]:
     return markdown(header, body)
 
 
-def goal_lines(table: dict, learned: list[str]) -> list[str]:
-    """The issue's goals, each met or missed by how much (mean of the seeds)."""
+def goals(table: dict, learned: list[str]) -> list[Goal]:
+    """The issue's goals (mean of the seeds), in points and F1 as the table shows them."""
     def mean(name, key):
         return table[name][key]["mean"]
 
-    def line(what, value, target, higher=True, unit="points", scale=100.0):
-        gap = (value - target) if higher else (target - value)
-        state = "met" if gap >= -1e-9 else f"missed by {abs(gap) * scale:.1f} {unit}"
-        return f"  {what}: {value * scale:.1f} vs goal {'>=' if higher else '<='} {target * scale:.1f} -> {state}"
+    def points(value):
+        return round(100 * value, 1)
 
     alone = [n for n in learned if n in table and "diagnostic" not in n]
     best = max(alone, key=lambda n: mean(n, "best_of_8"))
@@ -354,86 +335,77 @@ def goal_lines(table: dict, learned: list[str]) -> list[str]:
 
     blind = min(alone, key=lambda n: (shortfall(n), -mean(n, "blind_f1")))
     majority, perfect = mean("majority vote", "best_of_8"), mean("perfect verifier (gold)", "best_of_8")
-    lines = [f"goals (mean of seeds; learned verifiers without the checker: {', '.join(alone)}):",
-             line(f"PRM alone best-of-8 ({best}) >= majority + 8", mean(best, "best_of_8"), majority + 0.08),
-             f"  first-error F1 >= 0.80 on the checker-blind subset and false alarms <= 10%, one verifier "
-             f"(the closest: {blind}):",
-             line("  first-error F1 on the checker-blind subset >= 0.80", mean(blind, "blind_f1"),
-                  0.80, unit="(F1 x100)"),
-             line("  false alarms on correct traces <= 10%", mean(blind, "false_alarms"), 0.10, higher=False)]
+    print(f"goals (mean of seeds; learned verifiers without the checker: {', '.join(alone)}; first-error F1 on "
+          f"the checker-blind subset and false alarms for one verifier, the closest to both: {blind}):")
+    out = [Goal(f"PRM alone best-of-8 ({best}) above majority vote", points(mean(best, "best_of_8") - majority),
+                ">=", 8, "points"),
+           Goal(f"first-error F1 on the checker-blind subset ({blind})", round(mean(blind, "blind_f1"), 3), ">=", 0.8),
+           Goal(f"false alarms on correct traces ({blind})", points(mean(blind, "false_alarms")), "<=", 10, "%")]
     implicit = [n for n in alone if "implicit" in n.lower()]
     if implicit and "MC PRM (demo)" in table:
-        lines.append(line(f"implicit PRM best-of-8 ({implicit[0]}) >= MC PRM's", mean(implicit[0], "best_of_8"),
-                          mean("MC PRM (demo)", "best_of_8")))
+        out.append(Goal(f"implicit PRM best-of-8 ({implicit[0]}) above MC PRM's",
+                        points(mean(implicit[0], "best_of_8") - mean("MC PRM (demo)", "best_of_8")), ">=", 0,
+                        "points"))
     else:
-        lines.append("  implicit PRM best-of-8 >= MC PRM's: no implicit PRM row")
-    lines.append(line(f"best verifier without the checker ({best}) within 2 points of the perfect "
-                      "verifier, best-of-8", mean(best, "best_of_8"), perfect - 0.02))
-    lines.append("  ... and in beam search at 8x: python bench/search.py --scorer '<verifier>' (not run here)")
-    return lines
+        print("(implicit PRM best-of-8 >= MC PRM's: no implicit PRM row)")
+    out.append(Goal(f"best verifier without the checker ({best}) behind the perfect verifier, best-of-8",
+                    points(perfect - mean(best, "best_of_8")), "<=", 2, "points"))
+    print("(... and in beam search at 8x: python bench/search.py --scorer '<verifier>', not run here)")
+    return out
+
+
+def arguments(argv):
+    args = parser(__doc__, "verifiers", quick="seed 0 only, the first 16 test problems")
+    args.add_argument("--demo", default="demo_out", help="a `prm demo` output folder")
+    args.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args.add_argument("--verifiers", nargs="+", help="only these learned verifiers (names as in the table; "
+                      "the ORM always)")
+    return args.parse_args(argv)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--demo", default="demo_out", help="a `prm demo` output folder (default %(default)s)")
-    parser.add_argument("--work", default=str(ROOT / "bench" / "out" / "verifiers"), help="cache folder")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--quick", action="store_true", help="seed 0 only, the first 16 test problems")
-    parser.add_argument("--verifiers", nargs="+", help="only these learned verifiers (names as in the table; "
-                        "the ORM always)")
-    parser.add_argument("--results", default=str(RESULTS))
-    args = parser.parse_args(argv)
-
-    import torch
-
-    torch.set_num_threads(1)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import logging
-
-    logging.getLogger("transformers").setLevel(logging.ERROR)
+    args = arguments(argv)
+    use_threads(args.threads)
+    quiet_transformers()
     from prm.io import read_traces
 
-    demo, work = Path(args.demo), Path(args.work)
-    if args.quick:
-        work = work / "quick"
+    machine_record = machine(args.threads)
+    demo, work = Path(args.demo), args.out / "quick" if args.quick else args.out
     seeds, problems = ([args.seeds[0]], 16) if args.quick else (args.seeds, None)
-    start = time.perf_counter()
     config = demo_config(demo)
-    completer = None
-    if any(s != 0 and not (work / "traces" / f"test_seed{s}.jsonl").exists() for s in seeds):
+
+    @functools.cache
+    def completer():  # loaded only when a seed's traces must be sampled
         from completers.transformers_completer import TransformersCompleter
 
-        completer = TransformersCompleter(config.model)
-    tests = {seed: test_traces(config, demo, work, seed, completer, problems) for seed in seeds}
-    val = with_sympy(read_traces(demo / "traces_val.jsonl"), work / "traces" / "val.jsonl")
-    models = verifiers(config, demo, work, args.verifiers)
+        return TransformersCompleter(config.model)
 
+    with Stopwatch() as watch:
+        tests = {seed: test_traces(config, demo, work, seed, completer, problems) for seed in seeds}
+        val = cached_traces(work / "traces" / "val.jsonl", lambda: with_sympy(read_traces(demo / "traces_val.jsonl")))
+        models = verifiers(config, demo, work, args.verifiers)
+        costs = label_costs(config, models)
+        rows = measure(models, val, tests, work)
+    table = mean_rows(rows)
+    print(f"\n{sum(len(t) for t in tests.values()) // len(tests)} test traces per seed "
+          f"({len({t.meta['problem_id'] for t in tests[seeds[0]]})} problems x {config.eval_samples}), seeds {seeds}; "
+          f"thresholds chosen on {len(val)} validation traces; mean [min-max] over seeds")
+    print("\n".join(table_lines(table, costs)) + "\n")
+    goal_list = goals(table, [name for name in models if models[name]["head"] != "orm"] + ["ORM"])
+    print_goals(goal_list)
+    save_results(args.results, {"seeds": seeds, "quick": args.quick, "table": table, "per_seed": rows,
+                                "costs": costs, "seconds": round(watch.seconds, 1)}, machine_record, goal_list)
+    return 0
+
+
+def label_costs(config, models: dict) -> dict:
+    """Label cost (`label_cost`) and training cost of every verifier."""
     from transformers import AutoTokenizer
 
     from prm.model_names import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.model))
-    costs = {name: {**label_cost(info["traces"], tokenizer), **info["cost"]} for name, info in models.items()}
-    rows = measure(models, val, tests, work)
-    table = mean_rows(rows)
-
-    print(f"\n{sum(len(t) for t in tests.values()) // len(tests)} test traces per seed "
-          f"({len({t.meta['problem_id'] for t in tests[seeds[0]]})} problems x {config.eval_samples}), seeds {seeds}; "
-          f"thresholds chosen on {len(val)} validation traces; mean [min-max] over seeds")
-    for line in table_lines(table, costs):
-        print(line)
-    learned = [name for name in models if models[name]["head"] != "orm"] + ["ORM"]
-    print()
-    for line in goal_lines(table, learned):
-        print(line)
-    result = {"seeds": seeds, "quick": args.quick, "table": table, "per_seed": rows, "costs": costs,
-              "seconds": round(time.perf_counter() - start, 1),
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, torch 1 thread",
-              "load": os.getloadavg()}
-    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.results).write_text(json.dumps(result, indent=2, default=float) + "\n")
-    print(f"\nwrote {args.results} ({time.perf_counter() - start:.0f} s)")
-    return 0
+    return {name: {**label_cost(info["traces"], tokenizer), **info["cost"]} for name, info in models.items()}
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
     python bench/view.py                  # ~2 minutes
     python bench/view.py --repeats 1
+    python bench/view.py --quick          # 1 repeat, 1,000 and 2,000 traces
 
 The traces are real GSM8K train solutions (all steps good) and a copy of each with one
 calculator result changed (gold labels: that step and later ones bad), with the fields a
@@ -23,9 +24,6 @@ Results: bench/results/view.json.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import random
 import statistics
 import sys
@@ -33,10 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
+from bench._harness import ROOT, machine, parser, save_results  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "bench" / "results" / "view.json"
 
 from prm.formats.gsm8k import inject_calculator_error, read_gsm8k  # noqa: E402
 from prm.records import Rollouts, Verdict  # noqa: E402
@@ -108,16 +106,12 @@ def measure(driver, page: Path, paged: bool) -> dict:
     return {"load_ms": load}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    traces = make_traces(10_000)
-    folder = Path(tempfile.mkdtemp(prefix="bench-view-"))
+def write_pages(traces, small: int, folder: Path) -> tuple[dict, dict]:
+    """The three pages ({name: path}) and what writing each took ({name: seconds, MB, ...})."""
     pages, built = {}, {}
-    for name, subset, paged in (("paged, 1,000 traces", traces[:1000], True),
-                                ("paged, 10,000 traces", traces, True),
-                                ("static, 10,000 traces", traces, False)):
+    for name, subset, paged in ((f"paged, {small:,} traces", traces[:small], True),
+                                (f"paged, {len(traces):,} traces", traces, True),
+                                (f"static, {len(traces):,} traces", traces, False)):
         started = time.perf_counter()
         html = page_html(subset, title=name) if paged else (
             "<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>"
@@ -126,16 +120,34 @@ def main() -> int:
                        "traces": len(subset), "paged": paged}
         pages[name] = folder / f"{len(pages)}.html"
         pages[name].write_text(html, encoding="utf-8")
-    load_before = os.getloadavg()
+    return pages, built
+
+
+def browse(pages: dict, built: dict, repeats: int) -> dict:
+    """Every page opened `repeats` times in headless Chromium, arms alternating: {name: [runs]}."""
     driver = chromium(tempfile.mkdtemp(prefix="bench-view-profile-"))
     runs = {name: [] for name in pages}
     try:
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             for name, page in pages.items():
                 runs[name].append(measure(driver, page, built[name]["paged"]))
     finally:
         driver.quit()
-    result = {"load_average_before": load_before, "load_average_after": os.getloadavg(), "arms": {}}
+    return runs
+
+
+def main() -> int:
+    args = parser(__doc__, "view", quick="1 repeat, 1,000 and 2,000 traces")
+    args.add_argument("--repeats", type=int, default=3)
+    args.add_argument("--traces", type=int, default=10_000, help="traces of the large pages")
+    args = args.parse_args()  # --seed: of the drawn rollouts, verdicts and scores
+    if args.quick:
+        args.repeats, args.traces = 1, min(args.traces, 2000)
+    machine_record = machine()
+    traces = make_traces(args.traces, args.seed)
+    pages, built = write_pages(traces, 1000, Path(tempfile.mkdtemp(prefix="bench-view-")))
+    runs = browse(pages, built, args.repeats)
+    result = {"arms": {}}
     for name in pages:
         arm = dict(built[name])
         for key in ("load_ms", "filter_ms", "open_ms"):
@@ -145,19 +157,16 @@ def main() -> int:
                 arm[key + "_runs"] = values
         arm["checks"] = {k: runs[name][0][k] for k in ("after_filter", "steps") if k in runs[name][0]}
         result["arms"][name] = arm
-    base = result["arms"]["paged, 10,000 traces"]["load_ms"]
-    result["ratios"] = {
-        "load 10,000 / 1,000 (paged)": base / result["arms"]["paged, 1,000 traces"]["load_ms"],
-        "load static / paged (10,000)": result["arms"]["static, 10,000 traces"]["load_ms"] / base}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"load average {load_before[0]:.2f} before, {result['load_average_after'][0]:.2f} after")
+    small, large, static = result["arms"].values()
+    result["ratios"] = {f"load {len(traces):,} / 1,000 (paged)": large["load_ms"] / small["load_ms"],
+                        f"load static / paged ({len(traces):,})": static["load_ms"] / large["load_ms"]}
     print(f"{'page':<24}{'MB':>7}{'write s':>9}{'load ms':>10}{'filter ms':>11}{'open ms':>9}")
     for name, arm in result["arms"].items():
         print(f"{name:<24}{arm['megabytes']:>7.1f}{arm['seconds']:>9.2f}{arm['load_ms']:>10.0f}"
               f"{arm.get('filter_ms', float('nan')):>11.1f}{arm.get('open_ms', float('nan')):>9.1f}")
     for name, value in result["ratios"].items():
         print(f"{name}: {value:.2f}")
+    save_results(args.results, result, machine_record)
     return 0
 
 

@@ -28,7 +28,7 @@ def run_bench(argv):
 def test_quick_verifier_bench_measures_every_row_and_resumes_from_its_caches(tmp_path, capsys):
     demo = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(demo), "--threads", "1"]) == 0
-    args = ["--demo", str(demo), "--work", str(tmp_path / "work"), "--quick", "--verifiers", "MC PRM (demo)",
+    args = ["--demo", str(demo), "--out", str(tmp_path / "work"), "--quick", "--verifiers", "MC PRM (demo)",
             "--results", str(tmp_path / "verifiers.json")]
     capsys.readouterr()
     assert run_bench(args) == 0
