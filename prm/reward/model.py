@@ -435,11 +435,15 @@ class RewardModel(BatchedStepScorer, PreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> "RewardModel":
         """A saved reward model (folder or hub name), as the class its saved `head` names."""
+        config = kwargs.get("config")
+        if not isinstance(config, RewardModelConfig):
+            config = RewardModelConfig.from_pretrained(pretrained_model_name_or_path)
+        model_class = reward_model_class(config.head)
         if cls is RewardModel:
-            config = kwargs.get("config")
-            if not isinstance(config, RewardModelConfig):
-                config = RewardModelConfig.from_pretrained(pretrained_model_name_or_path)
-            return reward_model_class(config.head).from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+            return model_class.from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        if not issubclass(model_class, cls):
+            raise ValueError(f"{pretrained_model_name_or_path} holds a {model_class.__name__} (head={config.head!r}), "
+                             f"not a {cls.__name__}; load it with RewardModel.from_pretrained")
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model.tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path)
         model.eval()
@@ -806,11 +810,6 @@ class ImplicitPRM(RewardModel):
         with torch.no_grad():
             reference_logits = self.reference(input_ids=input_ids, attention_mask=attention_mask).logits
         return token_log_ratios(logits, reference_logits, input_ids, answer_start, attention_mask)
-
-    def implicit_values(self, input_ids, attention_mask, step_positions, answer_start=None) -> torch.Tensor:
-        """The running values q_t (batch, steps); q at the last step is r(y)."""
-        ratios = self.token_log_ratios(input_ids, attention_mask, answer_start)
-        return running_values(ratios, step_positions, self.config.beta)
 
     @torch.inference_mode()
     def token_rewards(self, items, batch_size: int | None = None) -> list[list[list[tuple[int, float]]]]:
