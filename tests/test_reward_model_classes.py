@@ -80,6 +80,9 @@ def test_implicit_prm_round_trips_save_and_load_and_loads_folders_saved_before_t
 def test_forward_and_loss_on_outcome_labels_train_the_policy_and_never_the_reference(tmp_path):
     """What an online trainer (PRIME) calls: a batch of (input_ids, attention_mask, outcome)."""
     model = implicit_prm(tmp_path / "gpt2", beta=0.5)
+    for module in model.backbone.modules():  # no dropout: the hand computation below must match
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
     model.train()
     encoded = model.step_tokenizer.encode_many(ITEMS)
     batch = pad_batch(encoded, model.tokenizer.pad_token_id, answer_start=True)
@@ -91,11 +94,11 @@ def test_forward_and_loss_on_outcome_labels_train_the_policy_and_never_the_refer
         ratios = model.token_log_ratios(ids, mask, start)
     rewards = 0.5 * ratios.sum(dim=1)
     assert output.logits.shape == (2, 1) and output.logits[:, 0].tolist() == pytest.approx(rewards.tolist(), abs=1e-5)
-    assert float(output.loss) == pytest.approx(float(F.binary_cross_entropy_with_logits(rewards, outcomes)), abs=1e-5)
+    assert output.loss.item() == pytest.approx(F.binary_cross_entropy_with_logits(rewards, outcomes).item(), abs=1e-5)
     # the same loss with per-step labels (what RewardTrainer builds) read at each row's last step
     per_step = model(ids, mask, step_positions=batch["step_positions"], answer_start=start, labels=outcomes)
-    assert float(per_step.loss) == pytest.approx(float(output.loss), abs=1e-5)
-    assert per_step.logits[0, 1] == pytest.approx(float(rewards[0]), abs=1e-5)
+    assert per_step.loss.item() == pytest.approx(output.loss.item(), abs=1e-5)
+    assert float(per_step.logits[0, 1]) == pytest.approx(float(rewards[0]), abs=1e-5)
 
     reference = {name: p.clone() for name, p in model.reference.named_parameters()}
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
@@ -159,11 +162,11 @@ class HeadNamedImplicit(StepScorer):
 
 def test_dense_rewards_use_token_rewards_by_capability_not_head_name():
     tokenizer = bpe_tokenizer()
-    response = "3 + 4 = 7\n#### 7"
+    response = "3 + 4 = 7\n7 + 1 = 8"
     dense = dense_rewards(TokenScorer(), tokenizer, [ITEMS[0][0]], [response])[0]
-    assert dense.token_values is not None and len(dense.token_values) == 5 + 2  # one pair per word
+    assert dense.token_values is not None and len(dense.token_values) == 5 + 5  # one pair per word
     rewards = dense.token_rewards(len(tokenizer(response)["input_ids"]))
-    assert sum(rewards) == pytest.approx(7.0) and rewards[-1] >= 1.0  # the last word sits on the last token
+    assert sum(rewards) == pytest.approx(10.0) and rewards[-1] >= 1.0  # the last word sits on the last token
     named = dense_rewards(HeadNamedImplicit(), tokenizer, [ITEMS[0][0]], [response])[0]
     assert named.token_values is None and named.scores == [0.75, 0.75]
     with pytest.raises(ValueError, match="token-level rewards"):

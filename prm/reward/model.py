@@ -745,6 +745,12 @@ class ImplicitPRM(RewardModel):
         backbone = AutoModelForCausalLM.from_pretrained(path, **load_kwargs)
         return {"backbone": backbone, "reference": _load_reference(options.reference, backbone, load_kwargs)}
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> "ImplicitPRM":
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model.reference.requires_grad_(False)  # loading puts new parameters in place: pi_ref stays frozen
+        return model
+
     @property
     def beta(self) -> float:
         return self.config.beta
