@@ -41,7 +41,7 @@ from prm.reward.step_tokenizer import EncodedSteps, pad_batch
 logger = logging.getLogger(__name__)
 
 ORM_LABELS = ("outcome", "all-steps")
-# the label sentinels (UNKNOWN, PADDING, TRUNCATED) sit beside the loss that masks them, in prm.reward.model
+# the label sentinels UNKNOWN, PADDING and TRUNCATED sit beside step_loss, which masks them (prm.reward.model)
 
 
 @dataclass
@@ -361,9 +361,9 @@ class RewardTrainer(Trainer):
     model: a `RewardModel` (trained with its own `config.options`: head, label type,
     objective, ...), or a backbone name/path, built with `model_options` after the seed is set
     (so the same seed gives the same head). The trainer asks the model what it trains on
-    (`trains_on_step_labels`, `trains_on_pairs`) and computes its `loss`. train_traces / eval_traces: labelled traces (eval
-    may also be a dict of name -> traces). After construction, `train_report` /
-    `eval_report` say what was used.
+    (`trains_on_step_labels`, `trains_on_pairs`) and uses its `loss`. train_traces /
+    eval_traces: labelled traces (eval may also be a dict of name -> traces). After
+    construction, `train_report` / `eval_report` say what was used.
     """
 
     def __init__(self, model: RewardModel | str, args: RewardTrainerConfig | None = None,
