@@ -74,7 +74,7 @@ def test_with_lm_features_lora_trains_the_backbone_but_the_features_stay_the_unc
         adapted = model.backbone(input_ids=batch["input_ids"]).logits
         expected = lm_step_features(plain(input_ids=batch["input_ids"]).logits, batch["input_ids"],
                                     batch["step_positions"], batch["answer_start"])
-        used = lm_step_features(model._reference_logits(None, batch["input_ids"], None), batch["input_ids"],
+        used = lm_step_features(model._base_lm_logits(None, batch["input_ids"], None), batch["input_ids"],
                                 batch["step_positions"], batch["answer_start"])
     assert not torch.allclose(adapted, plain(input_ids=batch["input_ids"]).logits)  # the adapters learned
     assert torch.allclose(used, expected, atol=1e-5)

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from prm.errors import RecordError, opening_model
-from prm.reward.model import RewardModelOptions
+from prm.reward.model import RewardModelOptions, reward_model_class
 from prm.reward.training import RewardTrainerConfig
 
 
@@ -160,29 +160,12 @@ def _read(path: str, split: str | None = None):
 
 
 def _check_labels(traces, options: RewardModelOptions, path: str) -> None:
-    """Refuse data with no label of the requested kind, naming the file and the field."""
-    if options.head == "implicit":  # outcome labels only: no step label, no rollout
-        has = any(t.outcome_label is not None for t in traces)
-        if options.implicit_loss == "dpo" and has:
-            outcomes: dict[str, set] = {}
-            for t in traces:
-                outcomes.setdefault(t.problem, set()).add(t.outcome_label)
-            if not any({0, 1} <= seen for seen in outcomes.values()):
-                raise RecordError("--loss dpo needs a problem with both a correct and an incorrect solution; "
-                                  "no problem has both", path=path, field="outcome_label")
-        field_name = "outcome_label"
-    elif options.head == "orm":
-        has = any(t.outcome_label is not None or all(s.hard_label is not None for s in t.steps) for t in traces)
-        if options.label_type == "soft":
-            has = has or any(t.steps[-1].soft_label is not None for t in traces)
-        field_name = "outcome_label"
-    else:
-        field_name = "hard_label" if options.label_type == "hard" else "soft_label"
-        has = any(getattr(s, field_name) is not None for t in traces for s in t.steps)
-        field_name = f"steps[].{field_name}"
-    if not has:
-        raise RecordError(f"no record has a {options.label_type} label to train a {options.head.upper()} on",
-                          path=path, field=field_name)
+    """Refuse data with no label of the kind the chosen model trains on, naming the file and the field
+    (the model class says what it needs: `RewardModel.missing_labels`)."""
+    problem = reward_model_class(options.head).missing_labels(traces, options)
+    if problem is not None:
+        reason, field_name = problem
+        raise RecordError(reason, path=path, field=field_name)
 
 
 def _leave_process_group() -> None:

@@ -20,7 +20,8 @@ read at every step end and Monte Carlo soft labels estimate. A step that makes s
 likely (a negative step reward) lowers the running value and so the score of every later
 prefix. The step rewards themselves (unbounded) are what dense RL rewards use.
 
-Only tensors here; `prm.reward.model.RewardModel` (``head="implicit"``) holds the models.
+Only tensors here; the model class, `prm.reward.model.ImplicitPRM` (``head="implicit"``),
+holds the two LMs and computes these on them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IMPLICIT_LOSSES = ("ce", "dpo")
+IMPLICIT_LOSSES = ("ce", "dpo")  # `ImplicitPRM.loss`: outcome cross-entropy, or DPO on pairs
 
 
 def token_log_probs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,10 @@ non-neural scorers (checkers) are interchangeable:
 - `solution_score(step_scores, how)`: aggregate step scores into one solution score
   (`prm.aggregate`), by default with the scorer's own `aggregation`.
 
+A scorer that can do more says so by having the method, and users ask with `isinstance`
+against a protocol, never by the scorer's kind: `TokenRewardScorer` (`token_rewards`, a
+reward per token, e.g. an implicit PRM's beta * log-ratios) is what `prm.rl.dense` looks for.
+
 `BatchedStepScorer` is the shared machinery of transformer scorers: it encodes every item,
 groups them by length into batches under a token budget, and asks the subclass for the
 probabilities of one padded batch (`_encode_many`, `_step_probabilities`). A subclass
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from typing import Protocol, runtime_checkable
 
 from prm.aggregate import aggregate
 from prm.records import Trace
@@ -78,6 +83,17 @@ class StepScorer(ABC):
     def solution_score(self, step_scores: list[float | None], how: str | None = None) -> float | None:
         """Aggregate step scores with `how` (default: this scorer's aggregation)."""
         return aggregate(step_scores, how or self.aggregation)
+
+
+@runtime_checkable
+class TokenRewardScorer(Protocol):
+    """A scorer with token-level rewards (`prm.reward.model.ImplicitPRM`): `isinstance(scorer,
+    TokenRewardScorer)` tells whether it has them."""
+
+    def token_rewards(self, items: list[Item], batch_size: int | None = None) -> list[list[list[tuple[int, float]]]]:
+        """For each (problem, steps) item, one list per scored step of (end, reward) pairs, one
+        per token: `end` is the offset in the step's text just after the token's last character.
+        A step's token rewards sum to its step reward."""
 
 
 class BatchedStepScorer(StepScorer):

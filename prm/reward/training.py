@@ -34,17 +34,14 @@ from torch import nn
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from prm.records import Trace, first_error
-from prm.reward.implicit import dpo_loss
-from prm.reward.model import RewardModel, RewardModelOptions, step_loss
+from prm.reward.model import PADDING, TRUNCATED, UNKNOWN, RewardModel, RewardModelOptions
 from prm.reward.step_features import step_feature_values
 from prm.reward.step_tokenizer import EncodedSteps, pad_batch
 
 logger = logging.getLogger(__name__)
 
 ORM_LABELS = ("outcome", "all-steps")
-UNKNOWN = -1.0  # a step whose label nobody decided: masked in the loss, kept apart in metrics
-PADDING = -100.0  # no step here (padding, or an ORM's non-final step)
-TRUNCATED = -2.0  # an extra masked entry after the last kept step: this trace lost steps
+# the label sentinels UNKNOWN, PADDING and TRUNCATED sit beside step_loss, which masks them (prm.reward.model)
 
 
 @dataclass
@@ -189,11 +186,12 @@ class DataReport:
         return text
 
 
-def trace_targets(trace: Trace, labels: str = "hard", head: str = "prm",
+def trace_targets(trace: Trace, labels: str = "hard", per_step: bool = True,
                   orm_label: str = "outcome") -> list[float | None]:
-    """The training target of every step: a float, or None (unknown or not trained on)."""
+    """The training target of every step: a float, or None (unknown or not trained on).
+    per_step: every step's own label (a PRM); else one outcome label at the last step."""
     values = trace.hard_labels if labels == "hard" else trace.soft_labels
-    if head == "prm":
+    if per_step:
         return [None if v is None else float(v) for v in values]
     outcome = None
     if labels == "soft" and values[-1] is not None:
@@ -208,11 +206,11 @@ def trace_targets(trace: Trace, labels: str = "hard", head: str = "prm",
 def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "hard",
                    orm_label: str = "outcome", last_step_only: bool = False) -> tuple[list[dict], DataReport]:
     """Tokenize traces into training examples: input_ids, step_positions and labels
-    (target, UNKNOWN for an unknown label, PADDING for an ORM's non-final steps, and with
-    `last_step_only` for every PRM step but the last). A PRM trace that lost steps to
-    truncation gets one more masked entry, TRUNCATED, so that metrics can leave its first
-    error out."""
-    head = model.config.head
+    (target, UNKNOWN for an unknown label, PADDING for the non-final steps of a model trained
+    on outcomes, and with `last_step_only` for every step but the last). A trace of a model
+    trained on step labels that lost steps to truncation gets one more masked entry,
+    TRUNCATED, so that metrics can leave its first error out."""
+    per_step = model.trains_on_step_labels
     report = DataReport(traces=len(traces))
     encoded = model.step_tokenizer.encode_many([(t.problem, t.step_texts) for t in traces])
     feature_names = model.step_feature_names
@@ -221,8 +219,8 @@ def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "ha
                          "but no step of these traces has a verdict: run `prm check` on them first")
     examples = []
     for trace, enc in zip(traces, encoded):
-        targets = trace_targets(trace, labels, head, orm_label)
-        if last_step_only and head == "prm":
+        targets = trace_targets(trace, labels, per_step, orm_label)
+        if last_step_only and per_step:
             targets = [None] * (len(targets) - 1) + targets[-1:]
         if all(t is None for t in targets):
             report.skipped_unlabeled += 1
@@ -231,7 +229,7 @@ def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "ha
             report.dropped_steps += enc.dropped
             report.truncated_traces += 1
         kept = targets[:enc.kept]
-        if head in ("orm", "implicit") or last_step_only:
+        if not per_step or last_step_only:
             values = [PADDING] * (enc.kept - 1) + [kept[-1]] if enc.dropped == 0 else []
         else:
             values = [UNKNOWN if t is None else t for t in kept]
@@ -247,7 +245,7 @@ def build_examples(model: RewardModel, traces: list[Trace], *, labels: str = "ha
         report.positive += sum(known)
         report.unknown_masked += sum(v == UNKNOWN for v in values)
         positions = list(enc.step_positions)
-        if enc.dropped and head == "prm":
+        if enc.dropped and per_step:
             positions.append(positions[-1])
             values.append(TRUNCATED)
         example = {"input_ids": enc.input_ids, "step_positions": positions, "labels": values,
@@ -348,7 +346,7 @@ def step_metrics(probabilities: list[list[float]], targets: list[list[float | No
     return metrics
 
 
-def _metrics_from_eval(eval_pred, threshold: float, head: str) -> dict:
+def _metrics_from_eval(eval_pred, threshold: float, per_step: bool) -> dict:
     logits = np.asarray(eval_pred.predictions, dtype=float)
     labels = np.asarray(eval_pred.label_ids, dtype=float)
     probs, targets, complete = [], [], []
@@ -358,7 +356,7 @@ def _metrics_from_eval(eval_pred, threshold: float, head: str) -> dict:
         targets.append([None if v == UNKNOWN else float(v) for v in row_labels[steps]])
         complete.append(not bool((row_labels == TRUNCATED).any()))
     metrics = step_metrics(probs, targets, threshold, complete)
-    if head in ("orm", "implicit"):
+    if not per_step:  # one label per solution: no first error to find
         metrics = {k: v for k, v in metrics.items() if not k.startswith("first_error")}
     return {k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))}
 
@@ -370,9 +368,10 @@ class RewardTrainer(Trainer):
 
     model: a `RewardModel` (trained with its own `config.options`: head, label type,
     objective, ...), or a backbone name/path, built with `model_options` after the seed is set
-    (so the same seed gives the same head). train_traces / eval_traces: labelled traces (eval
-    may also be a dict of name -> traces). After construction, `train_report` /
-    `eval_report` say what was used.
+    (so the same seed gives the same head). The trainer asks the model what it trains on
+    (`trains_on_step_labels`, `trains_on_pairs`) and uses its `loss`. train_traces /
+    eval_traces: labelled traces (eval may also be a dict of name -> traces). After
+    construction, `train_report` / `eval_report` say what was used.
     """
 
     def __init__(self, model: RewardModel | str, args: RewardTrainerConfig | None = None,
@@ -389,11 +388,8 @@ class RewardTrainer(Trainer):
         elif model_options is not None:
             raise ValueError("model_options are for a backbone name; a RewardModel keeps its own config.options")
         labels = model.config.label_type
-        implicit = model.config.head == "implicit"
         if args.freeze_backbone:
-            if implicit:
-                raise ValueError("an implicit PRM has no head: freeze_backbone would leave nothing to train")
-            model.backbone.requires_grad_(False)
+            model.freeze_backbone()
         if args.disable_dropout:
             for module in model.backbone.modules():
                 if isinstance(module, nn.Dropout):
@@ -405,7 +401,7 @@ class RewardTrainer(Trainer):
             raise ValueError(f"no trace has {labels} labels to train on ({self.train_report.summary()})")
         _log_report(self.train_report, "train")
         self.pairs = None
-        if implicit and model.config.implicit_loss == "dpo":
+        if model.trains_on_pairs:
             train_set = preference_pairs(train_set)
             self.pairs = len(train_set)
             if not train_set:
@@ -430,11 +426,11 @@ class RewardTrainer(Trainer):
         callbacks = list(callbacks or []) + [SingleClassWarning()]
         if args.early_stopping_patience is not None:
             callbacks.append(EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
-        threshold, head = args.threshold, model.config.head
+        threshold, per_step = args.threshold, model.trains_on_step_labels
         super().__init__(
             model=model, args=args, data_collator=StepCollator(model.tokenizer.pad_token_id),
             train_dataset=train_set, eval_dataset=eval_set, processing_class=model.tokenizer,
-            compute_metrics=lambda pred: _metrics_from_eval(pred, threshold, head),
+            compute_metrics=lambda pred: _metrics_from_eval(pred, threshold, per_step),
             callbacks=callbacks, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -442,12 +438,7 @@ class RewardTrainer(Trainer):
         labels = inputs.pop("labels")
         pairs = inputs.pop("pairs", None)
         outputs = model(**inputs)
-        if pairs is not None:  # implicit PRM, DPO: r(y) sits at each row's one labelled position
-            rewards = torch.where(labels >= 0, outputs.logits, torch.zeros_like(outputs.logits)).sum(dim=1)
-            loss = dpo_loss(rewards[:pairs], rewards[pairs:])
-        else:
-            objective = "bce" if self.model.config.head == "implicit" else self.model.config.objective
-            loss = step_loss(outputs.logits, labels, objective, self.pos_weight)
+        loss = self.model.loss(outputs.logits, labels, self.pos_weight, pairs)
         return (loss, outputs) if return_outputs else loss
 
     def train(self, resume_from_checkpoint=None, **kwargs):

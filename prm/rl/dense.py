@@ -19,20 +19,21 @@ step adds nothing), optionally adding an outcome reward on the last token, e.g.
 
 Steps are split as everywhere in `prm.rl` (`prm.rl.text.step_spans`).
 
-An implicit PRM (`RewardModel` with ``head="implicit"``) has a natural token-level reward,
-beta * log(pi_theta / pi_ref) of each token (`RewardModel.token_rewards`), as PRIME uses it.
-With such a scorer (`token_level=None` or True) each of its tokens' rewards is put on the
-policy token holding that token's last character (several scorer tokens may land on one
-policy token; their rewards add up), so a step's rewards sum to its step reward
-q_t - q_{t-1}; `DenseReward.token_values` keeps the (token, reward) pairs. `token_level=False`
-puts the step scores on the step ends as for any scorer.
+A scorer with token-level rewards (`prm.reward.scorer.TokenRewardScorer`: an implicit PRM,
+whose reward of each token is beta * log(pi_theta / pi_ref), `ImplicitPRM.token_rewards`, as
+PRIME uses it) has a natural token-level form. With such a scorer (`token_level=None` or
+True) each of its tokens' rewards is put on the policy token holding that token's last
+character (several scorer tokens may land on one policy token; their rewards add up), so a
+step's rewards sum to its step reward q_t - q_{t-1}; `DenseReward.token_values` keeps the
+(token, reward) pairs. `token_level=False` puts the step scores on the step ends as for any
+scorer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prm.reward.scorer import StepScorer
+from prm.reward.scorer import StepScorer, TokenRewardScorer
 from prm.rl.text import step_spans
 
 
@@ -65,13 +66,14 @@ def dense_rewards(scorer: StepScorer, tokenizer, problems: list[str], responses:
     """Step scores of each (problem, response) with the token index where each step ends.
 
     Pass either `responses` (texts) or `response_ids` (token ids of the responses alone).
-    token_level: None uses a scorer's token-level rewards when it has them (an implicit PRM),
-    True requires them, False never uses them.
+    token_level: None uses a scorer's token-level rewards when it has them (`TokenRewardScorer`,
+    e.g. an implicit PRM), True requires them, False never uses them.
     """
-    implicit = getattr(getattr(scorer, "config", None), "head", None) == "implicit"
-    if token_level and not implicit:
-        raise ValueError("token_level=True needs an implicit PRM (a RewardModel with head='implicit')")
-    token_level = implicit if token_level is None else token_level
+    has_token_rewards = isinstance(scorer, TokenRewardScorer)
+    if token_level and not has_token_rewards:
+        raise ValueError("token_level=True needs a scorer with token-level rewards (token_rewards, e.g. an "
+                         "implicit PRM)")
+    token_level = has_token_rewards if token_level is None else token_level
     if (responses is None) == (response_ids is None):
         raise ValueError("pass either responses (texts) or response_ids (token ids), not both")
     if response_ids is not None:
