@@ -4,8 +4,8 @@ on local files with a tiny Qwen2.5-Math-PRM-layout model and with the checker-on
 import json
 
 import pytest
-from test_evals_first_error import GSM8K, MATH, SCORES
-from test_reward_helpers import SHARED, gsm8k_with_errors
+from helpers.first_error import GSM8K, MATH, SCORES
+from helpers.reward_models import SHARED, gsm8k_with_errors
 
 from evals.prmbench import load_prmbench_benchmark, prmbench_metrics
 from evals.processbench import processbench_metrics
@@ -145,7 +145,7 @@ def prmbench_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def qwen_folder(tmp_path_factory):
-    from test_reward_published_families import make_qwen_prm
+    from helpers.reward_models import make_qwen_prm
 
     return str(make_qwen_prm(tmp_path_factory.mktemp("qwen") / "Qwen2.5-Math-PRM-tiny"))
 
