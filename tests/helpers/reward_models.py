@@ -103,6 +103,20 @@ def gsm8k_with_errors(n_problems: int, seed: int = 0, start: int = 0):
     return out
 
 
+
+def processbench_folder(folder: Path, per_subset: int = 5) -> Path:
+    """Two subsets in ProcessBench's release layout (one JSON array each): real GSM8K solutions
+    and copies with one calculator result changed (the first error is that step)."""
+    from prm.formats.processbench import write_processbench
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for subset, start in (("gsm8k", 0), ("math", 40)):
+        traces = gsm8k_with_errors(per_subset, seed=1, start=start)
+        for trace in traces:
+            trace.id = f"{subset}-{trace.id}"
+        write_processbench(folder / f"{subset}.json", traces)
+    return folder
+
 # -- published PRM layouts ---------------------------------------------------------------
 
 QWEN_TEMPLATE = (
