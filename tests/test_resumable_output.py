@@ -2,8 +2,9 @@
 
 For each of `prm annotate`, `prm check`, `prm search`, `prm score` and `prm eval --benchmark`:
 a real process is killed with SIGKILL once it has appended a few records, half a record is
-added to the file as a write cut short would leave it, and the same command run again gives
-the output of an uninterrupted run (wall-clock `seconds` fields aside), each record once.
+added to the file as a write cut short would leave it, and the same command run again says
+on stderr that it dropped that torn line and gives the output of an uninterrupted run
+(wall-clock `seconds` fields aside), each record once.
 The per-command tests (settings refused, locks, SIGTERM) are beside each command's tests.
 """
 
@@ -101,7 +102,7 @@ def records(path: Path) -> list:
 
 
 @pytest.mark.parametrize("command", list(CASES))
-def test_sigkill_then_the_same_command_gives_the_uninterrupted_output(command, inputs, tmp_path):
+def test_sigkill_then_the_same_command_gives_the_uninterrupted_output(command, inputs, tmp_path, capsys):
     case = CASES[command]
     whole, killed = tmp_path / "whole.jsonl", tmp_path / "killed.jsonl"
     assert main([str(a) for a in case.argv(inputs, whole)]) == 0
@@ -125,7 +126,9 @@ def test_sigkill_then_the_same_command_gives_the_uninterrupted_output(command, i
     with open(appended, "ab") as handle:  # a write cut short by the kill
         handle.write(record[: len(record) // 2])
 
+    capsys.readouterr()
     assert main(argv) == 0  # the same command resumes
+    assert "dropped a torn last line" in capsys.readouterr().err  # on stderr, as every command says it
     resumed = records(final)
     key = (lambda r: r["meta"]["problem_id"]) if command == "search" else (lambda r: r["id"])
     assert sorted(resumed, key=key) == sorted(uninterrupted, key=key)
