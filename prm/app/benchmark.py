@@ -33,6 +33,7 @@ import os
 from pathlib import Path
 
 from prm.errors import RecordError
+from prm.markdown import percent
 
 BENCHMARKS = ("processbench", "prmbench")
 
@@ -254,10 +255,6 @@ def compute(benchmark: str, traces, args: argparse.Namespace) -> dict:
     return prmbench_metrics(traces, threshold)
 
 
-def _pct(value) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
-
-
 def report_markdown(benchmark: str, metrics: dict) -> str:
     """A short report: one table, the threshold rule and what was skipped."""
     lines = [f"# {'ProcessBench' if benchmark == 'processbench' else 'PRMBench'}", ""]
@@ -272,23 +269,23 @@ def report_markdown(benchmark: str, metrics: dict) -> str:
         lines += ["| subset | erroneous | correct | error acc. | correct acc. | F1 |", "|---|---|---|---|---|---|"]
         rows = list(metrics["subsets"].items()) + [("pooled", metrics["overall"])]
         for name, row in rows:
-            lines.append(f"| {name} | {row['error_traces']} | {row['correct_traces']} | {_pct(row['error_accuracy'])} "
-                         f"| {_pct(row['correct_accuracy'])} | {_pct(row['f1'])} |")
-        lines += ["", f"Average F1 over subsets: {_pct(metrics['average_f1'])}"]
+            lines.append(f"| {name} | {row['error_traces']} | {row['correct_traces']} | {percent(row['error_accuracy'])} "
+                         f"| {percent(row['correct_accuracy'])} | {percent(row['f1'])} |")
+        lines += ["", f"Average F1 over subsets: {percent(metrics['average_f1'])}"]
     else:
         lines += ["| class | samples | PRMScore | F1 | negative F1 | first-error acc. | similarity |",
                   "|---|---|---|---|---|---|---|"]
         rows = list(metrics["classes"].items()) + [("overall", metrics["overall"])]
         for name, row in rows:
-            lines.append(f"| {name} | {row['samples']} | {_pct(row['prm_score'])} | {_pct(row['f1'])} "
-                         f"| {_pct(row['negative_f1'])} | {_pct(row['first_error_acc'])} | {_pct(row['similarity'])} |")
+            lines.append(f"| {name} | {row['samples']} | {percent(row['prm_score'])} | {percent(row['f1'])} "
+                         f"| {percent(row['negative_f1'])} | {percent(row['first_error_acc'])} | {percent(row['similarity'])} |")
     return "\n".join(lines) + "\n"
 
 
 def summary_line(benchmark: str, metrics: dict, out: Path) -> str:
     if benchmark == "processbench":
-        parts = [f"{name} F1 {_pct(row['f1'])}" for name, row in metrics["subsets"].items()]
-        parts.append(f"average F1 {_pct(metrics['average_f1'])}")
+        parts = [f"{name} F1 {percent(row['f1'])}" for name, row in metrics["subsets"].items()]
+        parts.append(f"average F1 {percent(metrics['average_f1'])}")
     else:
-        parts = [f"PRMScore {_pct(metrics['overall']['prm_score'])}"]
+        parts = [f"PRMScore {percent(metrics['overall']['prm_score'])}"]
     return f"wrote {out / 'report.md'} ({', '.join(parts)})"
