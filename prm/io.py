@@ -13,8 +13,9 @@ through the returned `ReadReport`. A record whose id was already read is such a 
 Writers are atomic (JSONL, Parquet and `datasets` folders appear complete or not at all)
 and give files the user's usual mode. A `datasets` folder replaces only an empty folder or
 one prm wrote (`check_output`): a folder holding anything else is refused, never emptied. `output_lock(path)` keeps a second run from writing
-the same output; `read_finished(path)` reads an output appended one trace at a time, as
-`prm annotate` and `prm score` write them, dropping a torn last line.
+the same output; `read_finished(path)` reads an output appended one trace at a time, dropping
+a torn last line. `ResumableOutput` is that output for every command that writes traces as
+it goes: lock, torn-line repair, resume checks, fsync policy and the `.partial` file.
 """
 
 from __future__ import annotations
