@@ -140,44 +140,22 @@ def open_output(out: Path):
 
 def score_resumably(traces, args: argparse.Namespace, output):
     """Score `traces` chunk by chunk into `output` (`open_output`), skipping what it holds;
-    every scored trace, in input order."""
+    every scored trace, in input order (`prm.app.score.score_into`)."""
     import functools
 
-    from prm.app.ray_jobs import ray_options
-    from prm.app.scorers import load_step_scorer
-    from prm.progress import progress_bar
-
     from prm.app.arguments import judge_config_from_args
-    from prm.app.scorers import is_judge
+    from prm.app.score import score_into
+    from prm.app.scorers import is_judge, load_step_scorer
 
     settings = {"scorer": args.scorer, "family": args.family, "dtype": args.dtype}  # what decides the scores
     judge = judge_config_from_args(args) if is_judge(args.scorer) else None
     if judge is not None:
         settings["judge"] = judge.settings()
-    done = output.resume([t.id for t in traces], settings)
-    if len(done) < len(traces):
-        load = functools.partial(load_step_scorer, args.scorer, judge=judge, family=args.family, device=args.device,
-                                 dtype=args.dtype, max_batch_tokens=args.max_batch_tokens,
-                                 workers=args.workers)
-        score = functools.partial(_score_chunk, batch_size=args.batch_size, settings=settings)
-        chunks = [traces[start:start + args.chunk] for start in range(len(done), len(traces), args.chunk)]
-        status = None
-        if ray_options(args) is not None:  # the scorer is loaded in each Ray actor
-            from prm.app.ray_jobs import score_chunks_on_ray
-
-            pool, scored_chunks = score_chunks_on_ray(args, chunks, load, score, f"scoring {args.benchmark}")
-            status = pool.status
-        else:
-            scorer = load()
-            scored_chunks = (score(scorer, chunk) for chunk in chunks)
-        bar = progress_bar(len(traces), initial=len(done), desc=f"scoring {args.benchmark}", unit="trace")
-        for chunk in scored_chunks:
-            output.append(*chunk)
-            bar.update(len(chunk))
-            if status is not None:
-                bar.set_postfix_str(status(), refresh=False)
-        bar.close()
-    return output.read_back()
+    load = functools.partial(load_step_scorer, args.scorer, judge=judge, family=args.family, device=args.device,
+                             dtype=args.dtype, max_batch_tokens=args.max_batch_tokens, workers=args.workers)
+    score = functools.partial(_score_chunk, batch_size=args.batch_size, settings=settings)
+    return score_into(output, traces, settings, args, spec=args.scorer, load=load, score=score,
+                      name=f"scoring {args.benchmark}", desc=f"scoring {args.benchmark}")
 
 
 def _score_chunk(scorer, chunk: list, batch_size: int, settings: dict) -> list:

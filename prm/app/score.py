@@ -29,7 +29,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from prm.aggregate import AGGREGATIONS
 from prm.errors import RecordError
@@ -155,40 +157,52 @@ def run_settings(args: argparse.Namespace) -> dict:
 def _score(args: argparse.Namespace, traces: list, output) -> int:
     import functools
 
-    from prm.app.ray_jobs import ray_options
-    from prm.errors import opening_model
-    from prm.progress import progress_bar
-
     settings = run_settings(args)
-    done = output.resume([t.id for t in traces], settings)
-
-    chunks = [traces[start:start + args.chunk] for start in range(len(done), len(traces), args.chunk)]
-    status = None
-    if ray_options(args) is not None:  # the scorer is loaded in each Ray actor
-        from prm.app.ray_jobs import score_chunks_on_ray
-
-        pool, scored_chunks = score_chunks_on_ray(args, chunks, functools.partial(load_for, args),
-                                                  functools.partial(score_chunk, args=args, settings=settings),
-                                                  "prm score")
-        status = pool.status
-    else:
-        with opening_model(args.model):
-            scorer = load_for(args)
-        scored_chunks = (score_chunk(scorer, chunk, args, settings) for chunk in chunks)
-    bar = progress_bar(len(traces), initial=len(done), desc="scoring", unit="trace")
-    for chunk in scored_chunks:
-        output.append(*chunk)
-        bar.update(len(chunk))
-        if status is not None:
-            bar.set_postfix_str(status(), refresh=False)
-    bar.close()
-    scored = output.read_back()
+    scored = score_into(output, traces, settings, args, spec=args.model, load=functools.partial(load_for, args),
+                        score=functools.partial(score_chunk, args=args, settings=settings),
+                        name="prm score", desc="scoring")
     output.finish(scored)
     unscored = sum(s.score is None for t in scored for s in t.steps)
     note = f" ({unscored} step(s) too long for the model have no score)" if unscored else ""
     how = scored[0].meta["reward_model"]["aggregation"] if scored else args.aggregation
     print(f"prm score: {len(scored)} record(s) scored with {args.model} ({how}) -> {args.output}{note}")
     return 0
+
+
+def score_into(output, traces: list, settings: dict, args: argparse.Namespace, *, spec: str,
+               load: Callable[[], Any], score: Callable[[Any, list], list], name: str, desc: str) -> list:
+    """Score what `output` (a `prm.io.ResumableOutput` resumed by position) does not hold yet,
+    `args.chunk` traces at a time, in this process or in Ray actors (`--ray`), appending each
+    chunk as soon as it is scored; returns every scored trace, in input order. `load()` builds
+    the scorer `spec` names (in each actor on Ray), `score(scorer, chunk)` scores one chunk;
+    `name` names a Ray run in its messages, `desc` the progress bar. Shared by `prm score`
+    and `prm eval --benchmark`."""
+    from prm.app.ray_jobs import ray_options
+    from prm.errors import opening_model
+    from prm.progress import progress_bar
+
+    done = output.resume([t.id for t in traces], settings)
+    chunks = [traces[start:start + args.chunk] for start in range(len(done), len(traces), args.chunk)]
+    if not chunks:
+        return output.read_back()
+    status = None
+    if ray_options(args) is not None:  # the scorer is loaded in each Ray actor
+        from prm.app.ray_jobs import score_chunks_on_ray
+
+        pool, scored_chunks = score_chunks_on_ray(args, chunks, load, score, name)
+        status = pool.status
+    else:
+        with opening_model(spec):
+            scorer = load()
+        scored_chunks = (score(scorer, chunk) for chunk in chunks)
+    bar = progress_bar(len(traces), initial=len(done), desc=desc, unit="trace")
+    for chunk in scored_chunks:
+        output.append(*chunk)
+        bar.update(len(chunk))
+        if status is not None:
+            bar.set_postfix_str(status(), refresh=False)
+    bar.close()
+    return output.read_back()
 
 
 def score_chunk(scorer, chunk: list, args: argparse.Namespace, settings: dict) -> list:
