@@ -673,6 +673,7 @@ class ResumableOutput:
 
     def read_back(self) -> list[Trace]:
         """Every record the output holds now, in file order."""
+        self._open()
         self.handle.flush()
         return read_finished(self.file)[0]
 
@@ -681,8 +682,9 @@ class ResumableOutput:
         if self.file == self.path:
             raise ValueError("finish() is for an output streamed to a partial file")
         write_traces(self.path, traces)
-        self.handle.close()
-        self.file.unlink()
+        if self.handle is not None:
+            self.handle.close()
+        self.file.unlink(missing_ok=True)
 
 
 # -- Hugging Face datasets ----------------------------------------------------------------
