@@ -1,9 +1,10 @@
 """Running an annotation for real: streaming output, resume, shards, progress and a summary.
 
-The output is JSONL, one finished trace a line, appended and made durable (flush + fsync)
-as soon as the trace is done. Killing the process at any moment loses at most the trace in
-progress: on restart `resume` reads the output back, drops a torn last line (a write cut
-short has no final newline), skips the ids already done and carries on. Every trace's
+The output is JSONL, one finished trace a line, appended through `prm.io.ResumableOutput`
+as soon as the trace is done (flushed at once, fsynced at most once a second). Killing the
+process at any moment loses at most the trace in progress: on restart the output is read
+back, a torn last line (a write cut short has no final newline) is dropped, the ids already
+done are skipped and the run carries on. Every trace's
 samples come from seeds derived from (run seed, trace id), so the resumed output equals an
 uninterrupted run's, apart from the wall-clock `seconds` fields.
 
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prm.errors import RecordError
-from prm.io import dumps, output_lock, read_finished, read_records, sync_dir
+from prm.io import ResumableOutput, read_finished, read_records  # read_finished: for annotate.merge
 from prm.records import Trace
 
 from annotate.config import AnnotateConfig
@@ -129,29 +130,11 @@ def stored_settings(trace: Trace) -> dict | None:
     return {"completer": annotation.get("completer"), **annotation["settings"]}
 
 
-def resume(out_path: str | os.PathLike, todo: list[Trace], settings: dict) -> list[Trace]:
-    """The traces already finished in `out_path` (its torn last line cut off), checked against
-    this run: each must be one of `todo`, appear once, and have been made with the same settings."""
-    done, torn = read_finished(out_path, repair=True)
-    if torn:
-        print(f"resume: dropped a torn last line ({torn} bytes) of {out_path}", file=sys.stderr)
-    wanted = {t.id for t in todo}
-    seen: set[str] = set()
-    for number, trace in enumerate(done, start=1):
-        where = dict(path=str(out_path), line=number)
-        if trace.id not in wanted:
-            raise RecordError(f"trace {trace.id!r} is not in this run's input (or shard): "
-                              "is this the output of another run?", field="id", **where)
-        if trace.id in seen:
-            raise RecordError(f"trace {trace.id!r} appears twice", field="id", **where)
-        seen.add(trace.id)
-        stored = stored_settings(trace)
-        if stored != settings:
-            changed = sorted(k for k in settings if (stored or {}).get(k) != settings[k])
-            raise RecordError(f"was annotated with other settings ({', '.join(changed) or 'none recorded'}"
-                              "); re-run with the same options or write to a new file",
-                              field="meta.annotation", **where)
-    return done
+def open_output(out_path: str | os.PathLike) -> ResumableOutput:
+    """The run's output (`prm.io.ResumableOutput`): locked, its torn line repaired on resume, and
+    each finished trace checked against this run (in its input or shard, once, same settings)."""
+    return ResumableOutput(out_path, "id", "prm annotate", recorded=stored_settings,
+                           settings_field="meta.annotation")
 
 
 # -- one trace ----------------------------------------------------------------------------------
@@ -233,8 +216,8 @@ def run(traces: list[Trace], out_path: str | os.PathLike, completer: "Completer"
         status: Callable[[], str] | None = None) -> RunSummary:
     """Annotate `traces` (this shard's part) into `out_path`, resuming what is already there.
 
-    The output is locked for the whole run (`prm.io.output_lock`): a second run writing the
-    same file is refused with a `RecordError` instead of appending every trace again.
+    The output is a `prm.io.ResumableOutput`, locked for the whole run: a second run writing
+    the same file is refused with a `RecordError` instead of appending every trace again.
 
     `labeller`, when given, labels the traces elsewhere instead of `completer` (e.g. Ray
     actors, `prm.app.ray_jobs`): it takes the traces still to do and yields each labelled
@@ -245,19 +228,18 @@ def run(traces: list[Trace], out_path: str | os.PathLike, completer: "Completer"
                           "(convert it afterwards with `prm convert`)", path=str(out_path))
     todo = select_shard(traces, shard)
     settings = run_settings(config, completer_spec)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with output_lock(out_path, "prm annotate"):  # a second run on the same output is refused
-        return _run_locked(todo, out_path, completer, config, settings, completer_spec, workers, progress,
+    with open_output(out_path) as output:  # a second run on the same output is refused
+        return _run_locked(todo, output, completer, config, settings, completer_spec, workers, progress,
                            on_trace, labeller, status)
 
 
-def _run_locked(todo, out_path, completer, config, settings, completer_spec, workers, progress,
+def _run_locked(todo, output: ResumableOutput, completer, config, settings, completer_spec, workers, progress,
                 on_trace, labeller=None, status=None) -> RunSummary:
     from prm.progress import progress_bar
 
     from annotate.grading import Grader
 
-    done = resume(out_path, todo, settings)
+    done = output.resume([t.id for t in todo], settings)
     done_ids = {t.id for t in done}
     summary = RunSummary(already_done=len(done))
     for trace in done:
@@ -269,22 +251,18 @@ def _run_locked(todo, out_path, completer, config, settings, completer_spec, wor
     bar = progress_bar(len(todo), initial=len(done), unit="trace", desc=f"annotate ({config.label_source})",
                        enabled=progress)
     try:
-        with open(out_path, "a", encoding="utf-8") as handle:
-            sync_dir(out_path.parent)
-            labelled_traces = labeller(remaining) if labeller is not None else \
-                _labelled(remaining, completer, config, grader, completer_spec, workers)
-            for labelled in labelled_traces:
-                handle.write(dumps(labelled) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-                summary.add(labelled)
-                elapsed = time.perf_counter() - start
-                bar.update(1)
-                bar.set_postfix_str(f"{summary.rollouts / elapsed:.1f} rollouts/s, "
-                                    f"{summary.tokens / elapsed:.0f} tok/s"
-                                    + (f", {status()}" if status is not None else ""), refresh=False)
-                if on_trace is not None:
-                    on_trace(labelled)
+        labelled_traces = labeller(remaining) if labeller is not None else \
+            _labelled(remaining, completer, config, grader, completer_spec, workers)
+        for labelled in labelled_traces:
+            output.append(labelled)
+            summary.add(labelled)
+            elapsed = time.perf_counter() - start
+            bar.update(1)
+            bar.set_postfix_str(f"{summary.rollouts / elapsed:.1f} rollouts/s, "
+                                f"{summary.tokens / elapsed:.0f} tok/s"
+                                + (f", {status()}" if status is not None else ""), refresh=False)
+            if on_trace is not None:
+                on_trace(labelled)
     finally:
         bar.close()
         summary.seconds = time.perf_counter() - start

@@ -29,7 +29,7 @@ from evals.search_curve import is_search_result, search_figure, search_metrics, 
 from evals.step_metrics import choose_threshold, split_by_id, step_metrics, step_pairs
 from prm.errors import RecordError
 from prm.io import atomic_write
-from prm.markdown import table
+from prm.markdown import number, percent, table
 from prm.records import Trace
 
 
@@ -195,13 +195,6 @@ def _clean(value):
 
 # -- report.md ------------------------------------------------------------------------------
 
-def _pct(value) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
-
-
-def _num(value, digits: int = 3) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
 
 def render_markdown(metrics: dict) -> str:
     config = metrics["config"]
@@ -214,8 +207,8 @@ def render_markdown(metrics: dict) -> str:
         held = f" ({t['validation_traces']} validation / {t['test_traces']} test traces; metrics below " \
                f"use the test traces only)" if "validation_traces" in t else ""
         lines.append(f"- thresholds chosen on: **{t['chosen_on']}**{held}; step threshold "
-                     f"{_num(t['step'])}" + (f" (maximises {t['objective']})" if "objective" in t else "")
-                     + f", first-error threshold {_num(t['first_error'])}"
+                     f"{number(t['step'])}" + (f" (maximises {t['objective']})" if "objective" in t else "")
+                     + f", first-error threshold {number(t['first_error'])}"
                      + (" (maximises ProcessBench F1)" if "objective" in t else ""))
     parts.append("\n".join(lines) + "\n")
     plot_names = metrics.get("plots", {})
@@ -248,13 +241,13 @@ def _step_section(step: dict, plot_names: dict) -> str:
             "are for finding bad steps.\n",
             table(["accuracy", "balanced acc.", "precision", "recall", "F1", "AUROC", "avg. precision",
                     "Brier", "ECE"],
-                   [[_pct(step["accuracy"]), _pct(step["balanced_accuracy"]), _pct(step["precision"]),
-                     _pct(step["recall"]), _pct(step["f1"]), _num(step["auroc"]),
-                     _num(step["average_precision"]), _num(step["brier"]), _num(step["ece"])]]),
+                   [[percent(step["accuracy"]), percent(step["balanced_accuracy"]), percent(step["precision"]),
+                     percent(step["recall"]), percent(step["f1"]), number(step["auroc"]),
+                     number(step["average_precision"]), number(step["brier"]), number(step["ece"])]]),
             "\nCalibration (equal-width bins of the step score):\n",
             table(["score bin", "steps", "mean score", "fraction good"],
-                   [[f"{row['low']:.1f}–{row['high']:.1f}", row["count"], _num(row["mean_predicted"]),
-                     _num(row["fraction_good"])] for row in step["calibration"]])]
+                   [[f"{row['low']:.1f}–{row['high']:.1f}", row["count"], number(row["mean_predicted"]),
+                     number(row["fraction_good"])] for row in step["calibration"]])]
     for key, caption in (("calibration", "Calibration curve"), ("roc", "ROC curve"),
                          ("heatmap", "Step scores of a few traces")):
         if key in plot_names:
@@ -265,25 +258,25 @@ def _step_section(step: dict, plot_names: dict) -> str:
 def _first_error_section(first: dict, plot_names: dict) -> str:
     if "subsets" not in first:
         return f"## First error (ProcessBench)\n\nNot measured: {first.get('skipped')}\n"
-    rows = [[name, row["error_traces"], row["correct_traces"], _pct(row["error_accuracy"]),
-             _pct(row["correct_accuracy"]), _pct(row["f1"])] for name, row in first["subsets"].items()]
+    rows = [[name, row["error_traces"], row["correct_traces"], percent(row["error_accuracy"]),
+             percent(row["correct_accuracy"]), percent(row["f1"])] for name, row in first["subsets"].items()]
     overall = first["overall"]
     rows.append(["**all (pooled)**", overall["error_traces"], overall["correct_traces"],
-                 _pct(overall["error_accuracy"]), _pct(overall["correct_accuracy"]), _pct(overall["f1"])])
+                 percent(overall["error_accuracy"]), percent(overall["correct_accuracy"]), percent(overall["f1"])])
     text = ["## First error (ProcessBench)\n",
             "Predicted first error = the first step scored below the threshold "
-            f"({_num(first['threshold'])}), or none. Error acc.: exact first step on traces with an "
+            f"({number(first['threshold'])}), or none. Error acc.: exact first step on traces with an "
             "error; correct acc.: no step flagged on traces without one; F1: their harmonic mean.\n",
             table(["subset", "traces with error", "traces without", "error acc.", "correct acc.", "F1"], rows),
-            f"\nMean F1 over subsets (ProcessBench's headline): **{_pct(first['average_f1'])}**"
+            f"\nMean F1 over subsets (ProcessBench's headline): **{percent(first['average_f1'])}**"
             + (f"; {first['skipped']} trace(s) left out (unscored or unknown gold first error)"
                if first["skipped"] else "") + "\n"]
     return "\n".join(text)
 
 
 def _prmbench_section(classes: dict) -> str:
-    rows = [[name, row["traces"], row["bad_steps"], _pct(row["step_recall"]), _pct(row["false_alarm"]),
-             _pct(row["trace_detection"]), _pct(row["first_error_accuracy"]), _pct(row["prm_score"])]
+    rows = [[name, row["traces"], row["bad_steps"], percent(row["step_recall"]), percent(row["false_alarm"]),
+             percent(row["trace_detection"]), percent(row["first_error_accuracy"]), percent(row["prm_score"])]
             for name, row in classes.items()]
     return "\n".join(["## Detection per error class (PRMBench)\n",
                       table(["error class", "traces", "bad steps", "bad steps flagged", "good steps flagged",
@@ -293,7 +286,7 @@ def _prmbench_section(classes: dict) -> str:
 def _best_of_n_section(curves: dict, plot_names: dict) -> str:
     names = list(curves["methods"])
     labels = [plots.METHOD_STYLE.get(name, (name,))[0] for name in names]
-    rows = [[n] + [_pct(curves["methods"][name][i]) for name in names] for i, n in enumerate(curves["n"])]
+    rows = [[n] + [percent(curves["methods"][name][i]) for name in names] for i, n in enumerate(curves["n"])]
     text = ["## Best-of-N (solve rate)\n",
             f"{curves['problems']} problems, {curves['traces']} traces; each point is the mean over "
             f"{curves['repeats']} random subsets of N traces per problem (seed {curves['seed']}). ORM = the "
@@ -306,31 +299,31 @@ def _best_of_n_section(curves: dict, plot_names: dict) -> str:
 
 
 def _label_section(quality: dict, plot_names: dict) -> str:
-    rows = [[source, row["steps"], _pct(row["agreement"]), _num(row["kappa"]), _pct(row["bad_precision"]),
-             _pct(row["bad_recall"])] for source, row in quality["by_source"].items()]
-    rows.append(["**all**", quality["compared_steps"], _pct(quality["agreement"]), _num(quality["kappa"]),
-                 _pct(quality["bad_precision"]), _pct(quality["bad_recall"])])
+    rows = [[source, row["steps"], percent(row["agreement"]), number(row["kappa"]), percent(row["bad_precision"]),
+             percent(row["bad_recall"])] for source, row in quality["by_source"].items()]
+    rows.append(["**all**", quality["compared_steps"], percent(quality["agreement"]), number(quality["kappa"]),
+                 percent(quality["bad_precision"]), percent(quality["bad_recall"])])
     first = quality["first_error"]
     text = ["## Label quality against gold\n",
             table(["label source", "steps", "agreement", "Cohen's κ", "bad: precision", "bad: recall"], rows),
-            f"\nFirst error implied by the labels = gold first error on {_pct(first['accuracy'])} of "
-            f"{first['traces']} traces (with an error: {_pct(first['error_accuracy'])}; without: "
-            f"{_pct(first['correct_accuracy'])}).\n"]
+            f"\nFirst error implied by the labels = gold first error on {percent(first['accuracy'])} of "
+            f"{first['traces']} traces (with an error: {percent(first['error_accuracy'])}; without: "
+            f"{percent(first['correct_accuracy'])}).\n"]
     soft = quality.get("soft")
     if soft:
-        text.append(f"Soft labels on {soft['steps']} steps: ECE {_num(soft['ece'])}, "
-                    f"Brier {_num(soft['brier'])}.\n")
+        text.append(f"Soft labels on {soft['steps']} steps: ECE {number(soft['ece'])}, "
+                    f"Brier {number(soft['brier'])}.\n")
     rollouts = quality.get("rollouts")
     if rollouts:
         text.append(f"Rollouts spent: {rollouts['total']} on {rollouts['traces']} traces (mean "
-                    f"{_num(rollouts['per_trace_mean'], 1)} per trace, median {_num(rollouts['per_trace_median'], 1)}, "
-                    f"max {rollouts['per_trace_max']}; {_num(rollouts['per_probed_step_mean'], 1)} per probed step; "
+                    f"{number(rollouts['per_trace_mean'], 1)} per trace, median {number(rollouts['per_trace_median'], 1)}, "
+                    f"max {rollouts['per_trace_max']}; {number(rollouts['per_probed_step_mean'], 1)} per probed step; "
                     f"{rollouts['tokens']} tokens).\n")
     if quality.get("checkers"):
         text.append(table(["checker", "verified", "refuted", "unknown", "unavailable", "verified & gold good",
                             "refuted & gold bad"],
                            [[name, row["verified"], row["refuted"], row["unknown"], row["unavailable"],
-                             _pct(row["verified_precision"]), _pct(row["refuted_precision"])]
+                             percent(row["verified_precision"]), percent(row["refuted_precision"])]
                             for name, row in quality["checkers"].items()]))
     if "label_calibration" in plot_names:
         text.append(f"\n![Calibration of soft labels]({plot_names['label_calibration']})\n")

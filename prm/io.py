@@ -13,8 +13,9 @@ through the returned `ReadReport`. A record whose id was already read is such a 
 Writers are atomic (JSONL, Parquet and `datasets` folders appear complete or not at all)
 and give files the user's usual mode. A `datasets` folder replaces only an empty folder or
 one prm wrote (`check_output`): a folder holding anything else is refused, never emptied. `output_lock(path)` keeps a second run from writing
-the same output; `read_finished(path)` reads an output appended one trace at a time, as
-`prm annotate` and `prm score` write them, dropping a torn last line.
+the same output; `read_finished(path)` reads an output appended one trace at a time, dropping
+a torn last line. `ResumableOutput` is that output for every command that writes traces as
+it goes: lock, torn-line repair, resume checks, fsync policy and the `.partial` file.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import math
 import os
 import shutil
 import stat
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -512,6 +515,176 @@ def output_lock(path: str | os.PathLike, command: str = "another run") -> Iterat
         except FileNotFoundError:
             pass
         handle.close()
+
+
+# -- one resumable output ------------------------------------------------------------------------
+
+SYNC_SECONDS = 1.0  # fsync a streamed output at most this often (and when it is closed)
+
+
+def field_value(trace: Trace, path: str) -> Any:
+    """The value of a dotted field of a trace: "id", "meta.problem_id" (None where missing)."""
+    value: Any = trace
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
+    return value
+
+
+def changed_settings(stored: dict | None, settings: dict) -> str:
+    """The names of the settings that differ, comma-separated ("none recorded" for none)."""
+    if not isinstance(stored, dict):
+        return "none recorded"
+    return ", ".join(sorted(k for k in settings if stored.get(k) != settings[k])) or "none recorded"
+
+
+class ResumableOutput:
+    """A JSONL output appended to one record at a time, which a killed run resumes exactly once.
+
+    Every command that writes traces as it goes (`prm annotate`, `prm check`, `prm search`,
+    `prm score`, `prm eval --benchmark`) writes through this class, which owns:
+
+    - the lock: `output_lock(path, command)` for the whole run, so a second run on the same
+      output is refused at once; the open file is also `flock`ed, so that a process holding
+      the file itself (as `prm check` did before it took the output lock) is refused too;
+    - torn-line repair: a last line without its newline (the process died while writing it)
+      is cut off when the run resumes, and said on stderr;
+    - the resume checks: every record already there must belong to this run's input (or
+      shard), appear once, and have been made with the same settings (else a `RecordError`
+      naming the file, line and field, and nothing is appended); with `in_order`, they must
+      be the first records of the input, in input order (for commands that resume by position);
+    - one fsync policy (below);
+    - the partial file: with `partial`, records are streamed to that file and `finish(traces)`
+      writes `path` at once (JSONL, Parquet or a `datasets` folder) and removes the partial one.
+
+    fsync policy: every record is flushed to the OS as soon as it is appended, so a killed
+    process (Ctrl-C, SIGKILL, out of memory) loses nothing appended, only the record it was
+    working on. The file is fsynced at most once a second (`SYNC_SECONDS`) and when it is
+    closed: an fsync costs milliseconds, far more than `prm check` needs to check a trace, so
+    fsyncing every record would cost most of its throughput, while a command that takes
+    seconds a record (annotation) is still fsynced after every record. What a power loss or
+    an OS crash can lose: the records appended since the last fsync, those of at most one
+    second of appending, and a torn last line, which the next run repairs.
+
+    `key` is the dotted field that names a record ("id", or "meta.problem_id" when a result
+    trace stands for a problem); `recorded(trace)` the settings a record was made with,
+    stored at `settings_field`, compared with the run's settings by `resume`;
+    `difference(stored, settings)` says what differs (default: the names of the changed
+    settings); `remedy` ends each refusal. The output is opened (locked) before any slow work,
+    so a second run is refused at once; the settings may be known only later:
+
+        with ResumableOutput(out, "id", "prm annotate", recorded=..., settings_field=...) as output:
+            done = output.resume([t.id for t in todo], settings)
+            for trace in work(the traces of todo not in done):
+                output.append(trace)
+    """
+
+    def __init__(self, path: str | os.PathLike, key: str, command: str, *,
+                 recorded: Callable[[Trace], dict | None], settings_field: str,
+                 partial: str | os.PathLike | None = None, in_order: bool = False,
+                 difference: Callable[[dict | None, dict], str] = changed_settings,
+                 remedy: str = "write to a new output"):
+        self.path = Path(path)
+        self.file = Path(partial) if partial is not None else self.path
+        self.key, self.command = key, command
+        self.recorded, self.settings_field = recorded, settings_field
+        self.in_order, self.difference, self.remedy = in_order, difference, remedy
+        self.handle = None
+
+    def __enter__(self) -> "ResumableOutput":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = output_lock(self.path, self.command)
+        self._lock.__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if self.handle is not None and not self.handle.closed:
+                self.handle.flush()
+                os.fsync(self.handle.fileno())
+                self.handle.close()
+        finally:
+            self._lock.__exit__(exc_type, exc, tb)
+        return False
+
+    def _open(self) -> None:
+        """Open the file for appending (made only now: a run refused before any work leaves none)."""
+        import fcntl
+
+        if self.handle is not None:
+            return
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = open(self.file, "a", encoding="utf-8")
+        sync_dir(self.file.parent)
+        try:
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.close()
+            raise RecordError(f"another `{self.command}` is writing this output right now",
+                              path=str(self.file)) from None
+        self.synced = time.monotonic()
+
+    def start_over(self) -> None:
+        """Discard what an earlier run left (`prm check --recheck`)."""
+        self._open()
+        self.handle.truncate(0)
+
+    def resume(self, expected: list[str], settings: dict, *,
+               unchanged: Callable[[Trace], bool] | None = None) -> list[Trace]:
+        """The records already finished (a torn last line cut off and said on stderr), checked
+        against this run: `expected` lists the keys of this run's input (or shard), in input
+        order; `settings` are this run's; `unchanged(record)`, when given, says whether a
+        record still matches its input (e.g. the same problem and steps)."""
+        self._open()
+        done, torn = read_finished(self.file, repair=True)
+        if torn:
+            print(f"{self.command}: dropped a torn last line ({torn} bytes) of {self.file}", file=sys.stderr)
+        wanted, seen = set(expected), set()
+        for number, trace in enumerate(done, start=1):
+            where = {"path": str(self.file), "line": number}
+            key = field_value(trace, self.key)
+            if self.in_order and (number > len(expected) or key != expected[number - 1]):
+                should = f"{expected[number - 1]!r}" if number <= len(expected) else "nothing (the input is shorter)"
+                raise RecordError(f"does not belong to this input: record {number} is {self.key} {key!r}, "
+                                  f"where this input has {should}; is this the output of another run? "
+                                  f"Use the same input, or {self.remedy}", field=self.key, **where)
+            if key not in wanted or (unchanged is not None and not unchanged(trace)):
+                raise RecordError(f"{self.key} {key!r} is not in this input (not in this run's input or "
+                                  f"shard, or changed since): is this the output of another run? Use the "
+                                  f"same input, or {self.remedy}", field=self.key, **where)
+            if key in seen:
+                raise RecordError(f"{self.key} {key!r} appears twice; {self.remedy}", field=self.key, **where)
+            seen.add(key)
+            stored = self.recorded(trace)
+            if stored != settings:
+                raise RecordError(f"was written by `{self.command}` with other settings "
+                                  f"({self.difference(stored, settings)}); re-run with the same "
+                                  f"options, or {self.remedy}", field=self.settings_field, **where)
+        return done
+
+    def append(self, *traces: Trace) -> None:
+        """Append finished records (one line each), flushed at once, fsynced at most once a second."""
+        self._open()
+        for trace in traces:
+            self.handle.write(dumps(trace) + "\n")
+        self.handle.flush()
+        if time.monotonic() - self.synced >= SYNC_SECONDS:
+            os.fsync(self.handle.fileno())
+            self.synced = time.monotonic()
+
+    def read_back(self) -> list[Trace]:
+        """Every record the output holds now, in file order."""
+        self._open()
+        self.handle.flush()
+        return read_finished(self.file)[0]
+
+    def finish(self, traces: Iterable[Trace]) -> None:
+        """Write the finished output `path` at once (`write_traces`) and remove the partial file."""
+        if self.file == self.path:
+            raise ValueError("finish() is for an output streamed to a partial file")
+        write_traces(self.path, traces)
+        if self.handle is not None:
+            self.handle.close()
+        self.file.unlink(missing_ok=True)
 
 
 # -- Hugging Face datasets ----------------------------------------------------------------

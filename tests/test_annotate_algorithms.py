@@ -14,50 +14,9 @@ from annotate.binary_search import label_trace as binary_label
 from annotate.grading import Grader
 from annotate.config import AnnotateConfig
 from annotate.monte_carlo import label_trace as mc_label
-from annotate.rollouts import derive_seed, spread
-from completers.base import Completer, Completion
-from prm.records import Rollouts, Trace
-
-ANSWER = "42"
-
-
-class ScriptedCompleter(Completer):
-    name = "scripted"
-
-    def __init__(self, p: float = 1.0, max_prefix: int | None = None):
-        self.p = p
-        self.max_prefix = max_prefix  # longer prefixes are refused, as a model refuses a too long prompt
-        self.calls = []  # (number of requests, n) per call
-
-    def complete_prompts(self, prompts, params, *, stop=None, seeds=None, ns=None):
-        # prompts are `plain_prompt(problem, prefix)`: "Question: ...\nAnswer:\n" + one line per step
-        requests = [(prompt.split("\n")[0].removeprefix("Question: "), prompt.split("\n")[2:-1])
-                    for prompt in prompts]
-        for i, (_, prefix) in enumerate(requests):
-            if self.max_prefix is not None and len(prefix) > self.max_prefix:
-                raise ValueError(f"prompt {i} is too long")
-        self.calls.append((len(requests), params.n))
-        results = []
-        for problem, prefix in requests:
-            bad = any("BAD" in step for step in prefix)
-            completions = []
-            for j in range(params.n):
-                u = derive_seed(params.seed, problem, len(prefix), j) / 2**31
-                ok = not bad and u < self.p
-                text = f"so on\n#### {ANSWER if ok else '41'}"
-                completions.append(Completion(text, tokens=10 + j % 3))
-            results.append(completions)
-        return results
-
-    @property
-    def rollouts(self):
-        return sum(r * n for r, n in self.calls)
-
-
-def make_trace(n_steps: int, first_error: int = -1, final_answer: str | None = "41", trace_id: str = "t") -> Trace:
-    steps = [f"step {i}" + (" BAD" if 0 <= first_error <= i else "") for i in range(n_steps)]
-    return Trace(id=trace_id, problem="What is six times seven?", steps=steps, final_answer=final_answer,
-                 reference_answer=ANSWER)
+from annotate.rollouts import spread
+from helpers.completers import ANSWER, ScriptedCompleter, make_trace
+from prm.records import Rollouts
 
 
 @pytest.fixture(scope="module")

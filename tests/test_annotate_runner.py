@@ -10,7 +10,7 @@ from annotate.config import AnnotateConfig
 from annotate.runner import load_input, read_finished, run, select_shard, shard_of
 from prm.errors import RecordError
 from prm.io import write_traces
-from test_annotate_algorithms import ScriptedCompleter, make_trace
+from helpers.completers import ScriptedCompleter, make_trace
 
 CONFIG = AnnotateConfig(n=3)
 

@@ -4,13 +4,12 @@ on local files with a tiny Qwen2.5-Math-PRM-layout model and with the checker-on
 import json
 
 import pytest
-from test_evals_first_error import GSM8K, MATH, SCORES
-from test_reward_helpers import SHARED, gsm8k_with_errors
+from helpers.first_error import GSM8K, MATH, SCORES
+from helpers.reward_models import SHARED, processbench_folder
 
 from evals.prmbench import load_prmbench_benchmark, prmbench_metrics
 from evals.processbench import processbench_metrics
 from prm.app.cli import main
-from prm.formats.processbench import write_processbench
 from prm.io import read_traces, write_traces
 from prm.records import Step, Trace
 
@@ -119,12 +118,7 @@ def test_prmbench_benchmark_set_is_built_as_the_release_builds_it():
 def processbench_dir(tmp_path_factory):
     """Two subsets in ProcessBench's release layout (one JSON array each): real GSM8K solutions and
     copies with one calculator result changed (the first error is that step)."""
-    folder = tmp_path_factory.mktemp("processbench")
-    for subset, start in (("gsm8k", 0), ("math", 40)):
-        traces = gsm8k_with_errors(5, seed=1, start=start)
-        for trace in traces:
-            trace.id = f"{subset}-{trace.id}"
-        write_processbench(folder / f"{subset}.json", traces)
+    folder = processbench_folder(tmp_path_factory.mktemp("processbench"), per_subset=5)
     rows = json.loads((folder / "gsm8k.json").read_text())
     assert isinstance(rows, list) and set(rows[0]) == {"id", "generator", "problem", "steps",
                                                        "final_answer_correct", "label"}
@@ -145,7 +139,7 @@ def prmbench_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def qwen_folder(tmp_path_factory):
-    from test_reward_published_families import make_qwen_prm
+    from helpers.reward_models import make_qwen_prm
 
     return str(make_qwen_prm(tmp_path_factory.mktemp("qwen") / "Qwen2.5-Math-PRM-tiny"))
 

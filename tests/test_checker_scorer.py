@@ -76,7 +76,7 @@ def test_load_step_scorer_understands_checker_specs(tmp_path):
 
 
 def test_load_step_scorer_wraps_a_model_folder(tmp_path):
-    from test_reward_helpers import tiny_bert
+    from helpers.reward_models import tiny_bert
 
     from prm.reward.model import RewardModel
 
@@ -89,7 +89,7 @@ def test_load_step_scorer_wraps_a_model_folder(tmp_path):
 
 
 def test_checker_scorer_on_worker_processes_scores_as_one_process():
-    from test_reward_helpers import gsm8k_with_errors
+    from helpers.reward_models import gsm8k_with_errors
 
     traces = gsm8k_with_errors(12, seed=4)
     items = [(t.problem, t.step_texts) for t in traces] + [(PROBLEM, STEPS), (PROBLEM, [])]
@@ -108,7 +108,7 @@ def test_eval_benchmark_with_checker_workers_predicts_as_one_worker(tmp_path):
 
     from prm.app.cli import main
     from prm.formats.processbench import write_processbench
-    from test_reward_helpers import gsm8k_with_errors
+    from helpers.reward_models import gsm8k_with_errors
 
     data = tmp_path / "pb"
     data.mkdir()

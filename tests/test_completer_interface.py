@@ -10,7 +10,7 @@ from completers.base import Completer, CompletionRequest, SamplingParams
 from completers.openai_completer import OpenAICompleter
 from completers.server import CompletionServer
 from completers.transformers_completer import TransformersCompleter
-from test_completers_transformers import PROBLEM, STEPS, build_char_gpt2
+from helpers.completers import PROBLEM, STEPS, build_char_gpt2
 
 
 def backends() -> list[type]:

@@ -15,7 +15,7 @@ from completers.base import CompletionRequest, SamplingParams
 from completers.openai_completer import CompletionError, OpenAICompleter
 from completers.server import CompletionServer
 from completers.transformers_completer import TransformersCompleter
-from test_completers_transformers import PROBLEM, STEPS, build_char_gpt2
+from helpers.completers import PROBLEM, STEPS, build_char_gpt2
 
 PARAMS = SamplingParams(n=3, max_new_tokens=12, seed=4)
 REQUESTS = [CompletionRequest(PROBLEM, STEPS[:k]) for k in range(4)]

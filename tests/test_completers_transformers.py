@@ -3,7 +3,6 @@ seeds, stops, token counts, chat templates; on a tiny random GPT-2 built here an
 trained tiny-gsm model when its checkpoint is present."""
 
 import random
-import string
 import subprocess
 import sys
 
@@ -16,36 +15,7 @@ from completers.text import cut_at_stop
 from completers.text import plain_prompt
 from completers.text import chat_prompt
 from completers.transformers_completer import TransformersCompleter, pick_tokens
-
-CHARS = string.digits + string.ascii_letters + " \n.,:;?!+-*/=<>#$()%'"
-CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['role'] }}>\n{% endfor %}"
-                 "{% if add_generation_prompt %}<assistant>{% endif %}")
-PROBLEM = "Ann has 3 bags with 4 apples each. She eats 2. How many are left?"
-STEPS = ["3 bags * 4 = 12 apples", "12 - 2 = 10 left", "So Ann has 10", "Check: 10 + 2 = 12"]
-
-
-def build_char_gpt2(folder, chat_template=None, seed=0):
-    """A 2-layer GPT-2 with random weights and a character tokenizer whose only special token
-    is <eos>, so every other sampled token is exactly one character of the text. '!' is a
-    second end-of-sequence token, so continuations also end early."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
-
-    vocab = {"<eos>": 0, **{c: i + 1 for i, c in enumerate(CHARS)}}
-    core = Tokenizer(models.WordLevel(vocab, unk_token=None))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    core.decoder = decoders.Fuse()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<eos>")
-    if chat_template:
-        tokenizer.chat_template = chat_template
-    torch.manual_seed(seed)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_positions=512, n_embd=32, n_layer=2, n_head=2,
-                                       bos_token_id=0, eos_token_id=0))
-    model.generation_config.eos_token_id = [0, vocab["!"]]
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
-
+from helpers.completers import CHAT_TEMPLATE, PROBLEM, STEPS, build_char_gpt2
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):

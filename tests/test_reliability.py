@@ -286,7 +286,7 @@ def models(tmp_path_factory):
     """Two small reward models (A and B), a copy of A with a truncated weights file, one whose
     head gives NaN, and scoring data."""
     import torch
-    from test_reward_helpers import gsm8k_with_errors, tiny_bert
+    from helpers.reward_models import gsm8k_with_errors, tiny_bert
 
     from prm.reward.model import RewardModel
 

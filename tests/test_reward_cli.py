@@ -9,7 +9,7 @@ import torch
 from prm.app.cli import main
 from prm.io import read_traces, write_traces
 from prm.reward.model import RewardModel
-from test_reward_helpers import gsm8k_with_errors, tiny_bert
+from helpers.reward_models import gsm8k_with_errors, tiny_bert
 
 
 @pytest.fixture(scope="module")

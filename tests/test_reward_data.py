@@ -9,7 +9,7 @@ import torch
 
 from prm.reward.model import RewardModel, RewardModelOptions
 from prm.reward.training import RewardTrainer, RewardTrainerConfig
-from test_reward_helpers import SHARED, gsm8k_with_errors, tiny_bert, tiny_gpt2
+from helpers.reward_models import SHARED, gsm8k_with_errors, tiny_bert, tiny_gpt2
 
 
 def train_save_reload_score(backbone, train, held_out, tmp_path, max_length=256, epochs=3, lr=2e-3, **config):

@@ -16,7 +16,7 @@ import pytest
 
 from prm.io import write_traces
 from prm.records import Step, Trace
-from test_reward_helpers import tiny_gpt2
+from helpers.reward_models import tiny_gpt2
 
 
 def traces(n: int) -> list[Trace]:

@@ -1,7 +1,7 @@
 """Checker verdicts as reward-model inputs (`step_features`): values, training, scoring, saving."""
 
 import pytest
-from test_reward_helpers import tiny_gpt2
+from helpers.reward_models import tiny_gpt2
 
 from prm.records import Step, Trace, Verdict
 from prm.reward.model import RewardModel, RewardModelOptions

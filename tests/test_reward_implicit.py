@@ -24,7 +24,7 @@ from prm.reward.model import RewardModel, RewardModelOptions
 from prm.reward.training import RewardTrainer, RewardTrainerConfig, preference_pairs, build_examples
 from prm.rl.dense import dense_rewards
 from prm.rl.rewards import ProcessReward
-from test_reward_helpers import tiny_gpt2
+from helpers.reward_models import tiny_gpt2
 
 
 def wrong_copy(problem, index: str):

@@ -6,7 +6,7 @@ import torch
 from prm.records import Step, Trace
 from prm.reward.model import RewardModel, RewardModelOptions
 from prm.reward.training import RewardTrainer, RewardTrainerConfig
-from test_reward_helpers import tiny_gpt2
+from helpers.reward_models import tiny_gpt2
 
 PROBLEM = "Tom has 3 apples and buys 4 more. How many apples?"
 STEPS = ["3 + 4 = <<3+4=7>>7 apples", "#### 7"]

@@ -10,7 +10,7 @@ from prm.aggregate import aggregate
 from prm.records import Step, Trace
 from prm.reward.model import RewardModel, RewardModelOptions, step_loss
 from prm.reward.training import build_examples
-from test_reward_helpers import tiny_bert, tiny_gpt2
+from helpers.reward_models import tiny_bert, tiny_gpt2
 
 ITEMS = [
     ("Tom has 3 apples and buys 4 more. How many?", ["3 + 4 = <<3+4=7>>7", "He has 7 apples.\nDone."]),

@@ -8,7 +8,7 @@ import torch
 from prm.formats.gsm8k import read_gsm8k
 from prm.reward.loading import load_scorer
 from prm.reward.model import RewardModel, RewardModelOptions
-from test_reward_helpers import SHARED, tiny_bert, tiny_gpt2
+from helpers.reward_models import SHARED, tiny_bert, tiny_gpt2
 
 
 def traces(n=3):
@@ -65,7 +65,7 @@ def assert_equal_to_full_scoring(scorer, problems, incremental=True):
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("prefix")
-    from test_reward_published_families import make_qwen_prm
+    from helpers.reward_models import make_qwen_prm
 
     return {"gpt2": tiny_gpt2(root / "gpt2"), "gpt2-lm": tiny_gpt2(root / "gpt2-lm", lm_head=True),
             "bert": tiny_bert(root / "bert"), "qwen": make_qwen_prm(root / "Qwen2.5-Math-PRM-tiny")}
@@ -111,7 +111,7 @@ def test_token_classification_prefixes_from_the_cache_equal_full_scoring(folders
 
 
 def test_skywork_prefixes_from_the_cache_equal_full_scoring(tmp_path):
-    from test_reward_published_families import qwen_tokenizer, save_qwen2_checkpoint
+    from helpers.reward_models import qwen_tokenizer, save_qwen2_checkpoint
 
     tokenizer = qwen_tokenizer([])
     tokenizer.bos_token = "<|endoftext|>"
@@ -123,8 +123,8 @@ def test_skywork_prefixes_from_the_cache_equal_full_scoring(tmp_path):
 
 
 def test_rlhflow_prefixes_from_the_cache_equal_full_scoring(tmp_path):
-    from test_reward_published_families import LLAMA3_TEMPLATE
-    from test_reward_helpers import bpe_tokenizer
+    from helpers.reward_models import LLAMA3_TEMPLATE
+    from helpers.reward_models import bpe_tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     base = bpe_tokenizer()

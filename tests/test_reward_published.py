@@ -15,7 +15,7 @@ from prm.reward.loading import detect_family, load_scorer
 from prm.reward.published.math_shepherd import MathShepherdScorer
 from prm.reward.published.token_classification import TokenClassificationScorer
 from prm.reward.model import RewardModel
-from test_reward_helpers import SHARED, bpe_tokenizer, tiny_bert, tiny_gpt2
+from helpers.reward_models import SHARED, bpe_tokenizer, tiny_bert, tiny_gpt2
 
 SAMPLE = SHARED / "samples" / "math-shepherd.sample.jsonl"
 

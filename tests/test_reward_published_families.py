@@ -8,12 +8,11 @@ forward pass written in the test the way each family's model card / evaluation c
 them (transformers' plain Qwen2Model / LlamaForCausalLM and the head weights from the file).
 """
 
-import json
-
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from test_reward_helpers import SHARED, bpe_tokenizer
+from helpers.reward_models import (LLAMA3_TEMPLATE, SHARED, bpe_tokenizer, make_qwen_prm, qwen_tokenizer,
+                                   save_qwen2_checkpoint, tiny_gpt2)
 
 from prm.formats.gsm8k import read_gsm8k
 from prm.reward.loading import detect_family, load_scorer
@@ -21,59 +20,8 @@ from prm.reward.published.qwen_prm import QwenPRMScorer
 from prm.reward.published.rlhflow import RLHFlowScorer
 from prm.reward.published.skywork import SkyworkPRMScorer
 
-QWEN_TEMPLATE = (
-    "{%- if messages[0]['role'] == 'system' %}"
-    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
-    "{%- else %}"
-    "{{- '<|im_start|>system\\nPlease reason step by step, and put your final answer within \\\\boxed{}.<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{%- for message in messages %}"
-    "{%- if not (message.role == 'system' and loop.first) %}"
-    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")
-LLAMA3_TEMPLATE = (
-    "{{- bos_token }}"
-    "{%- for message in messages %}"
-    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}")
-
-
 def traces(n=4):
     return read_gsm8k(SHARED / "gsm8k" / "train.jsonl", limit=n)
-
-
-def qwen_tokenizer(extra_specials):
-    from transformers import Qwen2Tokenizer
-
-    base = bpe_tokenizer()
-    tokenizer = Qwen2Tokenizer(tokenizer_object=base.backend_tokenizer, eos_token="<|endoftext|>",
-                               pad_token="<|endoftext|>", unk_token=None, bos_token=None)
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>", *extra_specials]})
-    tokenizer.chat_template = QWEN_TEMPLATE
-    return tokenizer
-
-
-def save_qwen2_checkpoint(folder, tokenizer, architecture, head: dict, auto_map: dict, seed=0, **extra):
-    """A Qwen2 backbone under `model.` plus `head` tensors, with the family's config.json."""
-    from transformers import Qwen2Config, Qwen2Model
-
-    torch.manual_seed(seed)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    backbone = Qwen2Model(config)
-    weights = {f"model.{k}": v.contiguous() for k, v in backbone.state_dict().items()}
-    weights.update({k: v.contiguous() for k, v in head.items()})
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    data = config.to_dict()
-    data.update({"architectures": [architecture], "auto_map": auto_map, **extra})
-    (folder / "config.json").write_text(json.dumps(data, indent=2))
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def backbone_hidden(folder, ids):
@@ -89,19 +37,6 @@ def backbone_hidden(folder, ids):
 
 
 # --- Qwen2.5-Math-PRM ----------------------------------------------------------------------
-
-def make_qwen_prm(folder):
-    """A tiny Qwen2.5-Math-PRM: Qwen2 weights under `model.`, the head as `score.0` / `score.2`."""
-    tokenizer = qwen_tokenizer(["<extra_0>"])
-    torch.manual_seed(1)
-    h = 32
-    head = {"score.0.weight": torch.randn(h, h) * 0.3, "score.0.bias": torch.randn(h) * 0.1,
-            "score.2.weight": torch.randn(2, h) * 0.3, "score.2.bias": torch.randn(2) * 0.1}
-    return save_qwen2_checkpoint(
-        folder, tokenizer, "Qwen2ForProcessRewardModel", head,
-        {"AutoConfig": "configuration_qwen2_rm.Qwen2RMConfig",
-         "AutoModel": "modeling_qwen2_rm.Qwen2ForProcessRewardModel"}, num_labels=2)
-
 
 @pytest.fixture(scope="module")
 def qwen_prm_folder(tmp_path_factory):
@@ -252,8 +187,6 @@ def test_rlhflow_scores_match_the_authors_per_prefix_evaluation(rlhflow_folder):
 
 
 def test_a_causal_lm_without_chat_template_is_math_shepherd(tmp_path):
-    from test_reward_helpers import tiny_gpt2
-
     folder = tiny_gpt2(tmp_path / "lm", lm_head=True)
     assert detect_family(str(folder)) == "math-shepherd"
     with pytest.raises(ValueError, match="family must be"):

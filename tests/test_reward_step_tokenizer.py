@@ -3,7 +3,7 @@
 import pytest
 
 from prm.reward.step_tokenizer import StepTokenizer, add_marker_token
-from test_reward_helpers import bert_tokenizer, bpe_tokenizer
+from helpers.reward_models import bert_tokenizer, bpe_tokenizer
 
 PROBLEM = "Natalia sold clips to 48 of her friends in April. How many?"
 STEPS = [

@@ -10,7 +10,7 @@ import torch
 from prm.records import Step, Trace
 from prm.reward.model import RewardModel, RewardModelOptions
 from prm.reward.training import JsonlLogCallback, RewardTrainer, RewardTrainerConfig, step_metrics
-from test_reward_helpers import tiny_bert, tiny_gpt2
+from helpers.reward_models import tiny_bert, tiny_gpt2
 
 
 @pytest.fixture(scope="module")

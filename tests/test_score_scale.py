@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from test_reward_helpers import gsm8k_with_errors
+from helpers.reward_models import gsm8k_with_errors
 
 from annotate.checkers.scorer import REFUTED
 from prm.app.cli import main
@@ -19,7 +19,7 @@ def traces_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def qwen_folder(tmp_path_factory):
-    from test_reward_published_families import make_qwen_prm
+    from helpers.reward_models import make_qwen_prm
 
     return str(make_qwen_prm(tmp_path_factory.mktemp("qwen") / "prm"))
 

@@ -11,7 +11,7 @@ import pytest
 from prm import formats
 from prm.app.cli import main
 from prm.reward.model import RewardModel
-from test_reward_helpers import gsm8k_with_errors, tiny_gpt2
+from helpers.reward_models import gsm8k_with_errors, tiny_gpt2
 
 # Every field PRMConfig declared in trl 1.13.0, its last release (trl/experimental/prm/prm_config.py).
 PRM_CONFIG_FIELDS = ("learning_rate", "max_length", "max_completion_length", "disable_dropout",

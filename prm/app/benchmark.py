@@ -13,7 +13,7 @@ GPU machine and evaluate anywhere; for ProcessBench, so is a file or folder of p
 errors (rows with `label` and `prediction`, as QwenLM/ProcessBench's run_eval.py writes them).
 
 Scoring is resumable: scored traces are appended to `OUT/scored.partial.jsonl` chunk by chunk
-(each chunk sorted by length and batched to `--max-batch-tokens`), and re-running the same
+(a `prm.io.ResumableOutput`; each chunk sorted by length and batched to `--max-batch-tokens`), and re-running the same
 command continues where it stopped; at the end `OUT/scored.jsonl`, `OUT/metrics.json` and
 `OUT/report.md` are written.
 
@@ -33,6 +33,7 @@ import os
 from pathlib import Path
 
 from prm.errors import RecordError
+from prm.markdown import percent
 
 BENCHMARKS = ("processbench", "prmbench")
 
@@ -70,8 +71,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from prm.io import output_lock, write_traces
-
     out = Path(args.out)
     subsets = [s.strip() for s in args.subsets.split(",") if s.strip()] if args.subsets else None
     if args.source and args.scorer:
@@ -89,12 +88,9 @@ def _run(args: argparse.Namespace) -> int:
         traces, dropped = load_benchmark(args.benchmark, args.data, subsets)
         if not traces:
             raise RecordError(f"no {args.benchmark} records found", path=args.data)
-        with output_lock(out / "scored.jsonl", "prm eval --benchmark"):  # one run per OUT
-            traces = score_resumably(traces, args, out)
-            write_traces(out / "scored.jsonl", traces)
-            partial = out / "scored.partial.jsonl"
-            if partial.exists():
-                partial.unlink()
+        with open_output(out) as output:  # one run per OUT
+            traces = score_resumably(traces, args, output)
+            output.finish(traces)
     if subsets and args.source:
         key = "subset" if args.benchmark == "processbench" else "error_class"
         traces = [t for t in traces if t.meta.get(key) in subsets]
@@ -131,60 +127,35 @@ def load_benchmark(benchmark: str, data: str | None, subsets: list[str] | None):
     return traces, dropped
 
 
-def score_resumably(traces, args: argparse.Namespace, out: Path):
-    """Score `traces` chunk by chunk into OUT/scored.partial.jsonl, skipping what it holds."""
+def open_output(out: Path):
+    """OUT/scored.jsonl as a `prm.io.ResumableOutput` streamed to OUT/scored.partial.jsonl and
+    resumed by position (scoring goes chunk by chunk in input order)."""
+    from prm.io import ResumableOutput
+
+    return ResumableOutput(out / "scored.jsonl", "id", "prm eval --benchmark",
+                           partial=out / "scored.partial.jsonl", in_order=True,
+                           recorded=lambda trace: trace.meta.get("scored_with"), settings_field="meta.scored_with",
+                           remedy="delete it to start again")
+
+
+def score_resumably(traces, args: argparse.Namespace, output):
+    """Score `traces` chunk by chunk into `output` (`open_output`), skipping what it holds;
+    every scored trace, in input order (`prm.app.score.score_into`)."""
     import functools
 
-    from prm.app.ray_jobs import ray_options
-    from prm.app.scorers import load_step_scorer
-    from prm.io import dumps, read_records
-    from prm.progress import progress_bar
-    from prm.records import Trace
-
-    partial = out / "scored.partial.jsonl"
-    done = list(read_records(partial, Trace.from_dict)) if partial.exists() else []
-    if [t.id for t in done] != [t.id for t in traces[:len(done)]]:
-        raise RecordError(f"{partial} holds other traces than this run; delete it to start again",
-                          path=str(partial))
     from prm.app.arguments import judge_config_from_args
-    from prm.app.scorers import is_judge
+    from prm.app.score import score_into
+    from prm.app.scorers import is_judge, load_step_scorer
 
     settings = {"scorer": args.scorer, "family": args.family, "dtype": args.dtype}  # what decides the scores
     judge = judge_config_from_args(args) if is_judge(args.scorer) else None
     if judge is not None:
         settings["judge"] = judge.settings()
-    for number, trace in enumerate(done, start=1):
-        if trace.meta.get("scored_with") != settings:
-            raise RecordError(f"was scored with {trace.meta.get('scored_with')}, this run uses {settings}; "
-                              "re-run with the same --scorer and --dtype, or delete it to start again",
-                              path=str(partial), line=number, field="meta.scored_with")
-    if len(done) < len(traces):
-        load = functools.partial(load_step_scorer, args.scorer, judge=judge, family=args.family, device=args.device,
-                                 dtype=args.dtype, max_batch_tokens=args.max_batch_tokens,
-                                 workers=args.workers)
-        score = functools.partial(_score_chunk, batch_size=args.batch_size, settings=settings)
-        chunks = [traces[start:start + args.chunk] for start in range(len(done), len(traces), args.chunk)]
-        status = None
-        if ray_options(args) is not None:  # the scorer is loaded in each Ray actor
-            from prm.app.ray_jobs import score_chunks_on_ray
-
-            pool, scored_chunks = score_chunks_on_ray(args, chunks, load, score, f"scoring {args.benchmark}")
-            status = pool.status
-        else:
-            scorer = load()
-            scored_chunks = (score(scorer, chunk) for chunk in chunks)
-        out.mkdir(parents=True, exist_ok=True)
-        bar = progress_bar(len(traces), initial=len(done), desc=f"scoring {args.benchmark}", unit="trace")
-        with open(partial, "a", encoding="utf-8") as handle:
-            for chunk in scored_chunks:
-                for trace in chunk:
-                    handle.write(dumps(trace) + "\n")
-                handle.flush()
-                bar.update(len(chunk))
-                if status is not None:
-                    bar.set_postfix_str(status(), refresh=False)
-        bar.close()
-    return list(read_records(partial, Trace.from_dict)) if partial.exists() else traces
+    load = functools.partial(load_step_scorer, args.scorer, judge=judge, family=args.family, device=args.device,
+                             dtype=args.dtype, max_batch_tokens=args.max_batch_tokens, workers=args.workers)
+    score = functools.partial(_score_chunk, batch_size=args.batch_size, settings=settings)
+    return score_into(output, traces, settings, args, spec=args.scorer, load=load, score=score,
+                      name=f"scoring {args.benchmark}", desc=f"scoring {args.benchmark}")
 
 
 def _score_chunk(scorer, chunk: list, batch_size: int, settings: dict) -> list:
@@ -262,10 +233,6 @@ def compute(benchmark: str, traces, args: argparse.Namespace) -> dict:
     return prmbench_metrics(traces, threshold)
 
 
-def _pct(value) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
-
-
 def report_markdown(benchmark: str, metrics: dict) -> str:
     """A short report: one table, the threshold rule and what was skipped."""
     lines = [f"# {'ProcessBench' if benchmark == 'processbench' else 'PRMBench'}", ""]
@@ -280,23 +247,23 @@ def report_markdown(benchmark: str, metrics: dict) -> str:
         lines += ["| subset | erroneous | correct | error acc. | correct acc. | F1 |", "|---|---|---|---|---|---|"]
         rows = list(metrics["subsets"].items()) + [("pooled", metrics["overall"])]
         for name, row in rows:
-            lines.append(f"| {name} | {row['error_traces']} | {row['correct_traces']} | {_pct(row['error_accuracy'])} "
-                         f"| {_pct(row['correct_accuracy'])} | {_pct(row['f1'])} |")
-        lines += ["", f"Average F1 over subsets: {_pct(metrics['average_f1'])}"]
+            lines.append(f"| {name} | {row['error_traces']} | {row['correct_traces']} | {percent(row['error_accuracy'])} "
+                         f"| {percent(row['correct_accuracy'])} | {percent(row['f1'])} |")
+        lines += ["", f"Average F1 over subsets: {percent(metrics['average_f1'])}"]
     else:
         lines += ["| class | samples | PRMScore | F1 | negative F1 | first-error acc. | similarity |",
                   "|---|---|---|---|---|---|---|"]
         rows = list(metrics["classes"].items()) + [("overall", metrics["overall"])]
         for name, row in rows:
-            lines.append(f"| {name} | {row['samples']} | {_pct(row['prm_score'])} | {_pct(row['f1'])} "
-                         f"| {_pct(row['negative_f1'])} | {_pct(row['first_error_acc'])} | {_pct(row['similarity'])} |")
+            lines.append(f"| {name} | {row['samples']} | {percent(row['prm_score'])} | {percent(row['f1'])} "
+                         f"| {percent(row['negative_f1'])} | {percent(row['first_error_acc'])} | {percent(row['similarity'])} |")
     return "\n".join(lines) + "\n"
 
 
 def summary_line(benchmark: str, metrics: dict, out: Path) -> str:
     if benchmark == "processbench":
-        parts = [f"{name} F1 {_pct(row['f1'])}" for name, row in metrics["subsets"].items()]
-        parts.append(f"average F1 {_pct(metrics['average_f1'])}")
+        parts = [f"{name} F1 {percent(row['f1'])}" for name, row in metrics["subsets"].items()]
+        parts.append(f"average F1 {percent(metrics['average_f1'])}")
     else:
-        parts = [f"PRMScore {_pct(metrics['overall']['prm_score'])}"]
+        parts = [f"PRMScore {percent(metrics['overall']['prm_score'])}"]
     return f"wrote {out / 'report.md'} ({', '.join(parts)})"

@@ -10,8 +10,9 @@ The checks run in worker processes (`--workers`, default: one per CPU), every ch
 hard time limit: a check still running past it is stopped (its worker is killed and
 replaced) and the step gets an `unknown` verdict with the evidence "time limit ...".
 
-Finished traces are appended to OUT.partial (JSONL, flushed to disk one trace at a time),
-each with the run's settings in `meta.check.settings`. Killing the run at any moment
+Finished traces are appended to OUT.partial (JSONL, through `prm.io.ResumableOutput`: flushed
+one trace at a time, fsynced at most once a second), each with the run's settings in
+`meta.check.settings`. Killing the run at any moment
 (Ctrl-C, SIGTERM, SIGKILL) keeps them; the same command resumes from there, and refuses a
 partial file made with other settings. At the end OUT is written at once (JSONL, Parquet or
 a `datasets` folder), in input order, and the partial file is removed.
@@ -37,9 +38,6 @@ from prm.errors import RecordError
 from prm.app.arguments import positive_int
 
 STATUSES = ("verified", "refuted", "unknown", "unavailable")
-# fsync the partial output at most this often: a trace is checked in milliseconds, an fsync
-# takes several; a killed process loses nothing written, only a machine crash loses the rest
-SYNC_SECONDS = 1.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -171,47 +169,16 @@ def partial_path(output: str | os.PathLike) -> Path:
     return output.with_name(output.name + ".partial")
 
 
-@contextmanager
-def locked(path: Path):
-    """An open append handle on `path`, locked so that two runs cannot write the same file."""
-    import fcntl
+def open_output(output: Path):
+    """OUT as a `prm.io.ResumableOutput` streamed to OUT.partial: locked, its torn line
+    repaired, and each finished trace checked against this run (same input trace, once, same
+    settings) before it is resumed."""
+    from prm.io import ResumableOutput
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RecordError("another `prm check` is writing this output right now",
-                              path=str(path)) from None
-        yield handle
-
-
-def resume(path: Path, traces: list, settings: dict) -> dict:
-    """The finished traces of an interrupted run (id -> trace), checked against this run:
-    each one of this input, once, with the same problem and steps, made with the same settings."""
-    from annotate.runner import read_finished
-
-    done, torn = read_finished(path, repair=True)
-    if torn:
-        print(f"prm check: dropped a torn last line ({torn} bytes) of {path}", file=sys.stderr)
-    wanted = {t.id: t for t in traces}
-    found = {}
-    for number, trace in enumerate(done, start=1):
-        where = {"path": str(path), "line": number}
-        original = wanted.get(trace.id)
-        if original is None or original.problem != trace.problem \
-                or original.step_texts != trace.step_texts:
-            raise RecordError(f"trace {trace.id!r} is not in this input: is this the partial "
-                              "output of another run? (--recheck starts over)", field="id", **where)
-        if trace.id in found:
-            raise RecordError(f"trace {trace.id!r} appears twice", field="id", **where)
-        stored = (trace.meta.get("check") or {}).get("settings")
-        if stored != settings:
-            raise RecordError("was checked with other settings "
-                              f"({_difference(stored, settings)}); re-run with the same options, "
-                              "or pass --recheck to start over", field="meta.check.settings", **where)
-        found[trace.id] = trace
-    return found
+    return ResumableOutput(output, "id", "prm check", partial=partial_path(output),
+                           recorded=lambda trace: (trace.meta.get("check") or {}).get("settings"),
+                           settings_field="meta.check.settings", difference=_difference,
+                           remedy="pass --recheck to start over")
 
 
 def _difference(stored: dict | None, settings: dict) -> str:
@@ -253,7 +220,7 @@ def run(args) -> int:
     from annotate.checkers.combine import consensus_filter, override_refuted
     from annotate.checkers.parallel import CheckerPool
     from prm.app.ray_jobs import ray_options
-    from prm.io import check_output, write_traces
+    from prm.io import check_output
 
     check_output(args.output)  # before any work: a folder of the user's is never replaced
     names = checker_names(args.checkers)
@@ -264,10 +231,12 @@ def run(args) -> int:
     output = Path(args.output)
     partial = partial_path(output)
 
-    with locked(partial) as handle:
+    with open_output(output) as out:
         if args.recheck:
-            handle.truncate(0)
-        done = resume(partial, traces, settings)
+            out.start_over()
+        wanted = {t.id: t for t in traces}
+        done = {t.id: t for t in out.resume(list(wanted), settings, unchanged=lambda t: (
+            t.problem, t.step_texts) == (wanted[t.id].problem, wanted[t.id].step_texts))}
         todo = [t for t in traces if t.id not in done]
         for trace in todo:
             trace.meta["check"] = {"settings": settings}
@@ -279,7 +248,7 @@ def run(args) -> int:
             pool = CheckerPool(options, time_limits(options), workers=args.workers)
         started = time.perf_counter()
         with sigterm_interrupts():
-            steps = stream(pool, todo, handle, done, total=len(traces), progress=not args.no_progress)
+            steps = stream(pool, todo, out, done, total=len(traces), progress=not args.no_progress)
         seconds = time.perf_counter() - started
         checked = [done[t.id] for t in traces]  # input order
 
@@ -295,38 +264,30 @@ def run(args) -> int:
         if args.override_refuted:
             override = override_refuted(checked, names)
             lines.append("override refuted: " + json.dumps(override.as_dict()))
-        write_traces(output, checked)
-        partial.unlink()
+        out.finish(checked)
     lines.append(f"wrote {len(checked)} trace(s) to {output}")
     print("\n".join(lines))
     return 0
 
 
-def stream(pool, todo: list, handle, done: dict, *, total: int, progress: bool) -> int:
-    """Check `todo` in the pool, appending each finished trace to `handle` (and to `done`, by
-    id) as soon as it is finished; the number of steps checked."""
-    from prm.io import dumps
+def stream(pool, todo: list, output, done: dict, *, total: int, progress: bool) -> int:
+    """Check `todo` in the pool, appending each finished trace to `output` (a
+    `prm.io.ResumableOutput`; and to `done`, by id) as soon as it is finished; the number of
+    steps checked."""
     from prm.progress import progress_bar
 
-    started = synced = time.monotonic()
+    started = time.monotonic()
     steps = 0
     with progress_bar(total, initial=total - len(todo), unit="trace", desc="prm check",
                       enabled=progress) as bar:
-        try:
-            for _, trace in pool.check_traces(todo):
-                handle.write(dumps(trace) + "\n")
-                handle.flush()  # in the file once written: a killed process loses nothing
-                if time.monotonic() - synced > SYNC_SECONDS:  # on disk, against a crash
-                    os.fsync(handle.fileno())
-                    synced = time.monotonic()
-                done[trace.id] = trace
-                steps += len(trace.steps)
-                bar.update(1)
-                busy = f", {pool.status()}" if hasattr(pool, "status") else ""  # Ray: the busy actors
-                bar.set_postfix_str(f"{steps / (time.monotonic() - started):.1f} steps/s{busy}",
-                                    refresh=False)
-        finally:
-            os.fsync(handle.fileno())
+        for _, trace in pool.check_traces(todo):
+            output.append(trace)
+            done[trace.id] = trace
+            steps += len(trace.steps)
+            bar.update(1)
+            busy = f", {pool.status()}" if hasattr(pool, "status") else ""  # Ray: the busy actors
+            bar.set_postfix_str(f"{steps / (time.monotonic() - started):.1f} steps/s{busy}",
+                                refresh=False)
     return steps
 
 

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from prm.errors import RecordError
-from prm.markdown import table_lines
+from prm.markdown import percent, table_lines
 
 DEFAULT_DATA = Path("../shared/data")  # relative to the current directory
 STATUSES = ("verified", "refuted", "unknown", "unavailable")
@@ -98,10 +98,6 @@ def _timing(seconds: list[float]) -> dict:
 
 def _fraction(part: int, whole: int) -> float | None:
     return part / whole if whole else None
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
 def _tqdm(total: int, desc: str):
@@ -356,7 +352,7 @@ def markdown(report: dict, brief: bool = False) -> str:
         lines += ["## (a) GSM8K train reference solutions", "",
                   f"{a['solutions']} solutions, {a['steps']} steps, {notes['total']} calculator notes.", ""]
         lines += table_lines(["calculator notes", "verified", "refuted", "unknown"], [
-            ["sympy"] + [f"{notes[s]} ({_pct(notes[s + '_fraction'])})"
+            ["sympy"] + [f"{notes[s]} ({percent(notes[s + '_fraction'], 2)})"
                          for s in ("verified", "refuted", "unknown")]])
         lines += [""] + table_lines(
             ["steps", "verified", "refuted", "unknown", "mean ms/step", "median", "p99"],
@@ -378,9 +374,9 @@ def markdown(report: dict, brief: bool = False) -> str:
                   f"{b['solutions_with_notes']} corrupted solutions (seed {b['seed']}).", ""]
         lines += table_lines(
             ["checker", "corrupted step refuted", "first error at the right step", "refuted too early"],
-            [[name, f"{s['caught']} ({_pct(s['caught_fraction'])})",
-              f"{s['located']} ({_pct(s['location_accuracy'])})",
-              f"{s['too_early']} ({_pct(s['too_early_fraction'])})"]
+            [[name, f"{s['caught']} ({percent(s['caught_fraction'], 2)})",
+              f"{s['located']} ({percent(s['location_accuracy'], 2)})",
+              f"{s['too_early']} ({percent(s['too_early_fraction'], 2)})"]
              for name, s in b["by_checker"].items()])
         lines.append("")
     c = report.get("c_prmbench")
@@ -393,7 +389,7 @@ def markdown(report: dict, brief: bool = False) -> str:
             ["class", "checker", "error steps", "refuted", "correct steps before the error", "refuted",
              "correct steps after it", "refuted"],
             [[error_class, name, s.get("error_steps", 0),
-              f"{s.get('error_refuted', 0)} ({_pct(s['error_refuted_fraction'])})",
+              f"{s.get('error_refuted', 0)} ({percent(s['error_refuted_fraction'], 2)})",
               s.get("correct_before_error_steps", 0), s.get("correct_before_error_refuted", 0),
               s.get("correct_after_error_steps", 0), s.get("correct_after_error_refuted", 0)]
              for error_class, per in c["by_class"].items() for name, s in per.items()])

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from annotate.config import AnnotateConfig
 from prm.io import atomic_write, read_traces, write_traces
-from prm.markdown import table_lines
+from prm.markdown import MISSING, number, percent, table_lines
 from prm.records import Trace
 
 
@@ -428,22 +428,18 @@ def summarise(config: DemoConfig, splits, labels, metrics, timings, seconds) -> 
 
 def _blind_line(blind: dict) -> str:
     alarms = blind["false_alarms"]
-    return (f"PRM where sympy is blind: first-error F1 {_num(blind['f1'])} on {blind['blind_flawed_traces']} flawed "
+    return (f"PRM where sympy is blind: first-error F1 {number(blind['f1'])} on {blind['blind_flawed_traces']} flawed "
             f"test traces sympy refutes nowhere plus the clean ones; false alarms on "
             f"{alarms['alarms']} of {alarms['correct_traces']} fully correct traces (threshold {blind['threshold']:.2f}, "
             "chosen on validation)")
 
 
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
 def summary_lines(summary: dict) -> list[str]:
     lines = [f"wall time {summary['seconds']:.0f} s"]
     for name, quality in summary["label_quality"].items():
-        lines.append(f"labels {name}: hard-label agreement with gold {_pct(quality.get('agreement'))}")
+        lines.append(f"labels {name}: hard-label agreement with gold {percent(quality.get('agreement'))}")
     if summary.get("step"):
-        lines.append(f"PRM step accuracy vs gold (test): {_pct(summary['step']['accuracy'])}")
+        lines.append(f"PRM step accuracy vs gold (test): {percent(summary['step']['accuracy'])}")
     if summary.get("checker_blind"):
         lines.append(_blind_line(summary["checker_blind"]))
     final = _best_of_n_at_max(summary)
@@ -453,10 +449,10 @@ def summary_lines(summary: dict) -> list[str]:
     if implicit and (implicit.get("best_of_n") or {}).get("methods"):
         curves = implicit["best_of_n"]["methods"]
         lines.append(f"implicit PRM (outcome labels only, 0 rollouts), best-of-{implicit['best_of_n']['n'][-1]}: "
-                     f"min {_pct(curves.get('prm_min', [None])[-1])}, last {_pct(curves.get('prm_last', [None])[-1])}")
+                     f"min {percent(curves.get('prm_min', [None])[-1])}, last {percent(curves.get('prm_last', [None])[-1])}")
     searched = summary.get("search")
     if searched:
-        lines.append(f"beam search at {searched['budget']} ({searched['scorer']}): {_pct(searched['solve_rate'])}")
+        lines.append(f"beam search at {searched['budget']} ({searched['scorer']}): {percent(searched['solve_rate'])}")
     return lines
 
 
@@ -465,7 +461,7 @@ def _best_of_n_at_max(summary: dict) -> dict | None:
     curves, ns = best.get("methods"), best.get("n")
     if not curves or not ns:
         return None
-    pick = {name: _pct(curves[name][-1]) if name in curves else "n/a"
+    pick = {name: percent(curves[name][-1]) if name in curves else MISSING
             for name in ("prm_min", "majority", "orm", "oracle")}
     return {"n": ns[-1], "prm": pick["prm_min"], "maj": pick["majority"], "orm": pick["orm"],
             "orc": pick["oracle"]}
@@ -480,13 +476,13 @@ def render_report(summary: dict) -> str:
              f"{cfg['eval_samples']} samples; Monte Carlo N = {cfg['mc_n']}. "
              f"Wall time {summary['seconds']:.0f} s.", "",
              "Solve rate of the sampled solutions: " + ", ".join(
-                 f"{k} {_pct(v)}" for k, v in summary["solve_rate"].items()), "",
+                 f"{k} {percent(v)}" for k, v in summary["solve_rate"].items()), "",
              "## Automatic labels against gold (training traces)", ""]
     rows = []
     for name, q in summary["label_quality"].items():
         rollouts = (q.get("rollouts") or {}).get("per_trace_mean")
-        rows.append([name, _pct(q.get("agreement")), _pct((q.get("first_error") or {}).get("accuracy")),
-                     "n/a" if rollouts is None else f"{rollouts:.1f}"])
+        rows.append([name, percent(q.get("agreement")), percent((q.get("first_error") or {}).get("accuracy")),
+                     number(rollouts, 1)])
     lines += table_lines(["labels", "hard-label agreement", "first-error accuracy", "rollouts per trace"],
                          rows)
     implicit = summary.get("implicit") or {}
@@ -500,8 +496,8 @@ def render_report(summary: dict) -> str:
     rows = []
     for name, figures, cost in verifiers:
         step, first = figures.get("step") or {}, figures.get("first_error") or {}
-        rows.append([name, _pct(step.get("accuracy")), _num(step.get("f1")), _num(step.get("auroc")),
-                     _num((first.get("overall") or first).get("f1")), cost])
+        rows.append([name, percent(step.get("accuracy")), number(step.get("f1")), number(step.get("auroc")),
+                     number((first.get("overall") or first).get("f1")), cost])
     lines += table_lines(["verifier", "step accuracy", "F1 (bad steps)", "AUROC", "first-error F1 (ProcessBench)",
                           "training labels"], rows) + [""]
     if summary.get("checker_blind"):
@@ -512,11 +508,11 @@ def render_report(summary: dict) -> str:
         ns, curves = best["n"], best["methods"]
         methods = [m for m in ("oracle", "majority", "orm", "prm_min", "prm_prod", "prm_mean", "prm_last",
                                "weighted_min") if m in curves]
-        rows = [[m] + [_pct(v) for v in curves[m]] for m in methods]
+        rows = [[m] + [percent(v) for v in curves[m]] for m in methods]
         implicit_curves = (implicit.get("best_of_n") or {}).get("methods") or {}
         for how in ("min", "last", "mean"):
             if f"prm_{how}" in implicit_curves:
-                rows.append([f"implicit_{how}"] + [_pct(v) for v in implicit_curves[f"prm_{how}"]])
+                rows.append([f"implicit_{how}"] + [percent(v) for v in implicit_curves[f"prm_{how}"]])
         lines += ["## Best-of-N solve rate on test problems", ""]
         if implicit_curves:
             lines += ["`prm_*`: the PRM trained on Monte Carlo labels; `implicit_*`: the implicit PRM trained on "
@@ -529,7 +525,7 @@ def render_report(summary: dict) -> str:
                   (f"Beam search (`prm search --strategy beam --budget {searched['budget']}`) guided by the "
                    f"{searched['scorer']}, at the tokens of {searched['budget'][:-1]} solutions "
                    f"(1x = {searched['tokens_per_solution']:g} tokens, never exceeded per problem): "
-                   f"**{_pct(searched['solve_rate'])}** solved, {searched['tokens_per_problem']:.0f} tokens "
+                   f"**{percent(searched['solve_rate'])}** solved, {searched['tokens_per_problem']:.0f} tokens "
                    "per problem (the best-of-N table above spends the tokens of N solutions). "
                    "Curves over budgets and seeds: `python bench/search.py`.")]
     if summary.get("agreement"):
@@ -547,5 +543,3 @@ def _mc_cost(summary: dict) -> str:
     return "Monte Carlo rollouts" if mean is None else f"{mean:.1f} rollouts per trace"
 
 
-def _num(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"

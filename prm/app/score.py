@@ -16,10 +16,11 @@ atomically (JSONL, Parquet or a `datasets` folder).
 At scale: each chunk is sorted by length and batched to a token budget (`--max-batch-tokens`),
 the model runs on CUDA when present (`--dtype bf16` halves its memory), and on CPU torch uses
 every core unless `--threads` says otherwise. Long runs are resumable: finished records are
-appended to `OUT.partial.jsonl` in chunks, and re-running the same command skips them.
+appended to `OUT.partial.jsonl` in chunks (a `prm.io.ResumableOutput`), and re-running the
+same command skips them.
 A partial output made with another model or other scoring options is refused, never mixed
 in (each record's `meta.reward_model.settings` says what made it), and so is a second run
-writing the same OUT (`prm.io.output_lock`). An input with no records is an error unless
+writing the same OUT (its lock). An input with no records is an error unless
 `--allow-empty`.
 """
 
@@ -28,8 +29,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from prm.aggregate import AGGREGATIONS
 from prm.errors import RecordError
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from prm import formats
-    from prm.io import check_output, output_lock, write_traces
+    from prm.io import check_output, write_traces
 
     check_output(args.output)  # before any work: a folder of the user's is never replaced
     if not os.path.exists(args.input):
@@ -111,11 +113,27 @@ def _run(args: argparse.Namespace) -> int:
             raise RecordError("holds no records: nothing to score (pass --allow-empty to write an empty "
                               "output anyway)", path=args.input)
         print(f"prm score: {args.input} holds no records; writing an empty {args.output} (--allow-empty)")
-    with output_lock(args.output, "prm score"):  # a second run on the same OUT is refused
+    with open_output(args.output) as output:  # a second run on the same OUT is refused
         if not traces:
             write_traces(args.output, [])
             return 0
-        return _score(args, traces)
+        return _score(args, traces, output)
+
+
+def partial_path(output: str | os.PathLike) -> Path:
+    """Where scored records are streamed before OUT is written: OUT.partial.jsonl."""
+    return Path(str(output) + ".partial.jsonl")
+
+
+def open_output(output: str | os.PathLike):
+    """OUT as a `prm.io.ResumableOutput` streamed to OUT.partial.jsonl, resumed by position
+    (scoring goes chunk by chunk in input order): locked, its torn line repaired, and the
+    records there checked to be this input's first ones, scored with the same settings."""
+    from prm.io import ResumableOutput
+
+    return ResumableOutput(output, "id", "prm score", partial=partial_path(output), in_order=True,
+                           recorded=lambda trace: (trace.meta.get("reward_model") or {}).get("settings"),
+                           settings_field="meta.reward_model.settings", remedy="delete it to start again")
 
 
 def run_settings(args: argparse.Namespace) -> dict:
@@ -136,69 +154,55 @@ def run_settings(args: argparse.Namespace) -> dict:
     return settings
 
 
-def check_resumable(partial: Path, done: list, traces: list, settings: dict) -> None:
-    """Refuse to resume a partial output made from another input or with another model or
-    options: the finished output would mix two models' scores."""
-    if [t.id for t in done] != [t.id for t in traces[:len(done)]]:
-        raise RecordError("does not belong to this input; delete it to start again", path=str(partial))
-    for number, trace in enumerate(done, start=1):
-        stored = (trace.meta.get("reward_model") or {}).get("settings")
-        if stored != settings:
-            changed = sorted(k for k in settings if (stored or {}).get(k) != settings[k])
-            detail = "; ".join(f"{k}: {(stored or {}).get(k)!r} then, {settings[k]!r} now" for k in changed)
-            raise RecordError(f"was scored with other settings ({detail or 'none recorded'}); re-run "
-                              "with the same model and options, or delete it to start again",
-                              path=str(partial), line=number, field="meta.reward_model.settings")
-
-
-def _score(args: argparse.Namespace, traces: list) -> int:
+def _score(args: argparse.Namespace, traces: list, output) -> int:
     import functools
 
-    from prm.app.ray_jobs import ray_options
-    from prm.errors import opening_model
-    from prm.io import dumps, read_finished, write_traces
-    from prm.progress import progress_bar
-
-    partial = Path(str(args.output) + ".partial.jsonl")
     settings = run_settings(args)
-    done, torn = read_finished(partial, repair=True)
-    if torn:
-        print(f"prm score: dropped a torn last line ({torn} bytes) of {partial}", file=sys.stderr)
-    check_resumable(partial, done, traces, settings)
-
-    chunks = [traces[start:start + args.chunk] for start in range(len(done), len(traces), args.chunk)]
-    status = None
-    if ray_options(args) is not None:  # the scorer is loaded in each Ray actor
-        from prm.app.ray_jobs import score_chunks_on_ray
-
-        pool, scored_chunks = score_chunks_on_ray(args, chunks, functools.partial(load_for, args),
-                                                  functools.partial(score_chunk, args=args, settings=settings),
-                                                  "prm score")
-        status = pool.status
-    else:
-        with opening_model(args.model):
-            scorer = load_for(args)
-        scored_chunks = (score_chunk(scorer, chunk, args, settings) for chunk in chunks)
-    bar = progress_bar(len(traces), initial=len(done), desc="scoring", unit="trace")
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    with open(partial, "a", encoding="utf-8") as handle:
-        for chunk in scored_chunks:
-            for trace in chunk:
-                handle.write(dumps(trace) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-            bar.update(len(chunk))
-            if status is not None:
-                bar.set_postfix_str(status(), refresh=False)
-    bar.close()
-    scored, _ = read_finished(partial)
-    write_traces(args.output, scored)
-    partial.unlink()
+    scored = score_into(output, traces, settings, args, spec=args.model, load=functools.partial(load_for, args),
+                        score=functools.partial(score_chunk, args=args, settings=settings),
+                        name="prm score", desc="scoring")
+    output.finish(scored)
     unscored = sum(s.score is None for t in scored for s in t.steps)
     note = f" ({unscored} step(s) too long for the model have no score)" if unscored else ""
     how = scored[0].meta["reward_model"]["aggregation"] if scored else args.aggregation
     print(f"prm score: {len(scored)} record(s) scored with {args.model} ({how}) -> {args.output}{note}")
     return 0
+
+
+def score_into(output, traces: list, settings: dict, args: argparse.Namespace, *, spec: str,
+               load: Callable[[], Any], score: Callable[[Any, list], list], name: str, desc: str) -> list:
+    """Score what `output` (a `prm.io.ResumableOutput` resumed by position) does not hold yet,
+    `args.chunk` traces at a time, in this process or in Ray actors (`--ray`), appending each
+    chunk as soon as it is scored; returns every scored trace, in input order. `load()` builds
+    the scorer `spec` names (in each actor on Ray), `score(scorer, chunk)` scores one chunk;
+    `name` names a Ray run in its messages, `desc` the progress bar. Shared by `prm score`
+    and `prm eval --benchmark`."""
+    from prm.app.ray_jobs import ray_options
+    from prm.errors import opening_model
+    from prm.progress import progress_bar
+
+    done = output.resume([t.id for t in traces], settings)
+    chunks = [traces[start:start + args.chunk] for start in range(len(done), len(traces), args.chunk)]
+    if not chunks:
+        return output.read_back()
+    status = None
+    if ray_options(args) is not None:  # the scorer is loaded in each Ray actor
+        from prm.app.ray_jobs import score_chunks_on_ray
+
+        pool, scored_chunks = score_chunks_on_ray(args, chunks, load, score, name)
+        status = pool.status
+    else:
+        with opening_model(spec):
+            scorer = load()
+        scored_chunks = (score(scorer, chunk) for chunk in chunks)
+    bar = progress_bar(len(traces), initial=len(done), desc=desc, unit="trace")
+    for chunk in scored_chunks:
+        output.append(*chunk)
+        bar.update(len(chunk))
+        if status is not None:
+            bar.set_postfix_str(status(), refresh=False)
+    bar.close()
+    return output.read_back()
 
 
 def score_chunk(scorer, chunk: list, args: argparse.Namespace, settings: dict) -> list:

@@ -17,7 +17,6 @@ interrupt it at any time and the same command resumes (a different setting is re
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -119,13 +118,11 @@ def run(args: argparse.Namespace) -> int:
     if not problems:
         raise RecordError("no problems to search", path=args.problems)
 
-    from prm.io import output_lock
-
-    with output_lock(out, "prm search"):  # a second run on the same OUT is refused at once
-        return _search(args, problems, out, config)
+    with open_output(out) as output:  # a second run on the same OUT is refused at once
+        return _search(args, problems, output, config)
 
 
-def _search(args: argparse.Namespace, problems, out: Path, config: SearchConfig) -> int:
+def _search(args: argparse.Namespace, problems, output, config: SearchConfig) -> int:
     from prm.errors import RecordError
     from completers.loading import load_completer
     from prm.app.scorers import load_step_scorer
@@ -136,7 +133,7 @@ def _search(args: argparse.Namespace, problems, out: Path, config: SearchConfig)
     except (OSError, ValueError) as err:
         raise RecordError(f"cannot load completer {args.completer!r}: {err}") from None
     try:
-        summary = run_search(problems, out, completer, scorer, config, completer_spec=args.completer,
+        summary = run_search(problems, output, completer, scorer, config, completer_spec=args.completer,
                              scorer_spec=args.scorer, shard=args.shard, chunk_size=args.chunk_size,
                              progress=not args.no_progress)
     finally:
@@ -149,12 +146,26 @@ def run_settings(config: SearchConfig, completer_spec: str, scorer_spec: str | N
     return {"completer": completer_spec, "scorer": scorer_spec, **config.settings()}
 
 
-def run_search(problems, out: Path, completer, scorer, config: SearchConfig, *, completer_spec: str,
+def stored_settings(trace) -> dict:
+    """The settings a result trace was searched with (as `run_settings` gives them)."""
+    stored = trace.meta.get("search") or {}
+    return {"completer": stored.get("completer"), "scorer": stored.get("scorer"), **stored.get("settings", {})}
+
+
+def open_output(out: Path):
+    """OUT as a `prm.io.ResumableOutput`: one result trace per problem, named by its
+    `meta.problem_id`; locked, its torn line repaired, each result checked on resume."""
+    from prm.io import ResumableOutput
+
+    return ResumableOutput(out, "meta.problem_id", "prm search", recorded=stored_settings,
+                           settings_field="meta.search")
+
+
+def run_search(problems, output, completer, scorer, config: SearchConfig, *, completer_spec: str,
                scorer_spec: str | None, shard=None, chunk_size: int = 32, progress: bool = True) -> str:
-    """Search `problems` (this shard's part) into `out`, resuming what is already there;
-    returns a one-paragraph summary."""
-    from annotate.runner import read_finished, shard_of
-    from prm.io import dumps
+    """Search `problems` (this shard's part) into `output` (`open_output`), resuming what is
+    already there; returns a one-paragraph summary."""
+    from annotate.runner import shard_of
     from prm.progress import progress_bar
     from prm.search.api import resolve_config, search
 
@@ -162,30 +173,27 @@ def run_search(problems, out: Path, completer, scorer, config: SearchConfig, *, 
     if shard is not None:
         problems = [p for p in problems if shard_of(p.id, shard[1]) == shard[0]]
     settings = run_settings(config, completer_spec, scorer_spec)
-    done = check_resume(out, problems, settings, read_finished)
+    done = output.resume([p.id for p in problems], settings)
     finished_ids = {t.meta.get("problem_id") for t in done}
     remaining = [p for p in problems if p.id not in finished_ids]
-    out.parent.mkdir(parents=True, exist_ok=True)
     tokens, start = 0, time.perf_counter()
     bar = progress_bar(len(problems), desc=f"search ({config.strategy}, {config.budget})", unit="problem",
                        initial=len(done), enabled=progress)
-    with open(out, "a", encoding="utf-8") as handle:
-        def write(trace):
-            nonlocal tokens
-            trace.meta["search"]["completer"] = completer_spec
-            trace.meta["search"]["scorer"] = scorer_spec
-            handle.write(dumps(trace) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-            tokens += trace.meta["search"]["compute"]["generated_tokens"]
-            bar.update(1)
-            bar.set_postfix_str(f"{tokens / max(1e-9, time.perf_counter() - start):.0f} tok/s", refresh=False)
 
-        try:
-            result = search(remaining, completer, scorer, config=config, chunk_size=chunk_size, on_result=write)
-        finally:
-            bar.close()
-    finished, _ = read_finished(out)
+    def write(trace):
+        nonlocal tokens
+        trace.meta["search"]["completer"] = completer_spec
+        trace.meta["search"]["scorer"] = scorer_spec
+        output.append(trace)
+        tokens += trace.meta["search"]["compute"]["generated_tokens"]
+        bar.update(1)
+        bar.set_postfix_str(f"{tokens / max(1e-9, time.perf_counter() - start):.0f} tok/s", refresh=False)
+
+    try:
+        result = search(remaining, completer, scorer, config=config, chunk_size=chunk_size, on_result=write)
+    finally:
+        bar.close()
+    finished = output.read_back()
     solved = [t.outcome_label for t in finished if t.outcome_label is not None]
     spent = [t.meta["search"]["compute"]["generated_tokens"] for t in finished]
     lines = [f"searched {len(remaining)} problem(s) ({len(done)} already done) with {config.strategy} at "
@@ -198,30 +206,3 @@ def run_search(problems, out: Path, completer, scorer, config: SearchConfig, *, 
              f"{sum(spent) / max(1, len(spent)):.0f}" +
              (f"; solved {sum(solved)}/{len(solved)} ({sum(solved) / len(solved):.1%})" if solved else "")]
     return "\n".join(lines)
-
-
-def check_resume(out: Path, problems, settings: dict, read_finished) -> list:
-    """The results already in `out` (a torn last line cut off), checked against this run:
-    each is one of `problems`, appears once, and was made with the same settings."""
-    from prm.errors import RecordError
-
-    done, torn = read_finished(out, repair=True)
-    if torn:
-        print(f"resume: dropped a torn last line ({torn} bytes) of {out}")
-    wanted, seen = {p.id for p in problems}, set()
-    for number, trace in enumerate(done, start=1):
-        where = {"path": str(out), "line": number}
-        problem_id = trace.meta.get("problem_id")
-        if problem_id not in wanted:
-            raise RecordError(f"problem {problem_id!r} is not in this run's input (or shard): is this the output "
-                              "of another run?", field="meta.problem_id", **where)
-        if problem_id in seen:
-            raise RecordError(f"problem {problem_id!r} appears twice", field="meta.problem_id", **where)
-        seen.add(problem_id)
-        stored = trace.meta.get("search") or {}
-        stored = {"completer": stored.get("completer"), "scorer": stored.get("scorer"), **stored.get("settings", {})}
-        if stored != settings:
-            changed = sorted(k for k in settings if stored.get(k) != settings[k])
-            raise RecordError(f"was searched with other settings ({', '.join(changed) or 'none recorded'}); "
-                              "re-run with the same options or write to a new file", field="meta.search", **where)
-    return done
