@@ -19,7 +19,7 @@ from prm.reward.scorer import StepScorer, TokenRewardScorer
 from prm.reward.step_features import INITIAL_WEIGHTS
 from prm.reward.step_tokenizer import pad_batch
 from prm.rl.dense import dense_rewards
-from test_reward_helpers import bpe_tokenizer, tiny_gpt2
+from helpers.reward_models import bpe_tokenizer, tiny_gpt2
 
 ITEMS = [("Tom has 3 apples and buys 4 more. How many?", ["3 + 4 = 7", "#### 7"]),
          ("What is 2 * 5?", ["2 * 5 = 11", "So the answer is 11.", "#### 11"])]
