@@ -114,6 +114,8 @@ VERDICTS = [
     ([], "So 7 + 1 = 8 = 8.", "verified", "verified"),
     ([], "1 + 1 = 2 = 2.0 = 2", "verified", "verified"),
     ([], "$2 + 3 = 5 = 5.0$", "verified", "verified"),
+    ([], "\\begin{align} 2+3 &= 5 \\\\ &= 6 \\end{align}", "refuted", "refuted"),  # across lines
+    ([], "\\begin{align} 2+3 &= 5 \\\\ &= 5.0 \\end{align}", "verified", "verified"),
     ([], "1/3 = 0.33 = 0.333", "verified", "verified"),  # each number rounds the chain's value
     ([], "1/3 = 0.33 = 0.34", "refuted", "refuted"),
     ([], "2 * 30 = 60 = 1 hour", "unknown", "unknown"),  # a last link that may change unit

@@ -738,6 +738,7 @@ def latex_claims(content: str, approx: bool, limits: Limits, inline: bool = True
     content = content.replace("&", " ").replace(",", " ; ")  # thousands commas are gone
     claims = []
     previous_side, separator = None, None
+    chain_expression = None  # the last side of the chain so far that is not a bare number
     for piece, after in _top_level_split(content, _SEPARATOR):
         parts = _top_level_split(piece, _RELATION)
         sides = [p for p, _ in parts]
@@ -747,14 +748,21 @@ def latex_claims(content: str, approx: bool, limits: Limits, inline: bool = True
         if not relations:
             previous_side = None if not piece.strip() else sides[0]
             continue
+        earlier = None
         if not sides[0].strip() and continues:
             sides[0] = previous_side  # align continuation: "x &= 2+3 \\\\ &= 5"
-        claims.extend(_latex_chain(sides, relations, approx, limits))
+            earlier = chain_expression
+        claims.extend(_latex_chain(sides, relations, approx, limits, earlier))
         previous_side = sides[-1]
+        chain_expression = next((side for side in reversed(sides)
+                                 if side.strip() and _latex_bare(side) is None), earlier)
     return claims
 
 
-def _latex_chain(sides: list[str], relations: list[str], approx: bool, limits: Limits) -> list[Claim]:
+def _latex_chain(sides: list[str], relations: list[str], approx: bool, limits: Limits,
+                 earlier: str | None = None) -> list[Claim]:
+    """Claims of one chain `a = b = c`; `earlier` is the last expression of the lines it
+    continues (`2+3 &= 5 \\\\ &= 6`), so that a link between two numbers is still a claim."""
     parsed, products = [], []  # products: `2\\frac{1}{3}` read as 2/3 rather than 7/3
     for side in sides:
         products.append(None)
@@ -769,6 +777,12 @@ def _latex_chain(sides: list[str], relations: list[str], approx: bool, limits: L
             parsed.append(err)
     bare = [_latex_bare(side) if side.strip() else None for side in sides]
     expressions = [p for p, b in zip(parsed, bare) if p is not None and b is None]
+    before = []  # the expression of the lines this chain continues
+    if earlier is not None:
+        try:
+            before = [safe_math.parse_latex(earlier, limits)]
+        except Unsafe as err:
+            before = [err]
     claims = []
     for i, relation in enumerate(relations):
         left, right = parsed[i], parsed[i + 1]
@@ -776,7 +790,7 @@ def _latex_chain(sides: list[str], relations: list[str], approx: bool, limits: L
             continue
         left_bare, right_bare = bare[i], bare[i + 1]
         between_numbers = left_bare is not None and right_bare is not None
-        if between_numbers and not expressions:
+        if between_numbers and not expressions and not before:
             continue  # "0 = -12": a contradiction reached on purpose, or a unit ratio; no arithmetic
         claim = Claim(text=f"{sides[i].strip()} {relation} {sides[i + 1].strip()}", kind="latex",
                       relation=relation, approx=approx or relation == "≈")
@@ -789,8 +803,8 @@ def _latex_chain(sides: list[str], relations: list[str], approx: bool, limits: L
         claim.readings = [Reading(left, right, stated, _bare_number(stated) if stated else None)]
         if between_numbers:  # "2+3 = 5 = 6": a link of a chain with an expression in it
             claim.readings.extend(_chain_value_readings(
-                [parsed[j] for j in range(i, -1, -1) if bare[j] is None and parsed[j] is not None],
-                claim.readings[0], relation))
+                [parsed[j] for j in range(i, -1, -1) if bare[j] is None and parsed[j] is not None]
+                + before, claim.readings[0], relation))
         if products[i] is not None or products[i + 1] is not None:
             claim.readings.append(Reading(
                 products[i] if products[i] is not None else left,
