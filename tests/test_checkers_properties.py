@@ -228,37 +228,12 @@ def latex(draw):
     return Case(f"{draw(CONNECTORS)}{delimiters[0]}{body}{delimiters[1]}", holds)
 
 
+FORMS = {"chain": chains(), "fraction": fractions(), "thousands": thousands(), "money": money(),
+         "percent": percents(), "latex": latex()}
+
+
+@pytest.mark.parametrize("form", FORMS)
 @SETTINGS
-@given(case=chains())
-def test_a_chain_is_verified_only_if_every_link_holds(checkers, case):
-    assert_sound(checkers, case)
-
-
-@SETTINGS
-@given(case=fractions())
-def test_fractions_decimals_and_fraction_notes_keep_their_truth(checkers, case):
-    assert_sound(checkers, case)
-
-
-@SETTINGS
-@given(case=thousands())
-def test_thousands_groups_keep_their_truth(checkers, case):
-    assert_sound(checkers, case)
-
-
-@SETTINGS
-@given(case=money())
-def test_money_keeps_its_truth(checkers, case):
-    assert_sound(checkers, case)
-
-
-@SETTINGS
-@given(case=percents())
-def test_percentages_keep_their_truth(checkers, case):
-    assert_sound(checkers, case)
-
-
-@SETTINGS
-@given(case=latex())
-def test_latex_keeps_its_truth(checkers, case):
-    assert_sound(checkers, case)
+@given(data=st.data())
+def test_no_false_step_is_verified_and_no_true_one_refuted(checkers, form, data):
+    assert_sound(checkers, data.draw(FORMS[form], label=form))
