@@ -152,3 +152,15 @@ def test_division_by_zero_is_named_in_the_evidence(checkers):
     assert "zero" in checkers["sympy"].check("", [], "<<10/0=3>>3").evidence
     assert "zero" in checkers["z3"].check("", [], "x/0 = 5").evidence
     assert "zero" in checkers["z3"].check("", ["x = 3"], "so 1/(x-3) = 7").evidence
+
+
+def test_gsm8k_test_row_319_with_a_fraction_note_is_not_refuted(checkers, shared_data):
+    """`The fraction is <<3/4=3/4>>3/4`: the written result is 3/4, not 3 (issue 27)."""
+    from prm.formats.gsm8k import read_gsm8k
+
+    trace = read_gsm8k(shared_data / "gsm8k" / "test.jsonl", limit=320)[319]
+    steps = [step.text for step in trace.steps]
+    index = next(i for i, text in enumerate(steps) if "<<3/4=3/4>>3/4" in text)
+    for name in ("sympy", "z3"):
+        verdict = checkers[name].check(trace.problem, steps[:index], steps[index])
+        assert verdict.status == "verified", f"{name}: {verdict.evidence}"
