@@ -3,7 +3,8 @@
 A step may state arithmetic in three ways, found in this order:
 
 1. GSM8K calculator notes `<<48/2=24>>24`: the note's expression must equal its result,
-   and the number written right after `>>` must be that result (`note`, `note-result`).
+   and the number written right after `>>` must be that result (`note`, `note-result`; a
+   fraction there is read whole: `<<3/4=3/4>>3/4`).
 2. LaTeX math (`$...$`, `$$...$$`, `\\(...\\)`, `\\[...\\]`): relations split at top-level
    `=`, `\\approx`, `<`, `\\le`, ... with each side parsed by `safe_math.parse_latex`
    (`latex`). A `$` followed by a digit whose partner is also followed by a digit is a
@@ -11,16 +12,18 @@ A step may state arithmetic in three ways, found in this order:
 3. Plain text: runs of numbers, operators and `=` (`12 x 4 = 48`, `$1,200`, `25%`,
    `3+4 = 7 x 2 = 14`) parsed by `safe_math.parse_plain` (`arithmetic`).
 
-Chains are checked link by link, and a link `a = b op c` also holds under the "running
-total" reading `a = b` (people write `3+4 = 7 x 2 = 14` meaning 3+4=7, then 7x2=14). A
+Chains are checked link by link, every link, also one between two numbers once the chain has
+an expression in it (`2 + 3 = 5 = 6` is false). A link `a = b op c` also holds under the
+"running total" reading `a = b` (people write `3+4 = 7 x 2 = 14` meaning 3+4=7, then 7x2=14),
+and a link between two numbers under the "chain's value" reading (`1/3 = 0.33 = 0.333`). A
 side written as a percentage may be meant as its number (`10/40*100 = 25%`). These
 alternatives are `Reading`s: a claim holds if any reading holds.
 
 Plain text is ambiguous, and a misread claim would become a false refutation, so a side is
 used only when it is clearly a whole expression: not cut off by a word that acts as an
 operator (`half of 10 + 2`, `5 apples x 3`), not starting or ending with a binary operator,
-and a link between two bare numbers (`5 packs of 3 = 15`, `1 hour = 60 minutes`) is not a
-claim at all.
+and a link between two bare numbers outside a chain (`5 packs of 3 = 15`, `1 hour = 60
+minutes`) is not a claim at all.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ class Reading:
     rhs: object
     stated: str | None = None
     stated_value: Fraction | None = None
-    how: str = "as written"  # or "percentage as a number", "running total"
+    how: str = "as written"  # or "percentage as a number", "running total", "chain's value"
 
 
 @dataclass
