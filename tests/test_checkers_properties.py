@@ -158,7 +158,8 @@ def thousands(draw):
     stated = value if holds else value + draw(st.sampled_from([1, -1, 1000, -100]))
     money = "$" if draw(st.booleans()) else ""
     right = f"{b:,}" if op in ("+", "-") else str(b)
-    text = f"{money}{a:,} {op} {money if op in ('+', '-') else ''}{right} = {money}{stated:,}"
+    sign = "-" if stated < 0 else ""
+    text = f"{money}{a:,} {op} {money if op in ('+', '-') else ''}{right} = {sign}{money}{abs(stated):,}"
     return Case(draw(CONNECTORS) + text + draw(ENDINGS), holds)
 
 

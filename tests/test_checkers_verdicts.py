@@ -119,6 +119,10 @@ VERDICTS = [
     ([], "1/3 = 0.33 = 0.333", "verified", "verified"),  # each number rounds the chain's value
     ([], "1/3 = 0.33 = 0.34", "refuted", "refuted"),
     ([], "2 * 30 = 60 = 1 hour", "unknown", "unknown"),  # a last link that may change unit
+    # a fraction ending a chain is a number, not a running total (found by the property test)
+    ([], "2/2 = 1/2", "refuted", "refuted"),
+    ([], "$2/2 = 1/2$", "refuted", "refuted"),
+    ([], "3+4 = 7 / 2 = 3.5", "verified", "verified"),  # 7, then 7 / 2: a running total
     # a fraction written after a note is that fraction (GSM8K test row 319)
     ([], "The fraction is <<3/4=3/4>>3/4", "verified", "verified"),
     ([], "<<3/4=3/4>>3/5", "refuted", "refuted"),

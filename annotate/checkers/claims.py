@@ -540,7 +540,8 @@ def _chain_claims(tokens: list[Token], start: int, end: int, source: str, approx
         except Unsafe as err:
             parsed.append(err)
     # a chain with an expression in it states every link: in `2 + 3 = 5 = 6`, 5 = 6 too
-    in_chain = any(side is not None and not _is_bare(side) for side in sides)
+    in_chain = any(side is not None and not _is_bare(side) and value is not None
+                   and not isinstance(value, Unsafe) for side, value in zip(sides, parsed))
     claims = []
     for i, relation in enumerate(relations):
         left, right = sides[i], sides[i + 1]
@@ -563,8 +564,11 @@ def _chain_claims(tokens: list[Token], start: int, end: int, source: str, approx
         if between_numbers and i + 1 == last_index and _unit_word_after(tokens, end):
             claim.problem = "the chain's last link may change unit (`= 60 = 1 hour`)"
             continue
+        # a fraction ending the chain is a number, not a running total: in `2/2 = 1/2` the 1
+        # is not a total that `/2` goes on from
+        running = None if i + 1 == last_index and _is_fraction(right) else right
         claim.readings = _readings(parsed[i], parsed[i + 1], _bare_text(left, source),
-                                   _bare_text(right, source), right, limits)
+                                   _bare_text(right, source), running, limits)
         if between_numbers:
             claim.readings.extend(_chain_value_readings(
                 [parsed[j] for j in range(i, -1, -1) if sides[j] is not None
@@ -634,6 +638,13 @@ def _readings(lhs, rhs, left_bare: str | None, right_bare: str | None, right_tok
         expr = safe_math.number_literal(lead.value, limits)
         readings.append(Reading(lhs, expr, lead.text, Fraction(lead.value), "running total"))
     return readings
+
+
+def _is_fraction(side: list[Token]) -> bool:
+    """Whether `side` is a number written as a fraction: `1/2`, `$3/4`."""
+    core = [t for t in side if t.kind != "CUR"]
+    return len(core) == 3 and core[0].kind == "NUM" and core[2].kind == "NUM" \
+        and core[1].kind == "OP" and core[1].value == "/"
 
 
 def _leading_number(side: list[Token]) -> Token | None:
@@ -779,7 +790,8 @@ def _latex_chain(sides: list[str], relations: list[str], approx: bool, limits: L
         except Unsafe as err:
             parsed.append(err)
     bare = [_latex_bare(side) if side.strip() else None for side in sides]
-    expressions = [p for p, b in zip(parsed, bare) if p is not None and b is None]
+    expressions = [p for p, b in zip(parsed, bare)
+                   if p is not None and b is None and not isinstance(p, Unsafe)]
     before = []  # the expression of the lines this chain continues
     if earlier is not None:
         try:
@@ -793,7 +805,8 @@ def _latex_chain(sides: list[str], relations: list[str], approx: bool, limits: L
             continue
         left_bare, right_bare = bare[i], bare[i + 1]
         between_numbers = left_bare is not None and right_bare is not None
-        if between_numbers and not expressions and not before:
+        if between_numbers and not expressions and not any(
+                not isinstance(p, Unsafe) for p in before):
             continue  # "0 = -12": a contradiction reached on purpose, or a unit ratio; no arithmetic
         claim = Claim(text=f"{sides[i].strip()} {relation} {sides[i + 1].strip()}", kind="latex",
                       relation=relation, approx=approx or relation == "≈")
@@ -815,11 +828,15 @@ def _latex_chain(sides: list[str], relations: list[str], approx: bool, limits: L
                 stated, claim.readings[0].stated_value, "number before a fraction as a product"))
         if relation == "=":
             lead = re.match(r"\s*(\d+(?:\.\d+)?)\s*(?:\\times|\\cdot|\\div|[-+*/])", sides[i + 1])
-            if lead and right_bare is None and not left.free_symbols:
+            last_fraction = i + 1 == len(relations) and _LATEX_FRACTION.fullmatch(sides[i + 1])
+            if lead and right_bare is None and not left.free_symbols and not last_fraction:
                 claim.readings.append(Reading(left, safe_math.number_literal(lead.group(1), limits),
                                               lead.group(1), Fraction(lead.group(1)),
                                               "running total"))
     return claims
+
+
+_LATEX_FRACTION = re.compile(r"\s*\d+\s*/\s*\d+\s*")  # `1/2` ending a chain is a number
 
 
 def _latex_bare(side: str) -> str | None:
