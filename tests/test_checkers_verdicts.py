@@ -100,6 +100,34 @@ VERDICTS = [
     ([], "<<3*1e2=300>>300", "verified", "verified"),
     ([], "<<0.00001*2=2e-05>>3e-05", "refuted", "refuted"),  # a result in e-notation is exact
     ([], "<<1e999999999=1>>1", "unknown", "unknown"),  # too large to compute: never evaluated
+    # every link of a chain is a claim, also one between two numbers (issue 27)
+    ([], "2 + 3 = 5 = 6", "refuted", "refuted"),
+    ([], "4 * 5 = 20 = 21", "refuted", "refuted"),
+    ([], "10 - 2 = 8 = 9", "refuted", "refuted"),
+    ([], "6 / 2 = 3 = 4", "refuted", "refuted"),
+    ([], "So 7 + 1 = 8 = 80.", "refuted", "refuted"),
+    ([], "1 + 1 = 2 = 3 = 4", "refuted", "refuted"),
+    ([], "$2 + 3 = 5 = 6$", "refuted", "refuted"),
+    ([], "x = 5 = 6", "refuted", "refuted"),
+    ([], "2 + 3 = 5 = 5.0", "verified", "verified"),
+    ([], "4 * 5 = 20 = 20", "verified", "verified"),
+    ([], "So 7 + 1 = 8 = 8.", "verified", "verified"),
+    ([], "1 + 1 = 2 = 2.0 = 2", "verified", "verified"),
+    ([], "$2 + 3 = 5 = 5.0$", "verified", "verified"),
+    ([], "\\begin{align} 2+3 &= 5 \\\\ &= 6 \\end{align}", "refuted", "refuted"),  # across lines
+    ([], "\\begin{align} 2+3 &= 5 \\\\ &= 5.0 \\end{align}", "verified", "verified"),
+    ([], "1/3 = 0.33 = 0.333", "verified", "verified"),  # each number rounds the chain's value
+    ([], "1/3 = 0.33 = 0.34", "refuted", "refuted"),
+    ([], "2 * 30 = 60 = 1 hour", "unknown", "unknown"),  # a last link that may change unit
+    # a fraction ending a chain is a number, not a running total (found by the property test)
+    ([], "2/2 = 1/2", "refuted", "refuted"),
+    ([], "$2/2 = 1/2$", "refuted", "refuted"),
+    ([], "3+4 = 7 / 2 = 3.5", "verified", "verified"),  # 7, then 7 / 2: a running total
+    # a fraction written after a note is that fraction (GSM8K test row 319)
+    ([], "The fraction is <<3/4=3/4>>3/4", "verified", "verified"),
+    ([], "<<3/4=3/4>>3/5", "refuted", "refuted"),
+    ([], "<<1/2=1/2>>1/3", "refuted", "refuted"),  # not the rounding of 1/2 to 1
+    ([], "<<6+6=12>>12/2=6", "verified", "verified"),  # here /2 starts the next computation
 ]
 
 
@@ -117,7 +145,26 @@ def test_each_checker_gives_the_expected_verdict(checkers, previous, step, sympy
         assert verdict.status == expected, f"{name} on {step!r}: {verdict.evidence}"
 
 
+def test_a_fraction_after_a_note_is_compared_exactly_not_rounded(checkers):
+    for name in ("sympy", "z3"):
+        verdict = checkers[name].check("", [], "<<1/2=1/2>>1/2")
+        assert verdict.status == "verified", verdict.evidence
+        assert "<<1/2=1/2>>1/2" in verdict.claim and "rounded" not in verdict.evidence
+
+
 def test_division_by_zero_is_named_in_the_evidence(checkers):
     assert "zero" in checkers["sympy"].check("", [], "<<10/0=3>>3").evidence
     assert "zero" in checkers["z3"].check("", [], "x/0 = 5").evidence
     assert "zero" in checkers["z3"].check("", ["x = 3"], "so 1/(x-3) = 7").evidence
+
+
+def test_gsm8k_test_row_319_with_a_fraction_note_is_not_refuted(checkers, shared_data):
+    """`The fraction is <<3/4=3/4>>3/4`: the written result is 3/4, not 3 (issue 27)."""
+    from prm.formats.gsm8k import read_gsm8k
+
+    trace = read_gsm8k(shared_data / "gsm8k" / "test.jsonl", limit=320)[319]
+    steps = [step.text for step in trace.steps]
+    index = next(i for i, text in enumerate(steps) if "<<3/4=3/4>>3/4" in text)
+    for name in ("sympy", "z3"):
+        verdict = checkers[name].check(trace.problem, steps[:index], steps[index])
+        assert verdict.status == "verified", f"{name}: {verdict.evidence}"

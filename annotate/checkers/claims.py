@@ -3,7 +3,8 @@
 A step may state arithmetic in three ways, found in this order:
 
 1. GSM8K calculator notes `<<48/2=24>>24`: the note's expression must equal its result,
-   and the number written right after `>>` must be that result (`note`, `note-result`).
+   and the number written right after `>>` must be that result (`note`, `note-result`; a
+   fraction there is read whole: `<<3/4=3/4>>3/4`).
 2. LaTeX math (`$...$`, `$$...$$`, `\\(...\\)`, `\\[...\\]`): relations split at top-level
    `=`, `\\approx`, `<`, `\\le`, ... with each side parsed by `safe_math.parse_latex`
    (`latex`). A `$` followed by a digit whose partner is also followed by a digit is a
@@ -11,16 +12,18 @@ A step may state arithmetic in three ways, found in this order:
 3. Plain text: runs of numbers, operators and `=` (`12 x 4 = 48`, `$1,200`, `25%`,
    `3+4 = 7 x 2 = 14`) parsed by `safe_math.parse_plain` (`arithmetic`).
 
-Chains are checked link by link, and a link `a = b op c` also holds under the "running
-total" reading `a = b` (people write `3+4 = 7 x 2 = 14` meaning 3+4=7, then 7x2=14). A
+Chains are checked link by link, every link, also one between two numbers once the chain has
+an expression in it (`2 + 3 = 5 = 6` is false). A link `a = b op c` also holds under the
+"running total" reading `a = b` (people write `3+4 = 7 x 2 = 14` meaning 3+4=7, then 7x2=14),
+and a link between two numbers under the "chain's value" reading (`1/3 = 0.33 = 0.333`). A
 side written as a percentage may be meant as its number (`10/40*100 = 25%`). These
 alternatives are `Reading`s: a claim holds if any reading holds.
 
 Plain text is ambiguous, and a misread claim would become a false refutation, so a side is
 used only when it is clearly a whole expression: not cut off by a word that acts as an
 operator (`half of 10 + 2`, `5 apples x 3`), not starting or ending with a binary operator,
-and a link between two bare numbers (`5 packs of 3 = 15`, `1 hour = 60 minutes`) is not a
-claim at all.
+and a link between two bare numbers outside a chain (`5 packs of 3 = 15`, `1 hour = 60
+minutes`) is not a claim at all.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ class Reading:
     rhs: object
     stated: str | None = None
     stated_value: Fraction | None = None
-    how: str = "as written"  # or "percentage as a number", "running total"
+    how: str = "as written"  # or "percentage as a number", "running total", "chain's value"
 
 
 @dataclass
@@ -190,15 +193,18 @@ def note_claims(text: str, approx: bool, limits: Limits) -> list[Claim]:
         if written and written.group(0) and any(ch.isdigit() for ch in written.group(0)):
             number = written.group(0)
             exponent = _EXPONENT.match(text, written.end())  # "<<0.00001*2=2e-05>>2e-05"
+            fraction = _written_fraction(text, written, result_text)
             if exponent:
                 number += exponent.group(0)
+            elif fraction:
+                number += fraction.group(0)
             try:
-                result_expr = safe_math.number_literal(number.replace(",", ""), limits)
+                result_expr = _written_result(number, limits)
             except Unsafe as err:
                 claims.append(Claim(text=f"<<{body}>>{number}", kind="note-result",
                                     problem=str(err)))
                 continue
-            value = _bare_number(number)  # None for "2e-05": then it must be exact
+            value = _bare_number(number)  # None for "2e-05" or "3/4": then it must be exact
             claims.append(Claim(
                 text=f"<<{body}>>{number}", kind="note-result", approx=approx,
                 readings=[Reading(sides[-1], result_expr, number if value is not None else None, value)]))
@@ -206,6 +212,32 @@ def note_claims(text: str, approx: bool, limits: Limits) -> list[Claim]:
 
 
 _EXPONENT = re.compile(r"[eE][-+]?\d+(?![A-Za-z\d])")
+_DENOMINATOR = re.compile(r"/(\d+)")
+_MORE_ARITHMETIC = re.compile(r"\s*(?:[-+*/x×÷^=(]|<<|\d)")
+
+
+def _written_fraction(text: str, written: re.Match, result_text: str) -> re.Match | None:
+    """The `/4` of a fraction written after a note (`<<3/4=3/4>>3/4`), when it belongs to
+    the written number: the note's own result is a fraction, or nothing arithmetic follows
+    (in `<<6+6=12>>12/2=6` the `/2` starts the next computation, and the number is 12)."""
+    denominator = _DENOMINATOR.match(text, written.end())
+    if denominator is None or "." in written.group(0) or "," in written.group(0):
+        return None
+    if "/" in result_text or not _MORE_ARITHMETIC.match(text, denominator.end()):
+        return denominator
+    return None
+
+
+def _written_result(number: str, limits: Limits):
+    """The exact value of the number written after a note: digits, e-notation or `a/b`."""
+    numerator, _, denominator = number.partition("/")
+    value = safe_math.number_literal(numerator.replace(",", ""), limits)
+    if denominator:
+        divisor = safe_math.number_literal(denominator, limits)
+        if divisor == 0:
+            raise safe_math.NotParsed("a written fraction with denominator 0")
+        value = safe_math.sympy.Rational(value, divisor)
+    return value
 
 
 def _bare_number(text: str) -> Fraction | None:
@@ -507,10 +539,15 @@ def _chain_claims(tokens: list[Token], start: int, end: int, source: str, approx
             parsed.append(None)
         except Unsafe as err:
             parsed.append(err)
+    # a chain with an expression in it states every link: in `2 + 3 = 5 = 6`, 5 = 6 too
+    in_chain = any(side is not None and not _is_bare(side) and value is not None
+                   and not isinstance(value, Unsafe) for side, value in zip(sides, parsed))
     claims = []
     for i, relation in enumerate(relations):
         left, right = sides[i], sides[i + 1]
-        if left is None or right is None or (_is_bare(left) and _is_bare(right)):
+        between_numbers = left is not None and right is not None and _is_bare(left) \
+            and _is_bare(right)
+        if left is None or right is None or (between_numbers and not in_chain):
             continue
         text = f"{_text_of(left, source)} {'=' if relation == '=' else '≈'} {_text_of(right, source)}"
         claim = Claim(text=text, kind="arithmetic", relation=relation,
@@ -524,8 +561,18 @@ def _chain_claims(tokens: list[Token], start: int, end: int, source: str, approx
         if parsed[i] is None or parsed[i + 1] is None:
             claims.pop()
             continue
+        if between_numbers and i + 1 == last_index and _unit_word_after(tokens, end):
+            claim.problem = "the chain's last link may change unit (`= 60 = 1 hour`)"
+            continue
+        # a fraction ending the chain is a number, not a running total: in `2/2 = 1/2` the 1
+        # is not a total that `/2` goes on from
+        running = None if i + 1 == last_index and _is_fraction(right) else right
         claim.readings = _readings(parsed[i], parsed[i + 1], _bare_text(left, source),
-                                   _bare_text(right, source), right, limits)
+                                   _bare_text(right, source), running, limits)
+        if between_numbers:
+            claim.readings.extend(_chain_value_readings(
+                [parsed[j] for j in range(i, -1, -1) if sides[j] is not None
+                 and not _is_bare(sides[j])], claim.readings[0], relation))
         if tight[i] is not None or tight[i + 1] is not None:
             literal = claim.readings[0]
             claim.readings.insert(1, Reading(
@@ -533,6 +580,17 @@ def _chain_claims(tokens: list[Token], start: int, end: int, source: str, approx
                 tight[i + 1] if tight[i + 1] is not None else parsed[i + 1],
                 literal.stated, literal.stated_value, "spaced fraction (a / b/c = a/(b/c))"))
     return claims
+
+
+def _chain_value_readings(expressions: list, literal: Reading, relation: str) -> list[Reading]:
+    """In `1/3 = 0.33 = 0.333` each number after the expression is that expression's value,
+    written to some precision: a link between two numbers of a chain also holds if the right
+    one is the value of the nearest expression before it (`expressions`, nearest first)."""
+    if relation not in ("=", "≈") or not expressions or isinstance(expressions[0], Unsafe) \
+            or expressions[0] is None or expressions[0].free_symbols:
+        return []
+    return [Reading(expressions[0], literal.rhs, literal.stated, literal.stated_value,
+                    "chain's value")]
 
 
 UNIT_NAMES = frozenset("""second minute hour day week month year inch foot feet yard mile meter
@@ -545,6 +603,17 @@ def _unit_after(tokens: list[Token], end: int) -> str | None:
         return None
     word = _singular(after.text)
     return word if word in UNIT_NAMES or word + "s" in UNIT_NAMES else None
+
+
+# Abbreviated units: after the last number of a chain they may mean a change of unit.
+UNIT_ABBREVIATIONS = frozenset("hr hrs h min mins sec secs s ft yd mi m cm km mm g kg lb lbs oz l ml gal qt pt".split())
+
+
+def _unit_word_after(tokens: list[Token], end: int) -> bool:
+    """Whether a unit follows the run: `2 * 30 = 60 = 1 hour` converts minutes to hours."""
+    after = tokens[end] if end < len(tokens) else None
+    return _unit_after(tokens, end) is not None or (
+        after is not None and after.kind == "WORD" and after.text.lower() in UNIT_ABBREVIATIONS)
 
 
 def _bare_text(side: list[Token], source: str) -> str | None:
@@ -569,6 +638,13 @@ def _readings(lhs, rhs, left_bare: str | None, right_bare: str | None, right_tok
         expr = safe_math.number_literal(lead.value, limits)
         readings.append(Reading(lhs, expr, lead.text, Fraction(lead.value), "running total"))
     return readings
+
+
+def _is_fraction(side: list[Token]) -> bool:
+    """Whether `side` is a number written as a fraction: `1/2`, `$3/4`."""
+    core = [t for t in side if t.kind != "CUR"]
+    return len(core) == 3 and core[0].kind == "NUM" and core[2].kind == "NUM" \
+        and core[1].kind == "OP" and core[1].value == "/"
 
 
 def _leading_number(side: list[Token]) -> Token | None:
@@ -676,6 +752,7 @@ def latex_claims(content: str, approx: bool, limits: Limits, inline: bool = True
     content = content.replace("&", " ").replace(",", " ; ")  # thousands commas are gone
     claims = []
     previous_side, separator = None, None
+    chain_expression = None  # the last side of the chain so far that is not a bare number
     for piece, after in _top_level_split(content, _SEPARATOR):
         parts = _top_level_split(piece, _RELATION)
         sides = [p for p, _ in parts]
@@ -685,14 +762,21 @@ def latex_claims(content: str, approx: bool, limits: Limits, inline: bool = True
         if not relations:
             previous_side = None if not piece.strip() else sides[0]
             continue
+        earlier = None
         if not sides[0].strip() and continues:
             sides[0] = previous_side  # align continuation: "x &= 2+3 \\\\ &= 5"
-        claims.extend(_latex_chain(sides, relations, approx, limits))
+            earlier = chain_expression
+        claims.extend(_latex_chain(sides, relations, approx, limits, earlier))
         previous_side = sides[-1]
+        chain_expression = next((side for side in reversed(sides)
+                                 if side.strip() and _latex_bare(side) is None), earlier)
     return claims
 
 
-def _latex_chain(sides: list[str], relations: list[str], approx: bool, limits: Limits) -> list[Claim]:
+def _latex_chain(sides: list[str], relations: list[str], approx: bool, limits: Limits,
+                 earlier: str | None = None) -> list[Claim]:
+    """Claims of one chain `a = b = c`; `earlier` is the last expression of the lines it
+    continues (`2+3 &= 5 \\\\ &= 6`), so that a link between two numbers is still a claim."""
     parsed, products = [], []  # products: `2\\frac{1}{3}` read as 2/3 rather than 7/3
     for side in sides:
         products.append(None)
@@ -705,13 +789,24 @@ def _latex_chain(sides: list[str], relations: list[str], approx: bool, limits: L
                 products[-1] = safe_math.parse_latex(side, limits, mixed_fractions=False)
         except Unsafe as err:
             parsed.append(err)
+    bare = [_latex_bare(side) if side.strip() else None for side in sides]
+    expressions = [p for p, b in zip(parsed, bare)
+                   if p is not None and b is None and not isinstance(p, Unsafe)]
+    before = []  # the expression of the lines this chain continues
+    if earlier is not None:
+        try:
+            before = [safe_math.parse_latex(earlier, limits)]
+        except Unsafe as err:
+            before = [err]
     claims = []
     for i, relation in enumerate(relations):
         left, right = parsed[i], parsed[i + 1]
         if left is None or right is None:
             continue
-        left_bare, right_bare = _latex_bare(sides[i]), _latex_bare(sides[i + 1])
-        if left_bare is not None and right_bare is not None:
+        left_bare, right_bare = bare[i], bare[i + 1]
+        between_numbers = left_bare is not None and right_bare is not None
+        if between_numbers and not expressions and not any(
+                not isinstance(p, Unsafe) for p in before):
             continue  # "0 = -12": a contradiction reached on purpose, or a unit ratio; no arithmetic
         claim = Claim(text=f"{sides[i].strip()} {relation} {sides[i + 1].strip()}", kind="latex",
                       relation=relation, approx=approx or relation == "≈")
@@ -722,6 +817,10 @@ def _latex_chain(sides: list[str], relations: list[str], approx: bool, limits: L
             continue
         stated = right_bare if right_bare is not None else left_bare
         claim.readings = [Reading(left, right, stated, _bare_number(stated) if stated else None)]
+        if between_numbers:  # "2+3 = 5 = 6": a link of a chain with an expression in it
+            claim.readings.extend(_chain_value_readings(
+                [parsed[j] for j in range(i, -1, -1) if bare[j] is None and parsed[j] is not None]
+                + before, claim.readings[0], relation))
         if products[i] is not None or products[i + 1] is not None:
             claim.readings.append(Reading(
                 products[i] if products[i] is not None else left,
@@ -729,11 +828,15 @@ def _latex_chain(sides: list[str], relations: list[str], approx: bool, limits: L
                 stated, claim.readings[0].stated_value, "number before a fraction as a product"))
         if relation == "=":
             lead = re.match(r"\s*(\d+(?:\.\d+)?)\s*(?:\\times|\\cdot|\\div|[-+*/])", sides[i + 1])
-            if lead and right_bare is None and not left.free_symbols:
+            last_fraction = i + 1 == len(relations) and _LATEX_FRACTION.fullmatch(sides[i + 1])
+            if lead and right_bare is None and not left.free_symbols and not last_fraction:
                 claim.readings.append(Reading(left, safe_math.number_literal(lead.group(1), limits),
                                               lead.group(1), Fraction(lead.group(1)),
                                               "running total"))
     return claims
+
+
+_LATEX_FRACTION = re.compile(r"\s*\d+\s*/\s*\d+\s*")  # `1/2` ending a chain is a number
 
 
 def _latex_bare(side: str) -> str | None:
