@@ -26,7 +26,9 @@ registries (checked against verl 0.9.1):
 verl's `DataProto` fields (`batch["prompts"]` left-padded, `batch["responses"]` right-padded,
 `batch["attention_mask"]` over both, `non_tensor_batch["reward_model"]` / `["extra_info"]`).
 The problem handed to the scorer is `extra_info["problem"]` when the dataset has it, else it
-is read out of the decoded prompt (`prm.rl.text.problem_from_prompt`).
+is read out of the decoded prompt (`prm.rl.text.problem_from_prompt`) with `prompt_template`
+(default: the scorer's own; a reward server's template is not known here, so pass
+`prompt_template` with `server_url` unless the dataset has the problem).
 """
 
 from __future__ import annotations
@@ -79,10 +81,12 @@ class ProcessRewardManager:
 
     def __init__(self, tokenizer, num_examine: int = 0, compute_score=None, reward_fn_key: str = "data_source", *,
                  scorer: StepScorer | None = None, scorer_path: str | None = None, server_url: str | None = None,
-                 api_key: str | None = None, outcome_weight: float = 0.0, step_separator: str = "\n", **kwargs):
+                 api_key: str | None = None, outcome_weight: float = 0.0, step_separator: str = "\n",
+                 prompt_template: str | None = None, **kwargs):
         self.tokenizer, self.num_examine = tokenizer, num_examine
         self.scorer = make_scorer(scorer, scorer_path, server_url, api_key)
         self.outcome_weight, self.step_separator = outcome_weight, step_separator
+        self.prompt_template = prompt_template
 
     def __call__(self, data, return_dict: bool = False):
         if "rm_scores" in data.batch.keys():  # scores already computed by a reward model worker
@@ -90,7 +94,8 @@ class ProcessRewardManager:
         else:
             reward_tensor, info = fill_reward_tensor(data, self.scorer, self.tokenizer,
                                                      outcome_weight=self.outcome_weight,
-                                                     step_separator=self.step_separator)
+                                                     step_separator=self.step_separator,
+                                                     prompt_template=self.prompt_template)
         return {"reward_tensor": reward_tensor, "reward_extra_info": info} if return_dict else reward_tensor
 
 
@@ -123,12 +128,13 @@ def _reward_loop_manager():
             options = dict((config.get("reward") or {}).get("prm") or {}) if config is not None else {}
             self.outcome_weight = float(options.pop("outcome_weight", 0.0))
             self.step_separator = options.pop("step_separator", "\n")
+            self.prompt_template = options.pop("prompt_template", None)
             self.scorer = make_scorer(scorer, **options)
 
         async def run_single(self, data) -> dict:
             rewards, info = await self.loop.run_in_executor(None, lambda: fill_reward_tensor(
                 data[-1:], self.scorer, self.tokenizer, outcome_weight=self.outcome_weight,
-                step_separator=self.step_separator))
+                step_separator=self.step_separator, prompt_template=self.prompt_template))
             length = int(data.batch["attention_mask"][-1, data.batch["prompts"].size(1):].sum())
             return {"reward_score": rewards[0, :length].tolist(),
                     "reward_extra_info": {key: values[0] for key, values in info.items()}}
@@ -144,20 +150,22 @@ def _reward_loop_manager():
 
 
 def register_with_verl() -> bool:
-    """Register the managers as "prm" in verl's two registries (False if verl is absent)."""
+    """Register the managers as "prm" in verl's registries; False if verl (or its reward loop's
+    light dependencies) is absent."""
     global ProcessRewardLoopManager
     try:
-        from verl.experimental.reward_loop.reward_manager import registry as loop_registry
         from verl.workers.reward_manager import registry as legacy_registry
     except ImportError:
         return False
     if legacy_registry.REWARD_MANAGER_REGISTRY.get(MANAGER_NAME) is not ProcessRewardManager:
         legacy_registry.register(MANAGER_NAME)(ProcessRewardManager)
+    try:
+        from verl.experimental.reward_loop.reward_manager import registry as loop_registry
+    except ImportError:
+        return False
     if MANAGER_NAME not in loop_registry.REWARD_MANAGER:
-        ProcessRewardLoopManager = _reward_loop_manager()
-        loop_registry.register(MANAGER_NAME)(ProcessRewardLoopManager)
-    else:
-        ProcessRewardLoopManager = loop_registry.REWARD_MANAGER[MANAGER_NAME]
+        loop_registry.register(MANAGER_NAME)(_reward_loop_manager())
+    ProcessRewardLoopManager = loop_registry.REWARD_MANAGER[MANAGER_NAME]
     return True
 
 
