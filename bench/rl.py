@@ -58,7 +58,7 @@ class BenchConfig:
     prm: str | None = None
     arms: tuple[str, ...] = ARMS
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    steps: int = 100
+    steps: int = 80
     prompts_per_step: int = 2
     generations: int = 4
     max_completion_length: int = 128
@@ -70,7 +70,7 @@ class BenchConfig:
     train_seed: int = 7
     eval_problems: int = 40
     eval_samples: int = 2
-    eval_every: int = 20
+    eval_every: int = 16
     threads: int = 1
     jobs: int = 1
     commit: bool = False
@@ -435,7 +435,9 @@ def goal(arms: dict) -> dict:
         details["arms"][arm] = {
             "gain_points": 100 * gain, "welch_p": p_value, "step_reached": reached,
             "higher": gain >= 0.03 and p_value is not None and p_value < 0.05,
-            "faster": reached is not None and reached <= 0.7 * data["steps"][-1],
+            # outcome-only must have improved for "reaching its final solve rate sooner" to mean anything
+            "faster": (reached is not None and reached <= 0.7 * data["steps"][-1]
+                       and target > base["before"]["solve_t1"]["mean"]),
             "flawed_correct": [b, n_b], "flawed_correct_outcome": [a, n_a],
             "fewer_flawed_correct": data["after"]["flawed_correct_t1"]["mean"] < base["after"]["flawed_correct_t1"]["mean"],
             "flawed_correct_fisher_p": float(fisher_exact([[a, n_a - a], [b, n_b - b]]).pvalue) if n_a and n_b else None,
