@@ -131,3 +131,9 @@ def test_online_prm_learns_from_outcomes_keeps_its_reference_and_is_checkpointed
 
     reloaded = RewardModel.from_pretrained(saved)
     assert all(torch.equal(a, b) for a, b in zip(reloaded.backbone.parameters(), prm.backbone.parameters()))
+
+    resumed = _trainer(tmp_path, online_prm=True, online_prm_learning_rate=1e-3, save_strategy="no")
+    assert not all(torch.equal(a, b) for a, b in zip(resumed.online_prm.backbone.parameters(), prm.backbone.parameters()))
+    resumed.train(resume_from_checkpoint=str(Path(tmp_path) / "checkpoint-1"))  # at max_steps already: loads only
+    assert all(torch.equal(a, b) for a, b in zip(resumed.online_prm.backbone.parameters(), prm.backbone.parameters()))
+    assert resumed.online_prm_optimizer.state_dict()["state"]  # AdamW's moments came back too
