@@ -12,9 +12,10 @@ last token. The scorer may be a local model (`scorer_path`, loaded with
 Importing this module registers the manager under the name "prm" in both of verl's
 registries (checked against verl 0.9.1):
 
-- `verl.workers.reward_manager` (`ProcessRewardManager`): managers whose
-  `__call__(data, return_dict)` returns the token-level `reward_tensor` (the classic trainer's
-  `reward_model.reward_manager=prm`, options as `reward_kwargs`);
+- `verl.workers.reward_manager` (`ProcessRewardManager`): the classic managers, whose
+  `__call__(data, return_dict)` returns the token-level `reward_tensor` (what verl's PPO trainer
+  called before the reward loop; still shipped in 0.9.1; `reward_model.reward_manager=prm`,
+  options as `reward_kwargs`);
 - `verl.experimental.reward_loop.reward_manager` (`ProcessRewardLoopManager`, verl 0.9's
   reward loop, `reward.reward_manager.name=prm`): `run_single` returns the sample's per-token
   rewards as its `reward_score` and `assemble_rm_scores` lays them out as `rm_scores`; options
@@ -123,7 +124,7 @@ def _reward_loop_manager():
         """Per-sample token rewards in verl's reward loop; options from `config.reward.prm`."""
 
         def __init__(self, config, tokenizer, compute_score=None, reward_router_address=None,
-                     reward_model_tokenizer=None, scorer: StepScorer | None = None):
+                     reward_model_tokenizer=None, scorer: StepScorer | None = None, **kwargs):
             super().__init__(config, tokenizer, compute_score)
             options = dict((config.get("reward") or {}).get("prm") or {}) if config is not None else {}
             self.outcome_weight = float(options.pop("outcome_weight", 0.0))
