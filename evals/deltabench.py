@@ -35,7 +35,7 @@ def load_deltabench_benchmark(path: str | None = None, subsets: list[str] | None
         traces = load_deltabench_hub()
     else:
         folder = Path(path)
-        files = sorted(p for p in folder.iterdir() if p.suffix in (".json", ".jsonl")) if folder.is_dir() \
+        files = sorted(p for p in folder.iterdir() if p.suffix in (".json", ".jsonl", ".csv")) if folder.is_dir() \
             else [folder]
         traces = [t for file in files for t in read_deltabench(file)]
     if subsets:

@@ -163,3 +163,24 @@ def test_hard2verify_refuses_encrypted_or_inconsistent_records(tmp_path, capsys)
         trace_from_hard2verify({**HARD2VERIFY[1], "human_labels_first_error_idx": 2})
     trace = trace_from_hard2verify(HARD2VERIFY[1])
     assert [s.hard_label for s in trace.steps] == [1, 0, 0] and trace.outcome_label == 0
+
+
+def test_deltabench_reads_the_hubs_csv_with_json_lists(tmp_path):
+    import csv
+
+    from prm.formats.deltabench import read_deltabench
+
+    def write_csv(path, rows):
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(DELTABENCH[0]))
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()})
+        return path
+
+    traces = read_deltabench(write_csv(tmp_path / "Deltabench_v1.csv", DELTABENCH))
+    assert [t.meta["error_sections"] for t in traces] == [[2, 3], [1], [1]]
+    bad = write_csv(tmp_path / "bad.csv", [DELTABENCH[0], {**DELTABENCH[1], "reason_error_section_numbers": "one"}])
+    with pytest.raises(RecordError, match="not a JSON list") as err:
+        read_deltabench(bad)
+    assert "bad.csv" in str(err.value) and "reason_error_section_numbers" in str(err.value)

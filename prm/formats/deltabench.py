@@ -18,19 +18,28 @@ Reading (one trace per record, one step per section, in order): the authors' eva
 takes the union of the error and the unuseful sections as the sections a critic must name,
 so those sections get hard label 0; other sections up to the last named one get 1; sections
 after it get None, because the evaluator drops every prediction past the last named section
-(they are never scored). label_source "human"; gold meta (0-based) as for every format;
+(they are never scored).
+
+The hub copy (`OpenStellarTeam/DeltaBench`) now holds only `Deltabench_v1.csv`, where the
+list fields are JSON text ("[2, 5]"); `.csv` files are read too and such text is parsed as
+JSON (never evaluated). label_source "human"; gold meta (0-based) as for every format;
 meta["error_sections"] keeps the union, 1-based as released, and meta["subset"] = task_l1
 (the evaluator reports per task_l1). There is no writer.
 """
 
 from __future__ import annotations
 
+import csv
+import itertools
+import json
 import os
 import re
+import sys
+from pathlib import Path
 from typing import Any
 
 from prm.errors import RecordError
-from prm.formats.base import gold_meta, read_rows, require, string_field
+from prm.formats.base import gold_meta, read_rows, require, string_field, table_rows
 from prm.io import ReadReport
 from prm.records import Step, Trace
 
@@ -40,7 +49,13 @@ ERROR_FIELDS = ("reason_error_section_numbers", "reason_unuseful_section_numbers
 
 def read_deltabench(path: str | os.PathLike, *, skip_invalid: bool = False,
                     report: ReadReport | None = None, limit: int | None = None) -> list[Trace]:
-    """Read a DeltaBench file (JSONL as released, JSON, Parquet or a `datasets` folder)."""
+    """Read a DeltaBench file (JSONL as released, the hub's CSV, JSON, Parquet or a `datasets` folder)."""
+    if Path(path).suffix == ".csv":
+        csv.field_size_limit(sys.maxsize)  # a long chain of thought is one cell
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = table_rows(csv.DictReader(handle), str(path), lambda row: trace_from_deltabench(row),
+                              skip_invalid, report if report is not None else ReadReport())
+            return list(itertools.islice(rows, limit))
     return read_rows(path, lambda row, _: trace_from_deltabench(row),
                      skip_invalid=skip_invalid, report=report, limit=limit)
 
@@ -59,6 +74,11 @@ def split_sections(text: str) -> list[str]:
 
 def _section_numbers(row: dict, name: str, count: int) -> list[int]:
     numbers = row.get(name) or []
+    if isinstance(numbers, str):  # the CSV release
+        try:
+            numbers = json.loads(numbers)
+        except ValueError:
+            raise RecordError(f"not a JSON list of section numbers: {numbers[:40]!r}", field=name) from None
     if not isinstance(numbers, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
         raise RecordError("must be a list of 1-based section numbers", field=name)
     wrong = [n for n in numbers if not 1 <= n <= count]
