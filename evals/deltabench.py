@@ -20,32 +20,20 @@ trace with an unscored step is left out (counted in `skipped`).
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from prm.errors import RecordError
 from prm.records import Trace
 
 
 def load_deltabench_benchmark(path: str | None = None, subsets: list[str] | None = None) -> list[Trace]:
     """DeltaBench traces from a release file or a folder of them (default: the hub copy,
     `OpenStellarTeam/DeltaBench`); subsets: keep only these task_l1 values."""
+    from evals.benchmark_files import keep_subsets, release_files
     from prm.formats.deltabench import load_deltabench_hub, read_deltabench
 
     if path is None:
         traces = load_deltabench_hub()
     else:
-        folder = Path(path)
-        files = sorted(p for p in folder.iterdir() if p.suffix in (".json", ".jsonl", ".csv")) if folder.is_dir() \
-            else [folder]
-        traces = [t for file in files for t in read_deltabench(file)]
-    if subsets:
-        kept = [t for t in traces if t.meta["subset"] in subsets]
-        if traces and not kept:
-            found = sorted({t.meta["subset"] for t in traces})
-            raise RecordError(f"no DeltaBench trace of task {', '.join(subsets)} (found: {', '.join(found)})",
-                              path=path)
-        traces = kept
-    return traces
+        traces = [t for file in release_files(path, (".json", ".jsonl", ".csv")) for t in read_deltabench(file)]
+    return keep_subsets(traces, "subset", subsets, path, "DeltaBench tasks")
 
 
 def section_counts(gold: list[int], predicted: list[int]) -> dict:

@@ -21,8 +21,6 @@ fixed (`prm eval --threshold`). A trace with an unscored step is left out (`skip
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from evals.first_error import harmonic_mean, predict_first_error
 from prm.records import Trace
 
@@ -30,6 +28,7 @@ from prm.records import Trace
 def load_hard2verify_benchmark(path: str | None = None, subsets: list[str] | None = None) -> list[Trace]:
     """Decrypted Hard2Verify records from a file or a folder of them. There is no hub path:
     the hub copy is encrypted (decrypt it first with the authors' utility)."""
+    from evals.benchmark_files import release_files
     from prm.errors import RecordError
     from prm.formats.hard2verify import read_hard2verify
 
@@ -38,9 +37,7 @@ def load_hard2verify_benchmark(path: str | None = None, subsets: list[str] | Non
                           "Salesforce/Hard2Verify is encrypted; decrypt it with the authors' decrypt_sample)")
     if subsets:
         raise RecordError("Hard2Verify has no subsets")
-    folder = Path(path)
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".json", ".jsonl")) if folder.is_dir() else [folder]
-    return [t for file in files for t in read_hard2verify(file)]
+    return [t for file in release_files(path) for t in read_hard2verify(file)]
 
 
 def balanced(positive_right: list[bool], negative_right: list[bool]) -> dict:

@@ -22,8 +22,6 @@ names, since the release does not state that mapping.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prm.errors import RecordError
 from prm.records import Trace
 
@@ -33,25 +31,17 @@ SOURCE = "socratic-prmbench"
 def load_socratic_prmbench_benchmark(path: str | None = None, classes: list[str] | None = None) -> list[Trace]:
     """Socratic-PRMBench traces from a release file or its `data/` folder; classes: keep only
     these error types (e.g. premise_redundancy). There is no hub copy to fall back on."""
+    from evals.benchmark_files import keep_subsets, release_files
     from prm.formats.prmbench import read_prmbench
 
     if path is None:
         raise RecordError("Socratic-PRMBench needs --data: the release's data/ folder of test_*.jsonl files "
                           "(github.com/Xiang-Li-oss/Socratic-PRMBench)")
-    folder = Path(path)
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".json", ".jsonl")) if folder.is_dir() else [folder]
-    traces = [t for file in files for t in read_prmbench(file)]
+    traces = [t for file in release_files(path) for t in read_prmbench(file)]
     for trace in traces:
         trace.id = f"socratic-{trace.meta['error_class']}-{trace.meta['idx']}"
         trace.meta["source"] = SOURCE
-    if classes:
-        kept = [t for t in traces if t.meta["error_class"] in classes]
-        if traces and not kept:
-            found = sorted({t.meta["error_class"] for t in traces})
-            raise RecordError(f"no record of the error types {', '.join(classes)} (found: {', '.join(found)})",
-                              path=path)
-        traces = kept
-    return traces
+    return keep_subsets(traces, "error_class", classes, path, "error types")
 
 
 def socratic_prmbench_metrics(traces: list[Trace], threshold: float = 0.5) -> dict:
