@@ -1,4 +1,5 @@
-"""`prm eval --benchmark processbench|prmbench`: score a benchmark and report its own metrics.
+"""`prm eval --benchmark processbench|prmbench|deltabench|socratic-prmbench|hard2verify`: score a
+benchmark and report its own metrics (the last three are registered in `evals.newer_benchmarks`).
 
     prm eval --benchmark processbench --scorer MODEL --out pb/ [--data DIR] [--subsets gsm8k,math]
              [--threshold 0.5 | --threshold-from gsm8k]
@@ -35,7 +36,14 @@ from pathlib import Path
 from prm.errors import RecordError
 from prm.markdown import percent
 
-BENCHMARKS = ("processbench", "prmbench")
+BENCHMARKS = ("processbench", "prmbench", "deltabench", "socratic-prmbench", "hard2verify")
+
+
+def _newer(benchmark: str):
+    """The registration of a benchmark of `evals.newer_benchmarks`, or None."""
+    from evals.newer_benchmarks import NAMES, newer_benchmarks
+
+    return newer_benchmarks()[benchmark] if benchmark in NAMES else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "prediction is its voted index; --judge-* options) (see prm.app.scorers)")
     group.add_argument("--family", default="auto", help="the model's family (default: told from its folder; "
                        "see prm.reward.loading.FAMILIES)")
-    group.add_argument("--subsets", help="comma-separated ProcessBench subsets or PRMBench classes (default: all)")
+    group.add_argument("--subsets", help="comma-separated ProcessBench subsets, PRMBench / Socratic-PRMBench "
+                       "classes or DeltaBench tasks (default: all)")
     group.add_argument("--threshold-from", metavar="SUBSET",
                        help="ProcessBench: choose the threshold on SUBSET, report the others")
     group.add_argument("--chunk", type=int, default=256, help="traces scored between two saves (default 256)")
@@ -93,6 +102,10 @@ def _run(args: argparse.Namespace) -> int:
             output.finish(traces)
     if subsets and args.source:
         key = "subset" if args.benchmark == "processbench" else "error_class"
+        if _newer(args.benchmark):
+            key = _newer(args.benchmark).subset_key
+            if key is None:
+                raise RecordError(f"{args.benchmark} has no subsets")
         traces = [t for t in traces if t.meta.get(key) in subsets]
     metrics = compute(args.benchmark, traces, args)
     metrics["inputs"] = {"benchmark": args.benchmark, "scorer": args.scorer, "data": args.data,
@@ -111,6 +124,8 @@ def load_benchmark(benchmark: str, data: str | None, subsets: list[str] | None):
     repeated records were dropped (PRMBench's test release repeats some)."""
     if data is not None and not os.path.exists(data):
         raise RecordError("no such file or folder", path=data)
+    if _newer(benchmark):
+        return _newer(benchmark).load(data, subsets), 0
     if benchmark == "processbench":
         from evals.processbench import SUBSETS, load_processbench_benchmark
 
@@ -200,6 +215,8 @@ def _read_scored(path: str, benchmark: str):
         raise RecordError("no such file", path=path)
     traces = formats.read(path)
     needed = "gold_first_error" if benchmark == "processbench" else "error_class"
+    if _newer(benchmark):
+        needed = _newer(benchmark).marker
     if traces and not all(needed in t.meta for t in traces):
         raise RecordError(f"not scored {benchmark} traces: meta.{needed} is missing (score with "
                           f"`prm eval --benchmark {benchmark} --scorer ...` or `prm score` on its traces)", path=path)
@@ -227,7 +244,9 @@ def compute(benchmark: str, traces, args: argparse.Namespace) -> dict:
 
         return processbench_metrics(traces, threshold, args.threshold_from)
     if args.threshold_from:
-        raise RecordError("--threshold-from is for ProcessBench; PRMBench uses a fixed threshold")
+        raise RecordError(f"--threshold-from is for ProcessBench; {benchmark} uses a fixed threshold")
+    if _newer(benchmark):
+        return _newer(benchmark).metrics(traces, threshold)
     from evals.prmbench import prmbench_metrics
 
     return prmbench_metrics(traces, threshold)
@@ -235,7 +254,8 @@ def compute(benchmark: str, traces, args: argparse.Namespace) -> dict:
 
 def report_markdown(benchmark: str, metrics: dict) -> str:
     """A short report: one table, the threshold rule and what was skipped."""
-    lines = [f"# {'ProcessBench' if benchmark == 'processbench' else 'PRMBench'}", ""]
+    title = _newer(benchmark).title if _newer(benchmark) else "ProcessBench" if benchmark == "processbench" else "PRMBench"
+    lines = [f"# {title}", ""]
     inputs = metrics.get("inputs", {})
     source = inputs.get('scorer') or inputs.get('scored_file') or inputs.get('predictions')
     threshold = "none" if metrics["threshold"] is None else f"{metrics['threshold']:.4g}"
@@ -243,7 +263,9 @@ def report_markdown(benchmark: str, metrics: dict) -> str:
                  f"threshold {threshold} ({metrics.get('threshold_rule', 'fixed')}); "
                  f"{metrics['skipped']} trace(s) left out (a step without a score).")
     lines.append("")
-    if benchmark == "processbench":
+    if _newer(benchmark):
+        lines += _newer(benchmark).report(metrics)
+    elif benchmark == "processbench":
         lines += ["| subset | erroneous | correct | error acc. | correct acc. | F1 |", "|---|---|---|---|---|---|"]
         rows = list(metrics["subsets"].items()) + [("pooled", metrics["overall"])]
         for name, row in rows:
@@ -261,7 +283,9 @@ def report_markdown(benchmark: str, metrics: dict) -> str:
 
 
 def summary_line(benchmark: str, metrics: dict, out: Path) -> str:
-    if benchmark == "processbench":
+    if _newer(benchmark):
+        parts = [_newer(benchmark).summary(metrics)]
+    elif benchmark == "processbench":
         parts = [f"{name} F1 {percent(row['f1'])}" for name, row in metrics["subsets"].items()]
         parts.append(f"average F1 {percent(metrics['average_f1'])}")
     else:
