@@ -6,7 +6,10 @@ It lets `OpenAICompleter` be tested (and used) against a real server on this mac
 serves the tiny model to other machines without vLLM. A FastAPI app on uvicorn
 (`prm.serving`, shared with the reward server): pydantic models for the bodies, the OpenAPI
 description at `/docs`, Prometheus metrics at `/metrics`, an optional API key (`--api-key`
-or `PRM_API_KEY`: `Authorization: Bearer KEY`, 401 without it), body and request limits.
+or `PRM_API_KEY`: `Authorization: Bearer KEY` as OpenAI's clients send it, or HTTP Basic
+auth with the key as the password; 401 without it), body and request limits, a deadline on
+receiving a request (`read_timeout`), and `max_tokens` capped at the model's context or
+`--max-tokens` (400 above).
 Requests that arrive together are sampled together: the batcher takes every queued request
 with the same sampling settings (up to `max_batch_rows` rows, waiting `max_wait` seconds,
 0 by default) and hands them to the completer in one call, so the prefixes of one trace sent
@@ -126,13 +129,14 @@ class CompletionServer:
     Use as a context manager, or call `start()` and `stop()`. `port=0` picks a free port;
     `url` tells which. `model_name` is what /v1/models lists. config, or `ServeConfig` fields
     as keywords (api_key, max_wait, max_body_bytes, max_queries, max_query_chars, ...).
+    max_tokens: the most `max_tokens` a request may ask for (400 above); by default the
+    model's context (`completer.max_length`), since no sample can be longer.
     """
 
     def __init__(self, completer: Completer, model_name: str, host: str = "127.0.0.1", port: int = 0, *,
                  fail_every: int = 0, fail_status: int = 503, truncate_every: int = 0, delay: float = 0.0,
                  max_batch_rows: int = 256, per_choice_tokens: bool = True, one_choice: bool = False,
-                 config: ServeConfig | None = None,
-                 **options: Any):
+                 max_tokens: int | None = None, config: ServeConfig | None = None, **options: Any):
         options.setdefault("max_wait", 0.0)
         self.config = config or ServeConfig(host=host, port=port, max_batch=max_batch_rows, **options)
         self.completer = completer
@@ -143,6 +147,12 @@ class CompletionServer:
         self.delay = delay
         self.per_choice_tokens = per_choice_tokens
         self.one_choice = one_choice
+        context = getattr(completer, "max_length", None)
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                       or max_tokens < 1):
+            raise ServeError(f"--max-tokens must be a positive whole number, got {max_tokens!r}")
+        self.max_tokens = max_tokens or context
+        self.max_tokens_reason = "--max-tokens" if max_tokens else "the model's context"
         self.stats = {"requests": 0, "completed": 0, "failed": 0, "truncated": 0, "in_flight": 0,
                       "max_in_flight": 0, "batches": 0}
         self._lock = threading.Lock()
@@ -215,6 +225,9 @@ class CompletionServer:
             if len(prompt) > self.config.max_query_chars:
                 raise RequestError(f"`prompt[{i}]` has {len(prompt)} characters, more than "
                                    f"{self.config.max_query_chars}", 413)
+        if body.max_tokens is not None and self.max_tokens and body.max_tokens > self.max_tokens:
+            raise RequestError(f"`max_tokens` is {body.max_tokens}, more than this server allows: {self.max_tokens} "
+                               f"({self.max_tokens_reason})", 400)
         n = 1 if body.n is None or self.one_choice else body.n
         params = SamplingParams(n=n, temperature=1.0 if body.temperature is None else body.temperature,
                                 top_p=1.0 if body.top_p is None else body.top_p,
@@ -346,7 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed at start)")
     parser.add_argument("--api-key", default=None, metavar="KEY",
-                        help="require `Authorization: Bearer KEY` (default: $PRM_API_KEY; none: open)")
+                        help="require the key: `Authorization: Bearer KEY` (OpenAI's clients) or HTTP Basic "
+                             "auth with it as the password (default: $PRM_API_KEY; none: open)")
+    parser.add_argument("--max-tokens", type=int, default=None, metavar="N",
+                        help="most tokens a request may ask for (400 above; default: the model's context)")
+    parser.add_argument("--read-timeout", type=float, default=ServeConfig.read_timeout,
+                        help="seconds a client may take to send a request (headers, then body; 408 after)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--batch-size", type=int, default=128, help="sequences decoded together")
@@ -371,8 +389,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         config = ServeConfig(host=args.host, port=args.port, api_key=args.api_key, max_wait=args.max_wait,
-                             request_timeout=args.request_timeout, max_batch=256)
+                             request_timeout=args.request_timeout, read_timeout=args.read_timeout, max_batch=256)
         config.listen(warn=False).close()  # a bad address is one line before the model loads
+        if args.max_tokens is not None and args.max_tokens < 1:
+            raise ServeError(f"--max-tokens must be positive, got {args.max_tokens}")
     except ServeError as error:
         print(f"completers.server: error: {error}", file=sys.stderr)
         return 2
@@ -386,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     completer = TransformersCompleter(args.model, device=args.device, batch_size=args.batch_size)
     try:
         server = CompletionServer(completer, args.model, fail_every=args.fail_every, fail_status=args.fail_status,
-                                  truncate_every=args.truncate_every, delay=args.delay, config=config)
+                                  truncate_every=args.truncate_every, delay=args.delay, max_tokens=args.max_tokens,
+                                  config=config)
     except ServeError as error:
         print(f"completers.server: error: {error}", file=sys.stderr)
         return 2

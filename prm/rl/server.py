@@ -18,8 +18,10 @@ server was started with an outcome weight). `rewards` is the combined reward of
 trainer's logs.
 
 Steps the model cannot read (past its `max_length`) are never silently dropped: each counts
-as the worst possible step (score 0) in the process reward, so hiding a wrong step behind
-filler can only lower a reward, and `extra_logs["unscored_steps"]` says how many there were.
+as the worst possible step (score 0) in the process reward, by the same rule as
+`ProcessReward` used directly in TRL (`prm.rl.rewards.unscored_as_worst`), so hiding a wrong
+step behind filler can only lower a reward, and `extra_logs["unscored_steps"]` says how many
+there were.
 More than `max_steps` steps in one query is refused (413).
 
 Also:
@@ -55,12 +57,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from pydantic_core import PydanticCustomError
 
 from prm.aggregate import aggregate
-from prm.rl.rewards import ProcessReward
+from prm.rl.rewards import ProcessReward, unscored_as_worst
 from prm.rl.text import QuerySplitter, split_steps
 from prm.serving import Batcher, Metrics, RequestError, Runner, ServeConfig, create_app
-
-# the score an unscored step (past the model's max_length) counts as: a probability's worst
-UNSCORED_STEP_SCORE = 0.0
 
 
 # -- request and response models -------------------------------------------------------------
@@ -237,11 +236,9 @@ class RewardServer:
         if self.reward.outcome_weight and labels is None:
             raise RequestError("this server adds an outcome reward: send `labels` (the reference answers)")
         problems, responses = self._split(queries, prompts)
-        scores, unscored = None, [0] * len(queries)
+        scores = None
         if self.reward.process_weight:
             scores = await self._score(self._pairs(problems, responses))
-            unscored = [sum(s is None for s in row) for row in scores]
-            scores = [[UNSCORED_STEP_SCORE if s is None else s for s in row] for row in scores]
         if labels is not None:  # grading runs math-verify in worker processes: off the event loop
             from starlette.concurrency import run_in_threadpool
 
@@ -249,7 +246,7 @@ class RewardServer:
         else:
             parts = self.reward.evaluate(problems, responses, labels, scores=scores)
         rewards = [p.reward for p in parts]
-        logs = {"steps": [float(len(p.steps)) for p in parts], "unscored_steps": [float(n) for n in unscored]}
+        logs = {"steps": [float(len(p.steps)) for p in parts], "unscored_steps": [float(p.unscored_steps) for p in parts]}
         if self.reward.process_weight:
             logs["process"] = [p.process for p in parts]
         if labels is not None:
@@ -273,8 +270,7 @@ class RewardServer:
             pairs = self._pairs(*self._split(request.query, request.prompts))
         scores = await self._score(pairs)
         how = self.reward.aggregation
-        worst = [[UNSCORED_STEP_SCORE if s is None else s for s in row] for row in scores]
-        return {"step_scores": scores, "scores": [aggregate(s, how) for s in worst],
+        return {"step_scores": scores, "scores": [aggregate(unscored_as_worst(row), how) for row in scores],
                 "steps": [steps for _, steps in pairs], "aggregation": how,
                 "unscored_steps": [sum(s is None for s in row) for row in scores]}
 
