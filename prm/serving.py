@@ -43,6 +43,10 @@ logger = logging.getLogger(__name__)
 INSTALL_HINT = "the servers need FastAPI and uvicorn: pip install 'prm-toolkit[serve]'"
 # paths answered without an API key: liveness probes and the API's own description
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+KEY_FORMS = ("This server has an API key. Send it as `Authorization: Bearer KEY`, or as the password of "
+             "HTTP Basic auth (any user name): clients that take credentials from the URL, such as "
+             "OpenRLHF's, send `http://USER:KEY@HOST:PORT/...` that way. "
+             f"Open without it: {', '.join(sorted(OPEN_PATHS))}.")
 
 
 class ServeError(ValueError):
@@ -336,7 +340,11 @@ def create_app(*, title: str, description: str, config: ServeConfig, metrics: Me
     from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException
 
+    if config.api_key:
+        description += ("\n\n" + KEY_FORMS)
     app = FastAPI(title=title, description=description)
+    if config.api_key:
+        _publish_key_forms(app)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError):
@@ -367,6 +375,25 @@ def create_app(*, title: str, description: str, config: ServeConfig, metrics: Me
     app.add_middleware(_Guard, config=config, metrics=metrics, error_body=error_body,
                        on_answer=on_answer or (lambda method, path, status: None), router=app.router)
     return app
+
+
+def _publish_key_forms(app) -> None:
+    """Declare both accepted forms of the key in the OpenAPI description (/docs shows an
+    Authorize button for each); the guard, not FastAPI, checks them."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer KEY"},
+                "basic": {"type": "http", "scheme": "basic", "description": "any user name, the key as password"}}
+            schema["security"] = [{"bearer": []}, {"basic": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 class _Guard:
@@ -480,7 +507,8 @@ class _Guard:
                 return 400, "the client left before sending the whole body", None
             body += message.get("body", b"")
             if len(body) > self.config.max_body_bytes:
-                return 413, f"the request body has more than {self.config.max_body_bytes} bytes", {"connection": "close"}
+                return (413, f"the request body has more than {self.config.max_body_bytes} bytes",
+                        {"connection": "close"})
             if not message.get("more_body"):
                 return bytes(body)
 

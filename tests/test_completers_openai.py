@@ -192,7 +192,8 @@ def test_max_tokens_past_the_model_s_context_or_the_limit_is_a_400(local):
     try:
         status, body = post_json(server.url + "/v1/completions", {"prompt": prompt, "n": 16, "max_tokens": 100_000})
         assert status == 400 and body["error"]["type"] == "invalid_request_error"
-        assert "`max_tokens` is 100000, more than this server allows: 512 (the model's context)" in body["error"]["message"]
+        message = body["error"]["message"]
+        assert "`max_tokens` is 100000, more than this server allows: 512 (the model's context)" in message
         assert server.stats["batches"] == 0  # refused before sampling
         assert post_json(server.url + "/v1/completions", {"prompt": prompt, "max_tokens": 4})[0] == 200
     finally:

@@ -416,3 +416,12 @@ def test_slow_uploads_and_slow_headers_cannot_lock_other_clients_out(model, prob
             thread.join(timeout=60)
     assert all(answers[i].startswith(b"HTTP/1.1 408") and b"within 5 s" in answers[i] for i in range(8)), answers
     assert answers[8] == answers[9] == b""  # headers never completed: closed without an answer
+
+
+def test_the_api_description_says_which_forms_of_the_key_are_accepted(model):
+    with RewardServer(ProcessReward(model), api_key=KEY) as server:
+        schema = json.loads(urllib.request.urlopen(server.url + "/openapi.json", timeout=30).read())
+    assert set(schema["components"]["securitySchemes"]) == {"bearer", "basic"}
+    assert schema["security"] == [{"bearer": []}, {"basic": []}]
+    assert "Authorization: Bearer KEY" in schema["info"]["description"]
+    assert "HTTP Basic" in schema["info"]["description"] and "OpenRLHF" in schema["info"]["description"]

@@ -37,7 +37,9 @@ Also:
 A FastAPI app on uvicorn (`prm.serving`): requests that arrive together are scored together
 (dynamic batching, `max_batch` solutions within `max_wait` seconds, in one `score_many` call;
 pairs scored before come from the reward's cache). With an API key (`--api-key` or
-`PRM_API_KEY`) every route but /health, /docs needs `Authorization: Bearer KEY` (401).
+`PRM_API_KEY`) every route but /health, /docs needs it (401), as `Authorization: Bearer KEY`
+or as the password of HTTP Basic auth, which is how OpenRLHF's client sends the key of a
+`--reward.remote_url http://rl:KEY@HOST:PORT/get_reward` (it sends no headers of its own).
 
 Errors, as `{"error": message}` (validation errors add FastAPI's `detail` list): a field of
 the wrong type or length, a text that is not valid Unicode (a lone surrogate), a query that
@@ -246,7 +248,8 @@ class RewardServer:
         else:
             parts = self.reward.evaluate(problems, responses, labels, scores=scores)
         rewards = [p.reward for p in parts]
-        logs = {"steps": [float(len(p.steps)) for p in parts], "unscored_steps": [float(p.unscored_steps) for p in parts]}
+        logs = {"steps": [float(len(p.steps)) for p in parts],
+                "unscored_steps": [float(p.unscored_steps) for p in parts]}
         if self.reward.process_weight:
             logs["process"] = [p.process for p in parts]
         if labels is not None:
