@@ -30,6 +30,14 @@ its own `completion_tokens` (`per_choice_tokens=False` answers like vLLM: totals
 only).
 `one_choice=True` answers like llama.cpp's server (`llama-cpp-python[server]`): it ignores `n`
 and samples one choice per request.
+
+`imitate` makes it answer like another server, so that clients are tested against what the
+real servers do (see `completers.openai_completer.SERVER_KINDS`): "prm-toolkit" (itself, the
+default: `seed` honoured, the same prompt and seed give the same text), "llama-cpp-python"
+(one choice per request, `owned_by: "me"`, and a seed that does not reproduce a sample: each
+request is sampled with a fresh random seed, as the real server's prompt-cache reuse makes
+the same seed give other text), "vllm" (token totals in `usage` only, `owned_by: "vllm"`,
+seeds honoured here although the real server only reproduces in its batch-invariant mode).
 """
 
 from __future__ import annotations
@@ -37,10 +45,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -52,6 +62,23 @@ from prm.errors import PromptTooLongError
 from prm.serving import INSTALL_HINT, Batcher, Metrics, RequestError, Runner, ServeConfig, ServeError, create_app
 
 COMPLETION_PATHS = ("/v1/completions", "/completions")
+
+
+@dataclass(frozen=True)
+class Imitation:
+    """How the server answers when it imitates a kind of server (`imitate`)."""
+
+    owned_by: str
+    one_choice: bool = False
+    per_choice_tokens: bool = True
+    honours_seed: bool = True
+
+
+IMITATIONS = {
+    "prm-toolkit": Imitation("prm-toolkit"),
+    "llama-cpp-python": Imitation("me", one_choice=True, per_choice_tokens=False, honours_seed=False),
+    "vllm": Imitation("vllm", per_choice_tokens=False),
+}
 
 
 # -- request and response models -------------------------------------------------------------
@@ -136,7 +163,8 @@ class CompletionServer:
     def __init__(self, completer: Completer, model_name: str, host: str = "127.0.0.1", port: int = 0, *,
                  fail_every: int = 0, fail_status: int = 503, truncate_every: int = 0, delay: float = 0.0,
                  max_batch_rows: int = 256, per_choice_tokens: bool = True, one_choice: bool = False,
-                 max_tokens: int | None = None, config: ServeConfig | None = None, **options: Any):
+                 max_tokens: int | None = None, imitate: str = "prm-toolkit", config: ServeConfig | None = None,
+                 **options: Any):
         options.setdefault("max_wait", 0.0)
         self.config = config or ServeConfig(host=host, port=port, max_batch=max_batch_rows, **options)
         self.completer = completer
@@ -145,8 +173,11 @@ class CompletionServer:
         self.fail_status = fail_status
         self.truncate_every = truncate_every
         self.delay = delay
-        self.per_choice_tokens = per_choice_tokens
-        self.one_choice = one_choice
+        if imitate not in IMITATIONS:
+            raise ServeError(f"--imitate must be one of {', '.join(IMITATIONS)}, got {imitate!r}")
+        self.imitation = IMITATIONS[imitate]
+        self.per_choice_tokens = per_choice_tokens and self.imitation.per_choice_tokens
+        self.one_choice = one_choice or self.imitation.one_choice
         context = getattr(completer, "max_length", None)
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
                                        or max_tokens < 1):
@@ -260,7 +291,8 @@ class CompletionServer:
 
     def _sample(self, jobs: list, key) -> list[tuple[list[list[Completion]], int]]:
         prompts = [p for job_prompts, _, _ in jobs for p in job_prompts]
-        seeds = [params.seed for job_prompts, params, _ in jobs for _ in job_prompts]
+        seeds = [params.seed if self.imitation.honours_seed else secrets.randbelow(1 << 31)
+                 for job_prompts, params, _ in jobs for _ in job_prompts]
         ns = [params.n for job_prompts, params, _ in jobs for _ in job_prompts]
         results = self.completer.complete_prompts(prompts, jobs[0][1], stop=list(jobs[0][2]), seeds=seeds, ns=ns)
         answers = []
@@ -286,7 +318,8 @@ class CompletionServer:
                      include_in_schema=path == COMPLETION_PATHS[0])(self.complete)
 
         async def models() -> dict:
-            return {"object": "list", "data": [{"id": self.model_name, "object": "model", "owned_by": "prm-toolkit"}]}
+            return {"object": "list", "data": [{"id": self.model_name, "object": "model",
+                                                "owned_by": self.imitation.owned_by}]}
 
         async def stats() -> dict:
             with self._lock:
@@ -378,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--truncate-every", type=int, default=0, metavar="K",
                         help="cut every K-th completion answer short on purpose (for tests)")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before answering (for tests)")
+    parser.add_argument("--imitate", choices=list(IMITATIONS), default="prm-toolkit",
+                        help="answer like this kind of server (n, usage, seeds, owned_by; for tests)")
     args = parser.parse_args(argv)
 
     try:
@@ -407,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = CompletionServer(completer, args.model, fail_every=args.fail_every, fail_status=args.fail_status,
                                   truncate_every=args.truncate_every, delay=args.delay, max_tokens=args.max_tokens,
-                                  config=config)
+                                  imitate=args.imitate, config=config)
     except ServeError as error:
         print(f"completers.server: error: {error}", file=sys.stderr)
         return 2

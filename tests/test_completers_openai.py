@@ -378,3 +378,50 @@ def test_a_server_that_ignores_n_is_asked_once_per_sample_with_derived_seeds(loc
         remote.close()
     finally:
         server.stop()
+
+
+def test_annotate_and_resume_through_a_server_that_ignores_seeds(local, tmp_path, capsys):
+    """Through a server whose seeds do not reproduce a sample (imitating llama-cpp-python's),
+    the completer knows it, `prm annotate` says once what a resume will do, every trace records
+    it, and a resume samples only the unfinished traces: the finished lines stay as written.
+    Through a reproducible server (the default imitation) nothing of this appears."""
+    from prm.app.cli import main
+
+    rows = [{"id": name, "problem": PROBLEM, "steps": STEPS[:2], "reference_answer": "10"} for name in "abcd"]
+    first_half, everything = tmp_path / "first-half.jsonl", tmp_path / "in.jsonl"
+    first_half.write_text("".join(json.dumps(row) + "\n" for row in rows[:2]))
+    everything.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "out.jsonl"
+    options = ["--n", "2", "--max-new-tokens", "8", "--no-progress"]
+    prompt = local.prompt_for(PROBLEM, STEPS[:1])
+    server = serve(local, imitate="llama-cpp-python")
+    try:
+        remote = client(server.url)
+        assert remote.reproducible is False and remote.server_kind.name == "llama-cpp-python"
+        once = SamplingParams(n=1, max_new_tokens=12, seed=4)
+        assert remote.complete_prompts([prompt], once) != remote.complete_prompts([prompt], once)  # seed ignored
+        # a run that stopped after two traces, as its output shows, then the same output resumed
+        assert main(["annotate", str(first_half), str(out), "--completer", server.url, *options]) == 0
+        err = capsys.readouterr().err
+        assert err.count("does not reproduce a sample from its seed") == 1
+        assert "(llama-cpp-python)" in err and "a resume re-samples the unfinished traces" in err
+        finished = out.read_text().splitlines()
+        assert main(["annotate", str(everything), str(out), "--completer", server.url, *options]) == 0
+        assert capsys.readouterr().err.count("does not reproduce a sample from its seed") == 1
+    finally:
+        server.stop()
+    lines = out.read_text().splitlines()
+    assert len(lines) == 4 and lines[:2] == finished  # nothing finished was sampled again
+    for line in lines:
+        assert json.loads(line)["meta"]["annotation"]["settings"]["samples_reproducible"] is False
+
+    server = serve(local)  # this project's own server: seeds reproduce
+    try:
+        assert client(server.url).reproducible is True
+        assert main(["annotate", str(everything), str(tmp_path / "seeded.jsonl"), "--completer", server.url,
+                     *options]) == 0
+    finally:
+        server.stop()
+    assert "does not reproduce" not in capsys.readouterr().err
+    for line in (tmp_path / "seeded.jsonl").read_text().splitlines():
+        assert "samples_reproducible" not in json.loads(line)["meta"]["annotation"]["settings"]
