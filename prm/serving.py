@@ -71,8 +71,8 @@ class ServeConfig:
     request_timeout: seconds a request may take once its body has arrived (503 after).
     read_timeout: seconds a client may take to send a request's headers (the connection is
     closed after) and, from then on, its whole body (408 after); a request still arriving
-    does not count toward max_pending, so slow uploads cannot lock others out. keep_alive: seconds an idle
-    connection stays open. backlog: connections the kernel queues before they are accepted.
+    does not count toward max_pending, so slow uploads cannot lock others out.
+    keep_alive: seconds an idle connection stays open. backlog: connections the kernel queues before they are accepted.
     shutdown_timeout: seconds a graceful shutdown (SIGTERM) waits for requests in flight.
     """
 

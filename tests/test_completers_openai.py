@@ -56,9 +56,10 @@ def test_completions_come_back_equal_to_the_local_sampler(local):
 
 
 def test_token_counts_come_from_usage_when_choices_do_not_carry_them(local):
-    server = serve(local, per_choice_tokens=False)  # answers like vLLM: totals in `usage` only
+    server = serve(local, imitate="vllm")  # answers like vLLM: totals in `usage` only
     try:
         remote = client(server.url, model="char-gpt2")
+        assert remote.reproducible is False and remote.server_kind.name == "vllm"  # by /v1/models' owned_by
         expected = local.complete_many(REQUESTS, PARAMS)
         results = remote.complete_many(REQUESTS, PARAMS)
         for got, want in zip(results, expected):
