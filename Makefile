@@ -18,6 +18,9 @@ install-test: install
 	# verl's DataProto and reward-manager registries for tests/test_rl_verl.py: verl's declared
 	# dependencies pull vLLM/CUDA, so verl and the few light modules its imports need, without deps.
 	$(PIP) install -q --no-deps $(VERL)
+	# OpenRLHF's reward client, to test the reward server with its real code (tests/test_rl_server.py);
+	# --no-deps: its declared dependencies (vllm, deepspeed, flash-attn...) are not needed for it.
+	$(PIP) install -q --no-deps openrlhf==0.11.2
 	# Headless Chromium for tests/test_view_browser.py (Debian packages; Selenium drives it through
 	# /usr/bin/chromedriver). Only as root with apt-get; if it fails, those tests skip and say why.
 	-if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! [ -x /usr/bin/chromedriver ]; then \

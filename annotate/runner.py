@@ -6,7 +6,12 @@ process at any moment loses at most the trace in progress: on restart the output
 back, a torn last line (a write cut short has no final newline) is dropped, the ids already
 done are skipped and the run carries on. Every trace's
 samples come from seeds derived from (run seed, trace id), so the resumed output equals an
-uninterrupted run's, apart from the wall-clock `seconds` fields.
+uninterrupted run's, apart from the wall-clock `seconds` fields: with every completer that
+reproduces a sample from its seed (the in-process ones, this project's server). Through a
+server that does not (`reproducible` is False: llama.cpp, vLLM, SGLang, see
+`completers.openai_completer`), each trace records `"samples_reproducible": false` in its
+settings, and a resume re-samples the traces that were not finished; finished traces are
+never sampled again, so nothing already written changes.
 
 `--shard i/n` keeps the traces whose id hashes to i (sha256 of the id, modulo n): each
 process decides alone, and a trace stays in its shard if the input is reordered or grows.
@@ -123,11 +128,18 @@ def run_settings(config: AnnotateConfig, completer_spec: str) -> dict:
     return {"completer": completer_spec, **config.settings()}
 
 
+def samples_reproducible(completer) -> bool:
+    """Whether `completer` gives the same samples for the same prompt and seed (in-process
+    completers do; an HTTP completer knows from its server's kind)."""
+    return bool(getattr(completer, "reproducible", True))
+
+
 def stored_settings(trace: Trace) -> dict | None:
     annotation = trace.meta.get("annotation") or {}
     if "settings" not in annotation:
         return None
-    return {"completer": annotation.get("completer"), **annotation["settings"]}
+    settings = {k: v for k, v in annotation["settings"].items() if k != "samples_reproducible"}  # a record
+    return {"completer": annotation.get("completer"), **settings}
 
 
 def open_output(out_path: str | os.PathLike) -> ResumableOutput:
@@ -156,6 +168,8 @@ def annotate_trace(trace: Trace, completer: "Completer", config: AnnotateConfig,
     except Exception as err:  # say which trace; the traces finished before it are kept
         raise RuntimeError(f"annotating trace {trace.id!r} failed: {type(err).__name__}: {err}") from err
     labelled.meta["annotation"]["completer"] = completer_spec if completer_spec is not None else completer.name
+    if not samples_reproducible(completer):
+        labelled.meta["annotation"]["settings"]["samples_reproducible"] = False
     return labelled
 
 

@@ -22,7 +22,19 @@ This is how annotation scales past one machine: start vLLM, SGLang or TGI (or
   answers one choice whatever `n` asks): when a request for n > 1 comes back with exactly one
   choice, the completer remembers it (`one_choice_per_request`) and asks for the other samples
   one request each, sample j with its own seed derived from the request's seed (`sample_seed`),
-  so the samples stay reproducible; with such a server every later request is split this way.
+  so the samples stay reproducible; with such a server every later request is split this way;
+- knows which server it talks to from `/v1/models` (`owned_by`, see `SERVER_KINDS`) and so
+  whether a seed reproduces a sample there (`reproducible`). Only this project's server does
+  (it samples in process, seeded): llama-cpp-python's server seeds its sampler per request
+  but reuses the key-value cache of the previous request's common prefix, and logits computed
+  through a cached prefix differ in their last bits from a fresh evaluation, so the same
+  prompt and seed can give other text (no request field turns the reuse off); llama.cpp's own
+  `llama-server` is sent `cache_prompt: false`, which its documentation names as the cause
+  of such differences, but its slots are still batched together; vLLM and SGLang honour a
+  per-request seed but are reproducible only in their batch-invariant / deterministic modes
+  (`VLLM_BATCH_INVARIANT=1`, `--enable-deterministic-inference`), which a client cannot see.
+  `prm annotate` records a completer that is not reproducible in its output and says what
+  that means for a resume.
 
 Uses only the standard library (urllib), so it adds no dependency.
 """
@@ -41,6 +53,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from completers.base import Completer, Completion, SamplingParams, per_prompt
 from completers.text import PromptBuilder, cut_at_stop, normalize_stop, prompt_builder
@@ -54,6 +67,28 @@ TOO_LONG_STATUSES = {400, 413, 422}
 TOO_LONG_CODE = "context_length_exceeded"
 TOO_LONG_TEXT = re.compile(r"context length|context window|maximum context|too long|"
                            r"must have less than \d+ (input )?tokens|reads at most", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    """What an OpenAI-compatible server does with a request's `seed` (see the module docstring):
+    `reproducible` when the same prompt and seed always give the same text; `extra`: fields
+    sent with every completion request to that kind of server."""
+
+    name: str
+    reproducible: bool
+    extra: tuple[tuple[str, object], ...] = ()
+
+
+# by the `owned_by` of the models in the server's /v1/models answer
+SERVER_KINDS = {
+    "prm-toolkit": ServerKind("prm-toolkit", reproducible=True),
+    "me": ServerKind("llama-cpp-python", reproducible=False),
+    "llamacpp": ServerKind("llama.cpp", reproducible=False, extra=(("cache_prompt", False),)),
+    "vllm": ServerKind("vllm", reproducible=False),
+    "sglang": ServerKind("sglang", reproducible=False),
+}
+UNKNOWN_SERVER = ServerKind("unknown", reproducible=False)
 
 
 class CompletionError(RuntimeError):
@@ -111,6 +146,7 @@ class OpenAICompleter(Completer):
         self._turn = itertools.count()
         self._pool: ThreadPoolExecutor | None = None
         self.one_choice_per_request = False  # set when a server answers one choice to n > 1
+        self.server_kind: ServerKind | None = None  # read from /v1/models (see `reproducible`)
 
     # -- the Completer interface --------------------------------------------------------
 
@@ -133,17 +169,27 @@ class OpenAICompleter(Completer):
             for future in futures:
                 future.cancel()
 
+    @property
+    def reproducible(self) -> bool:
+        """Whether the same prompt and seed give the same samples on this completer's servers
+        (their kind, read from /v1/models once: see the module docstring)."""
+        if self.server_kind is None:
+            self.list_models()
+        return self.server_kind.reproducible
+
     def list_models(self) -> list[str]:
         """The model names the first reachable endpoint serves (GET /v1/models), trying the
-        endpoints in turn and retrying like a completion request."""
+        endpoints in turn and retrying like a completion request; notes the server's kind."""
         errors: list[str] = []
         for attempt in range(self.max_retries + 1):
             for url in self.endpoints:
                 try:
                     request = urllib.request.Request(url + "/models", headers=self._headers())
                     with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                        models = [m["id"] for m in json.load(response).get("data", [])]
+                        listed = json.load(response).get("data", [])
+                    models = [m["id"] for m in listed]
                     if models:
+                        self.server_kind = SERVER_KINDS.get(listed[0].get("owned_by"), UNKNOWN_SERVER)
                         return models
                     errors.append(f"{url}/models lists no model")
                 except (OSError, ValueError, KeyError, TypeError, AttributeError,
@@ -180,6 +226,7 @@ class OpenAICompleter(Completer):
                 "top_p": params.top_p, "max_tokens": params.max_new_tokens}
         if seed is not None:
             body["seed"] = seed
+        body.update((self.server_kind or UNKNOWN_SERVER).extra)
         if stops:
             body["stop"] = list(stops)
         data = json.dumps(body).encode()

@@ -6,7 +6,10 @@ It lets `OpenAICompleter` be tested (and used) against a real server on this mac
 serves the tiny model to other machines without vLLM. A FastAPI app on uvicorn
 (`prm.serving`, shared with the reward server): pydantic models for the bodies, the OpenAPI
 description at `/docs`, Prometheus metrics at `/metrics`, an optional API key (`--api-key`
-or `PRM_API_KEY`: `Authorization: Bearer KEY`, 401 without it), body and request limits.
+or `PRM_API_KEY`: `Authorization: Bearer KEY` as OpenAI's clients send it, or HTTP Basic
+auth with the key as the password; 401 without it), body and request limits, a deadline on
+receiving a request (`read_timeout`), and `max_tokens` capped at the model's context or
+`--max-tokens` (400 above).
 Requests that arrive together are sampled together: the batcher takes every queued request
 with the same sampling settings (up to `max_batch_rows` rows, waiting `max_wait` seconds,
 0 by default) and hands them to the completer in one call, so the prefixes of one trace sent
@@ -27,6 +30,14 @@ its own `completion_tokens` (`per_choice_tokens=False` answers like vLLM: totals
 only).
 `one_choice=True` answers like llama.cpp's server (`llama-cpp-python[server]`): it ignores `n`
 and samples one choice per request.
+
+`imitate` makes it answer like another server, so that clients are tested against what the
+real servers do (see `completers.openai_completer.SERVER_KINDS`): "prm-toolkit" (itself, the
+default: `seed` honoured, the same prompt and seed give the same text), "llama-cpp-python"
+(one choice per request, `owned_by: "me"`, and a seed that does not reproduce a sample: each
+request is sampled with a fresh random seed, as the real server's prompt-cache reuse makes
+the same seed give other text), "vllm" (token totals in `usage` only, `owned_by: "vllm"`,
+seeds honoured here although the real server only reproduces in its batch-invariant mode).
 """
 
 from __future__ import annotations
@@ -34,10 +45,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -49,6 +62,23 @@ from prm.errors import PromptTooLongError
 from prm.serving import INSTALL_HINT, Batcher, Metrics, RequestError, Runner, ServeConfig, ServeError, create_app
 
 COMPLETION_PATHS = ("/v1/completions", "/completions")
+
+
+@dataclass(frozen=True)
+class Imitation:
+    """How the server answers when it imitates a kind of server (`imitate`)."""
+
+    owned_by: str
+    one_choice: bool = False
+    per_choice_tokens: bool = True
+    honours_seed: bool = True
+
+
+IMITATIONS = {
+    "prm-toolkit": Imitation("prm-toolkit"),
+    "llama-cpp-python": Imitation("me", one_choice=True, per_choice_tokens=False, honours_seed=False),
+    "vllm": Imitation("vllm", per_choice_tokens=False),
+}
 
 
 # -- request and response models -------------------------------------------------------------
@@ -126,12 +156,14 @@ class CompletionServer:
     Use as a context manager, or call `start()` and `stop()`. `port=0` picks a free port;
     `url` tells which. `model_name` is what /v1/models lists. config, or `ServeConfig` fields
     as keywords (api_key, max_wait, max_body_bytes, max_queries, max_query_chars, ...).
+    max_tokens: the most `max_tokens` a request may ask for (400 above); by default the
+    model's context (`completer.max_length`), since no sample can be longer.
     """
 
     def __init__(self, completer: Completer, model_name: str, host: str = "127.0.0.1", port: int = 0, *,
                  fail_every: int = 0, fail_status: int = 503, truncate_every: int = 0, delay: float = 0.0,
                  max_batch_rows: int = 256, per_choice_tokens: bool = True, one_choice: bool = False,
-                 config: ServeConfig | None = None,
+                 max_tokens: int | None = None, imitate: str = "prm-toolkit", config: ServeConfig | None = None,
                  **options: Any):
         options.setdefault("max_wait", 0.0)
         self.config = config or ServeConfig(host=host, port=port, max_batch=max_batch_rows, **options)
@@ -141,8 +173,17 @@ class CompletionServer:
         self.fail_status = fail_status
         self.truncate_every = truncate_every
         self.delay = delay
-        self.per_choice_tokens = per_choice_tokens
-        self.one_choice = one_choice
+        if imitate not in IMITATIONS:
+            raise ServeError(f"--imitate must be one of {', '.join(IMITATIONS)}, got {imitate!r}")
+        self.imitation = IMITATIONS[imitate]
+        self.per_choice_tokens = per_choice_tokens and self.imitation.per_choice_tokens
+        self.one_choice = one_choice or self.imitation.one_choice
+        context = getattr(completer, "max_length", None)
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
+                                       or max_tokens < 1):
+            raise ServeError(f"--max-tokens must be a positive whole number, got {max_tokens!r}")
+        self.max_tokens = max_tokens or context
+        self.max_tokens_reason = "--max-tokens" if max_tokens else "the model's context"
         self.stats = {"requests": 0, "completed": 0, "failed": 0, "truncated": 0, "in_flight": 0,
                       "max_in_flight": 0, "batches": 0}
         self._lock = threading.Lock()
@@ -215,6 +256,9 @@ class CompletionServer:
             if len(prompt) > self.config.max_query_chars:
                 raise RequestError(f"`prompt[{i}]` has {len(prompt)} characters, more than "
                                    f"{self.config.max_query_chars}", 413)
+        if body.max_tokens is not None and self.max_tokens and body.max_tokens > self.max_tokens:
+            raise RequestError(f"`max_tokens` is {body.max_tokens}, more than this server allows: {self.max_tokens} "
+                               f"({self.max_tokens_reason})", 400)
         n = 1 if body.n is None or self.one_choice else body.n
         params = SamplingParams(n=n, temperature=1.0 if body.temperature is None else body.temperature,
                                 top_p=1.0 if body.top_p is None else body.top_p,
@@ -247,7 +291,8 @@ class CompletionServer:
 
     def _sample(self, jobs: list, key) -> list[tuple[list[list[Completion]], int]]:
         prompts = [p for job_prompts, _, _ in jobs for p in job_prompts]
-        seeds = [params.seed for job_prompts, params, _ in jobs for _ in job_prompts]
+        seeds = [params.seed if self.imitation.honours_seed else secrets.randbelow(1 << 31)
+                 for job_prompts, params, _ in jobs for _ in job_prompts]
         ns = [params.n for job_prompts, params, _ in jobs for _ in job_prompts]
         results = self.completer.complete_prompts(prompts, jobs[0][1], stop=list(jobs[0][2]), seeds=seeds, ns=ns)
         answers = []
@@ -273,7 +318,8 @@ class CompletionServer:
                      include_in_schema=path == COMPLETION_PATHS[0])(self.complete)
 
         async def models() -> dict:
-            return {"object": "list", "data": [{"id": self.model_name, "object": "model", "owned_by": "prm-toolkit"}]}
+            return {"object": "list", "data": [{"id": self.model_name, "object": "model",
+                                                "owned_by": self.imitation.owned_by}]}
 
         async def stats() -> dict:
             with self._lock:
@@ -346,7 +392,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed at start)")
     parser.add_argument("--api-key", default=None, metavar="KEY",
-                        help="require `Authorization: Bearer KEY` (default: $PRM_API_KEY; none: open)")
+                        help="require the key: `Authorization: Bearer KEY` (OpenAI's clients) or HTTP Basic "
+                             "auth with it as the password (default: $PRM_API_KEY; none: open)")
+    parser.add_argument("--max-tokens", type=int, default=None, metavar="N",
+                        help="most tokens a request may ask for (400 above; default: the model's context)")
+    parser.add_argument("--read-timeout", type=float, default=ServeConfig.read_timeout,
+                        help="seconds a client may take to send a request (headers, then body; 408 after)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--batch-size", type=int, default=128, help="sequences decoded together")
@@ -360,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--truncate-every", type=int, default=0, metavar="K",
                         help="cut every K-th completion answer short on purpose (for tests)")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before answering (for tests)")
+    parser.add_argument("--imitate", choices=list(IMITATIONS), default="prm-toolkit",
+                        help="answer like this kind of server (n, usage, seeds, owned_by; for tests)")
     args = parser.parse_args(argv)
 
     try:
@@ -371,8 +424,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         config = ServeConfig(host=args.host, port=args.port, api_key=args.api_key, max_wait=args.max_wait,
-                             request_timeout=args.request_timeout, max_batch=256)
+                             request_timeout=args.request_timeout, read_timeout=args.read_timeout, max_batch=256)
         config.listen(warn=False).close()  # a bad address is one line before the model loads
+        if args.max_tokens is not None and args.max_tokens < 1:
+            raise ServeError(f"--max-tokens must be positive, got {args.max_tokens}")
     except ServeError as error:
         print(f"completers.server: error: {error}", file=sys.stderr)
         return 2
@@ -386,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     completer = TransformersCompleter(args.model, device=args.device, batch_size=args.batch_size)
     try:
         server = CompletionServer(completer, args.model, fail_every=args.fail_every, fail_status=args.fail_status,
-                                  truncate_every=args.truncate_every, delay=args.delay, config=config)
+                                  truncate_every=args.truncate_every, delay=args.delay, max_tokens=args.max_tokens,
+                                  imitate=args.imitate, config=config)
     except ServeError as error:
         print(f"completers.server: error: {error}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ nothing in the base layer imports it, so `import prm` never imports FastAPI.
 Why some of it is written here rather than taken from FastAPI/uvicorn:
 - the guard is one pure ASGI middleware: it must answer before a body is read (413 from the
   Content-Length, 401 before anything), and count what uvicorn refuses itself (malformed
-  HTTP, see `_counting_h11`);
+  HTTP, see `_h11_protocol`);
 - the body is parsed once with the standard library first so that a hostile body (5,000
   nested levels, a 5,000-digit number, bytes that are not UTF-8) is a 400 naming what is
   wrong, not a 500;
@@ -21,6 +21,8 @@ Why some of it is written here rather than taken from FastAPI/uvicorn:
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import collections
 import concurrent.futures
 import ipaddress
@@ -41,6 +43,10 @@ logger = logging.getLogger(__name__)
 INSTALL_HINT = "the servers need FastAPI and uvicorn: pip install 'prm-toolkit[serve]'"
 # paths answered without an API key: liveness probes and the API's own description
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+KEY_FORMS = ("This server has an API key. Send it as `Authorization: Bearer KEY`, or as the password of "
+             "HTTP Basic auth (any user name): clients that take credentials from the URL, such as "
+             "OpenRLHF's, send `http://USER:KEY@HOST:PORT/...` that way. "
+             f"Open without it: {', '.join(sorted(OPEN_PATHS))}.")
 
 
 class ServeError(ValueError):
@@ -52,15 +58,21 @@ class ServeConfig:
     """How a server listens, batches and what it accepts (both servers' options, one source).
 
     host, port: where to listen (port 0 picks a free port). api_key: when set, every request
-    but `OPEN_PATHS` needs `Authorization: Bearer KEY` (401 otherwise); `PRM_API_KEY` is read
-    when it is None. max_batch: most items (solutions, or sampled rows) in one model call;
+    but `OPEN_PATHS` needs the key, as `Authorization: Bearer KEY` or as the password of HTTP
+    Basic auth (`http://user:KEY@host/...` in clients that take credentials from the URL,
+    such as OpenRLHF's; the user name is ignored), 401 otherwise; `PRM_API_KEY` is read when
+    it is None. An empty or blank key (`--api-key "$UNSET"`) is an error, not an open
+    server. max_batch: most items (solutions, or sampled rows) in one model call;
     max_wait: seconds the batcher waits for more requests after the first (0: take what is
     queued). max_body_bytes: largest request body (413). max_queries, max_query_chars,
     max_steps: most texts per request, characters per text, steps per solution (413).
     max_pending: requests being answered at once; more get 503 with Retry-After.
     max_connections: open connections; more get 503 (uvicorn's limit_concurrency).
-    request_timeout: seconds a request may take (503 after). keep_alive: seconds an idle
-    connection stays open. backlog: connections the kernel queues before they are accepted.
+    request_timeout: seconds a request may take once its body has arrived (503 after).
+    read_timeout: seconds a client may take to send a request's headers (the connection is
+    closed after) and, from then on, its whole body (408 after); a request still arriving
+    does not count toward max_pending, so slow uploads cannot lock others out.
+    keep_alive: seconds an idle connection stays open. backlog: connections the kernel queues before they are accepted.
     shutdown_timeout: seconds a graceful shutdown (SIGTERM) waits for requests in flight.
     """
 
@@ -76,13 +88,19 @@ class ServeConfig:
     max_pending: int = 1024
     max_connections: int = 2048
     request_timeout: float = 600.0
+    read_timeout: float = 60.0
     keep_alive: float = 5.0
     backlog: int = 2048
     shutdown_timeout: float = 60.0
 
     def __post_init__(self):
-        if self.api_key is None:
-            self.api_key = os.environ.get("PRM_API_KEY") or None
+        flag = "--api-key"
+        if self.api_key is None and "PRM_API_KEY" in os.environ:
+            self.api_key, flag = os.environ["PRM_API_KEY"], "PRM_API_KEY"
+        if self.api_key is not None:
+            if not isinstance(self.api_key, str) or not self.api_key.strip():
+                raise ServeError(f"{flag} is empty: give a key, or leave {flag} out to serve without one")
+            self.api_key = self.api_key.strip()
         for field in fields(self):
             if field.name in ("host", "api_key"):
                 continue
@@ -97,7 +115,7 @@ class ServeConfig:
         if self.port > 65535:
             raise ServeError(f"--port must be between 0 and 65535, got {self.port}")
         if self.api_key is not None and not self.api_key.isprintable():
-            raise ServeError("--api-key must be printable text (it travels in an HTTP header)")
+            raise ServeError(f"{flag} must be printable text (it travels in an HTTP header)")
 
     def listen(self, warn: bool = True) -> socket.socket:
         """A listening socket on host:port, or one `ServeError` line saying why not. warn: log a
@@ -322,7 +340,11 @@ def create_app(*, title: str, description: str, config: ServeConfig, metrics: Me
     from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException
 
+    if config.api_key:
+        description += ("\n\n" + KEY_FORMS)
     app = FastAPI(title=title, description=description)
+    if config.api_key:
+        _publish_key_forms(app)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError):
@@ -355,6 +377,25 @@ def create_app(*, title: str, description: str, config: ServeConfig, metrics: Me
     return app
 
 
+def _publish_key_forms(app) -> None:
+    """Declare both accepted forms of the key in the OpenAPI description (/docs shows an
+    Authorize button for each); the guard, not FastAPI, checks them."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer KEY"},
+                "basic": {"type": "http", "scheme": "basic", "description": "any user name, the key as password"}}
+            schema["security"] = [{"bearer": []}, {"basic": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
 class _Guard:
     """Pure ASGI middleware in front of every route: API key, Content-Length, body size,
     JSON content type and well-formed JSON object, bounded concurrency, request timeout,
@@ -366,7 +407,7 @@ class _Guard:
         # the app's paths (built with the first request, when every route is added): metric
         # labels are these or "other", so random paths cannot grow the series without bound
         self.known_paths = {getattr(route, "path", None) for route in router.routes}
-        self.key = config.api_key.encode() if config.api_key else None
+        self.key = config.api_key.encode("utf-8") if config.api_key else None
         self.pending = 0
 
     async def __call__(self, scope, receive, send):
@@ -382,13 +423,18 @@ class _Guard:
             await send(message)
 
         started = time.perf_counter()
-        self.pending += 1
+        counted = False  # toward max_pending: only once the whole body is in
         self.metrics.in_flight.inc()
         try:
             refusal, receive = await self._check(scope, receive, path, method)
+            if refusal is None and self.pending >= self.config.max_pending:
+                refusal = (503, f"the server is answering {self.config.max_pending} requests; try again",
+                           {"retry-after": "1"})
             if refusal is not None:
                 await self._answer(send_and_watch, *refusal)
             else:
+                self.pending += 1
+                counted = True
                 try:
                     await asyncio.wait_for(self.app(scope, receive, send_and_watch), self.config.request_timeout)
                 except asyncio.TimeoutError:
@@ -396,7 +442,7 @@ class _Guard:
                         await self._answer(send_and_watch, 503, f"the request took more than "
                                            f"{self.config.request_timeout:g} s", {"retry-after": "1"})
         finally:
-            self.pending -= 1
+            self.pending -= counted
             self.metrics.in_flight.dec()
             if not status[0]:  # no answer started: the app failed or the client left
                 self._record(method, path, 500, started)
@@ -415,14 +461,10 @@ class _Guard:
         for name, value in scope["headers"]:
             headers[name.decode("latin-1").lower()] = value.decode("latin-1")
         if self.key is not None and path not in OPEN_PATHS:
-            given = headers.get("authorization", "")
-            scheme, _, token = given.partition(" ")
-            if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), self.key):
-                return (401, "a valid API key is required: Authorization: Bearer KEY",
-                        {"www-authenticate": "Bearer"}), receive
-        if self.pending > self.config.max_pending:
-            return (503, f"the server is answering {self.config.max_pending} requests; try again",
-                    {"retry-after": "1"}), receive
+            given = _credential(headers.get("authorization", ""))
+            if not secrets.compare_digest(given, self.key):
+                return (401, "a valid API key is required: Authorization: Bearer KEY, or HTTP Basic auth "
+                             "with the key as the password", {"www-authenticate": 'Bearer, Basic realm="prm"'}), receive
         if method not in ("POST", "PUT", "PATCH"):
             return None, receive
         length = headers.get("content-length")
@@ -435,17 +477,13 @@ class _Guard:
         if kind != "application/json" and not kind.endswith("+json"):
             return (415, f"the request body must be JSON (Content-Type: application/json), "
                          f"got {kind or 'no Content-Type'!r}", None), receive
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return (400, "the client left before sending the whole body", None), receive
-            body += message.get("body", b"")
-            if len(body) > self.config.max_body_bytes:
-                return (413, f"the request body has more than {self.config.max_body_bytes} bytes",
-                        {"connection": "close"}), receive
-            if not message.get("more_body"):
-                break
+        try:
+            body = await asyncio.wait_for(self._read_body(receive), self.config.read_timeout)
+        except asyncio.TimeoutError:
+            return (408, f"the request body did not arrive within {self.config.read_timeout:g} s",
+                    {"connection": "close"}), receive
+        if isinstance(body, tuple):
+            return body, receive
         problem = _json_problem(bytes(body))
         if problem:
             return (400, problem, None), receive
@@ -460,12 +498,44 @@ class _Guard:
 
         return None, replay
 
+    async def _read_body(self, receive) -> bytes | tuple:
+        """The whole request body, or the (status, message, headers) refusing it."""
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return 400, "the client left before sending the whole body", None
+            body += message.get("body", b"")
+            if len(body) > self.config.max_body_bytes:
+                return (413, f"the request body has more than {self.config.max_body_bytes} bytes",
+                        {"connection": "close"})
+            if not message.get("more_body"):
+                return bytes(body)
+
     async def _answer(self, send, status: int, message: str, headers: dict | None = None) -> None:
         data = json.dumps(self.error_body(status, message, None)).encode()
         raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
         raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": data})
+
+
+def _credential(authorization: str) -> bytes:
+    """The key an Authorization header carries: a Bearer token, or the password of HTTP Basic
+    auth (the user name is ignored); b"" when it carries none. `authorization` is the header
+    as latin-1, so the bytes compared are the bytes sent."""
+    scheme, _, value = authorization.strip().partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == "bearer":
+        return value.encode("latin-1")
+    if scheme == "basic":
+        try:
+            user_and_password = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return b""
+        _, colon, password = user_and_password.partition(b":")
+        return password if colon else b""
+    return b""
 
 
 def _json_problem(body: bytes) -> str | None:
@@ -486,17 +556,55 @@ def _json_problem(body: bytes) -> str | None:
 
 # -- running it ------------------------------------------------------------------------------
 
-def _counting_h11(on_bad_request: Callable[[], None]):
-    """uvicorn's h11 protocol, counting the malformed requests it answers with 400 itself
-    (a negative Content-Length never reaches the app)."""
+def _h11_protocol(on_bad_request: Callable[[], None], read_timeout: float):
+    """uvicorn's h11 protocol, counting the malformed requests it answers with 400 itself (a
+    negative Content-Length never reaches the app), and closing a connection whose request
+    headers are not complete `read_timeout` seconds after it opened or after its last answer
+    (uvicorn has no such deadline: a client trickling headers would hold its connection for
+    ever). The body's deadline is the guard's (it answers 408)."""
+    import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class CountingH11(H11Protocol):
+    class GuardedH11(H11Protocol):
+        header_deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm_header_deadline()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is not h11.IDLE:  # the headers are in
+                self._disarm_header_deadline()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+                self._arm_header_deadline()  # the next request's headers
+
+        def connection_lost(self, exc) -> None:
+            self._disarm_header_deadline()
+            super().connection_lost(exc)
+
         def send_400_response(self, msg: str) -> None:
             on_bad_request()
             super().send_400_response(msg)
 
-    return CountingH11
+        def _arm_header_deadline(self) -> None:
+            self._disarm_header_deadline()
+            self.header_deadline = self.loop.call_later(read_timeout, self._headers_too_slow)
+
+        def _disarm_header_deadline(self) -> None:
+            if self.header_deadline is not None:
+                self.header_deadline.cancel()
+                self.header_deadline = None
+
+        def _headers_too_slow(self) -> None:
+            self.header_deadline = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+    return GuardedH11
 
 
 class Runner:
@@ -510,8 +618,8 @@ class Runner:
         host, port = self.sock.getsockname()[:2]
         self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # kept after stop()
         self.uvicorn = uvicorn.Server(uvicorn.Config(
-            app, http=_counting_h11(on_bad_request), log_level="warning", access_log=False, lifespan="on",
-            limit_concurrency=config.max_connections, timeout_keep_alive=max(1, int(config.keep_alive)),
+            app, http=_h11_protocol(on_bad_request, config.read_timeout), log_level="warning", access_log=False,
+            lifespan="on", limit_concurrency=config.max_connections, timeout_keep_alive=max(1, int(config.keep_alive)),
             timeout_graceful_shutdown=int(config.shutdown_timeout), backlog=config.backlog))
         self._thread: threading.Thread | None = None
 

@@ -1,4 +1,5 @@
-"""Shared test set-up: a sane thread count, offline hubs, and the path to ../shared/data."""
+"""Shared test set-up: a sane thread count, offline hubs, no API key from the shell, and the path
+to ../shared/data."""
 
 import os
 from pathlib import Path
@@ -9,6 +10,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The servers read their API key from PRM_API_KEY when none is given: a key in the developer's
+# shell would make every test server (and every `prm serve-reward` a test starts) answer 401.
+# Tests that want a key set it themselves (monkeypatch, or a subprocess's env).
+os.environ.pop("PRM_API_KEY", None)
 
 try:  # one thread per test process: the machine has 2 cores shared with everything else
     import torch

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -18,6 +19,7 @@ from completers.transformers_completer import TransformersCompleter
 from helpers.completers import PROBLEM, STEPS, build_char_gpt2
 
 PARAMS = SamplingParams(n=3, max_new_tokens=12, seed=4)
+KEY = "test-key-0123456789"
 REQUESTS = [CompletionRequest(PROBLEM, STEPS[:k]) for k in range(4)]
 
 
@@ -54,9 +56,10 @@ def test_completions_come_back_equal_to_the_local_sampler(local):
 
 
 def test_token_counts_come_from_usage_when_choices_do_not_carry_them(local):
-    server = serve(local, per_choice_tokens=False)  # answers like vLLM: totals in `usage` only
+    server = serve(local, imitate="vllm")  # answers like vLLM: totals in `usage` only
     try:
         remote = client(server.url, model="char-gpt2")
+        assert remote.reproducible is False and remote.server_kind.name == "vllm"  # by /v1/models' owned_by
         expected = local.complete_many(REQUESTS, PARAMS)
         results = remote.complete_many(REQUESTS, PARAMS)
         for got, want in zip(results, expected):
@@ -163,7 +166,8 @@ def test_concurrency_bound_is_respected(local, bound):
 
 def test_server_command_serves_models_and_completions(model_dir, local):
     process = subprocess.Popen([sys.executable, "-m", "completers.server", "--model", model_dir, "--port", "0",
-                                "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                "--threads", "1", "--max-tokens", "64"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         deadline = time.time() + 60
         line = ""
@@ -175,9 +179,67 @@ def test_server_command_serves_models_and_completions(model_dir, local):
             assert json.load(response)["data"][0]["id"] == model_dir
         remote = client(base)
         assert remote.complete_many(REQUESTS[:2], PARAMS) == local.complete_many(REQUESTS[:2], PARAMS)
+        with pytest.raises(CompletionError, match="`max_tokens` is 65, more than this server allows: 64"):
+            remote.complete_many(REQUESTS[:1], SamplingParams(n=1, max_new_tokens=65))
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_max_tokens_past_the_model_s_context_or_the_limit_is_a_400(local):
+    """n=16, max_tokens=100000 for a model of 512 positions is refused at once, not sampled."""
+    prompt = local.prompt_for(PROBLEM, STEPS[:1])
+    server = serve(local)
+    try:
+        status, body = post_json(server.url + "/v1/completions", {"prompt": prompt, "n": 16, "max_tokens": 100_000})
+        assert status == 400 and body["error"]["type"] == "invalid_request_error"
+        message = body["error"]["message"]
+        assert "`max_tokens` is 100000, more than this server allows: 512 (the model's context)" in message
+        assert server.stats["batches"] == 0  # refused before sampling
+        assert post_json(server.url + "/v1/completions", {"prompt": prompt, "max_tokens": 4})[0] == 200
+    finally:
+        server.stop()
+    server = serve(local, max_tokens=8)
+    try:
+        status, body = post_json(server.url + "/v1/completions", {"prompt": prompt, "max_tokens": 9})
+        assert status == 400 and "more than this server allows: 8 (--max-tokens)" in body["error"]["message"]
+        assert post_json(server.url + "/v1/completions", {"prompt": prompt, "max_tokens": 8})[0] == 200
+    finally:
+        server.stop()
+
+
+def post_json(url: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def test_the_openai_package_completes_through_a_keyed_server_with_bearer(local):
+    """The real `openai` client (Authorization: Bearer) against the server with a key: the
+    same samples as in process, its models list, and its own error types for a wrong key and
+    a max_tokens past the model's context."""
+    import openai
+
+    prompt = local.prompt_for(PROBLEM, STEPS[:1])
+    server = serve(local, api_key=KEY)
+    try:
+        api = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0, timeout=60)
+        answer = api.completions.create(model="char-gpt2", prompt=prompt, n=3, max_tokens=12, seed=4)
+        expected = local.complete_prompts([prompt], PARAMS)[0]
+        assert [c.text for c in answer.choices] == [c.text for c in expected]
+        assert answer.usage.completion_tokens == sum(c.tokens for c in expected)
+        assert [m.id for m in api.models.list().data] == ["char-gpt2"]
+        wrong = openai.OpenAI(base_url=server.url + "/v1", api_key="wrong", max_retries=0, timeout=60)
+        with pytest.raises(openai.AuthenticationError):
+            wrong.completions.create(model="char-gpt2", prompt=prompt, max_tokens=4)
+        with pytest.raises(openai.BadRequestError, match="max_tokens"):
+            api.completions.create(model="char-gpt2", prompt=prompt, max_tokens=100_000)
+    finally:
+        server.stop()
 
 
 # -- reliability: responses cut short, prompts too long, a server that is down or late ----------
@@ -317,3 +379,50 @@ def test_a_server_that_ignores_n_is_asked_once_per_sample_with_derived_seeds(loc
         remote.close()
     finally:
         server.stop()
+
+
+def test_annotate_and_resume_through_a_server_that_ignores_seeds(local, tmp_path, capsys):
+    """Through a server whose seeds do not reproduce a sample (imitating llama-cpp-python's),
+    the completer knows it, `prm annotate` says once what a resume will do, every trace records
+    it, and a resume samples only the unfinished traces: the finished lines stay as written.
+    Through a reproducible server (the default imitation) nothing of this appears."""
+    from prm.app.cli import main
+
+    rows = [{"id": name, "problem": PROBLEM, "steps": STEPS[:2], "reference_answer": "10"} for name in "abcd"]
+    first_half, everything = tmp_path / "first-half.jsonl", tmp_path / "in.jsonl"
+    first_half.write_text("".join(json.dumps(row) + "\n" for row in rows[:2]))
+    everything.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "out.jsonl"
+    options = ["--n", "2", "--max-new-tokens", "8", "--no-progress"]
+    prompt = local.prompt_for(PROBLEM, STEPS[:1])
+    server = serve(local, imitate="llama-cpp-python")
+    try:
+        remote = client(server.url)
+        assert remote.reproducible is False and remote.server_kind.name == "llama-cpp-python"
+        once = SamplingParams(n=1, max_new_tokens=12, seed=4)
+        assert remote.complete_prompts([prompt], once) != remote.complete_prompts([prompt], once)  # seed ignored
+        # a run that stopped after two traces, as its output shows, then the same output resumed
+        assert main(["annotate", str(first_half), str(out), "--completer", server.url, *options]) == 0
+        err = capsys.readouterr().err
+        assert err.count("does not reproduce a sample from its seed") == 1
+        assert "(llama-cpp-python)" in err and "a resume re-samples the unfinished traces" in err
+        finished = out.read_text().splitlines()
+        assert main(["annotate", str(everything), str(out), "--completer", server.url, *options]) == 0
+        assert capsys.readouterr().err.count("does not reproduce a sample from its seed") == 1
+    finally:
+        server.stop()
+    lines = out.read_text().splitlines()
+    assert len(lines) == 4 and lines[:2] == finished  # nothing finished was sampled again
+    for line in lines:
+        assert json.loads(line)["meta"]["annotation"]["settings"]["samples_reproducible"] is False
+
+    server = serve(local)  # this project's own server: seeds reproduce
+    try:
+        assert client(server.url).reproducible is True
+        assert main(["annotate", str(everything), str(tmp_path / "seeded.jsonl"), "--completer", server.url,
+                     *options]) == 0
+    finally:
+        server.stop()
+    assert "does not reproduce" not in capsys.readouterr().err
+    for line in (tmp_path / "seeded.jsonl").read_text().splitlines():
+        assert "samples_reproducible" not in json.loads(line)["meta"]["annotation"]["settings"]

@@ -17,7 +17,7 @@ from prm.aggregate import aggregate
 from prm.reward.model import RewardModel, RewardModelOptions
 from prm.reward.scorer import StepScorer
 from prm.rl.dense import dense_rewards
-from prm.rl.rewards import ProcessReward, outcome_reward
+from prm.rl.rewards import ProcessReward, outcome_reward, unscored_as_worst
 from prm.rl.text import QuerySplitter, completion_text, problem_from_prompt, split_steps, step_spans
 
 
@@ -122,6 +122,27 @@ def test_conversational_completions_and_outcome_only(model, problem):
                    answer=[str(problem.answer)] * 2) == [1.0, 0.0]
     empty = reward(["Question: q\nAnswer:\n"], [""])
     assert empty == [0.0]  # no step: empty_score
+
+
+def test_steps_past_max_length_count_as_the_worst_step_in_trl_s_path(model, problem):
+    """`ProcessReward` called as TRL calls it: a wrong step hidden behind filler, past the
+    scorer's max_length, counts as the worst step (0), as on the reward server
+    (tests/test_rl_server.py checks both paths agree); it cannot raise a reward."""
+    prompt = plain_prompt(problem.question, [])
+    honest = "\n".join(problem.steps + [f"#### {problem.answer}"])
+    hidden = "\n".join(problem.steps[:-1] + [problem.steps[0]] * 60  # far past max_length (512)
+                       + [problem.steps[-1] + " plus 7 is 1000", f"#### {problem.answer}"])
+    for how in ("min", "prod", "last", "mean"):
+        reward = ProcessReward(model, aggregation=how)
+        [honest_part, hidden_part] = reward.evaluate([problem.question] * 2, [honest, hidden])
+        assert honest_part.unscored_steps == 0 and hidden_part.unscored_steps > 0
+        assert hidden_part.step_scores[-1] is None
+        expected = aggregate(unscored_as_worst(hidden_part.step_scores), how)
+        assert reward([prompt], [hidden]) == [pytest.approx(expected)]
+        if how != "mean":
+            assert expected == 0.0  # the unscored steps are the worst ones
+        else:  # each unscored step pulls the mean down
+            assert expected < aggregate(hidden_part.step_scores, "mean")
 
 
 def test_dense_rewards_put_each_score_on_the_step_end_token(model, problem):

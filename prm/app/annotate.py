@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
     from prm.errors import RecordError
 
-    from annotate.runner import load_input, run as run_annotation
+    from annotate.runner import load_input, run as run_annotation, samples_reproducible
 
     from prm.io import check_output
 
@@ -148,6 +148,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"prm annotate: error: cannot load completer {args.completer!r}: {err}", file=sys.stderr)
         return 1
     try:
+        if not samples_reproducible(completer):
+            kind = getattr(getattr(completer, "server_kind", None), "name", "its server")
+            print(f"prm annotate: note: {args.completer} ({kind}) does not reproduce a "
+                  "sample from its seed: if this run stops, a resume re-samples the unfinished traces "
+                  "(finished ones are kept as written)", file=sys.stderr)
         summary = run_annotation(traces, args.output, completer, config, completer_spec=args.completer,
                                  shard=args.shard, workers=args.workers, progress=not args.no_progress)
     except (CompletionError, RuntimeError) as err:

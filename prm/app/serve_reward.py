@@ -2,7 +2,9 @@
 
     prm serve-reward out/prm --host 0.0.0.0 --port 5000 --outcome-weight 1 --api-key "$KEY"
     # OpenRLHF: --reward.remote_url http://HOST:5000/get_reward (older: --remote_rm_url)
-    # with a key, clients send `Authorization: Bearer $KEY` (/health stays open)
+    # with a key, clients send `Authorization: Bearer $KEY`, or HTTP Basic auth with the key as
+    # the password: OpenRLHF's client, through --reward.remote_url http://rl:$KEY@HOST:5000/get_reward
+    # (/health stays open)
 
 Needs the `serve` extra (FastAPI, uvicorn, prometheus-client). MODEL is any scorer spec
 (`prm.app.scorers.load_step_scorer`: a reward-model folder, a published PRM, `checker:sympy`,
@@ -38,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--response-marker", action="append", default=[], metavar="TEXT",
                         help="text that ends the prompt in a query sent without `prompts` (repeatable)")
     parser.add_argument("--api-key", default=None, metavar="KEY",
-                        help="require `Authorization: Bearer KEY` on every route but /health "
+                        help="require the key on every route but /health: `Authorization: Bearer KEY`, or HTTP "
+                             "Basic auth with it as the password (http://rl:KEY@HOST:PORT/get_reward) "
                              "(default: $PRM_API_KEY; neither: open, with a warning off loopback)")
     parser.add_argument("--served-model-name", default=None, metavar="NAME",
                         help="the model name /health shows (default: MODEL, a folder by its name, not its path)")
@@ -53,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="requests answered at once; more get 503 with Retry-After")
     parser.add_argument("--request-timeout", type=float, default=600.0,
                         help="seconds a request may take before it gets 503")
+    parser.add_argument("--read-timeout", type=float, default=60.0,
+                        help="seconds a client may take to send a request (headers, then body; 408 after)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
@@ -79,8 +84,9 @@ def run(args: argparse.Namespace) -> int:
                              max_wait=args.max_wait, max_body_bytes=max(1, int(args.max_request_mb * (1 << 20))),
                              max_queries=args.max_queries, max_query_chars=args.max_query_chars,
                              max_steps=args.max_steps, max_pending=args.max_pending,
-                             request_timeout=args.request_timeout)
+                             request_timeout=args.request_timeout, read_timeout=args.read_timeout)
         config.listen(warn=False).close()
+        check_device(args.device)
     except ServeError as error:
         print(f"prm serve-reward: error: {error}", file=sys.stderr)
         return 2
@@ -112,6 +118,30 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def check_device(spec: str | None) -> None:
+    """Raise `ServeError` (one line) unless torch can place a model on device `spec` here:
+    `cuda:7` on a CPU-only torch, or beyond the visible GPUs, is refused before the model loads."""
+    from prm.serving import ServeError
+
+    if spec is None:
+        return
+    import torch
+
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, ValueError) as error:
+        raise ServeError(f"--device {spec!r} is not a device: {str(error).splitlines()[0]}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            reason = (f"this torch ({torch.__version__}) is built without CUDA" if torch.version.cuda is None
+                      else "no CUDA device is visible")
+            raise ServeError(f"--device {spec}: {reason}; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ServeError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ServeError(f"--device {spec}: MPS is not available here; use --device cpu")
 
 
 def display_name(spec: str) -> str:

@@ -13,8 +13,10 @@ as keyword lists, and expects one float per completion. For each completion:
 - process: its steps (`prm.rl.text.split_steps`) are scored with the scorer's `score_many`
   (one call for every new (problem, completion) of the batch; duplicates and texts seen
   before come from a cache) and aggregated with `aggregation` (min, prod, last, mean). A
-  completion with no step, or whose steps all went unscored (truncated by the scorer's
-  max length), gets `empty_score`.
+  step the scorer could not read (past its max_length) counts as the worst possible step
+  (`UNSCORED_STEP_SCORE`, 0), never as a step that is not there: hiding a wrong step behind
+  filler can only lower a reward. The reward server (`prm.rl.server`) uses this same rule.
+  A completion with no step gets `empty_score`.
 - outcome (when `outcome_weight` is not 0): 1 if the final answer equals the reference answer
   in the dataset column `answer_column` (math-verify, `annotate.grading.Grader`), else 0.
 - format: `format_penalty` is subtracted when the completion states no final answer.
@@ -41,6 +43,16 @@ from prm.reward.scorer import StepScorer
 from prm.rl.text import completion_text, problem_from_prompt, split_steps
 
 
+# the score a step the scorer could not read (past its max_length) counts as: a probability's worst
+UNSCORED_STEP_SCORE = 0.0
+
+
+def unscored_as_worst(step_scores: list[float | None]) -> list[float]:
+    """Step scores with each unscored step (None) counted as the worst step: the one rule for
+    steps past the scorer's max_length, in TRL's path (`ProcessReward`) and the server's."""
+    return [UNSCORED_STEP_SCORE if s is None else s for s in step_scores]
+
+
 @dataclass
 class RewardParts:
     """One completion's reward and the parts it was made of."""
@@ -51,6 +63,11 @@ class RewardParts:
     has_answer: bool
     steps: list[str]
     step_scores: list[float | None]
+
+    @property
+    def unscored_steps(self) -> int:
+        """How many steps the scorer could not read (each counted as the worst step)."""
+        return sum(s is None for s in self.step_scores) if self.process is not None else 0
 
 
 class ProcessReward:
@@ -129,7 +146,7 @@ class ProcessReward:
             answer = extract_answer(text)
             process = None
             if self.process_weight:
-                process = aggregate(scores[i], self.aggregation) if steps[i] else None
+                process = aggregate(unscored_as_worst(scores[i]), self.aggregation) if steps[i] else None
                 process = self.empty_score if process is None else float(process)
             outcome = None
             if references is not None:

@@ -18,8 +18,10 @@ server was started with an outcome weight). `rewards` is the combined reward of
 trainer's logs.
 
 Steps the model cannot read (past its `max_length`) are never silently dropped: each counts
-as the worst possible step (score 0) in the process reward, so hiding a wrong step behind
-filler can only lower a reward, and `extra_logs["unscored_steps"]` says how many there were.
+as the worst possible step (score 0) in the process reward, by the same rule as
+`ProcessReward` used directly in TRL (`prm.rl.rewards.unscored_as_worst`), so hiding a wrong
+step behind filler can only lower a reward, and `extra_logs["unscored_steps"]` says how many
+there were.
 More than `max_steps` steps in one query is refused (413).
 
 Also:
@@ -35,7 +37,9 @@ Also:
 A FastAPI app on uvicorn (`prm.serving`): requests that arrive together are scored together
 (dynamic batching, `max_batch` solutions within `max_wait` seconds, in one `score_many` call;
 pairs scored before come from the reward's cache). With an API key (`--api-key` or
-`PRM_API_KEY`) every route but /health, /docs needs `Authorization: Bearer KEY` (401).
+`PRM_API_KEY`) every route but /health, /docs needs it (401), as `Authorization: Bearer KEY`
+or as the password of HTTP Basic auth, which is how OpenRLHF's client sends the key of a
+`--reward.remote_url http://rl:KEY@HOST:PORT/get_reward` (it sends no headers of its own).
 
 Errors, as `{"error": message}` (validation errors add FastAPI's `detail` list): a field of
 the wrong type or length, a text that is not valid Unicode (a lone surrogate), a query that
@@ -55,12 +59,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from pydantic_core import PydanticCustomError
 
 from prm.aggregate import aggregate
-from prm.rl.rewards import ProcessReward
+from prm.rl.rewards import ProcessReward, unscored_as_worst
 from prm.rl.text import QuerySplitter, split_steps
 from prm.serving import Batcher, Metrics, RequestError, Runner, ServeConfig, create_app
-
-# the score an unscored step (past the model's max_length) counts as: a probability's worst
-UNSCORED_STEP_SCORE = 0.0
 
 
 # -- request and response models -------------------------------------------------------------
@@ -237,11 +238,9 @@ class RewardServer:
         if self.reward.outcome_weight and labels is None:
             raise RequestError("this server adds an outcome reward: send `labels` (the reference answers)")
         problems, responses = self._split(queries, prompts)
-        scores, unscored = None, [0] * len(queries)
+        scores = None
         if self.reward.process_weight:
             scores = await self._score(self._pairs(problems, responses))
-            unscored = [sum(s is None for s in row) for row in scores]
-            scores = [[UNSCORED_STEP_SCORE if s is None else s for s in row] for row in scores]
         if labels is not None:  # grading runs math-verify in worker processes: off the event loop
             from starlette.concurrency import run_in_threadpool
 
@@ -249,7 +248,8 @@ class RewardServer:
         else:
             parts = self.reward.evaluate(problems, responses, labels, scores=scores)
         rewards = [p.reward for p in parts]
-        logs = {"steps": [float(len(p.steps)) for p in parts], "unscored_steps": [float(n) for n in unscored]}
+        logs = {"steps": [float(len(p.steps)) for p in parts],
+                "unscored_steps": [float(p.unscored_steps) for p in parts]}
         if self.reward.process_weight:
             logs["process"] = [p.process for p in parts]
         if labels is not None:
@@ -273,8 +273,7 @@ class RewardServer:
             pairs = self._pairs(*self._split(request.query, request.prompts))
         scores = await self._score(pairs)
         how = self.reward.aggregation
-        worst = [[UNSCORED_STEP_SCORE if s is None else s for s in row] for row in scores]
-        return {"step_scores": scores, "scores": [aggregate(s, how) for s in worst],
+        return {"step_scores": scores, "scores": [aggregate(unscored_as_worst(row), how) for row in scores],
                 "steps": [steps for _, steps in pairs], "aggregation": how,
                 "unscored_steps": [sum(s is None for s in row) for row in scores]}
 
