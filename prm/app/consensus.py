@@ -58,12 +58,16 @@ def run(args: argparse.Namespace) -> int:
 
     from annotate.consensus import consensus
     from prm import formats
-    from prm.io import check_output, write_traces
+    from prm.io import check_output, refuse_output_over_inputs, write_traces
 
-    check_output(args.output)  # before any work: a folder of the user's is never replaced
-    disagreements_path = args.disagreements or default_disagreements(args.output)
-    check_output(disagreements_path)
     paths = parse_sources(args.sources)
+    disagreements_path = args.disagreements or default_disagreements(args.output)
+    # before any work: a folder of the user's is never replaced, and no output is a source
+    # (nor another output of this run)
+    outputs = [args.output, disagreements_path, *([args.report] if args.report else [])]
+    for number, output in enumerate(outputs):
+        check_output(output, file=output == args.report)
+        refuse_output_over_inputs(output, [*paths.values(), *outputs[:number]])
     loaded: dict[str, list] = {}
     for name, path in paths.items():
         if not Path(path).exists():

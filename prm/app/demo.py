@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from annotate.config import AnnotateConfig
-from prm.io import atomic_write, read_traces, write_traces
+from prm.io import atomic_write, read_traces, refuse_output_over_inputs, write_traces
 from prm.markdown import table_lines
 from prm.records import Trace
 
@@ -125,6 +125,7 @@ def run_demo(config: DemoConfig) -> dict:
     """Run (or resume) every stage; returns the figures written to `OUT/summary.json`."""
     import torch
 
+    refuse_output_over_inputs(config.out, [config.model])  # a model folder is read, never written
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     logging.getLogger("transformers").setLevel(logging.ERROR)
     out = Path(config.out)
