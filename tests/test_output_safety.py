@@ -157,6 +157,7 @@ def inputs_folder(folder: Path) -> dict[str, Path]:
     paths = {name: folder / f"{name}.jsonl" for name in ("in", "shard", "mc", "judge", "pool", "done", "held")}
     for path in paths.values():
         path.write_text(line, encoding="utf-8")
+    paths["done"].write_text(json.dumps({**RECORD, "id": "b"}) + "\n", encoding="utf-8")  # leaves "a" to select
     paths["scored"] = folder / "scored.jsonl"
     paths["scored"].write_text(json.dumps(SCORED) + "\n", encoding="utf-8")
     paths["export"] = folder / "export.json"
