@@ -220,3 +220,13 @@ def test_view_replaces_its_own_page_but_no_other_existing_file(tmp_path, capsys)
         assert (tmp_path / name).read_text(encoding="utf-8") == text
     page.write_text("<!DOCTYPE html><p>mine now</p>", encoding="utf-8")  # the default name, but the user's
     assert main(["view", str(source)]) == 1 and page.read_text(encoding="utf-8") == "<!DOCTYPE html><p>mine now</p>"
+
+
+@pytest.mark.parametrize("option", ["--disagreements", "--report"])
+def test_consensus_refuses_two_of_its_outputs_on_one_file(option, tmp_path, capsys):
+    paths = inputs_folder(tmp_path / "work")
+    out = tmp_path / "kept.jsonl"
+    assert main(["consensus", str(out), f"mc={paths['mc']}", f"judge={paths['judge']}", option, str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "is also OUT" in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
