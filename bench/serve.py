@@ -190,7 +190,7 @@ def completion_answer(payload: dict, steps: int):
 
 def bench_server(kind: str, args: argparse.Namespace, model: str | None) -> dict:
     if kind == "reward":
-        queries, path, answer_of, arms, wait = reward_queries(256), "/get_reward", reward_answer, ARMS, "reward"
+        queries, path, answer_of, arms = reward_queries(256), "/get_reward", reward_answer, ARMS
     else:
         queries = completion_queries(256, args.max_tokens)
         path, answer_of, arms = "/v1/completions", completion_answer, COMPLETION_ARMS
