@@ -97,6 +97,8 @@ class TransformersCompleter(Completer):
         self.stop = normalize_stop(stop)
         self.stop_at_answer_line = stop_at_answer_line
         self.batch_size = max(1, int(batch_size))
+        # enough traces' calls merged to fill a batch with their first rounds of 2 samples per prefix
+        self.merge_calls = max(1, self.batch_size // 2)
         _require_generative(self.path, model)
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         if isinstance(dtype, str):
