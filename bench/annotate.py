@@ -24,19 +24,13 @@ Same traces, same completer, same seeds for every method:
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import random
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-# `python bench/annotate.py` puts bench/ first on sys.path, where this file would shadow the
-# `annotate` package; drop it (nothing else is imported from bench/).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-RESULTS = ROOT / "bench" / "results" / "annotate.json"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
+from bench._harness import Goal, Stopwatch, machine, parser, print_goals, save_results, use_threads  # noqa: E402
 
 
 def build_traces(completer, problems: int, samples: int, seed: int, max_new_tokens: int, flawed_share: float):
@@ -128,12 +122,10 @@ def agreement(traces, runs) -> dict:
     import copy
 
     from annotate.checkers import get_checker
+    from annotate.checkers.combine import add_verdicts
     from prm.agreement import agreement_matrix, first_errors
 
-    checker, checked = get_checker("sympy"), copy.deepcopy(traces)
-    for trace in checked:
-        for i, step in enumerate(trace.steps):
-            step.verdicts = [checker.check(trace.problem, trace.step_texts[:i], step.text)]
+    checked = add_verdicts(copy.deepcopy(traces), get_checker("sympy"))
     sources = {"Monte Carlo": first_errors(runs["monte-carlo"]["traces"], "labels"),
                "binary search": first_errors(runs["binary-search"]["traces"], "labels"),
                "sympy": first_errors(checked, "checker:sympy")}
@@ -147,42 +139,28 @@ def ratio(part, whole):
     return round(part / whole, 4) if whole else None
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--completer", default="tiny-gsm")
-    parser.add_argument("--problems", type=int, default=40, help="world problems (+ half as many shopping ones)")
-    parser.add_argument("--samples", type=int, default=2, help="solutions sampled per problem")
-    parser.add_argument("--n", type=int, default=8, help="completions per step (mc) / per probe (binary)")
-    parser.add_argument("--temperature", type=float, default=None, help="default: AnnotateConfig's")
-    parser.add_argument("--max-new-tokens", type=int, default=320)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--flawed-share", type=float, default=0.5)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="a smoke run: n=4, no search-everything run")
-    parser.add_argument("--judge", metavar="MODEL_OR_URL", help="also label with this LLM judge (prm annotate "
-                        "--method judge) and put it in the agreement matrix")
-    parser.add_argument("--judge-samples", type=int, default=1, help="critiques per trace (default 1)")
-    parser.add_argument("--out", default=str(RESULTS))
-    args = parser.parse_args(argv)
+def arguments(argv):
+    args = parser(__doc__, "annotate", threads=2, quick="a smoke run: n=4, no search-everything run")
+    args.add_argument("--completer", default="tiny-gsm")
+    args.add_argument("--problems", type=int, default=40, help="world problems (+ half as many shopping ones)")
+    args.add_argument("--samples", type=int, default=2, help="solutions sampled per problem")
+    args.add_argument("--n", type=int, default=8, help="completions per step (mc) / per probe (binary)")
+    args.add_argument("--temperature", type=float, default=None, help="default: AnnotateConfig's")
+    args.add_argument("--max-new-tokens", type=int, default=320)
+    args.add_argument("--flawed-share", type=float, default=0.5)
+    args.add_argument("--judge", metavar="MODEL_OR_URL", help="also label with this LLM judge (prm annotate "
+                      "--method judge) and put it in the agreement matrix")
+    args.add_argument("--judge-samples", type=int, default=1, help="critiques per trace")
+    return args.parse_args(argv)
 
-    import torch
 
-    torch.set_num_threads(args.threads)
-    from annotate.config import AnnotateConfig
+def label_all(args, traces, completer) -> tuple[dict, dict]:
+    """Every method's labels of the same traces: ({name: AnnotateConfig}, {name: run})."""
+    from annotate.config import AnnotateConfig, JudgeConfig
     from completers.loading import load_completer
 
-    n = 4 if args.quick else args.n
-    completer = load_completer(args.completer)
-    start = time.perf_counter()
-    traces = build_traces(completer, args.problems, args.samples, args.seed, args.max_new_tokens, args.flawed_share)
-    sampling_seconds = time.perf_counter() - start
-    long_ids = {t.id for t in traces if len(t.steps) >= 6}
-    print(f"{len(traces)} traces ({sum(t.meta['gold_first_error'] >= 0 for t in traces)} flawed, "
-          f"{sum(t.meta['origin'] == 'injected error' for t in traces)} of them by an injected error; "
-          f"{len(long_ids)} of 6+ steps), sampled in {sampling_seconds:.0f} s", file=sys.stderr)
-
     options = {} if args.temperature is None else {"temperature": args.temperature}
-    base = dict(n=n, max_new_tokens=args.max_new_tokens, seed=args.seed, **options)
+    base = dict(n=4 if args.quick else args.n, max_new_tokens=args.max_new_tokens, seed=args.seed, **options)
     methods = {"monte-carlo": AnnotateConfig(method="mc", **base),
                "binary-search": AnnotateConfig(method="binary", **base)}
     if not args.quick:
@@ -190,27 +168,22 @@ def main(argv=None) -> int:
     runs = {name: run_method(name, traces, completer, config) for name, config in methods.items()}
     completer.close()
     if args.judge:
-        from annotate.config import JudgeConfig
-
         judge = load_completer(args.judge)
         config = AnnotateConfig(method="judge", seed=args.seed, judge=JudgeConfig(samples=args.judge_samples))
         runs["judge"] = run_method("judge", traces, judge, config)
         judge.close()
+    return methods, runs
 
+
+def compare(runs: dict, long_ids: set) -> dict:
+    """Cost and label quality of every method, on all traces and on those of 6+ steps, and its
+    ratios to Monte Carlo."""
     mc = runs["monte-carlo"]["traces"]
-    report = {"command": "python bench/annotate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                          "threads": args.threads, "processor": platform.processor() or platform.machine()},
-              "completer": args.completer, "settings": methods["monte-carlo"].settings() | {"method": None},
-              "traces": {"total": len(traces), "flawed": sum(t.meta["gold_first_error"] >= 0 for t in traces),
-                         "injected_errors": sum(t.meta["origin"] == "injected error" for t in traces),
-                         "six_plus_steps": len(long_ids),
-                         "steps": sum(len(t.steps) for t in traces)},
-              "methods": {}}
+    mc_long = [t for t in mc if t.id in long_ids]
+    out = {}
     for name, run in runs.items():
         labelled = run["traces"]
         long = [t for t in labelled if t.id in long_ids]
-        mc_long = [t for t in mc if t.id in long_ids]
         entry = {"all": {**cost(labelled, run["seconds"]), **quality(labelled)},
                  "six_plus_steps": {**cost(long), **quality(long)}}
         if name != "monte-carlo":
@@ -222,14 +195,45 @@ def main(argv=None) -> int:
                 "rollout_ratio_six_plus": ratio(entry["six_plus_steps"]["rollouts"], mc_long_cost["rollouts"]),
                 "token_ratio": ratio(entry["all"]["tokens"], mc_cost["tokens"]),
                 "wall_time_ratio": ratio(run["seconds"], runs["monte-carlo"]["seconds"])}
-        report["methods"][name] = entry
-    report["agreement"] = agreement(traces, runs)
+        out[name] = entry
+    return out
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
+
+def goals(methods: dict) -> list[Goal]:
+    """Issue 30's binary-search goals, on the traces of 6+ steps."""
+    versus = methods["binary-search"]["vs_monte_carlo"]
+    if versus["rollout_ratio_six_plus"] is None:
+        return []
+    return [Goal("binary search rollouts / Monte Carlo's (6+ steps)", versus["rollout_ratio_six_plus"], "<=",
+                 round(1 / 3, 3)),
+            Goal("binary search: same first error as Monte Carlo (6+ steps)",
+                 round(100 * versus["same_first_error_six_plus"], 1), ">=", 95, "%")]
+
+
+def main(argv=None) -> int:
+    args = arguments(argv)
+    use_threads(args.threads)
+    from completers.loading import load_completer
+
+    machine_record = machine(args.threads)
+    completer = load_completer(args.completer)
+    with Stopwatch() as sampling:
+        traces = build_traces(completer, args.problems, args.samples, args.seed, args.max_new_tokens,
+                              args.flawed_share)
+    long_ids = {t.id for t in traces if len(t.steps) >= 6}
+    print(f"{len(traces)} traces ({sum(t.meta['gold_first_error'] >= 0 for t in traces)} flawed, "
+          f"{sum(t.meta['origin'] == 'injected error' for t in traces)} of them by an injected error; "
+          f"{len(long_ids)} of 6+ steps), sampled in {sampling.seconds:.0f} s", file=sys.stderr)
+    configs, runs = label_all(args, traces, completer)
+    report = {"command": "python bench/annotate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "completer": args.completer, "settings": configs["monte-carlo"].settings() | {"method": None},
+              "traces": {"total": len(traces), "flawed": sum(t.meta["gold_first_error"] >= 0 for t in traces),
+                         "injected_errors": sum(t.meta["origin"] == "injected error" for t in traces),
+                         "six_plus_steps": len(long_ids), "steps": sum(len(t.steps) for t in traces)},
+              "methods": compare(runs, long_ids), "agreement": agreement(traces, runs)}
     print(markdown(report))
-    print(f"\nwritten to {out}")
+    print_goals(goal_list := goals(report["methods"]))
+    save_results(args.results, report, machine_record, goal_list)
     return 0
 
 

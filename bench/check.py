@@ -5,17 +5,17 @@
 
 For each input (the 1,319 GSM8K test solutions, one step a line with calculator notes; and
 the first `--math` MATH500 reference solutions, one sentence a step, LaTeX: slower steps,
-closer to ProcessBench's MATH subset), the real command `prm check IN OUT --checkers sympy,z3`
-runs as a subprocess with `--workers 1` and `--workers 2`, alternately (`--repeats` times
-each, so that load from other processes falls on both alike):
+closer to ProcessBench's MATH subset), the checks of `prm check IN OUT --checkers sympy,z3` run
+with 1 and 2 worker processes, alternately (`--repeats` times each, so that load from other
+processes falls on both alike):
 
-1. steps/s of each run (as the command reports it: checking time, without reading the
-   input) and the ratio of the medians, workers 2 over workers 1 (goal: at least 1.8 on 2 cores);
+1. steps/s of each run (checking time, without reading the input; measured here around the
+   command's own `CheckerPool` with its default checker options) and the ratio of the medians, workers 2 over workers 1 (goal: at least 1.8 on 2 cores);
    also steps per CPU-second of the worker processes, which shows what the pool costs
    whatever else runs on the machine (equal figures: no work is lost to running in parallel);
 2. the verdicts of the two runs are compared (everything but the wall-clock `seconds`):
    steps whose statuses differ, and steps whose evidence text alone differs;
-3. a `--workers 2` run is SIGKILLed at a random moment, the same command is run again, and
+3. a `prm check --workers 2` subprocess is SIGKILLed at a random moment, the same command is run again, and
    its output is compared with the uninterrupted run's in the same way.
 
 The load average of the machine before and after each run, and the busiest processes, are
@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
-import re
 import signal
 import statistics
 import subprocess
@@ -40,36 +37,48 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
+from bench._harness import ROOT, Goal, Stopwatch, machine, parser, print_goals, save_results  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "bench" / "results" / "check.json"
-RATE = re.compile(r"checked (\d+) step\(s\) of (\d+) trace\(s\) in ([\d.]+) s \(([\d.]+) steps/s, "
-                  r"\d+ worker\(s\) using ([\d.]+) CPU s")
+CHECKERS = "sympy,z3"
 
 
 def prm_check(source: Path, out: Path, workers: int, extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "prm.app.cli", "check", str(source), str(out), "--checkers",
-            "sympy,z3", "--workers", str(workers), "--no-progress", *extra]
+            CHECKERS, "--workers", str(workers), "--no-progress", *extra]
 
 
-def timed_run(source: Path, out: Path, workers: int, extra: list[str]) -> dict:
-    """One complete run: its own figures (steps, seconds, steps/s) and the load around it."""
-    load_before = os.getloadavg()[0]
-    started = time.perf_counter()
-    done = subprocess.run(prm_check(source, out, workers, extra), capture_output=True, text=True,
-                          check=False)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"prm check failed:\n{done.stderr}")
-    steps, traces, seconds, rate, cpu = RATE.search(done.stdout).groups()
-    timed_out = re.search(r"(\d+) check\(s\) stopped at the time limit", done.stdout)
-    return {"workers": workers, "steps": int(steps), "traces": int(traces),
-            "seconds": float(seconds), "steps_per_s": float(rate), "wall_seconds": round(wall, 2),
-            "worker_cpu_seconds": float(cpu), "steps_per_cpu_s": round(int(steps) / max(float(cpu), 1e-9), 1),
+def command_options(source: Path) -> tuple[list, dict, dict]:
+    """What `prm check SOURCE OUT --checkers sympy,z3` checks with: its traces, its checker
+    options and time limits (the command's own parser and defaults)."""
+    from prm.app import check
+
+    cli = argparse.ArgumentParser()
+    check.add_arguments(cli)
+    args = cli.parse_args([str(source), "unused.jsonl", "--checkers", CHECKERS])
+    options = check.checker_options(check.checker_names(args.checkers), args)
+    return args, options, check.time_limits(options)
+
+
+def timed_run(traces: list, options: dict, limits: dict, out: Path, workers: int) -> dict:
+    """One complete check of `traces` with `workers` processes, written to `out`: steps, seconds,
+    steps/s, the workers' CPU seconds and the load around it."""
+    from annotate.checkers.parallel import CheckerPool
+    from prm.io import write_traces
+
+    pool = CheckerPool(options, limits, workers=workers)
+    with Stopwatch() as watch:
+        checked = [trace for _, trace in sorted(pool.check_traces(traces), key=lambda pair: pair[0])]
+    write_traces(out, checked)
+    steps, cpu = sum(len(t.steps) for t in traces), pool.stats.worker_cpu_seconds
+    return {"workers": workers, "steps": steps, "traces": len(traces),
+            "seconds": round(watch.seconds, 2), "steps_per_s": round(steps / watch.seconds, 1),
+            "worker_cpu_seconds": round(cpu, 1), "steps_per_cpu_s": round(steps / max(cpu, 1e-9), 1),
             # CPUs the workers got on average: 1 and 2 on a free machine, less when it is shared
-            "cpus_used_by_workers": round(float(cpu) / max(float(seconds), 1e-9), 2),
-            "timed_out": int(timed_out.group(1)) if timed_out else 0,
-            "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
+            "cpus_used_by_workers": round(cpu / max(watch.seconds, 1e-9), 2),
+            "timed_out": pool.stats.timed_out,
+            "load_before": watch.load_average[0], "load_after": watch.load_average[1]}
 
 
 def verdicts(path: Path) -> list:
@@ -121,7 +130,8 @@ def summary(found: dict) -> dict:
 
 def kill_and_resume(source: Path, folder: Path, extra: list[str], expected: Path, seconds: float,
                     rng: random.Random) -> dict:
-    """SIGKILL a `--workers 2` run at a random moment, run the same command again, compare."""
+    """SIGKILL a `prm check --workers 2` subprocess at a random moment, run the same command
+    again, compare its output with the uninterrupted run's."""
     out = folder / "killed.jsonl"
     partial = out.with_name(out.name + ".partial")
     at = rng.uniform(0.2, 0.8) * seconds
@@ -132,10 +142,10 @@ def kill_and_resume(source: Path, folder: Path, extra: list[str], expected: Path
     process.send_signal(signal.SIGKILL)
     process.wait()
     kept = partial.read_bytes().count(b"\n") if partial.exists() else 0
-    resumed = timed_run(source, out, 2, extra)
-    found = differences(verdicts(out), verdicts(expected))
+    subprocess.run(prm_check(source, out, 2, extra), stdout=subprocess.DEVNULL, check=True)
+    resumed, found = verdicts(out), differences(verdicts(out), verdicts(expected))
     return {"killed_after_seconds": round(at, 2), "finished_before_kill": finished_before_kill,
-            "traces_kept_at_kill": kept, "traces_checked_after_resume": resumed["traces"],
+            "traces_kept_at_kill": kept, "traces_checked_after_resume": len(resumed) - kept,
             "statuses_equal_to_uninterrupted": not found["status"],
             "equal_to_uninterrupted": not found["status"] and not found["evidence_only"],
             "differences": summary(found)}
@@ -143,11 +153,16 @@ def kill_and_resume(source: Path, folder: Path, extra: list[str], expected: Path
 
 def bench_input(name: str, source: Path, repeats: int, extra: list[str], folder: Path,
                 rng: random.Random) -> dict:
+    from prm.app.check import read_input
+
+    args, options, limits = command_options(source)
+    args.limit = int(extra[1]) if extra else None
+    traces = read_input(args)
     runs = []
     for repeat in range(repeats):
         for workers in (1, 2):  # alternately, so that outside load falls on both
             out = folder / f"{name}-w{workers}-{repeat}.jsonl"
-            runs.append(timed_run(source, out, workers, extra))
+            runs.append(timed_run(traces, options, limits, out, workers))
             print(f"  {name}: workers {workers}: {runs[-1]['steps_per_s']:.1f} steps/s "
                   f"({runs[-1]['seconds']:.1f} s, workers on {runs[-1]['cpus_used_by_workers']:.2f} "
                   f"CPUs, load {runs[-1]['load_before']:.1f})", flush=True)
@@ -178,19 +193,32 @@ def busy_processes(count: int = 8) -> list[str]:
     return [row for row in rows if "bench/check.py" not in row][:count]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gsm8k", type=int, default=None, help="GSM8K test traces (default: all 1,319)")
-    parser.add_argument("--math", type=int, default=100, help="MATH500 solutions (default 100; 0: none)")
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each worker count per input")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the kill moment")
-    parser.add_argument("--out", default=str(RESULTS))
-    args = parser.parse_args()
+def arguments():
+    args = parser(__doc__, "check", quick="300 GSM8K traces, 40 MATH500 solutions, 1 repeat")
+    args.add_argument("--gsm8k", type=int, default=None, help="GSM8K test traces (default: all 1,319)")
+    args.add_argument("--math", type=int, default=100, help="MATH500 solutions (0: none)")
+    args.add_argument("--repeats", type=int, default=2, help="runs of each worker count per input")
+    args = args.parse_args()  # --seed: the kill moment's
+    if args.quick:
+        args.gsm8k, args.math, args.repeats = args.gsm8k or 300, min(args.math, 40), 1
+    return args
 
+
+def goals(results: dict) -> list[Goal]:
+    out = []
+    for name, result in results.items():
+        out += [Goal(f"{name}: 2 workers / 1 (steps/s)", result["ratio"], ">=", 1.8, "x"),
+                Goal(f"{name}: verdicts of 1 and 2 workers identical", result["statuses_identical"], "==", True),
+                Goal(f"{name}: killed and resumed = uninterrupted",
+                     result["kill_and_resume"]["statuses_equal_to_uninterrupted"], "==", True)]
+    return out
+
+
+def main() -> int:
+    args = arguments()
+    machine_record = {**machine(), "busiest_processes_before": busy_processes()}
     rng = random.Random(args.seed)
-    busy_before = busy_processes()
-    inputs = [("gsm8k", DATA / "gsm8k" / "test.jsonl",
-               ["--limit", str(args.gsm8k)] if args.gsm8k else [])]
+    inputs = [("gsm8k", DATA / "gsm8k" / "test.jsonl", ["--limit", str(args.gsm8k)] if args.gsm8k else [])]
     if args.math:
         inputs.append(("math500", DATA / "math500" / "test.jsonl", ["--limit", str(args.math)]))
     results = {}
@@ -198,26 +226,15 @@ def main() -> None:
         for name, source, extra in inputs:
             print(f"{name}: {source}", flush=True)
             results[name] = bench_input(name, source, args.repeats, extra, Path(folder), rng)
-    ratio = min(r["ratio"] for r in results.values())
     loads = [run[key] for r in results.values() for run in r["runs"] for key in ("load_before", "load_after")]
-    report = {
-        "command": "python bench/check.py " + " ".join(sys.argv[1:]),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "processor": platform.machine(),
-                    "load_average_during_runs": {"min": min(loads), "max": max(loads)},
-                    "busiest_processes_before": busy_before, "busiest_processes_after": busy_processes(),
-                    "note": "shared machine: other processes ran during the benchmark; a load "
-                            "average above the CPU count means the runs competed for the CPUs"},
-        "goal": "steps/s with --workers 2 >= 1.8 x --workers 1, identical verdicts, "
-                "kill + resume equal to an uninterrupted run",
-        "min_ratio": ratio,
-        "inputs": results,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-    print(f"lowest ratio {ratio:.2f} (load average {min(loads):.1f}..{max(loads):.1f} on "
-          f"{os.cpu_count()} CPUs); written to {args.out}")
+    machine_record |= {"load_average_during_runs": {"min": min(loads), "max": max(loads)},
+                       "busiest_processes_after": busy_processes()}
+    print_goals(goal_list := goals(results))
+    save_results(args.results, {"command": "python bench/check.py " + " ".join(sys.argv[1:]),
+                                "min_ratio": min(r["ratio"] for r in results.values()), "inputs": results},
+                 machine_record, goal_list)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -21,7 +21,6 @@ the pool. The load average is printed before and after; re-run it on an idle mac
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -32,10 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
+from bench._harness import ROOT, Goal, machine, parser, print_goals, save_results  # noqa: E402
+
 SHARED = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "bench" / "results" / "checker_scorer.json"
 
 
 def build_data(folder: Path, gsm8k: int, math: int, seed: int = 0) -> dict:
@@ -85,30 +84,39 @@ def scores(out: Path) -> list:
             for line in (out / "scored.jsonl").read_text().splitlines()]
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", help="a ProcessBench release folder (default: built from ../shared/data)")
-    parser.add_argument("--gsm8k", type=int, default=300, help="GSM8K test problems (each + an erroneous copy)")
-    parser.add_argument("--math", type=int, default=200, help="MATH500 solutions")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--rounds", type=int, default=1, help="alternating rounds of every worker count")
-    parser.add_argument("--out", default=str(RESULTS))
-    args = parser.parse_args(argv)
+def arguments(argv):
+    args = parser(__doc__, "checker_scorer", quick="40 GSM8K problems, 20 MATH500 solutions")
+    args.add_argument("--data", help="a ProcessBench release folder (default: built from ../shared/data)")
+    args.add_argument("--gsm8k", type=int, default=300, help="GSM8K test problems (each + an erroneous copy)")
+    args.add_argument("--math", type=int, default=200, help="MATH500 solutions")
+    args.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args.add_argument("--rounds", type=int, default=1, help="alternating rounds of every worker count")
+    args = args.parse_args(argv)
+    if args.quick:
+        args.gsm8k, args.math = min(args.gsm8k, 40), min(args.math, 20)
+    return args
 
+
+def measure(data: Path, workers: list[int], rounds: int, work: Path) -> tuple[dict, dict]:
+    """Wall seconds of every run ({workers: [seconds]}) and the step scores of the last run of each."""
+    seconds: dict[int, list[float]] = {w: [] for w in workers}
+    found = {}
+    for round_number in range(rounds):
+        for count in workers:
+            out = work / f"out-{count}-{round_number}"
+            seconds[count].append(run_eval(data, out, count))
+            found[count] = scores(out)
+            print(f"round {round_number}: {count} worker(s) {seconds[count][-1]:.1f} s", flush=True)
+    return seconds, found
+
+
+def main(argv=None) -> int:
+    args = arguments(argv)
+    machine_record = machine(threads=1)
     with tempfile.TemporaryDirectory(prefix="checker-scorer-") as tmp:
-        tmp = Path(tmp)
-        data = Path(args.data) if args.data else tmp / "processbench"
-        built = None if args.data else build_data(data, args.gsm8k, args.math)
-        load_before = os.getloadavg()
-        seconds: dict[int, list[float]] = {w: [] for w in args.workers}
-        found = {}
-        for round_number in range(args.rounds):
-            for workers in args.workers:
-                out = tmp / f"out-{workers}-{round_number}"
-                seconds[workers].append(run_eval(data, out, workers))
-                found[workers] = scores(out)
-                print(f"round {round_number}: {workers} worker(s) {seconds[workers][-1]:.1f} s", flush=True)
-        load_after = os.getloadavg()
+        data = Path(args.data) if args.data else Path(tmp) / "processbench"
+        built = None if args.data else build_data(data, args.gsm8k, args.math, args.seed)
+        seconds, found = measure(data, args.workers, args.rounds, Path(tmp))
     base = args.workers[0]
     best = {w: min(s) for w, s in seconds.items()}
     traces = len(found[base])
@@ -116,16 +124,16 @@ def main(argv=None) -> int:
               "seconds": seconds, "traces_per_second": {w: traces / s for w, s in best.items()},
               "speedup": {w: best[base] / best[w] for w in args.workers},
               "identical_scores": all(found[w] == found[base] for w in args.workers),
-              "load_average_before": load_before, "load_average_after": load_after, "cpus": os.cpu_count(),
               "command": "python bench/checker_scorer.py " + " ".join(argv if argv is not None else sys.argv[1:])}
-    print(f"{traces} traces ({result['data']}); load average {load_before[0]:.1f} before, {load_after[0]:.1f} after, "
-          f"{os.cpu_count()} CPUs")
+    print(f"{traces} traces ({result['data']}); {os.cpu_count()} CPUs")
     for w in args.workers:
         print(f"  {w} worker(s): {best[w]:.1f} s, {traces / best[w]:.1f} traces/s, {result['speedup'][w]:.2f}x "
               f"{base} worker(s)")
-    print(f"  identical scores (so identical predictions): {result['identical_scores']}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    goal_list = [Goal("identical scores (so identical predictions)", result["identical_scores"], "==", True)]
+    if 2 in args.workers and base == 1:
+        goal_list.insert(0, Goal("2 workers / 1 (wall time)", round(result["speedup"][2], 3), ">=", 1.8, "x"))
+    print_goals(goal_list)
+    save_results(args.results, result, machine_record, goal_list)
     return 0 if result["identical_scores"] else 1
 
 

@@ -24,11 +24,7 @@ takes 1-4 minutes with the defaults, depending on how busy the machine is.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -36,9 +32,10 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
+from bench._harness import Goal, Stopwatch, machine, matmul_peak, parser, print_goals, save_results  # noqa: E402
+
 _SCRATCH = None
-sys.path.insert(0, str(ROOT))
 
 from completers.base import SamplingParams  # noqa: E402
 from completers.text import cut_at_stop  # noqa: E402
@@ -47,28 +44,27 @@ from completers.world import generate_problems, parse_answer  # noqa: E402
 from prm.formats.gsm8k import parse_gsm8k_answer  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=None, help="default: tiny-gsm, or a random GPT-2 of its shape if absent")
-    parser.add_argument("--traces", type=int, default=16, help="traces (each gives one prompt per step)")
-    parser.add_argument("--min-steps", type=int, default=4)
-    parser.add_argument("--n", type=int, default=8, help="samples per step prefix")
-    parser.add_argument("--max-new-tokens", type=int, default=320,
-                        help="at most; less where prompt + continuation would not fit the model's positions")
-    parser.add_argument("--batch-size", type=int, default=128, help="sequences decoded together by (b)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--check-prompts", type=int, default=3,
-                        help="prompts of the first trace whose samples are checked against the (slow, "
-                             "cache-free) reference sampler")
-    parser.add_argument("--check-tokens", type=int, default=48, help="max_new_tokens of that check")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "completers.json")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    started = time.time()
+def arguments(argv):
+    args = parser(__doc__, "completers", threads=2, quick="4 traces, 2 check prompts")
+    args.add_argument("--model", default=None, help="default: tiny-gsm, or a random GPT-2 of its shape if absent")
+    args.add_argument("--traces", type=int, default=16, help="traces (each gives one prompt per step)")
+    args.add_argument("--min-steps", type=int, default=4)
+    args.add_argument("--n", type=int, default=8, help="samples per step prefix")
+    args.add_argument("--max-new-tokens", type=int, default=320,
+                      help="at most; less where prompt + continuation would not fit the model's positions")
+    args.add_argument("--batch-size", type=int, default=128, help="sequences decoded together by (b)")
+    args.add_argument("--check-prompts", type=int, default=3,
+                      help="prompts of the first trace whose samples are checked against the (slow, "
+                           "cache-free) reference sampler")
+    args.add_argument("--check-tokens", type=int, default=48, help="max_new_tokens of that check")
+    args = args.parse_args(argv)
+    if args.quick:
+        args.traces, args.check_prompts = min(args.traces, 4), min(args.check_prompts, 2)
+    return args
 
-    model_name, model_note = pick_model(args.model)
-    completer = TransformersCompleter(model_name, batch_size=args.batch_size)
+
+def step_prefixes(completer, args) -> tuple[list, list[str], list[int]]:
+    """The world problems of `--min-steps`+ steps, the prompt of every step prefix, its answer."""
     problems = [p for p in generate_problems(20 * args.traces, seed=args.seed) if len(p.steps) >= args.min_steps]
     problems = problems[:args.traces]
     prompts, answers = [], []
@@ -76,73 +72,83 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(1, len(problem.steps) + 1):  # the prefix ending at each step
             prompts.append(completer.prompt_for(problem.question, problem.steps[:k]))
             answers.append(problem.answer)
+    return problems, prompts, answers
+
+
+def same_as_reference(completer, prompts: list[str], args) -> bool:
+    """(b) on a few prompts with shorter continuations, against the reference sampler (which
+    re-encodes the whole text for every token: its cost grows with the square of the length)."""
+    params = SamplingParams(n=args.n, temperature=1.0, top_p=1.0, max_new_tokens=args.check_tokens, seed=args.seed)
+    with Stopwatch() as watch:
+        identical = completer.reference_complete_prompts(prompts, params) == completer.complete_prompts(prompts, params)
+    print(f"identical to the reference sampler on {len(prompts)} prompts x {args.n} samples x "
+          f"<= {args.check_tokens} tokens: {identical} ({watch.seconds:.1f} s)", flush=True)
+    return identical
+
+
+def summary(results, seconds: float, answers: list[int]) -> dict:
+    flat = [c for completions in results for c in completions]
+    tokens = sum(c.tokens for c in flat)
+    solved = sum(reaches(answer, c.text) for answer, completions in zip(answers, results) for c in completions)
+    return {"seconds": round(seconds, 3), "completions": len(flat), "generated_tokens": tokens,
+            "tokens_per_second": round(tokens / seconds, 1), "solved": solved,
+            "solve_rate": round(solved / len(flat), 4), "mean_tokens": round(tokens / len(flat), 2),
+            "finished_by_length": sum(c.finish_reason == "length" for c in flat),
+            "_lengths": [c.tokens for c in flat]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
+    torch.set_num_threads(args.threads)
+    machine_record = machine(args.threads)
+    model_name, model_note = pick_model(args.model)
+    completer = TransformersCompleter(model_name, batch_size=args.batch_size)
+    problems, prompts, answers = step_prefixes(completer, args)
     params = SamplingParams(n=args.n, temperature=1.0, top_p=1.0, max_new_tokens=args.max_new_tokens,
                             seed=args.seed)
     print(f"model {model_name} ({model_note}); {len(problems)} traces, {len(prompts)} step prefixes, "
           f"N={args.n}, max_new_tokens={args.max_new_tokens}, {args.threads} threads", flush=True)
 
-    gflops_peak = matmul_gflops()
-    print(f"float32 matmul throughput: {gflops_peak:.1f} GFLOP/s", flush=True)
-
+    peak = matmul_peak()
+    print(f"float32 matmul throughput: {peak.gflops:.1f} GFLOP/s", flush=True)
     naive_seconds, naive = time_naive(completer, prompts, params)
     print(f"(a) naive generate: {naive_seconds:.1f} s", flush=True)
     for key in completer.counters:
         completer.counters[key] = 0
-    t0 = time.perf_counter()
-    shared = completer.complete_prompts(prompts, params)
-    shared_seconds = time.perf_counter() - t0
-    print(f"(b) shared-prefix:  {shared_seconds:.1f} s", flush=True)
+    with Stopwatch() as watch:
+        shared = completer.complete_prompts(prompts, params)
+    print(f"(b) shared-prefix:  {watch.seconds:.1f} s", flush=True)
     counters = dict(completer.counters)
-
-    # The check re-runs (b) on a few prompts with shorter continuations: the reference sampler
-    # re-encodes the whole text for every token, so its cost grows with the square of the length.
     check_prompts = prompts[:min(args.check_prompts, len(problems[0].steps))]
-    check_params = SamplingParams(n=args.n, temperature=1.0, top_p=1.0, max_new_tokens=args.check_tokens,
-                                  seed=args.seed)
-    t0 = time.perf_counter()
-    identical = (completer.reference_complete_prompts(check_prompts, check_params)
-                 == completer.complete_prompts(check_prompts, check_params))
-    print(f"identical to the reference sampler on {len(check_prompts)} prompts x {args.n} samples x "
-          f"<= {args.check_tokens} tokens: {identical} ({time.perf_counter() - t0:.1f} s)", flush=True)
+    identical = same_as_reference(completer, check_prompts, args)
 
-    def summary(results, seconds):
-        flat = [c for completions in results for c in completions]
-        tokens = sum(c.tokens for c in flat)
-        solved = sum(reaches(answer, c.text) for answer, completions in zip(answers, results) for c in completions)
-        return {"seconds": round(seconds, 3), "completions": len(flat), "generated_tokens": tokens,
-                "tokens_per_second": round(tokens / seconds, 1), "solved": solved,
-                "solve_rate": round(solved / len(flat), 4), "mean_tokens": round(tokens / len(flat), 2),
-                "finished_by_length": sum(c.finish_reason == "length" for c in flat),
-                "_lengths": [c.tokens for c in flat]}
-
-    a, b = summary(naive, naive_seconds), summary(shared, shared_seconds)
+    a, b = summary(naive, naive_seconds, answers), summary(shared, watch.seconds, answers)
     solve_p = two_proportion_p(a["solved"], a["completions"], b["solved"], b["completions"])
     length_p = welch_p(a.pop("_lengths"), b.pop("_lengths"))
     flops = model_flops(completer.model, counters)
-    achieved = flops / shared_seconds / 1e9
+    achieved = flops / watch.seconds / 1e9
     result = {
         "command": "python bench/completers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "model": model_name, "model_note": model_note, "traces": len(problems), "step_prefixes": len(prompts),
         "steps_per_trace": [len(p.steps) for p in problems], "n": args.n, "max_new_tokens": args.max_new_tokens,
         "temperature": 1.0, "top_p": 1.0, "seed": args.seed, "threads": args.threads,
-        "batch_size": args.batch_size, "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-        "matmul_gflops": round(gflops_peak, 2),
+        "batch_size": args.batch_size, "matmul_gflops": round(peak.gflops, 2),
         "naive_generate": a, "shared_prefix": b,
-        "speedup_wall": round(naive_seconds / shared_seconds, 2),
+        "speedup_wall": round(naive_seconds / watch.seconds, 2),
         "speedup_tokens_per_second": round(b["tokens_per_second"] / a["tokens_per_second"], 2),
         "shared_prefix_counters": counters,
         "shared_prefix_gflop": round(flops / 1e9, 3), "shared_prefix_gflops": round(achieved, 3),
-        "fraction_of_matmul_peak": round(achieved / gflops_peak, 4),
+        "fraction_of_matmul_peak": round(achieved / peak.gflops, 4),
         "identical_to_reference": {"prompts": len(check_prompts), "samples": len(check_prompts) * args.n,
                                    "max_new_tokens": args.check_tokens, "identical": identical},
         "equal_distribution": {"solve_rate_p_value": round(solve_p, 4), "mean_tokens_p_value": round(length_p, 4)},
-        "total_seconds": round(time.time() - started, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)
-    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    goal_list = [Goal("(b) gives the reference sampler's samples", identical, "==", True),
+                 Goal("same solve rate (a) and (b), z-test p", round(solve_p, 4), ">=", 0.05),
+                 Goal("same mean length (a) and (b), Welch p", round(length_p, 4), ">=", 0.05)]
+    print_goals(goal_list)
+    save_results(args.results, result, machine_record, goal_list)
     return 0 if identical else 1
 
 
@@ -196,17 +202,6 @@ def time_naive(completer: TransformersCompleter, prompts: list[str], params: Sam
 
 
 # -- measurements -------------------------------------------------------------------------------
-
-
-def matmul_gflops(size: int = 1024, seconds: float = 2.0) -> float:
-    """float32 matmul throughput of this machine with the current torch threads."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    runs, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        torch.mm(a, b)
-        runs += 1
-    return 2 * size ** 3 * runs / (time.perf_counter() - t0) / 1e9
 
 
 def model_flops(model, counters: dict) -> float:

@@ -25,19 +25,13 @@ Results are merged into bench/results/implicit.json under "ROW" (+ "/xK" with ex
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import resource
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-# `python bench/implicit.py` puts bench/ first on sys.path, where bench/completers.py would shadow
-# the completers package: the project's root comes first instead
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-RESULTS = ROOT / "bench" / "results" / "implicit.json"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
+from bench._harness import Stopwatch, cached_traces, machine, merge_results, parser, use_threads  # noqa: E402
 
 # name -> RewardModelOptions (beyond head/template) and RewardTrainerConfig fields
 ROWS: dict[str, dict] = {
@@ -62,12 +56,7 @@ ROWS: dict[str, dict] = {
 }
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def train_implicit(traces, folder: Path, model: dict, training: dict, seed: int, threads: int):
+def train_implicit(traces, folder: Path, model: dict, training: dict, seed: int):
     """Train one implicit PRM on the traces' outcome labels; returns (model, CPU seconds)."""
     from completers.text import PLAIN_TEMPLATE
     from prm.reward.model import RewardModelOptions
@@ -75,12 +64,11 @@ def train_implicit(traces, folder: Path, model: dict, training: dict, seed: int,
 
     options = RewardModelOptions(head="implicit", prompt_template=PLAIN_TEMPLATE, **model)
     settings = {"per_device_train_batch_size": 16, "logging_steps": 50, **training}
-    args = RewardTrainerConfig(output_dir=str(folder), save_strategy="no", eval_strategy="no", report_to=[],
-                               disable_tqdm=True, seed=seed, **settings)
-    start = cpu_seconds()
-    trainer = RewardTrainer("tiny-gsm", args, train_traces=traces, model_options=options)
-    trainer.train()
-    return trainer.model, cpu_seconds() - start
+    args = RewardTrainerConfig.in_memory(folder, seed=seed, **settings)
+    with Stopwatch() as watch:
+        trainer = RewardTrainer("tiny-gsm", args, train_traces=traces, model_options=options)
+        trainer.train()
+    return trainer.model, watch.cpu_seconds
 
 
 def outcome_only(traces):
@@ -120,31 +108,27 @@ def measure_holdout(scored) -> dict:
             "first_error_f1": first_error_metrics(scored, 0.5, "meta")["overall"]["f1"]}
 
 
-def sample_more(demo: Path, traces, k: int, seed: int, threads: int):
+def sample_more(demo: Path, k: int, seed: int):
     """K more solutions per training problem (tiny-gsm, the demo's temperature), cached in the demo folder."""
-    from prm.io import read_traces, write_traces
+    def sample():
+        from dataclasses import asdict
 
-    path = demo / f"traces_train_extra{k}_seed{seed}.jsonl"
-    if path.exists():
-        return read_traces(path)
-    from completers.base import SamplingParams
-    from completers.transformers_completer import TransformersCompleter
-    from completers.world import generate_problems, sample_traces
+        from completers.base import SamplingParams
+        from completers.transformers_completer import TransformersCompleter
+        from completers.world import generate_problems, sample_traces
+        from prm.app.demo import DemoConfig
 
-    from dataclasses import asdict
+        summary = demo / "summary.json"
+        config = json.loads(summary.read_text())["config"] if summary.exists() else asdict(DemoConfig())
+        total = config["train_problems"] + config["val_problems"] + config["test_problems"]
+        problems = generate_problems(total, seed=config["seed"])[:config["train_problems"]]
+        params = SamplingParams(n=k, temperature=config["temperature"], max_new_tokens=320, seed=seed + 77_000)
+        extra = sample_traces(TransformersCompleter("tiny-gsm"), problems, k, params)
+        for trace in extra:
+            trace.id += f"-x{seed}"
+        return extra
 
-    from prm.app.demo import DemoConfig
-
-    summary = demo / "summary.json"
-    config = json.loads(summary.read_text())["config"] if summary.exists() else asdict(DemoConfig())
-    total = config["train_problems"] + config["val_problems"] + config["test_problems"]
-    problems = generate_problems(total, seed=config["seed"])[:config["train_problems"]]
-    params = SamplingParams(n=k, temperature=config["temperature"], max_new_tokens=320, seed=seed + 77_000)
-    extra = sample_traces(TransformersCompleter("tiny-gsm"), problems, k, params)
-    for trace in extra:
-        trace.id += f"-x{seed}"
-    write_traces(path, extra)
-    return extra
+    return cached_traces(demo / f"traces_train_extra{k}_seed{seed}.jsonl", sample)
 
 
 def sampled_tokens(traces) -> int:
@@ -157,82 +141,100 @@ def sampled_tokens(traces) -> int:
     return sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--demo", required=True, help="a finished `prm demo` output folder")
-    parser.add_argument("--rows", default="ce-b05", help=f"comma-separated from {', '.join(ROWS)}, or all")
-    parser.add_argument("--extra-samples", type=int, default=0, help="more solutions per training problem")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--set", action="append", default=[],
-                        help="override a setting of every row: model.beta=0.2 or training.learning_rate=1e-4")
-    parser.add_argument("--holdout", type=int, default=0,
-                        help="measure on the last K training problems instead of the demo's test split")
-    parser.add_argument("--keep", default=None, help="save each trained model under this folder")
-    args = parser.parse_args()
+def arguments():
+    args = parser(__doc__, "implicit", threads=2, quick=None)
+    args.add_argument("--demo", required=True, help="a finished `prm demo` output folder")
+    args.add_argument("--rows", default="ce-b05", help=f"comma-separated from {', '.join(ROWS)}, or all")
+    args.add_argument("--extra-samples", type=int, default=0, help="more solutions per training problem")
+    args.add_argument("--set", action="append", default=[],
+                      help="override a setting of every row: model.beta=0.2 or training.learning_rate=1e-4")
+    args.add_argument("--holdout", type=int, default=0,
+                      help="measure on the last K training problems instead of the demo's test split")
+    args.add_argument("--keep", default=None, help="save each trained model under this folder")
+    return args.parse_args()
 
-    import logging
 
-    import torch
-
-    torch.set_num_threads(args.threads)
-    logging.getLogger("transformers").setLevel(logging.ERROR)
+def splits(args) -> tuple[list, list, list]:
+    """(train, val, test): the demo's, or with --holdout the last K training problems as test."""
     from prm.io import read_traces
 
     demo = Path(args.demo)
     train = read_traces(demo / "traces_train.jsonl")
-    extra = sample_more(demo, train, args.extra_samples, args.seed, args.threads) if args.extra_samples else []
-    if args.holdout:
-        problems = sorted({t.meta["problem_id"] for t in train})
-        held = set(problems[-args.holdout:])
-        val, test = [], [t for t in train if t.meta["problem_id"] in held]
-        train = [t for t in train if t.meta["problem_id"] not in held]
-        extra = [t for t in extra if t.meta["problem_id"] not in held]  # nothing of a held-out problem
-    else:
-        val, test = read_traces(demo / "traces_val.jsonl"), read_traces(demo / "traces_test.jsonl")
-    train = train + extra
-    mc = None
-    if (demo / "scored_test.jsonl").exists() and not args.holdout:
-        mc = measure(read_traces(demo / "scored_val.jsonl"), read_traces(demo / "scored_test.jsonl"))
-        print(f"demo PRM (MC labels + sympy): best-of-{mc['n']} min {mc['best_of_n']['prm_min']:.3f}"
-              f" majority {mc['best_of_n']['majority']:.3f} oracle {mc['best_of_n']['oracle']:.3f}; "
-              f"AUROC {mc['auroc']:.3f}, first-error F1 {mc['first_error_f1']:.3f}")
-    tokens = sampled_tokens(train)
-    print(f"training: {len(train)} traces, {tokens} sampled tokens, 0 rollouts; uptime: {os.getloadavg()}")
+    extra = sample_more(demo, args.extra_samples, args.seed) if args.extra_samples else []
+    if not args.holdout:
+        return train + extra, read_traces(demo / "traces_val.jsonl"), read_traces(demo / "traces_test.jsonl")
+    held = set(sorted({t.meta["problem_id"] for t in train})[-args.holdout:])
+    test = [t for t in train if t.meta["problem_id"] in held]
+    keep = [t for t in train + extra if t.meta["problem_id"] not in held]  # nothing of a held-out problem
+    return keep, [], test
 
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    names = list(ROWS) if args.rows == "all" else args.rows.split(",")
-    for name in names:
-        row = json.loads(json.dumps(ROWS[name]))
-        for override in args.set:
-            key, value = override.split("=", 1)
-            part, field = key.split(".", 1)
-            row[part][field] = type(row[part].get(field, 0.0))(value) if field in row[part] else float(value)
-        wall = time.perf_counter()
-        model, cpu = train_implicit(outcome_only(train), Path("/tmp") / f"implicit-{name}", row["model"],
-                                    row["training"], args.seed, args.threads)
-        if args.keep:
-            model.save_pretrained(Path(args.keep) / name)
-        scored_test = model.score_traces(outcome_only(test))
-        if args.holdout:
-            for scored, original in zip(scored_test, test):
-                scored.meta = original.meta  # gold labels stay in meta
-            figures = measure_holdout(scored_test)
-        else:
-            figures = measure(model.score_traces(outcome_only(val)), scored_test)
-        best = figures["best_of_n"]
-        print(f"{name} {row}: best-of-{figures['n']} " + " ".join(
-            f"{k} {best[k]:.3f}" for k in ("prm_min", "prm_last", "prm_mean", "prm_prod", "weighted_last", "majority")
-            if k in best) + f"; AUROC {figures['auroc']:.3f}, first-error F1 {figures['first_error_f1']:.3f}, "
-              f"{cpu:.0f} CPU s, {time.perf_counter() - wall:.0f} s wall", flush=True)
+
+def demo_prm(args) -> dict | None:
+    """The demo's PRM (MC labels + sympy) measured on the same test traces, when it has one."""
+    from prm.io import read_traces
+
+    demo = Path(args.demo)
+    if args.holdout or not (demo / "scored_test.jsonl").exists():
+        return None
+    mc = measure(read_traces(demo / "scored_val.jsonl"), read_traces(demo / "scored_test.jsonl"))
+    print(f"demo PRM (MC labels + sympy): best-of-{mc['n']} min {mc['best_of_n']['prm_min']:.3f}"
+          f" majority {mc['best_of_n']['majority']:.3f} oracle {mc['best_of_n']['oracle']:.3f}; "
+          f"AUROC {mc['auroc']:.3f}, first-error F1 {mc['first_error_f1']:.3f}")
+    return mc
+
+
+def row_settings(name: str, overrides: list[str]) -> dict:
+    """A row of ROWS with the --set overrides applied."""
+    row = json.loads(json.dumps(ROWS[name]))
+    for override in overrides:
+        key, value = override.split("=", 1)
+        part, field = key.split(".", 1)
+        row[part][field] = type(row[part].get(field, 0.0))(value) if field in row[part] else float(value)
+    return row
+
+
+def run_row(name: str, row: dict, args, train, val, test) -> tuple[dict, float]:
+    """Train one row and measure it: (figures, CPU seconds)."""
+    wall = time.perf_counter()
+    model, cpu = train_implicit(outcome_only(train), args.out / name, row["model"],
+                                row["training"], args.seed)
+    if args.keep:
+        model.save_pretrained(Path(args.keep) / name)
+    scored_test = model.score_traces(outcome_only(test))
+    if args.holdout:
+        for scored, original in zip(scored_test, test):
+            scored.meta = original.meta  # gold labels stay in meta
+        figures = measure_holdout(scored_test)
+    else:
+        figures = measure(model.score_traces(outcome_only(val)), scored_test)
+    best = figures["best_of_n"]
+    print(f"{name} {row}: best-of-{figures['n']} " + " ".join(
+        f"{k} {best[k]:.3f}" for k in ("prm_min", "prm_last", "prm_mean", "prm_prod", "weighted_last", "majority")
+        if k in best) + f"; AUROC {figures['auroc']:.3f}, first-error F1 {figures['first_error_f1']:.3f}, "
+          f"{cpu:.0f} CPU s, {time.perf_counter() - wall:.0f} s wall", flush=True)
+    return figures, cpu
+
+
+def main() -> int:
+    args = arguments()
+    import logging
+
+    use_threads(args.threads)
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    machine_record = machine(args.threads)
+    train, val, test = splits(args)
+    mc = demo_prm(args)
+    tokens = sampled_tokens(train)
+    print(f"training: {len(train)} traces, {tokens} sampled tokens, 0 rollouts; "
+          f"load average {machine_record['load_average_start']}")
+    for name in list(ROWS) if args.rows == "all" else args.rows.split(","):
+        row = row_settings(name, args.set)
+        figures, cpu = run_row(name, row, args, train, val, test)
         key = name + (f"/x{args.extra_samples}" if args.extra_samples else "") + (
-            f"/holdout{args.holdout}" if args.holdout else "") + (
-            "/" + ",".join(args.set) if args.set else "")
-        results[key] = {"settings": row, "seed": args.seed, "train_traces": len(train), "sampled_tokens": tokens,
-                        "rollouts": 0, "cpu_seconds": round(cpu, 1), **figures, "mc_prm": mc,
-                        "load": os.getloadavg()[0]}
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1, default=float) + "\n")
+            f"/holdout{args.holdout}" if args.holdout else "") + ("/" + ",".join(args.set) if args.set else "")
+        merge_results(args.results, key, {"settings": row, "seed": args.seed, "train_traces": len(train),
+                                          "sampled_tokens": tokens, "rollouts": 0, "cpu_seconds": round(cpu, 1),
+                                          **figures, "mc_prm": mc}, machine_record)
     return 0
 
 

@@ -27,57 +27,41 @@ about 2-4 minutes.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root, for bench._harness
+from bench._harness import ROOT, Goal, machine, matmul_peak, parser, print_goals, save_results  # noqa: E402
 from prm.formats.gsm8k import read_gsm8k  # noqa: E402
 from prm.reward.published.math_shepherd import MathShepherdScorer  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--traces", type=int, default=24)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of both paths")
-    parser.add_argument("--copies", type=int, default=8, help="size of the equal-length control batch")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-batch-tokens", type=int, default=8192)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "score.json")
-    args = parser.parse_args(argv)
+def arguments(argv):
+    args = parser(__doc__, "score", quick="6 traces, 1 round, 4 copies")
+    args.add_argument("--model", default="smollm2-135m")
+    args.add_argument("--traces", type=int, default=24)
+    args.add_argument("--rounds", type=int, default=2, help="alternating rounds of both paths")
+    args.add_argument("--copies", type=int, default=8, help="size of the equal-length control batch")
+    args.add_argument("--batch-size", type=int, default=16)
+    args.add_argument("--max-batch-tokens", type=int, default=8192)
+    args.add_argument("--data", type=Path, default=DATA)
+    args = args.parse_args(argv)
+    if args.quick:
+        args.traces, args.rounds, args.copies = min(args.traces, 6), 1, min(args.copies, 4)
+    return args
 
-    torch.set_num_threads(args.threads)
-    started = time.time()
-    load_before = os.getloadavg()
-    scorer = MathShepherdScorer.from_pretrained(args.model, device="cpu", batch_size=args.batch_size)
-    scorer.max_batch_tokens = args.max_batch_tokens
-    items = [(t.problem, t.step_texts) for t in read_gsm8k(args.data, limit=args.traces)]
-    steps = sum(len(s) for _, s in items)
-    encoded = scorer._encode_many(items)
-    lengths = [len(e.input_ids) for e in encoded]
-    print(f"{args.model}: {len(items)} traces, {steps} steps, {sum(lengths)} tokens "
-          f"(mean {sum(lengths) / len(lengths):.0f}, max {max(lengths)}); {args.threads} thread(s)", flush=True)
 
-    scorer.score_many(items[:2])  # warm-up
-    peak, peak_cpu = matmul_gflops()
-    print(f"float32 matmul peak: {peak:.1f} GFLOP/s by wall clock, {peak_cpu:.1f} per CPU-second", flush=True)
-
+def alternate(scorer, items, rounds: int) -> tuple[dict, dict, list, list]:
+    """Both paths in alternating rounds (other jobs on the machine hit both alike): wall and CPU
+    seconds per path (per round) and the scores of each."""
     wall = {"single": 0.0, "batched": 0.0}
     cpu = {"single": 0.0, "batched": 0.0}
-    for round_ in range(args.rounds):  # alternate, so that other jobs on the machine hit both alike
+    for round_ in range(rounds):
         for path in (("single", "batched") if round_ % 2 == 0 else ("batched", "single")):
             t0, c0 = time.perf_counter(), time.process_time()
             if path == "single":
@@ -87,60 +71,79 @@ def main(argv: list[str] | None = None) -> int:
             wall[path] += time.perf_counter() - t0
             cpu[path] += time.process_time() - c0
             print(f"round {round_ + 1}: {path:>7}: {wall[path]:.1f} s wall, {cpu[path]:.1f} CPU-s so far", flush=True)
-    # control without padding: copies of the median trace, batched against one at a time
+    return ({k: v / rounds for k, v in wall.items()}, {k: v / rounds for k, v in cpu.items()}, single, batched)
+
+
+def equal_lengths_control(scorer, items, copies: int) -> dict:
+    """Copies of the median trace (no padding at all), batched against one at a time, CPU time."""
     median = sorted(items, key=lambda item: len(scorer._encode_many([item])[0].input_ids))[len(items) // 2]
-    copies = [median] * args.copies
     c0 = time.process_time()
-    scorer.score_many(copies, batch_size=args.copies)
-    copies_batched_cpu = time.process_time() - c0
+    scorer.score_many([median] * copies, batch_size=copies)
+    batched = time.process_time() - c0
     c0 = time.process_time()
-    for item in copies:
-        scorer.score_many([item])
-    copies_single_cpu = time.process_time() - c0
-    print(f"control, {args.copies} copies of one trace: batched {copies_batched_cpu:.1f} CPU-s, "
-          f"one at a time {copies_single_cpu:.1f} CPU-s", flush=True)
-    single_seconds, batched_seconds = wall["single"] / args.rounds, wall["batched"] / args.rounds
-    single_cpu, batched_cpu = cpu["single"] / args.rounds, cpu["batched"] / args.rounds
+    for _ in range(copies):
+        scorer.score_many([median])
+    single = time.process_time() - c0
+    print(f"control, {copies} copies of one trace: batched {batched:.1f} CPU-s, one at a time {single:.1f} CPU-s",
+          flush=True)
+    return {"copies": copies, "batched_cpu_seconds": round(batched, 2), "one_at_a_time_cpu_seconds": round(single, 2),
+            "speedup_by_cpu_time": round(single / batched, 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
+    torch.set_num_threads(args.threads)
+    machine_record = machine(args.threads)
+    scorer = MathShepherdScorer.from_pretrained(args.model, device="cpu", batch_size=args.batch_size)
+    scorer.max_batch_tokens = args.max_batch_tokens
+    items = [(t.problem, t.step_texts) for t in read_gsm8k(args.data, limit=args.traces)]
+    steps = sum(len(s) for _, s in items)
+    lengths = [len(e.input_ids) for e in scorer._encode_many(items)]
+    print(f"{args.model}: {len(items)} traces, {steps} steps, {sum(lengths)} tokens "
+          f"(mean {sum(lengths) / len(lengths):.0f}, max {max(lengths)}); {args.threads} thread(s)", flush=True)
+
+    scorer.score_many(items[:2])  # warm-up
+    peak = matmul_peak()
+    print(f"float32 matmul peak: {peak.gflops:.1f} GFLOP/s by wall clock, {peak.gflops_per_cpu_second:.1f} "
+          f"per CPU-second", flush=True)
+    wall, cpu, single, batched = alternate(scorer, items, args.rounds)
+    control = equal_lengths_control(scorer, items, args.copies)
 
     flops = forward_flops(scorer.model, lengths)
-    achieved = flops / batched_seconds / 1e9
+    achieved = flops / wall["batched"] / 1e9
     difference = max(abs(a - b) for row_a, row_b in zip(single, batched) for a, b in zip(row_a, row_b)
                      if a is not None and b is not None)
     result = {
         "model": args.model, "scorer": "MathShepherdScorer", "traces": len(items), "steps": steps,
         "tokens": sum(lengths), "threads": args.threads, "batch_size": args.batch_size,
         "max_batch_tokens": args.max_batch_tokens,
-        "one_at_a_time_seconds": round(single_seconds, 2), "batched_seconds": round(batched_seconds, 2),
-        "one_at_a_time_steps_per_s": round(steps / single_seconds, 2),
-        "batched_steps_per_s": round(steps / batched_seconds, 2),
-        "speedup": round(single_seconds / batched_seconds, 2),
-        "one_at_a_time_cpu_seconds": round(single_cpu, 2), "batched_cpu_seconds": round(batched_cpu, 2),
-        "speedup_by_cpu_time": round(single_cpu / batched_cpu, 2), "rounds": args.rounds,
+        "one_at_a_time_seconds": round(wall["single"], 2), "batched_seconds": round(wall["batched"], 2),
+        "one_at_a_time_steps_per_s": round(steps / wall["single"], 2),
+        "batched_steps_per_s": round(steps / wall["batched"], 2),
+        "speedup": round(wall["single"] / wall["batched"], 2),
+        "one_at_a_time_cpu_seconds": round(cpu["single"], 2), "batched_cpu_seconds": round(cpu["batched"], 2),
+        "speedup_by_cpu_time": round(cpu["single"] / cpu["batched"], 2), "rounds": args.rounds,
         "max_score_difference": difference,
         "padded_tokens_batched": padded_tokens(lengths, scorer),
-        "control_equal_lengths": {"copies": args.copies, "batched_cpu_seconds": round(copies_batched_cpu, 2),
-                                  "one_at_a_time_cpu_seconds": round(copies_single_cpu, 2),
-                                  "speedup_by_cpu_time": round(copies_single_cpu / copies_batched_cpu, 2)},
-        "matmul_gflops": round(peak, 1), "batched_gflops": round(achieved, 1),
-        "fraction_of_matmul_peak": round(achieved / peak, 3),
-        "one_at_a_time_fraction_of_matmul_peak": round(flops / single_seconds / 1e9 / peak, 3),
-        "matmul_gflops_per_cpu_s": round(peak_cpu, 1),
-        "batched_fraction_of_matmul_peak_by_cpu_time": round(flops / batched_cpu / 1e9 / peak_cpu, 3),
-        "one_at_a_time_fraction_of_matmul_peak_by_cpu_time": round(flops / single_cpu / 1e9 / peak_cpu, 3),
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__},
-        "total_seconds": round(time.time() - started, 1),
+        "control_equal_lengths": control,
+        "matmul_gflops": round(peak.gflops, 1), "batched_gflops": round(achieved, 1),
+        "fraction_of_matmul_peak": round(achieved / peak.gflops, 3),
+        "one_at_a_time_fraction_of_matmul_peak": round(flops / wall["single"] / 1e9 / peak.gflops, 3),
+        "matmul_gflops_per_cpu_s": round(peak.gflops_per_cpu_second, 1),
+        "batched_fraction_of_matmul_peak_by_cpu_time":
+            round(flops / cpu["batched"] / 1e9 / peak.gflops_per_cpu_second, 3),
+        "one_at_a_time_fraction_of_matmul_peak_by_cpu_time":
+            round(flops / cpu["single"] / 1e9 / peak.gflops_per_cpu_second, 3),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"steps/s: one at a time {result['one_at_a_time_steps_per_s']}, batched {result['batched_steps_per_s']} "
           f"-> {result['speedup']}x by wall clock, {result['speedup_by_cpu_time']}x by CPU time; "
           f"batched reaches {achieved:.1f} GFLOP/s = "
           f"{100 * result['fraction_of_matmul_peak']:.1f}% of the matmul peak; "
           f"scores differ by at most {difference:.2e}")
-    print(f"wrote {args.out}")
+    goal_list = [Goal("batched / one at a time (CPU time)", result["speedup_by_cpu_time"], ">=", 1.0, "x"),
+                 Goal("largest score difference, batched vs one at a time", float(f"{difference:.2g}"), "<=", 1e-4)]
+    print_goals(goal_list)
+    save_results(args.results, result, machine_record, goal_list)
     return 0
 
 
@@ -150,18 +153,6 @@ def padded_tokens(lengths: list[int], scorer) -> int:
 
     batches = length_batches(lengths, scorer.batch_size, scorer.max_batch_tokens)
     return sum(len(batch) * max(lengths[i] for i in batch) for batch in batches)
-
-
-def matmul_gflops(size: int = 2048, seconds: float = 3.0) -> tuple[float, float]:
-    """float32 matmul throughput with the current torch threads: per wall second and per CPU second."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    runs, t0, c0 = 0, time.perf_counter(), time.process_time()
-    while time.perf_counter() - t0 < seconds:
-        torch.mm(a, b)
-        runs += 1
-    work = 2 * size ** 3 * runs / 1e9
-    return work / (time.perf_counter() - t0), work / (time.process_time() - c0)
 
 
 def forward_flops(model, lengths: list[int]) -> float:

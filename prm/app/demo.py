@@ -251,10 +251,9 @@ def train(config: DemoConfig, traces: list[Trace], val: list[Trace], folder: Pat
 
     options = RewardModelOptions(head=head, label_type=config.labels if head == "prm" else "hard",
                                  prompt_template=PLAIN_TEMPLATE, lm_features=config.lm_features)
-    args = RewardTrainerConfig(
-        output_dir=str(folder / "checkpoints"), num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
-        save_strategy="no", eval_strategy="no", logging_steps=20, report_to=[], disable_tqdm=False,
+    args = RewardTrainerConfig.in_memory(
+        folder / "checkpoints", num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate, seed=config.seed, logging_steps=20, disable_tqdm=False,
         balance_classes=True, freeze_backbone=config.lm_features)
     trainer = RewardTrainer(config.model, args, train_traces=traces, model_options=options)
     trainer.train()
@@ -304,10 +303,9 @@ def train_implicit(config: DemoConfig, traces: list[Trace], folder: Path) -> Pat
 
     options = RewardModelOptions(head="implicit", prompt_template=PLAIN_TEMPLATE, beta=config.implicit_beta,
                                  implicit_loss=config.implicit_loss)
-    args = RewardTrainerConfig(
-        output_dir=str(folder / "checkpoints"), num_train_epochs=config.implicit_epochs,
-        per_device_train_batch_size=config.batch_size, learning_rate=config.implicit_learning_rate,
-        seed=config.seed, save_strategy="no", eval_strategy="no", logging_steps=20, report_to=[], disable_tqdm=False)
+    args = RewardTrainerConfig.in_memory(
+        folder / "checkpoints", num_train_epochs=config.implicit_epochs, per_device_train_batch_size=config.batch_size,
+        learning_rate=config.implicit_learning_rate, seed=config.seed, logging_steps=20, disable_tqdm=False)
     trainer = RewardTrainer(config.model, args, train_traces=traces, model_options=options)
     trainer.train()
     trainer.model.save_pretrained(str(folder))

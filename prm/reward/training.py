@@ -146,6 +146,14 @@ class RewardTrainerConfig(TrainingArguments):
             self.dataloader_pin_memory = False  # nothing to pin for on CPU
         super().__post_init__()
 
+    @classmethod
+    def in_memory(cls, output_dir: str, **settings) -> RewardTrainerConfig:
+        """A run whose model is used (or saved) by the caller: no checkpoints, no evaluation
+        during training, no loggers, no progress bar; `settings` override any of these. The
+        demo, the benches and the tests train this way."""
+        defaults = dict(save_strategy="no", eval_strategy="no", report_to=[], disable_tqdm=True)
+        return cls(output_dir=str(output_dir), **{**defaults, **settings})
+
 
 # -- examples -----------------------------------------------------------------------------
 
