@@ -73,7 +73,7 @@ class _Prober:
             if granted == 0:
                 return None
             seed = round_seed(self.seed, batch)
-            new = sample_rollouts(self.completer, self.trace, {index: granted}, self.config, seed,
+            new = sample_rollouts(self.completer, self.trace, [(index, granted, seed)], self.config,
                                   self.grader, self.budget, self.skipped)
             if index not in new:
                 return REFUSED

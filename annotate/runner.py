@@ -11,8 +11,10 @@ uninterrupted run's, apart from the wall-clock `seconds` fields.
 process decides alone, and a trace stays in its shard if the input is reordered or grows.
 `annotate.merge` joins the shard outputs and checks that none is missing.
 
-With `workers > 1` traces are annotated in threads (useful for HTTP completers, where the
-time is spent waiting on a server) and written in the order they finish.
+Several traces are annotated at once in threads: with a completer whose calls are best
+merged (the transformers completer: `label_traces`), written in input order; with `workers > 1`
+otherwise (useful for HTTP completers, where the time is spent waiting on a server), in the
+order they finish.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import hashlib
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -227,7 +230,7 @@ class RunSummary:
 
 
 def run(traces: list[Trace], out_path: str | os.PathLike, completer: "Completer", config: AnnotateConfig, *,
-        completer_spec: str, shard: tuple[int, int] | None = None, workers: int = 1,
+        completer_spec: str, shard: tuple[int, int] | None = None, workers: int | None = None,
         progress: bool = True, on_trace: Callable[[Trace], None] | None = None,
         labeller: Callable[[list[Trace]], Iterable[Trace]] | None = None,
         status: Callable[[], str] | None = None) -> RunSummary:
@@ -272,7 +275,7 @@ def _run_locked(todo, out_path, completer, config, settings, completer_spec, wor
         with open(out_path, "a", encoding="utf-8") as handle:
             sync_dir(out_path.parent)
             labelled_traces = labeller(remaining) if labeller is not None else \
-                label_traces(remaining, completer, config, grader, completer_spec, workers)
+                _labelled(remaining, completer, config, grader, completer_spec, workers)
             for labelled in labelled_traces:
                 handle.write(dumps(labelled) + "\n")
                 handle.flush()
@@ -294,16 +297,22 @@ def _run_locked(todo, out_path, completer, config, settings, completer_spec, wor
 
 
 def label_traces(traces: list[Trace], completer: "Completer", config: AnnotateConfig, grader: "Grader",
-                 completer_spec: str | None = None, workers: int = 1) -> Iterable[Trace]:
-    """Labelled traces, in input order (one worker, no merging) or in the order they finish.
+                 completer_spec: str | None = None, workers: int | None = None) -> Iterable[Trace]:
+    """Labelled traces, `workers` at a time (default: as many as the completer asks for).
 
-    A completer that samples best in big batches (`Completer.merge_calls` > 1, e.g. the
-    transformers completer) labels that many traces at once (at least `workers`), each in a
-    thread, with their completer calls merged into one (`completers.batching.CallBatcher`):
-    labelling one trace at a time gave it a tenth of the rows it decodes at the same cost
-    per step (bench/annotate.py). The labels are the same either way."""
-    merge = getattr(completer, "merge_calls", 1)
-    if merge > 1 and config.method != "judge":
+    A completer that samples best in big batches (`Completer.merge_calls` > 1: the
+    transformers completer, 64 by default) labels that many traces at once, each in a thread,
+    with their completer calls merged into one (`completers.batching.CallBatcher`), and the
+    labelled traces come in input order: one trace at a time gave it a tenth of the rows it
+    decodes at the same cost per decoding step (bench/annotate.py). The labels are the same.
+    Other completers label `workers` traces (default 1) in threads (e.g. to keep an HTTP
+    server busy), yielded in the order they finish."""
+    merge = getattr(completer, "merge_calls", 1) if config.method != "judge" else 1
+    at_once = workers or merge
+    if at_once <= 1:
+        for trace in traces:
+            yield annotate_trace(trace, completer, config, grader, completer_spec)
+    elif merge > 1:
         from completers.batching import CallBatcher
 
         batcher = CallBatcher(completer)
@@ -312,30 +321,32 @@ def label_traces(traces: list[Trace], completer: "Completer", config: AnnotateCo
             with batcher.session():
                 return annotate_trace(trace, batcher, config, grader, completer_spec)
 
-        yield from _in_threads(traces, label, max(workers, merge))
-    elif workers <= 1:
-        for trace in traces:
-            yield annotate_trace(trace, completer, config, grader, completer_spec)
+        yield from _in_threads(traces, label, at_once, ordered=True)
     else:
         yield from _in_threads(traces, lambda trace: annotate_trace(trace, completer, config, grader,
-                                                                      completer_spec), workers)
+                                                                      completer_spec), at_once, ordered=False)
 
 
-def _in_threads(traces, label, workers):
-    """label(trace) for every trace in `workers` threads, yielded in the order they finish."""
+_labelled = label_traces
+
+
+def _in_threads(traces, label, workers: int, ordered: bool):
+    """label(trace) for every trace in `workers` threads, yielded in input order or in the
+    order they finish."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="annotate") as pool:
-        pending = set()
+        pending: deque = deque()
         queue = iter(traces)
         try:
             while True:
-                while len(pending) < 2 * workers:
-                    trace = next(queue, None)
-                    if trace is None:
-                        break
-                    pending.add(pool.submit(label, trace))
+                while len(pending) < 2 * workers and (trace := next(queue, None)) is not None:
+                    pending.append(pool.submit(label, trace))
                 if not pending:
                     return
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                if ordered:
+                    yield pending.popleft().result()
+                    continue
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                pending = deque(f for f in pending if f not in finished)
                 failed = [f for f in finished if f.exception() is not None]
                 for future in finished:  # keep every finished trace before reporting a failure
                     if future.exception() is None:

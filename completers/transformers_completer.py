@@ -145,9 +145,10 @@ class TransformersCompleter(Completer):
         stops = self.stop + normalize_stop(stop)
         results: list[list[Completion]] = [[] for _ in prompts]
         with torch.inference_mode():
-            for chunk in self._chunks(jobs):
+            for chunk in self._chunks(_merge_same_prompts(jobs)):
                 for job, completions in zip(chunk, self._sample_chunk(chunk, params, stops)):
-                    results[job.index] = completions
+                    for index, count in job.parts:
+                        results[index], completions = completions[:count], completions[count:]
         return results
 
     def reference_complete_prompts(self, prompts: list[str], params: SamplingParams,
@@ -309,7 +310,8 @@ class TransformersCompleter(Completer):
 @dataclass
 class _Job:
     """One prompt to sample: its index in the request list, token ids and one random stream
-    per sample; `kv`/`logits` hold its encoded prompt between prefill and decoding."""
+    per sample; `kv`/`logits` hold its encoded prompt between prefill and decoding. `parts`:
+    (request index, samples) of each request it samples for, in the order of `rngs`."""
 
     index: int
     ids: list[int]
@@ -317,6 +319,26 @@ class _Job:
     max_new_tokens: int  # the request's, or less if the model's positions run out
     kv: list | None = None
     logits: torch.Tensor | None = None
+    parts: list[tuple[int, int]] | None = None
+
+    def __post_init__(self):
+        if self.parts is None:
+            self.parts = [(self.index, len(self.rngs))]
+
+
+def _merge_same_prompts(jobs: list[_Job]) -> list[_Job]:
+    """One job per distinct prompt: a prompt requested more than once (e.g. two rounds of
+    Monte Carlo with their own seeds) is encoded once and its rows share its cache. Each
+    row keeps its own random stream, so its samples are those of its own request."""
+    merged: dict[tuple[int, ...], _Job] = {}
+    for job in jobs:
+        same = merged.get(tuple(job.ids))
+        if same is None:
+            merged[tuple(job.ids)] = _Job(job.index, job.ids, list(job.rngs), job.max_new_tokens)
+        else:
+            same.rngs += job.rngs
+            same.parts.append((job.index, len(job.rngs)))
+    return list(merged.values())
 
 
 # -- sampling ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from annotate.grading import Grader
 from annotate.config import AnnotateConfig
 from annotate.monte_carlo import label_trace as mc_label
 from annotate.rollouts import derive_seed, spread
-from completers.base import Completer, Completion
+from completers.base import Completer, Completion, per_prompt
 from prm.records import Rollouts, Trace
 
 ANSWER = "42"
@@ -27,7 +27,7 @@ class ScriptedCompleter(Completer):
     def __init__(self, p: float = 1.0, max_prefix: int | None = None):
         self.p = p
         self.max_prefix = max_prefix  # longer prefixes are refused, as a model refuses a too long prompt
-        self.calls = []  # (number of requests, n) per call
+        self.calls = []  # the samples asked of each prompt, per call
 
     def complete_prompts(self, prompts, params, *, stop=None, seeds=None, ns=None):
         # prompts are `plain_prompt(problem, prefix)`: "Question: ...\nAnswer:\n" + one line per step
@@ -36,13 +36,14 @@ class ScriptedCompleter(Completer):
         for i, (_, prefix) in enumerate(requests):
             if self.max_prefix is not None and len(prefix) > self.max_prefix:
                 raise ValueError(f"prompt {i} is too long")
-        self.calls.append((len(requests), params.n))
+        plan = per_prompt(params, len(prompts), seeds, ns)
+        self.calls.append([n for _, n in plan])
         results = []
-        for problem, prefix in requests:
+        for (problem, prefix), (seed, n) in zip(requests, plan):
             bad = any("BAD" in step for step in prefix)
             completions = []
-            for j in range(params.n):
-                u = derive_seed(params.seed, problem, len(prefix), j) / 2**31
+            for j in range(n):
+                u = derive_seed(seed, problem, len(prefix), j) / 2**31
                 ok = not bad and u < self.p
                 text = f"so on\n#### {ANSWER if ok else '41'}"
                 completions.append(Completion(text, tokens=10 + j % 3))
@@ -51,7 +52,7 @@ class ScriptedCompleter(Completer):
 
     @property
     def rollouts(self):
-        return sum(r * n for r, n in self.calls)
+        return sum(map(sum, self.calls))
 
 
 def make_trace(n_steps: int, first_error: int = -1, final_answer: str | None = "41", trace_id: str = "t") -> Trace:
@@ -68,7 +69,7 @@ def grader():
 def test_monte_carlo_soft_label_is_fraction_and_hard_label_is_any_success(grader):
     completer = ScriptedCompleter(p=0.5)
     trace = mc_label(make_trace(5, first_error=3), completer, AnnotateConfig(n=8), grader)
-    assert completer.calls == [(5, 2), (5, 6)]  # every prefix in one complete_many call per round
+    assert completer.calls == [[2] * 5 + [6] * 5]  # every prefix and both rounds in one call (no budget)
     for i, step in enumerate(trace.steps):
         r = step.rollouts
         assert r.total == 8 and len(r.answers) == 8 and r.texts is None
@@ -171,7 +172,7 @@ def test_prefixes_the_completer_refuses_get_unknown_labels_and_the_others_are_la
     assert trace.hard_labels == [1, 1, 1, None, None, None]
     assert [s["step"] for s in trace.meta["annotation"]["skipped"]] == [3, 4, 5]
     assert "too long" in trace.meta["annotation"]["skipped"][0]["reason"]
-    assert sum(r for r, _ in completer.calls) == 3 * 2  # the accepted prefixes, once in each of the 2 rounds
+    assert sum(map(len, completer.calls)) == 3 * 2  # the accepted prefixes, once in each of the 2 rounds
     config = AnnotateConfig(method="binary", n=2, skip_correct=False)
     binary = binary_label(make_trace(6, first_error=4), ScriptedCompleter(max_prefix=3), config, grader)
     assert binary.meta["annotation"]["first_error"] is None  # the search could not finish ...

@@ -106,6 +106,17 @@ def test_same_seed_gives_same_samples_whatever_else_is_in_the_batch(completer):
     assert completer.complete_prompts(prompts[:1], unseeded) != completer.complete_prompts(prompts[:1], unseeded)
 
 
+def test_a_prompt_asked_twice_is_encoded_once_and_each_request_keeps_its_own_samples(completer):
+    prompt = trace_prompts(completer)[1]
+    params = SamplingParams(n=2, max_new_tokens=16, seed=0)
+    completer.counters.update({k: 0 for k in completer.counters})
+    both = completer.complete_prompts([prompt, prompt], params, seeds=[1, 2], ns=[2, 3])
+    assert completer.counters["prefill_tokens"] == len(completer.encode(prompt))  # one prefill for both
+    assert [len(c) for c in both] == [2, 3]
+    assert both[0] == completer.complete_prompts([prompt], params, seeds=[1])[0]
+    assert both[1] == completer.complete_prompts([prompt], params, seeds=[2], ns=[3])[0]
+
+
 def test_stop_strings_end_samples_and_every_sampled_token_is_counted(completer):
     params = SamplingParams(n=12, max_new_tokens=30, seed=3)
     stops = ["a", "e", "o", "7"]
