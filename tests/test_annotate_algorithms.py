@@ -118,6 +118,14 @@ def test_binary_search_stops_a_probe_at_its_first_success(grader):
     assert trace.steps[4].soft_label == 0.0
 
 
+def test_a_failing_probe_replaced_by_an_earlier_one_costs_only_its_first_round(grader):
+    config = AnnotateConfig(method="binary", n=8, skip_correct=False)  # rounds of 2 and 6
+    trace = binary_label(make_trace(6, first_error=0), ScriptedCompleter(), config, grader)
+    assert trace.meta["annotation"]["probed"] == [2, 0] and trace.first_error() == 0
+    assert [trace.steps[i].rollouts.total for i in (2, 0)] == [2, 8]  # only the first error is sampled in full
+    assert trace.meta["annotation"]["rollouts"] == 10  # confirming every failing probe in full: 16
+
+
 def test_binary_search_after_error_option(grader):
     config = AnnotateConfig(method="binary", n=2, skip_correct=False, after_error="unknown")
     trace = binary_label(make_trace(8, first_error=2), ScriptedCompleter(), config, grader)
@@ -275,7 +283,9 @@ def test_a_probe_sees_exactly_the_completions_monte_carlo_gives_that_prefix(grad
         for index in binary.meta["annotation"]["probed"]:
             seen = binary.steps[index].rollouts
             assert seen.answers == mc.steps[index].rollouts.answers[:seen.total]
-            assert int(seen.correct > 0) == mc.steps[index].hard_label  # the same verdict as Monte Carlo's
+            if seen.correct > 0 or seen.total == 8:  # settled (not a suspect left after one round)
+                assert int(seen.correct > 0) == mc.steps[index].hard_label  # the same verdict as Monte Carlo's
+        assert binary.first_error() == mc.first_error()
 
 
 def test_the_probe_point_leans_to_the_front_within_bisections_worst_case():
