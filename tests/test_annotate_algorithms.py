@@ -100,7 +100,7 @@ def test_binary_search_finds_every_first_error_in_log_probes(grader, n_steps):
         assert trace.meta["annotation"]["first_error"] == expected
         assert trace.first_error() == expected
         probes = trace.meta["annotation"]["probed"]
-        assert len(probes) == len(set(probes)) <= math.ceil(math.log2(n_steps + 1))
+        assert len(probes) == len(set(probes)) <= math.ceil(math.log(n_steps + 1) / math.log(1.5))
         for i, step in enumerate(trace.steps):
             assert step.hard_label == (1 if expected == -1 or i < expected else 0)
             assert step.label_source == "binary-search"
@@ -121,8 +121,8 @@ def test_binary_search_stops_a_probe_at_its_first_success(grader):
 def test_a_failing_probe_replaced_by_an_earlier_one_costs_only_its_first_round(grader):
     config = AnnotateConfig(method="binary", n=8, skip_correct=False)  # rounds of 2 and 6
     trace = binary_label(make_trace(6, first_error=0), ScriptedCompleter(), config, grader)
-    assert trace.meta["annotation"]["probed"] == [2, 0] and trace.first_error() == 0
-    assert [trace.steps[i].rollouts.total for i in (2, 0)] == [2, 8]  # only the first error is sampled in full
+    assert trace.meta["annotation"]["probed"] == [1, 0] and trace.first_error() == 0
+    assert [trace.steps[i].rollouts.total for i in (1, 0)] == [2, 8]  # only the first error is sampled in full
     assert trace.meta["annotation"]["rollouts"] == 10  # confirming every failing probe in full: 16
 
 
@@ -288,13 +288,12 @@ def test_a_probe_sees_exactly_the_completions_monte_carlo_gives_that_prefix(grad
         assert binary.first_error() == mc.first_error()
 
 
-def test_the_probe_point_leans_to_the_front_within_bisections_worst_case():
+def test_the_probe_point_is_a_third_of_the_way_in_and_leaves_at_most_two_thirds():
     from annotate.binary_search import probe_point
 
-    assert probe_point(0, 6) == 2 and probe_point(0, 7) == 3 and probe_point(0, 1) == 0 and probe_point(0, 10) == 2
+    assert probe_point(0, 6) == 1 and probe_point(0, 7) == 2 and probe_point(0, 1) == 0 and probe_point(0, 10) == 3
     for lo in range(0, 5):
         for top in range(lo + 1, 40):
             k = probe_point(lo, top)
-            budget = math.ceil(math.log2(top - lo + 1))
-            assert lo <= k < top <= k + 2 ** (budget - 1) and k - lo + 1 <= 2 ** (budget - 1)
-            assert k <= (lo + top) // 2  # never later than the midpoint
+            assert lo <= k < top and k <= (lo + top) // 2  # never later than the midpoint
+            assert max(k - lo, top - k - 1) <= 2 * (top - lo) / 3  # what is left after the probe

@@ -163,6 +163,7 @@ def test_labelling_traces_together_gives_the_labels_of_one_at_a_time_with_fewer_
     config = AnnotateConfig(method=method, n=4, max_new_tokens=40, skip_correct=False)
 
     def passes(label):
+        completer.prompt_cache.clear()
         completer.counters["forward_calls"] = 0
         labelled = [t.to_dict() for t in label()]
         for record in labelled:

@@ -92,10 +92,12 @@ class _Checking:
         """Every item's verdicts from a `CheckerPool` of `workers` processes, each checker under
         the time limit it keeps in-process (`seconds`). The pool is started on the first call
         and kept for the next ones (`close()` stops it): `prm eval` scores chunk by chunk, and
-        starting the workers and their checkers for each chunk was most of what two workers
-        could not share (bench/checker_scorer.py)."""
+        each chunk would otherwise start the workers and their checkers again."""
         found: list = [[] for _ in items]  # an item without steps has nothing to check
-        todo = [i for i, item in enumerate(items) if item[1]]
+        # the longest first: the call ends when its last trace does, so a long one left for the
+        # end would keep one worker busy while the others wait
+        todo = sorted((i for i, item in enumerate(items) if item[1]),
+                      key=lambda i: -sum(len(step) + 1 for step in items[i][1]))
         traces = [Trace(str(i), items[i][0], [Step(text) for text in items[i][1]]) for i in todo]
         bar = None
         if progress:
