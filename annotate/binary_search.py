@@ -28,7 +28,6 @@ whose own final answer equals the reference is labelled all positive with no rol
 from __future__ import annotations
 
 import copy
-import math
 import time
 from typing import TYPE_CHECKING
 
