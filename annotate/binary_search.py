@@ -28,7 +28,6 @@ whose own final answer equals the reference is labelled all positive with no rol
 from __future__ import annotations
 
 import copy
-import math
 import time
 from typing import TYPE_CHECKING
 
@@ -54,72 +53,98 @@ class _Prober:
         self.seed = derive_seed(config.seed, trace.id)
         self.first = rollout_rounds(config)[0]
         self.probed: list[int] = []
+        self.batches: dict[int, int] = {}  # rounds sampled so far from each prefix
 
-    def reaches_answer(self, index: int) -> bool | str | None:
+    def reaches_answer(self, index: int, first_round: bool = False) -> bool | str | None:
         """True if some completion from the prefix ending at step `index` reaches the answer,
-        False if none of k does, None if the budget ran out before that was known, REFUSED if
-        the completer refuses the prefix (e.g. longer than the model's context)."""
-        self.probed.append(index)
-        batch = 0
+        False if none of k does (with `first_round`: none of the first round's), None if the
+        budget ran out before that was known, REFUSED if the completer refuses the prefix
+        (e.g. longer than the model's context). Asked again, a probe goes on where it stopped."""
+        if index not in self.probed:
+            self.probed.append(index)
         while True:
             rollouts = self.evidence.get(index)
             have = rollouts.total if rollouts else 0
             if rollouts is not None and rollouts.correct > 0:
                 return True
-            if have >= self.config.n:
+            if have >= (min(self.first, self.config.n) if first_round else self.config.n):
                 return False
             wanted = min(self.first, self.config.n) - have if have < self.first else self.config.n - have
             granted = self.budget.grant(wanted)
             if granted == 0:
                 return None
-            seed = round_seed(self.seed, batch)
-            new = sample_rollouts(self.completer, self.trace, {index: granted}, self.config, seed,
-                                  self.grader, self.budget, self.skipped)
+            batch = self.batches.get(index, 0)
+            new = sample_rollouts(self.completer, self.trace, [(index, granted, round_seed(self.seed, batch))],
+                                  self.config, self.grader, self.budget, self.skipped)
             if index not in new:
                 return REFUSED
             self.evidence[index] = merge_rollouts(rollouts, new[index], self.config.keep_texts)
-            batch += 1
+            self.batches[index] = batch + 1
 
 
 REFUSED = "refused"
 
 
 def probe_point(lo: int, top: int) -> int:
-    """Where to probe when the first error is one of lo..top-1 or none before `top`: the
-    earliest prefix that still settles the search in ceil(log2(top - lo + 1)) probes, the
-    worst case of plain bisection.
+    """Where to probe when the first error is one of lo..top-1 or none before `top`: a third
+    of the way in, so that at most ceil(log(top - lo + 1) / log(1.5)) probes settle the search.
 
-    Why not the midpoint: a failing probe costs all n completions, a passing one often only
-    its first round (`rollout_rounds`). Probing early makes passing probes likelier and
-    narrows an early error (the usual case on long traces of a small model) with fewer
-    failing probes. On bench/annotate.py's traces of 6+ steps the midpoint spent 0.44 of
-    Monte Carlo's rollouts (bench/README.md)."""
-    probes = math.ceil(math.log2(top - lo + 1))
-    return max(lo, top - 2 ** (probes - 1))
+    Why not the midpoint: a probe clears the steps before it only by OmegaPRM's assumption (a
+    prefix that reaches the answer holds no error), which Monte Carlo's noisy estimates of
+    small chances break ([0, 0, 1, 0] successes of 8: Monte Carlo's first error is step 0,
+    a search trusting step 2 finds step 3). Probing early leans less on it, and a small
+    model's traces are mostly wrong from an early step. On bench/annotate.py's traces of 6+
+    steps, with the same completions (each probe decided by its first round): a third of the
+    way in, 0.23 of Monte Carlo's rollouts and its first error on 9 of 9; the earliest point
+    within bisection's worst case, 0.25 and 8 of 9; the midpoint, 0.25 and 8 of 9."""
+    return lo + (top - lo - 1) // 3
 
 
 def find_first_error(prober: _Prober, n_steps: int) -> tuple[int, int]:
     """Search for the first step whose prefix reaches no answer, by bisection leaning to the
-    front (`probe_point`).
+    front (`probe_point`), deciding each probe by its first round and confirming only the end.
+
+    A probe whose first round reaches the answer clears its step and every step before it, as
+    in OmegaPRM. One whose first round does not makes its step a suspect: the search goes on
+    before it, and only when every step before the lowest suspect is cleared is that suspect
+    sampled in full (its later rounds). If none of its n completions reaches the answer, it is
+    the first error; if one does, it is cleared and the search goes on after it. So a suspect
+    that a lower one replaces costs one round, not n: on bench/annotate.py's traces of 6+
+    steps (most wrong from an early step) confirming every failing probe in full cost 0.37 of
+    Monte Carlo's rollouts (bench/README.md). The first error found has none of its n
+    completions reaching the answer, and every step before it some, as with Monte Carlo's
+    first zero (the same completions: `rollout_rounds`).
 
     Returns (lo, hi): every step < lo is known good, the step at hi is known bad (hi ==
     n_steps: no bad step found). lo == hi when the search finished; the first error is then
     lo (or none when lo == n_steps). A prefix the completer refuses is taken as the end of
     what can be probed (longer prefixes make longer prompts): the search goes on below it.
     """
-    lo, hi, end = 0, n_steps, n_steps  # prefixes from `end` on cannot be probed
-    while lo < min(hi, end):
-        mid = probe_point(lo, min(hi, end))
-        result = prober.reaches_answer(mid)
+    lo, end = 0, n_steps  # prefixes from `end` on cannot be probed
+    suspects: list[int] = []  # steps whose first round reached no answer, unconfirmed
+    while True:
+        top = min([end, *suspects])
+        if lo < top:
+            mid = probe_point(lo, top)
+            result = prober.reaches_answer(mid, first_round=True)
+            if result is None:
+                return lo, n_steps
+            if result == REFUSED:
+                end = mid
+            elif result:
+                lo = mid + 1
+            else:
+                suspects.append(mid)
+            continue
+        if not suspects or lo != min(suspects):  # the end of what can be probed
+            return lo, n_steps
+        result = prober.reaches_answer(lo)  # every step before the lowest suspect is cleared: settle it
         if result is None:
-            break
-        if result == REFUSED:
-            end = mid
-        elif result:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo, hi
+            return lo, n_steps
+        if not result:
+            return lo, lo
+        suspects.remove(lo)
+        lo += 1
 
 
 def label_trace(trace: Trace, completer: "Completer", config: AnnotateConfig, grader: "Grader") -> Trace:

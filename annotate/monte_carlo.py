@@ -3,9 +3,10 @@
 For step i of a trace, N completions are sampled from the problem plus steps[:i+1]; the
 soft label is the fraction that reach the reference answer and the hard label is 1 if at
 least `config.min_successes` do (default 1: any). All prefixes of a trace go to the
-completer together, one `complete_many` call per round (`annotate.rollouts.rollout_rounds`:
-the rounds binary search probes in, so both see the same completions of a prefix), so that
-it can share the work (a KV-cache of the common prefix, one HTTP batch). The rollout
+completer together, sampled in the rounds binary search probes in
+(`annotate.rollouts.rollout_rounds`, so both see the same completions of a prefix): with no
+budget all rounds in one call, with a budget one call per round, so that the completer can
+share the work (a KV-cache of the common prefix, one HTTP batch). The rollout
 machinery (seeds, rounds, budget, sampling) is in `annotate.rollouts`, shared with binary search.
 """
 
@@ -35,6 +36,17 @@ def label_trace(trace: Trace, completer: "Completer", config: AnnotateConfig, gr
     skipped: dict[int, str] = {}
     needs = [max(0, config.n - (evidence[i].total if i in evidence else 0)) for i in range(len(trace.steps))]
     rounds = rollout_rounds(config)
+    if config.max_rollouts is None and config.max_tokens is None:
+        # No budget: every round samples what it wants whatever the others found, so all
+        # rounds go to the completer in one call (one prefill, one decoding of all the rows).
+        plan = []
+        for round_number, size in enumerate(rounds):
+            seed = round_seed(trace_seed, round_number)
+            plan += [(i, min(need, size), seed) for i, need in enumerate(needs)]
+            needs = [need - min(need, size) for need in needs]
+        for index, rollouts in sample_rollouts(completer, trace, plan, config, grader, budget, skipped).items():
+            evidence[index] = merge_rollouts(evidence.get(index), rollouts, config.keep_texts)
+        needs = []
     round_number = 0
     while any(needs):
         size = rounds[round_number] if round_number < len(rounds) else config.n
@@ -43,8 +55,8 @@ def label_trace(trace: Trace, completer: "Completer", config: AnnotateConfig, gr
         if not any(allocation):
             break
         seed = round_seed(trace_seed, round_number)
-        counts = {i: c for i, c in enumerate(allocation) if c}
-        new = sample_rollouts(completer, trace, counts, config, seed, grader, budget, skipped)
+        requests = [(i, c, seed) for i, c in enumerate(allocation)]
+        new = sample_rollouts(completer, trace, requests, config, grader, budget, skipped)
         for index, rollouts in new.items():
             evidence[index] = merge_rollouts(evidence.get(index), rollouts, config.keep_texts)
         needs = [0 if i in skipped else need - given for i, (need, given) in enumerate(zip(needs, allocation))]

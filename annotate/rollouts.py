@@ -7,7 +7,7 @@ methods (per-step Monte Carlo and binary search) share to collect them.
 - `Budget`: a per-trace cap on rollouts and/or generated tokens, never exceeded. A rollout
   is started only if the remaining token budget covers its worst case (`max_new_tokens`),
   so at most `max_new_tokens - 1` tokens of a token budget can go unused.
-- `sample_rollouts`: one round of completer calls for some prefixes, graded into `Rollouts`;
+- `sample_rollouts`: one completer call for some prefixes (and rounds), graded into `Rollouts`;
   `merge_rollouts`, `existing_rollouts`: evidence from several rounds and from the input.
 - `rollout_rounds`: how many of a prefix's n completions each round samples; both methods
   sample in these rounds, so they see the same completions of a prefix.
@@ -80,69 +80,70 @@ class Budget:
         self.tokens += tokens
 
 
-def sample_rollouts(completer: "Completer", trace: Trace, counts: dict[int, int], config: "AnnotateConfig",
-                    seed: int, grader: "Grader", budget: Budget, skipped: dict[int, str]) -> dict[int, Rollouts]:
-    """Sample `counts[i]` completions from the prefix ending at step i, for each i, and grade them.
+def sample_rollouts(completer: "Completer", trace: Trace, requests: list[tuple[int, int, int]],
+                    config: "AnnotateConfig", grader: "Grader", budget: Budget,
+                    skipped: dict[int, str]) -> dict[int, Rollouts]:
+    """Sample and grade completions of step prefixes: `requests` are (step index, count, seed)
+    (a step may come more than once, e.g. two rounds with their own seeds); the result holds
+    each step's rollouts, its requests merged in the order given.
 
-    One `complete_many` call per distinct count (requests in step order); the wall time of a
-    call is shared among its prefixes in proportion to their tokens. A prefix the completer
-    refuses as input (`ValueError`, e.g. longer than the model's context) gets no rollouts:
-    its reason is put in `skipped` and the other prefixes are sampled as usual.
+    All requests go to the completer in one `complete_prompts` call (per-prompt seeds and
+    counts), so that it can share the work; the wall time of the call is shared among the
+    requests in proportion to their tokens. A prefix the completer refuses as input
+    (`ValueError`, e.g. longer than the model's context) gets no rollouts: its reason is put
+    in `skipped` and the other prefixes are sampled as usual.
     """
     from completers.base import SamplingParams
 
+    requests = [(index, count, seed) for index, count, seed in requests if count > 0 and index not in skipped]
+    if not requests:
+        return {}
+    params = SamplingParams(n=requests[0][1], temperature=config.temperature, top_p=config.top_p,
+                            max_new_tokens=config.max_new_tokens, seed=requests[0][2])
+    start = time.perf_counter()
+    outputs = _complete_or_refuse(completer, trace, requests, params)
+    seconds = time.perf_counter() - start
+    total_tokens = sum(c.tokens for out in outputs if isinstance(out, list) for c in out) or 1
     results: dict[int, Rollouts] = {}
-    by_count: dict[int, list[int]] = {}
-    for index, count in sorted(counts.items()):
-        if count > 0 and index not in skipped:
-            by_count.setdefault(count, []).append(index)
-    for count, indices in sorted(by_count.items(), reverse=True):
-        params = SamplingParams(n=count, temperature=config.temperature, top_p=config.top_p,
-                                max_new_tokens=config.max_new_tokens, seed=seed)
-        start = time.perf_counter()
-        outputs = _complete_or_refuse(completer, trace, indices, params)
-        seconds = time.perf_counter() - start
-        total_tokens = sum(c.tokens for out in outputs.values() if isinstance(out, list) for c in out) or 1
-        for index in indices:
-            completions = outputs[index]
-            if isinstance(completions, ValueError):
-                skipped[index] = str(completions)
-                continue
-            if len(completions) != count:
-                raise RuntimeError(f"completer {completer.name!r} returned {len(completions)} completions "
-                                   f"for a request of n={count}")
-            graded = [grader.grade(c.text, trace.reference_answer) for c in completions]
-            tokens = sum(c.tokens for c in completions)
-            results[index] = Rollouts(
-                correct=sum(ok for _, ok in graded), total=count,
-                answers=[answer for answer, _ in graded], tokens=tokens,
-                seconds=seconds * tokens / total_tokens,
-                texts=[c.text for c in completions] if config.keep_texts else None)
-            budget.spend(count, tokens)
+    for (index, count, _), completions in zip(requests, outputs):
+        if isinstance(completions, ValueError):
+            skipped[index] = str(completions)
+            continue
+        if len(completions) != count:
+            raise RuntimeError(f"completer {completer.name!r} returned {len(completions)} completions "
+                               f"for a request of n={count}")
+        graded = [grader.grade(c.text, trace.reference_answer) for c in completions]
+        tokens = sum(c.tokens for c in completions)
+        rollouts = Rollouts(correct=sum(ok for _, ok in graded), total=count,
+                            answers=[answer for answer, _ in graded], tokens=tokens,
+                            seconds=seconds * tokens / total_tokens,
+                            texts=[c.text for c in completions] if config.keep_texts else None)
+        results[index] = merge_rollouts(results.get(index), rollouts, config.keep_texts)
+        budget.spend(count, tokens)
     return results
 
 
-def _complete_or_refuse(completer: "Completer", trace: Trace, indices: list[int], params) -> dict:
-    """step index -> its completions, or the `ValueError` the completer raised for that prefix.
+def _complete_or_refuse(completer: "Completer", trace: Trace, requests: list[tuple[int, int, int]],
+                        params) -> list:
+    """Each request's completions, or the `ValueError` the completer raised for its prefix.
 
     When a call is refused, the requests are split in halves until the refused prefixes are
     alone (a refusal comes before any sampling, so this costs little), so that the other
     prefixes still share one call.
     """
-    from completers.base import CompletionRequest
-
-    requests = [CompletionRequest(trace.problem, trace.step_texts[:i + 1]) for i in indices]
+    prompts = [completer.prompt_for(trace.problem, trace.step_texts[:index + 1]) for index, _, _ in requests]
     try:
-        outputs = completer.complete_many(requests, params)
+        outputs = completer.complete_prompts(prompts, params, seeds=[seed for _, _, seed in requests],
+                                             ns=[count for _, count, _ in requests])
     except ValueError as err:
-        if len(indices) == 1:
-            return {indices[0]: err}
-        half = len(indices) // 2
-        return {**_complete_or_refuse(completer, trace, indices[:half], params),
-                **_complete_or_refuse(completer, trace, indices[half:], params)}
+        if len(requests) == 1:
+            return [err]
+        half = len(requests) // 2
+        return (_complete_or_refuse(completer, trace, requests[:half], params)
+                + _complete_or_refuse(completer, trace, requests[half:], params))
     if len(outputs) != len(requests):
         raise RuntimeError(f"completer {completer.name!r} returned {len(outputs)} results for {len(requests)} requests")
-    return dict(zip(indices, outputs))
+    return outputs
 
 
 def merge_rollouts(old: Rollouts | None, new: Rollouts, keep_texts: bool) -> Rollouts:

@@ -74,18 +74,34 @@ def build_traces(completer, problems: int, samples: int, seed: int, max_new_toke
 
 
 def run_method(name: str, traces, completer, config) -> dict:
+    """Label `traces` the way `prm annotate` does (`annotate.runner.label_traces`: with the
+    transformers completer, many traces at once with their completer calls merged)."""
     from annotate.grading import Grader
-    from annotate.runner import annotate_trace
+    from annotate.runner import label_traces
 
     grader = Grader(timeout_seconds=config.grading_timeout)
-    start = time.perf_counter()
-    labelled = []
-    for trace in traces:
-        labelled.append(annotate_trace(trace, completer, config, grader, completer_spec="bench"))
-    seconds = time.perf_counter() - start
+    with Stopwatch() as watch:
+        by_id = {t.id: t for t in label_traces(traces, completer, config, grader, completer_spec="bench")}
     grader.close()
-    print(f"  {name}: {seconds:.1f} s", file=sys.stderr)
-    return {"traces": labelled, "seconds": seconds}
+    print(f"  {name}: {watch.seconds:.1f} s", file=sys.stderr)
+    return {"traces": [by_id[t.id] for t in traces], "seconds": watch.seconds, "cpu_seconds": watch.cpu_seconds}
+
+
+def sampler_speed(traces, completer, config) -> dict:
+    """The sampler alone on the work Monte Carlo gives it: `n` samples of every step prefix of
+    the traces in one `complete_prompts` call (what bench/completers.py times as the
+    shared-prefix sampler), with the annotation's sampling settings."""
+    from completers.base import SamplingParams
+
+    prompts = [completer.prompt_for(t.problem, t.step_texts[:i + 1]) for t in traces for i in range(len(t.steps))]
+    params = SamplingParams(n=config.n, temperature=config.temperature, top_p=config.top_p,
+                            max_new_tokens=config.max_new_tokens, seed=config.seed)
+    with Stopwatch() as watch:
+        tokens = sum(c.tokens for completions in completer.complete_prompts(prompts, params) for c in completions)
+    print(f"  sampler alone: {watch.seconds:.1f} s", file=sys.stderr)
+    return {"prompts": len(prompts), "tokens": tokens, "seconds": round(watch.seconds, 2),
+            "cpu_seconds": round(watch.cpu_seconds, 2), "tokens_per_second": round(tokens / watch.seconds, 1),
+            "tokens_per_cpu_second": round(tokens / watch.cpu_seconds, 1)}
 
 
 def cost(traces, seconds=None) -> dict:
@@ -165,7 +181,8 @@ def label_all(args, traces, completer) -> tuple[dict, dict]:
                "binary-search": AnnotateConfig(method="binary", **base)}
     if not args.quick:
         methods["binary-search (search all)"] = AnnotateConfig(method="binary", skip_correct=False, **base)
-    runs = {name: run_method(name, traces, completer, config) for name, config in methods.items()}
+    runs = {"sampler": sampler_speed(traces, completer, methods["monte-carlo"])}  # side by side with Monte Carlo
+    runs.update((name, run_method(name, traces, completer, config)) for name, config in methods.items())
     completer.close()
     if args.judge:
         judge = load_completer(args.judge)
@@ -182,6 +199,8 @@ def compare(runs: dict, long_ids: set) -> dict:
     mc_long = [t for t in mc if t.id in long_ids]
     out = {}
     for name, run in runs.items():
+        if name == "sampler":
+            continue
         labelled = run["traces"]
         long = [t for t in labelled if t.id in long_ids]
         entry = {"all": {**cost(labelled, run["seconds"]), **quality(labelled)},
@@ -196,15 +215,24 @@ def compare(runs: dict, long_ids: set) -> dict:
                 "token_ratio": ratio(entry["all"]["tokens"], mc_cost["tokens"]),
                 "wall_time_ratio": ratio(run["seconds"], runs["monte-carlo"]["seconds"])}
         out[name] = entry
+    sampler, mc_run, tokens = runs["sampler"], runs["monte-carlo"], out["monte-carlo"]["all"]["tokens"]
+    speed = {"tokens_per_second": round(tokens / mc_run["seconds"], 1),
+             "tokens_per_cpu_second": round(tokens / mc_run["cpu_seconds"], 1), "sampler": sampler}
+    speed["share_of_sampler"] = ratio(speed["tokens_per_second"], sampler["tokens_per_second"])
+    speed["share_of_sampler_cpu"] = ratio(speed["tokens_per_cpu_second"], sampler["tokens_per_cpu_second"])
+    out["monte-carlo"]["speed"] = speed
     return out
 
 
 def goals(methods: dict) -> list[Goal]:
-    """Issue 30's binary-search goals, on the traces of 6+ steps."""
+    """Issue 30's goals: Monte Carlo's rollout tokens/s against the sampler alone's; binary
+    search's on the traces of 6+ steps."""
+    speed = [Goal("Monte Carlo rollout tokens/s / the sampler alone's", methods["monte-carlo"]["speed"]
+                  ["share_of_sampler"], ">=", 0.8, "x")]
     versus = methods["binary-search"]["vs_monte_carlo"]
     if versus["rollout_ratio_six_plus"] is None:
-        return []
-    return [Goal("binary search rollouts / Monte Carlo's (6+ steps)", versus["rollout_ratio_six_plus"], "<=",
+        return speed
+    return speed + [Goal("binary search rollouts / Monte Carlo's (6+ steps)", versus["rollout_ratio_six_plus"], "<=",
                  round(1 / 3, 3)),
             Goal("binary search: same first error as Monte Carlo (6+ steps)",
                  round(100 * versus["same_first_error_six_plus"], 1), ">=", 95, "%")]
@@ -268,6 +296,10 @@ def markdown(report: dict) -> str:
 
         lines += ["", "First-error agreement (same first wrong step / traces both can tell):", "",
                   *agreement_lines(report["agreement"])]
+    speed = report["methods"]["monte-carlo"]["speed"]
+    lines.append(f"\nMonte Carlo: {speed['tokens_per_second']:.0f} rollout tokens/s; the sampler alone on the same "
+                 f"{speed['sampler']['prompts']} step prefixes: {speed['sampler']['tokens_per_second']:.0f} tokens/s "
+                 f"({speed['share_of_sampler']:.2f}x; by CPU seconds {speed['share_of_sampler_cpu']:.2f}x)")
     t = report["traces"]
     lines.append(f"\n{t['total']} traces ({t['flawed']} flawed, {t['injected_errors']} by an injected error; "
                  f"{t['six_plus_steps']} of 6+ steps; {t['steps']} steps), completer {report['completer']}, "

@@ -25,7 +25,8 @@ the demo's reward models and variants trained the demo's way. Stages, each cache
    sampling at 8x, generated tokens per second (completer time and wall time), and beam
    search with every prefix re-scored whole (the scorer wrapped so that it has only
    `score_many`) to show what scoring from the parents' KV caches saves: the scorer's
-   computed tokens against the unique tokens of the prefixes scored (`Compute`).
+   computed tokens against the unique tokens of the prefixes scored (`Compute`); and beam
+   search with the completer's prompt cache off (every prefix re-read at every depth).
 
     python bench/search.py --throughput-only                  # stage 4 alone, no demo needed
 
@@ -284,9 +285,14 @@ def throughput(problems, completer, scorer, per_solution: float) -> dict:
 
     out = {}
     beam = SearchConfig(strategy="beam", budget="8x", seed=99, step_tokens=40, tokens_per_solution=per_solution)
+    kept = getattr(completer, "prompt_cache", None)  # the completer's encoded prompts, kept between calls
     for name, config, used in (("best-of-N sampling", SearchConfig(strategy="best-of-n", budget="8x", seed=99), scorer),
                                ("beam search", beam, scorer),
-                               ("beam search, prefixes re-scored whole", beam, WholePrefixScorer(scorer))):
+                               ("beam search, prefixes re-scored whole", beam, WholePrefixScorer(scorer)),
+                               ("beam search, completer re-reading prefixes", beam, scorer)):
+        if kept is not None:  # every run starts from an empty cache; the last one keeps none
+            kept.clear()
+            completer.prompt_cache = None if name.endswith("re-reading prefixes") else kept
         run = search(problems, completer, used, config=config)
         c = run.compute
         out[name] = {"generated_tokens": c.generated_tokens, "completer_calls": c.completer_calls,
@@ -298,24 +304,31 @@ def throughput(problems, completer, scorer, per_solution: float) -> dict:
                      "scorer_new_tokens": c.scorer_new_tokens}
         if name.endswith("whole"):  # counted by hand: the wrapper reports no tokens
             out[name]["scorer_computed_tokens"] = out["beam search"]["scorer_tokens"]
+    if kept is not None:
+        completer.prompt_cache = kept
     beam, plain, whole = out["beam search"], out["best-of-N sampling"], out["beam search, prefixes re-scored whole"]
     out["ratio_completer"] = beam["completer_tokens_per_second"] / plain["completer_tokens_per_second"]
     out["ratio_overall"] = beam["tokens_per_second"] / plain["tokens_per_second"]
     out["ratio_overall_whole_prefixes"] = whole["tokens_per_second"] / plain["tokens_per_second"]
+    out["ratio_overall_completer_rereading"] = (out["beam search, completer re-reading prefixes"]["tokens_per_second"]
+                                                / plain["tokens_per_second"])
     out["scorer_computed_per_new_token"] = beam["scorer_computed_tokens"] / max(1, beam["scorer_new_tokens"])
     out["scorer_computed_per_new_token_whole"] = beam["scorer_tokens"] / max(1, beam["scorer_new_tokens"])
     return out
 
 
 def print_throughput(speed: dict) -> None:
-    for name in ("best-of-N sampling", "beam search", "beam search, prefixes re-scored whole"):
+    for name in ("best-of-N sampling", "beam search", "beam search, prefixes re-scored whole",
+                 "beam search, completer re-reading prefixes"):
         row = speed[name]
         print(f"  {name:<40} {row['tokens_per_second']:6.1f} tok/s overall, {row['completer_tokens_per_second']:6.1f} "
               f"in the completer; scorer {row['scorer_seconds']:.1f} s, {row['scorer_computed_tokens']} tokens run "
               f"for {row['scored_items']} prefixes")
-    print(f"  beam / best-of-N tokens/s with prefixes re-scored whole: {speed['ratio_overall_whole_prefixes']:.2f}; "
-          f"completer only {speed['ratio_completer']:.2f}; scorer tokens run per unique prefix token re-scored "
-          f"whole: {speed['scorer_computed_per_new_token_whole']:.2f}")
+    print(f"  beam / best-of-N tokens/s: {speed['ratio_overall']:.2f} (prefixes re-scored whole: "
+          f"{speed['ratio_overall_whole_prefixes']:.2f}; completer re-reading prefixes: "
+          f"{speed['ratio_overall_completer_rereading']:.2f}); completer only {speed['ratio_completer']:.2f}")
+    print(f"  scorer tokens run per unique prefix token: {speed['scorer_computed_per_new_token']:.2f} ("
+          f"re-scored whole: {speed['scorer_computed_per_new_token_whole']:.2f})")
 
 
 def throughput_goals(speed: dict) -> list[Goal]:

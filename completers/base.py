@@ -69,6 +69,10 @@ class Completer(ABC):
     build_prompt: PromptBuilder = staticmethod(plain_prompt)
     use_chat_template: bool = False
     tokenizer = None
+    # How many callers' calls (e.g. traces being labelled) this backend wants merged into one
+    # call (`completers.batching.CallBatcher`); 1: call it directly. An in-process sampler
+    # pays per decoding step whatever the batch, so it samples fastest with many merged.
+    merge_calls: int = 1
 
     @abstractmethod
     def complete_prompts(self, prompts: list[str], params: SamplingParams, *,

@@ -17,6 +17,14 @@ This is how annotation scales past one machine: start vLLM, SGLang or TGI (or
 - raises `prm.errors.PromptTooLongError` (a `ValueError`, not retried) when the server
   answers that the prompt does not fit the model's context, as the in-process backends do,
   so that annotation leaves those steps unknown instead of stopping;
+- relies on the server's prefix caching for prompts that extend earlier ones (a search's kept
+  prefix plus one step at each depth, the prefixes of one trace in annotation): every prompt
+  is the problem and steps joined by the step delimiter (`completers.text`), so a longer
+  prefix's text starts with the shorter one's and their tokens share the blocks of the
+  shorter prompt. vLLM's automatic prefix caching needs nothing in the request: it is on by
+  default in vLLM's V1 engine (`vllm serve --enable-prefix-caching` on older versions; do
+  not pass `--no-enable-prefix-caching`), and `python -m completers.server` keeps its
+  model's encoded prompts between requests (`TransformersCompleter(prompt_cache_mb=...)`);
 - takes token counts from the response's `usage` (per choice when the server gives them);
 - copes with servers that ignore `n` (llama.cpp's server through `llama-cpp-python[server]`
   answers one choice whatever `n` asks): when a request for n > 1 comes back with exactly one

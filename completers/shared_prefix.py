@@ -13,11 +13,18 @@ a few prompts with each prompt's cache kept once.
 
 Both caches grow in place (`RoomyLayer`: room doubles when it runs out) and drop finished rows
 with `select_rows`.
+
+- `PromptCache`: encoded prompts kept from one call to the next (least recently used dropped
+  beyond a size in bytes), so that a prompt extending one already encoded (step-level search:
+  the kept prefix plus its new step, at every depth; binary search: a longer prefix of the
+  trace it probed) encodes only its new tokens, and a prompt asked again none.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from dataclasses import dataclass
 
 import torch
 from transformers import AttentionInterface, DynamicCache
@@ -252,3 +259,76 @@ def use_shared_prefix_attention(model) -> bool:
     AttentionMaskInterface.register(SHARED_PREFIX_ATTENTION, sdpa_mask)
     model.set_attn_implementation(SHARED_PREFIX_ATTENTION)
     return model.config._attn_implementation == SHARED_PREFIX_ATTENTION
+
+
+@dataclass
+class EncodedPrompt:
+    """A prompt's token ids, per-layer keys and values ([1, heads, tokens, dim]) and the logits
+    of its next token."""
+
+    ids: tuple[int, ...]
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+    logits: torch.Tensor
+
+    @property
+    def bytes(self) -> int:
+        return self.logits.numel() * self.logits.element_size() + \
+            sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.kv)
+
+
+class PromptCache:
+    """Encoded prompts kept between calls, at most `max_bytes` of keys and values (the least
+    recently used go first). Prompts are grouped by their first `KEY_TOKENS` tokens (the
+    problem's text), so a lookup compares a prompt with its own problem's prompts only."""
+
+    KEY_TOKENS = 16
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes, self.bytes = max_bytes, 0
+        self.entries: OrderedDict[tuple[int, ...], EncodedPrompt] = OrderedDict()
+        self.groups: dict[tuple[int, ...], set[tuple[int, ...]]] = {}
+
+    def longest_prefix(self, ids: list[int]) -> tuple[int, EncodedPrompt | None]:
+        """(tokens shared, entry) of the cached prompt sharing the most leading tokens with `ids`."""
+        best, found = 0, None
+        for key in self.groups.get(tuple(ids[:self.KEY_TOKENS]), ()):
+            common = _common_length(ids, key)
+            if common > best:
+                best, found = common, key
+        if found is None:
+            return 0, None
+        self.entries.move_to_end(found)
+        return best, self.entries[found]
+
+    def add(self, entry: EncodedPrompt) -> None:
+        if entry.ids in self.entries:
+            self.entries.move_to_end(entry.ids)
+            return
+        size = entry.bytes
+        if size > self.max_bytes:
+            return
+        self.entries[entry.ids] = entry
+        self.groups.setdefault(entry.ids[:self.KEY_TOKENS], set()).add(entry.ids)
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            ids, old = self.entries.popitem(last=False)
+            self.groups[ids[:self.KEY_TOKENS]].discard(ids)
+            if not self.groups[ids[:self.KEY_TOKENS]]:
+                del self.groups[ids[:self.KEY_TOKENS]]
+            self.bytes -= old.bytes
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.groups.clear()
+        self.bytes = 0
+
+
+def _common_length(a, b) -> int:
+    """How many leading tokens two sequences share."""
+    n = min(len(a), len(b))
+    if list(a[:n]) == list(b[:n]):
+        return n
+    i = 0
+    while a[i] == b[i]:
+        i += 1
+    return i

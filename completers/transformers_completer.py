@@ -9,6 +9,8 @@ forward pass and KV cache instead:
 1. Prefill: prompts are sorted so the prefixes of one trace sit together. The longest is
    encoded once; every shorter prompt reuses a slice of that KV cache for the tokens it
    shares and encodes only the rest (at least its last token, whose logits it needs).
+   Encoded prompts are also kept for later calls (`PromptCache`, `prompt_cache_mb`): a
+   search's kept prefix is encoded once and extended by one step at each depth, not re-read.
 2. Decoding: the N samples of all prompts in a chunk (up to `batch_size` sequences) are
    decoded together, one forward pass per new token; finished sequences leave the batch
    (in groups: once a quarter of it has finished, as each removal copies the cache).
@@ -41,7 +43,8 @@ import torch
 from transformers import DynamicCache
 
 from completers.base import Completer, Completion, SamplingParams, per_prompt
-from completers.shared_prefix import RepeatedPrefixCache, SharedPrefixCache, use_shared_prefix_attention
+from completers.shared_prefix import (EncodedPrompt, PromptCache, RepeatedPrefixCache, SharedPrefixCache,
+                                      use_shared_prefix_attention)
 from completers.text import PromptBuilder, cut_at_stop, normalize_stop, prompt_builder
 from prm.errors import PromptTooLongError
 
@@ -78,6 +81,9 @@ class TransformersCompleter(Completer):
     stop_at_answer_line: end a continuation after a GSM8K `#### x` line.
     shared_attention: None = keep one KV cache per prompt and use `shared_prefix_attention`
         when the model's attention allows it; False = repeat the cache N times (simple path).
+    prompt_cache_mb: encoded prompts kept from one call to the next (`PromptCache`, least
+        recently used dropped beyond this size), so that a prompt extending one encoded before
+        (a search's kept prefix plus its new step) encodes only its new tokens; 0 = off.
     """
 
     name = "transformers"
@@ -85,7 +91,8 @@ class TransformersCompleter(Completer):
     def __init__(self, model: str, *, device: str = "cpu", step_delimiter: str = "\n",
                  stop: str | list[str] | None = None, use_chat_template: bool | None = None,
                  prompt_template: str | PromptBuilder | None = None, dtype=None,
-                 batch_size: int = 128, stop_at_answer_line: bool = True, shared_attention: bool | None = None):
+                 batch_size: int = 128, stop_at_answer_line: bool = True, shared_attention: bool | None = None,
+                 prompt_cache_mb: float = 256):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from prm.model_names import resolve_model
@@ -97,6 +104,9 @@ class TransformersCompleter(Completer):
         self.stop = normalize_stop(stop)
         self.stop_at_answer_line = stop_at_answer_line
         self.batch_size = max(1, int(batch_size))
+        self.prompt_cache = PromptCache(int(prompt_cache_mb * 2**20)) if prompt_cache_mb > 0 else None
+        # enough traces' calls merged to fill a batch with their first rounds of 2 samples per prefix
+        self.merge_calls = max(1, self.batch_size // 2)
         _require_generative(self.path, model)
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         if isinstance(dtype, str):
@@ -143,9 +153,10 @@ class TransformersCompleter(Completer):
         stops = self.stop + normalize_stop(stop)
         results: list[list[Completion]] = [[] for _ in prompts]
         with torch.inference_mode():
-            for chunk in self._chunks(jobs):
+            for chunk in self._chunks(_merge_same_prompts(jobs)):
                 for job, completions in zip(chunk, self._sample_chunk(chunk, params, stops)):
-                    results[job.index] = completions
+                    for index, count in job.parts:
+                        results[index], completions = completions[:count], completions[count:]
         return results
 
     def reference_complete_prompts(self, prompts: list[str], params: SamplingParams,
@@ -214,24 +225,36 @@ class TransformersCompleter(Completer):
         return chunks
 
     def _prefill(self, chunk: list[_Job]) -> None:
-        """Each job's KV cache and next-token logits; a job reuses the longest cached token
-        prefix of an already encoded job of the chunk and encodes only the rest."""
+        """Each job's KV cache and next-token logits; a job reuses the longest token prefix
+        already encoded (by a job of the chunk, or kept in `prompt_cache` from an earlier call)
+        and encodes only the rest."""
         done: list[_Job] = []
         for job in sorted(chunk, key=lambda j: -len(j.ids)):
             shared, source = 0, None
             for other in done:
                 common = len(os.path.commonprefix([job.ids, other.ids]))
                 if common > shared:
-                    shared, source = common, other
+                    shared, source = common, other.kv
+            if self.prompt_cache is not None:
+                common, entry = self.prompt_cache.longest_prefix(job.ids)
+                if entry is not None and common == len(job.ids) == len(entry.ids):  # encoded before
+                    job.kv, job.logits = entry.kv, entry.logits
+                    done.append(job)
+                    self._count(prompt_tokens=len(job.ids))
+                    continue
+                if common > shared:
+                    shared, source = common, entry.kv
             shared = min(shared, len(job.ids) - 1)  # encode at least the last token, for its logits
             cache = DynamicCache()
             if shared > 0:
-                cache = DynamicCache(ddp_cache_data=[(k[:, :, :shared], v[:, :, :shared]) for k, v in source.kv])
+                cache = DynamicCache(ddp_cache_data=[(k[:, :, :shared], v[:, :, :shared]) for k, v in source])
             tail = torch.tensor([job.ids[shared:]], device=self.device)
             out = self.model(input_ids=tail, past_key_values=cache, use_cache=True, logits_to_keep=1)
             job.logits = out.logits[0, -1]
             job.kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
             done.append(job)
+            if self.prompt_cache is not None:
+                self.prompt_cache.add(EncodedPrompt(tuple(job.ids), job.kv, job.logits))
             self._count(prompt_tokens=len(job.ids), prefill_tokens=len(job.ids) - shared, lm_head_rows=1,
                         forward_calls=1, attention_pairs=sum(range(shared + 1, len(job.ids) + 1)))
 
@@ -307,7 +330,8 @@ class TransformersCompleter(Completer):
 @dataclass
 class _Job:
     """One prompt to sample: its index in the request list, token ids and one random stream
-    per sample; `kv`/`logits` hold its encoded prompt between prefill and decoding."""
+    per sample; `kv`/`logits` hold its encoded prompt between prefill and decoding. `parts`:
+    (request index, samples) of each request it samples for, in the order of `rngs`."""
 
     index: int
     ids: list[int]
@@ -315,6 +339,26 @@ class _Job:
     max_new_tokens: int  # the request's, or less if the model's positions run out
     kv: list | None = None
     logits: torch.Tensor | None = None
+    parts: list[tuple[int, int]] | None = None
+
+    def __post_init__(self):
+        if self.parts is None:
+            self.parts = [(self.index, len(self.rngs))]
+
+
+def _merge_same_prompts(jobs: list[_Job]) -> list[_Job]:
+    """One job per distinct prompt: a prompt requested more than once (e.g. two rounds of
+    Monte Carlo with their own seeds) is encoded once and its rows share its cache. Each
+    row keeps its own random stream, so its samples are those of its own request."""
+    merged: dict[tuple[int, ...], _Job] = {}
+    for job in jobs:
+        same = merged.get(tuple(job.ids))
+        if same is None:
+            merged[tuple(job.ids)] = _Job(job.index, job.ids, list(job.rngs), job.max_new_tokens)
+        else:
+            same.rngs += job.rngs
+            same.parts.append((job.index, len(job.rngs)))
+    return list(merged.values())
 
 
 # -- sampling ------------------------------------------------------------------------------

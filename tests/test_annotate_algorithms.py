@@ -27,7 +27,7 @@ def grader():
 def test_monte_carlo_soft_label_is_fraction_and_hard_label_is_any_success(grader):
     completer = ScriptedCompleter(p=0.5)
     trace = mc_label(make_trace(5, first_error=3), completer, AnnotateConfig(n=8), grader)
-    assert completer.calls == [(5, 2), (5, 6)]  # every prefix in one complete_many call per round
+    assert completer.calls == [[2] * 5 + [6] * 5]  # every prefix and both rounds in one call (no budget)
     for i, step in enumerate(trace.steps):
         r = step.rollouts
         assert r.total == 8 and len(r.answers) == 8 and r.texts is None
@@ -58,7 +58,7 @@ def test_binary_search_finds_every_first_error_in_log_probes(grader, n_steps):
         assert trace.meta["annotation"]["first_error"] == expected
         assert trace.first_error() == expected
         probes = trace.meta["annotation"]["probed"]
-        assert len(probes) == len(set(probes)) <= math.ceil(math.log2(n_steps + 1))
+        assert len(probes) == len(set(probes)) <= math.ceil(math.log(n_steps + 1) / math.log(1.5))
         for i, step in enumerate(trace.steps):
             assert step.hard_label == (1 if expected == -1 or i < expected else 0)
             assert step.label_source == "binary-search"
@@ -74,6 +74,14 @@ def test_binary_search_stops_a_probe_at_its_first_success(grader):
     for i in trace.meta["annotation"]["probed"]:
         assert trace.steps[i].rollouts.total == (2 if i < 4 else 8)
     assert trace.steps[4].soft_label == 0.0
+
+
+def test_a_failing_probe_replaced_by_an_earlier_one_costs_only_its_first_round(grader):
+    config = AnnotateConfig(method="binary", n=8, skip_correct=False)  # rounds of 2 and 6
+    trace = binary_label(make_trace(6, first_error=0), ScriptedCompleter(), config, grader)
+    assert trace.meta["annotation"]["probed"] == [1, 0] and trace.first_error() == 0
+    assert [trace.steps[i].rollouts.total for i in (1, 0)] == [2, 8]  # only the first error is sampled in full
+    assert trace.meta["annotation"]["rollouts"] == 10  # confirming every failing probe in full: 16
 
 
 def test_binary_search_after_error_option(grader):
@@ -130,7 +138,7 @@ def test_prefixes_the_completer_refuses_get_unknown_labels_and_the_others_are_la
     assert trace.hard_labels == [1, 1, 1, None, None, None]
     assert [s["step"] for s in trace.meta["annotation"]["skipped"]] == [3, 4, 5]
     assert "too long" in trace.meta["annotation"]["skipped"][0]["reason"]
-    assert sum(r for r, _ in completer.calls) == 3 * 2  # the accepted prefixes, once in each of the 2 rounds
+    assert sum(map(len, completer.calls)) == 3 * 2  # the accepted prefixes, once in each of the 2 rounds
     config = AnnotateConfig(method="binary", n=2, skip_correct=False)
     binary = binary_label(make_trace(6, first_error=4), ScriptedCompleter(max_prefix=3), config, grader)
     assert binary.meta["annotation"]["first_error"] is None  # the search could not finish ...
@@ -233,16 +241,17 @@ def test_a_probe_sees_exactly_the_completions_monte_carlo_gives_that_prefix(grad
         for index in binary.meta["annotation"]["probed"]:
             seen = binary.steps[index].rollouts
             assert seen.answers == mc.steps[index].rollouts.answers[:seen.total]
-            assert int(seen.correct > 0) == mc.steps[index].hard_label  # the same verdict as Monte Carlo's
+            if seen.correct > 0 or seen.total == 8:  # settled (not a suspect left after one round)
+                assert int(seen.correct > 0) == mc.steps[index].hard_label  # the same verdict as Monte Carlo's
+        assert binary.first_error() == mc.first_error()
 
 
-def test_the_probe_point_leans_to_the_front_within_bisections_worst_case():
+def test_the_probe_point_is_a_third_of_the_way_in_and_leaves_at_most_two_thirds():
     from annotate.binary_search import probe_point
 
-    assert probe_point(0, 6) == 2 and probe_point(0, 7) == 3 and probe_point(0, 1) == 0 and probe_point(0, 10) == 2
+    assert probe_point(0, 6) == 1 and probe_point(0, 7) == 2 and probe_point(0, 1) == 0 and probe_point(0, 10) == 3
     for lo in range(0, 5):
         for top in range(lo + 1, 40):
             k = probe_point(lo, top)
-            budget = math.ceil(math.log2(top - lo + 1))
-            assert lo <= k < top <= k + 2 ** (budget - 1) and k - lo + 1 <= 2 ** (budget - 1)
-            assert k <= (lo + top) // 2  # never later than the midpoint
+            assert lo <= k < top and k <= (lo + top) // 2  # never later than the midpoint
+            assert max(k - lo, top - k - 1) <= 2 * (top - lo) / 3  # what is left after the probe

@@ -47,7 +47,9 @@ def test_sigkill_during_annotation_then_resume_equals_an_uninterrupted_run(world
     assert main(["annotate", args[0], str(full), *args[1:]]) == 0
 
     env = dict(os.environ, OMP_NUM_THREADS="1")  # the same arithmetic as this process (1 thread)
-    process = subprocess.Popen([sys.executable, "-m", "prm.app.cli", "annotate", args[0], str(killed), *args[1:]],
+    # two traces at a time (their calls merged), so that the run is killed part-way
+    process = subprocess.Popen([sys.executable, "-m", "prm.app.cli", "annotate", args[0], str(killed), *args[1:],
+                                "--workers", "2"],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while count_lines(killed) < 2 and process.poll() is None and time.monotonic() < deadline:
@@ -147,3 +149,31 @@ def test_annotating_through_an_http_server_with_workers_equals_annotating_locall
     for record in expected:
         record["meta"]["annotation"].pop("completer")
     assert by_id == expected
+
+
+@pytest.mark.parametrize("method", ["mc", "binary"])
+def test_labelling_traces_together_gives_the_labels_of_one_at_a_time_with_fewer_forward_passes(world_input, method):
+    from annotate.config import AnnotateConfig
+    from annotate.grading import Grader
+    from annotate.runner import annotate_trace, label_traces
+    from completers.loading import load_completer
+
+    completer, grader = load_completer(MODEL), Grader()
+    traces = read_traces(world_input)
+    config = AnnotateConfig(method=method, n=4, max_new_tokens=40, skip_correct=False)
+
+    def passes(label):
+        completer.prompt_cache.clear()
+        completer.counters["forward_calls"] = 0
+        labelled = [t.to_dict() for t in label()]
+        for record in labelled:
+            record["meta"]["annotation"].pop("seconds")
+            for step in record["steps"]:
+                if step["rollouts"]:
+                    step["rollouts"].pop("seconds")
+        return labelled, completer.counters["forward_calls"]
+
+    alone, alone_passes = passes(lambda: [annotate_trace(t, completer, config, grader) for t in traces])
+    together, together_passes = passes(lambda: label_traces(traces, completer, config, grader))  # calls merged
+    assert together == alone
+    assert together_passes < alone_passes / 2

@@ -53,6 +53,7 @@ def test_each_trace_prefix_and_each_prompt_are_encoded_once(completer):
     lengths = [len(completer.encode(p)) for p in prompts]
     work = {}
     for n in (1, 8):
+        completer.prompt_cache.clear()  # (kept from call to call: see the test below)
         completer.counters.update({k: 0 for k in completer.counters})
         completer.complete_prompts(prompts, SamplingParams(n=n, max_new_tokens=4, seed=0))
         work[n] = dict(completer.counters)
@@ -74,6 +75,33 @@ def test_same_seed_gives_same_samples_whatever_else_is_in_the_batch(completer):
     assert other_seed != together
     unseeded = SamplingParams(n=3, max_new_tokens=16, seed=None)
     assert completer.complete_prompts(prompts[:1], unseeded) != completer.complete_prompts(prompts[:1], unseeded)
+
+
+def test_a_prompt_extending_one_of_an_earlier_call_encodes_only_its_new_tokens_with_the_same_samples(completer):
+    prompts = trace_prompts(completer)
+    params = SamplingParams(n=3, max_new_tokens=16, seed=5)
+    fresh = TransformersCompleter(completer.path, prompt_cache_mb=0).complete_prompts(prompts, params)
+    completer.prompt_cache.clear()
+    for depth, prompt in enumerate(prompts):  # a search: one step more at each call
+        completer.counters.update({k: 0 for k in completer.counters})
+        assert completer.complete_prompts([prompt], params) == [fresh[depth]]
+        new_tokens = len(completer.encode(prompt)) - (len(completer.encode(prompts[depth - 1])) if depth else 0)
+        assert completer.counters["prefill_tokens"] <= (new_tokens + 1 if depth else new_tokens)
+    completer.counters.update({k: 0 for k in completer.counters})
+    assert completer.complete_prompts(prompts[-1:], params) == fresh[-1:]
+    assert completer.counters["prefill_tokens"] == 0  # asked again: nothing to encode
+
+
+def test_a_prompt_asked_twice_is_encoded_once_and_each_request_keeps_its_own_samples(completer):
+    prompt = trace_prompts(completer)[1]
+    params = SamplingParams(n=2, max_new_tokens=16, seed=0)
+    completer.prompt_cache.clear()
+    completer.counters.update({k: 0 for k in completer.counters})
+    both = completer.complete_prompts([prompt, prompt], params, seeds=[1, 2], ns=[2, 3])
+    assert completer.counters["prefill_tokens"] == len(completer.encode(prompt))  # one prefill for both
+    assert [len(c) for c in both] == [2, 3]
+    assert both[0] == completer.complete_prompts([prompt], params, seeds=[1])[0]
+    assert both[1] == completer.complete_prompts([prompt], params, seeds=[2], ns=[3])[0]
 
 
 def test_stop_strings_end_samples_and_every_sampled_token_is_counted(completer):

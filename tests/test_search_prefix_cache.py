@@ -53,3 +53,21 @@ def test_search_from_the_cache_equals_search_rescoring_whole_prefixes(setup, str
     per_problem = [t.meta["search"]["compute"] for t in cached.traces]
     for name in ("scorer_tokens", "scorer_computed_tokens", "scorer_new_tokens"):
         assert getattr(c, name) == sum(p[name] for p in per_problem), name
+
+
+def test_search_with_the_completers_prompt_cache_equals_search_without_and_encodes_each_prefix_once(setup):
+    from completers.transformers_completer import TransformersCompleter
+
+    _, model, problems = setup
+    config = SearchConfig(strategy="beam", budget="4x", tokens_per_solution=80, step_tokens=40, seed=1,
+                          keep_tree=True)
+    runs = {}
+    for megabytes in (0, 64):
+        completer = TransformersCompleter("tiny-gsm", prompt_cache_mb=megabytes)
+        runs[megabytes] = (search(problems, completer, model, config=config), dict(completer.counters))
+    (plain, plain_work), (cached, cached_work) = runs[0], runs[64]
+    for a, b in zip(cached.traces, plain.traces):
+        assert a.final_answer == b.final_answer and a.step_texts == b.step_texts and a.scores == b.scores
+        assert [n["step"] for n in a.meta["search"]["tree"]] == [n["step"] for n in b.meta["search"]["tree"]]
+    assert cached_work["prompt_tokens"] == plain_work["prompt_tokens"]
+    assert cached_work["prefill_tokens"] < plain_work["prefill_tokens"] / 2  # kept prefixes are not re-read

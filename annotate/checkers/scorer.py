@@ -21,13 +21,15 @@ own time limits. `checkers` is a list of `Checker` objects or checker names ("sy
 `workers=N` (checkers given by name) runs the checks on `prm check`'s worker pool
 (`annotate.checkers.parallel.CheckerPool`: N processes, each check under the checker's hard
 time limit, a check past it stopped and its step `unknown`), so scoring uses every core; the
-verdicts, and so the scores, are the same as in one process. `workers=None` (the default of
+verdicts, and so the scores, are the same as in one process. The pool is started once and
+kept for every later call (`close()` stops it). `workers=None` (the default of
 the Python API) checks in this process, each checker keeping its own SIGALRM limit.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 
 from annotate.checkers import Checker, get_checker
 from prm.records import Step, Trace, Verdict
@@ -87,31 +89,51 @@ class _Checking:
             yield self.verdicts(problem, list(steps))
 
     def _verdicts_in_pool(self, items: list[Item], progress: bool) -> list[list[list[Verdict]]]:
-        """Every item's verdicts from a `CheckerPool` of `workers` processes (started for this
-        call), each checker under the time limit it keeps in-process (`seconds`)."""
-        from annotate.checkers.parallel import CheckerPool
-
-        limits = {c.name: float(getattr(c, "seconds", None) or LEAN_SECONDS) for c in self.checkers}
+        """Every item's verdicts from a `CheckerPool` of `workers` processes, each checker under
+        the time limit it keeps in-process (`seconds`). The pool is started on the first call
+        and kept for the next ones (`close()` stops it): `prm eval` scores chunk by chunk, and
+        each chunk would otherwise start the workers and their checkers again."""
         found: list = [[] for _ in items]  # an item without steps has nothing to check
-        todo = [i for i, item in enumerate(items) if item[1]]
+        # the longest first: the call ends when its last trace does, so a long one left for the
+        # end would keep one worker busy while the others wait
+        todo = sorted((i for i, item in enumerate(items) if item[1]),
+                      key=lambda i: -sum(len(step) + 1 for step in items[i][1]))
         traces = [Trace(str(i), items[i][0], [Step(text) for text in items[i][1]]) for i in todo]
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(traces), desc="checking", unit="trace")  # (empty items: none to show)
-        with CheckerPool(self.pool_options, limits, workers=self.workers) as pool:
-            for position, trace in pool.check_traces(traces):
-                found[todo[position]] = [list(step.verdicts) for step in trace.steps]
-                if bar is not None:
-                    bar.update(1)
+        pool = self._pool()
+        before = (pool.stats.timed_out, pool.stats.worker_deaths, len(pool.stats.timed_out_where))
+        for position, trace in pool.check_traces(traces):
+            found[todo[position]] = [list(step.verdicts) for step in trace.steps]
+            if bar is not None:
+                bar.update(1)
         if bar is not None:
             bar.close()
-        if pool.stats.timed_out or pool.stats.worker_deaths:  # their steps score UNKNOWN
+        timed_out, deaths = pool.stats.timed_out - before[0], pool.stats.worker_deaths - before[1]
+        if timed_out or deaths:  # their steps score UNKNOWN
             logger.warning("%d check(s) stopped at the time limit and %d worker(s) died; those steps are "
-                           "unknown (%s)", pool.stats.timed_out, pool.stats.worker_deaths,
-                           "; ".join(pool.stats.timed_out_where[:3]))
+                           "unknown (%s)", timed_out, deaths, "; ".join(pool.stats.timed_out_where[before[2]:][:3]))
         return found
+
+    def _pool(self):
+        """The scorer's `CheckerPool`, started on first use and kept until `close()` (or until the
+        scorer is garbage-collected; the workers also die with this process)."""
+        if getattr(self, "_checker_pool", None) is None:
+            from annotate.checkers.parallel import CheckerPool
+
+            limits = {c.name: float(getattr(c, "seconds", None) or LEAN_SECONDS) for c in self.checkers}
+            self._checker_pool = CheckerPool(self.pool_options, limits, workers=self.workers, keep_workers=True)
+            weakref.finalize(self, self._checker_pool.close)
+        return self._checker_pool
+
+    def close(self) -> None:
+        """Stop the worker processes, if any were started (scoring again starts new ones)."""
+        pool, self._checker_pool = getattr(self, "_checker_pool", None), None
+        if pool is not None:
+            pool.close(graceful=True)
 
 
 def verdict_score(verdicts: list[Verdict]) -> float:

@@ -73,8 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("running")
     run.add_argument("--shard", type=shard, default=None, metavar="I/N",
                      help="annotate only shard I of N (by a hash of the trace id)")
-    run.add_argument("--workers", type=positive_int, default=1, metavar="W",
-                     help="traces annotated at once, in threads (for HTTP completers) (default: 1)")
+    run.add_argument("--workers", type=positive_int, default=None, metavar="W",
+                     help="traces annotated at once, in threads (default: 64 for a local transformers model, "
+                          "whose calls are merged into one batch; 1 otherwise: raise it for HTTP completers)")
     run.add_argument("--format", choices=input_formats(), default="auto",
                         help="input layout (default: told from the fields)")
     run.add_argument("--limit", type=positive_int, default=None, metavar="N", help="only the first N input traces")

@@ -22,7 +22,6 @@ import os
 from pathlib import Path
 
 from evals.gold import attach_gold
-from evals.report import EvalConfig, write_report
 from evals.step_metrics import OBJECTIVES
 from prm.errors import RecordError
 from prm.records import LABEL_SOURCES, Trace
@@ -124,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         gold = "meta"
     if val is not None:
         inputs["validation"] = args.val
+    from evals.report import EvalConfig, write_report  # (scikit-learn, matplotlib: seconds to import)
+
     config = EvalConfig(gold=gold, threshold=args.threshold, objective=args.objective,
                         val_fraction=args.val_fraction, ns=args.n, repeats=args.repeats, seed=args.seed)
     metrics = write_report(args.out, traces, config, val, inputs)

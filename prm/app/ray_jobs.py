@@ -487,7 +487,7 @@ def annotate_on_ray(args: argparse.Namespace, traces: list, config, completer_op
 
     options = ray_options(args)
     pool = RayPool(partial(AnnotateWorker, args.completer, completer_options, config, options.threads), options,
-                   name="prm annotate", concurrency=args.workers, describe=lambda t: f"trace {t.id!r}")
+                   name="prm annotate", concurrency=args.workers or 1, describe=lambda t: f"trace {t.id!r}")
     return run_annotation(traces, args.output, None, config, completer_spec=args.completer, shard=args.shard,
                           progress=not args.no_progress, labeller=pool.map, status=pool.status)
 

@@ -12,7 +12,7 @@ import string
 import torch
 
 from annotate.rollouts import derive_seed
-from completers.base import Completer, Completion
+from completers.base import Completer, Completion, per_prompt
 from prm.records import Trace
 
 ANSWER = "42"
@@ -24,7 +24,7 @@ class ScriptedCompleter(Completer):
     def __init__(self, p: float = 1.0, max_prefix: int | None = None):
         self.p = p
         self.max_prefix = max_prefix  # longer prefixes are refused, as a model refuses a too long prompt
-        self.calls = []  # (number of requests, n) per call
+        self.calls = []  # the samples asked of each prompt, per call
 
     def complete_prompts(self, prompts, params, *, stop=None, seeds=None, ns=None):
         # prompts are `plain_prompt(problem, prefix)`: "Question: ...\nAnswer:\n" + one line per step
@@ -33,13 +33,14 @@ class ScriptedCompleter(Completer):
         for i, (_, prefix) in enumerate(requests):
             if self.max_prefix is not None and len(prefix) > self.max_prefix:
                 raise ValueError(f"prompt {i} is too long")
-        self.calls.append((len(requests), params.n))
+        plan = per_prompt(params, len(prompts), seeds, ns)
+        self.calls.append([n for _, n in plan])
         results = []
-        for problem, prefix in requests:
+        for (problem, prefix), (seed, n) in zip(requests, plan):
             bad = any("BAD" in step for step in prefix)
             completions = []
-            for j in range(params.n):
-                u = derive_seed(params.seed, problem, len(prefix), j) / 2**31
+            for j in range(n):
+                u = derive_seed(seed, problem, len(prefix), j) / 2**31
                 ok = not bad and u < self.p
                 text = f"so on\n#### {ANSWER if ok else '41'}"
                 completions.append(Completion(text, tokens=10 + j % 3))
@@ -48,7 +49,7 @@ class ScriptedCompleter(Completer):
 
     @property
     def rollouts(self):
-        return sum(r * n for r, n in self.calls)
+        return sum(map(sum, self.calls))
 
 
 def make_trace(n_steps: int, first_error: int = -1, final_answer: str | None = "41", trace_id: str = "t") -> Trace:
