@@ -60,7 +60,7 @@ def inputs(tmp_path_factory, shared_data):
 CASES = {
     "annotate": Case(
         lambda i, out: ["annotate", i["root"] / "world.jsonl", out, "--completer", "tiny-gsm", "--method", "mc",
-                        "--n", "2", "--max-new-tokens", "40", "--no-progress"],
+                        "--n", "2", "--max-new-tokens", "40", "--workers", "1", "--no-progress"],
         lambda out: out),
     "check": Case(
         lambda i, out: ["check", i["gsm8k"], out, "--limit", "100", "--checkers", "sympy", "--workers", "1",
