@@ -4,7 +4,7 @@ PIP = $(PYTHON) -m pip
 # The CPU build of torch lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH = torch==2.13.0
 
-.PHONY: install install-test install-bench demo test test-slow test-server bench clean
+.PHONY: install install-test install-bench demo test test-slow test-server test-labelstudio bench clean
 
 install:
 	$(PIP) install -q $(TORCH)
@@ -43,6 +43,15 @@ test-server: install-test
 		$(PIP) install -q "$(LLAMA_CPP)"
 	$(PYTHON) -m pytest -q -m server
 
+# Opt-in: the review round trip through the real Label Studio, installed in its own venv (its
+# many pinned dependencies stay out of ours; minutes the first time), started on 127.0.0.1 by the tests.
+LABEL_STUDIO = label-studio==1.23.2
+LABEL_STUDIO_VENV = .venv-labelstudio
+test-labelstudio: install-test
+	test -x $(LABEL_STUDIO_VENV)/bin/label-studio || \
+		($(PYTHON) -m venv $(LABEL_STUDIO_VENV) && $(LABEL_STUDIO_VENV)/bin/python -m pip install -q "$(LABEL_STUDIO)")
+	PRM_LABEL_STUDIO=$(LABEL_STUDIO_VENV)/bin/label-studio $(PYTHON) -m pytest -q -m labelstudio
+
 bench: install-bench
 	$(PYTHON) bench/completers.py
 	$(PYTHON) bench/annotate.py
@@ -51,4 +60,4 @@ bench: install-bench
 	$(PYTHON) bench/score.py
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache demo_out bench/out bench/.venv-trl113
+	rm -rf build dist *.egg-info .pytest_cache demo_out bench/out bench/.venv-trl113 .venv-labelstudio
