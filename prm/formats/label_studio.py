@@ -10,17 +10,23 @@ checkers' call, else Monte Carlo's, else the PRM's). Two shapes:
   checker refuted it while its label is not bad): the
   problem, the steps before it, the step, and what Monte Carlo, the checkers, the PRM and
   gold said about it; one `Choices` control `label` (good / bad / unsure) and a comment.
-- `unit="trace"`: one task per trace: the problem and every step, each step with its own
-  `Choices` control `label_K` (K = 1-based step number). Label Studio's config is fixed per
-  project, so the config holds as many step controls as the longest trace has steps, and
-  shorter traces leave the rest blank.
+- `unit="trace"`: one task per trace: the problem and `steps`, a list of `{"text",
+  "evidence"}`. The config draws it with Label Studio's `Repeater` (its body once per item
+  of `steps`, `{{idx}}` the 0-based index): per step the text, a `Choices` control
+  `step_K_label`, the evidence in a fold and a `TextArea` `step_K_comment`. So one config
+  fits traces of any length (a config is fixed per project, a task's keys are not), and
+  each comment belongs to its step.
 
-Import (`reviews_from_export`): Label Studio's JSON export is the task list again with
-`annotations`: each annotation has `result` (a list of `{"from_name", "to_name", "type",
+Import (`read_export`, `reviews_from_export`): Label Studio's JSON export is the task list
+again with `annotations`: each has `result` (a list of `{"from_name", "to_name", "type",
 "value": {"choices": [...]}}` / `{"type": "textarea", "value": {"text": [...]}}`),
-`completed_by` (a user id, or a user object in some versions), `created_at`, `updated_at`
-and `was_cancelled`. Each answered step becomes a `Review` (reviewer "label-studio user
-ID" or the user's email, time = updated_at or created_at, tool "label-studio").
+`completed_by` (a user id, or a user object `{"id", "email", ...}` in a snapshot with user
+details), `created_at`, `updated_at` and `was_cancelled`. Its JSON-MIN export has one flat
+item per annotation: the task's data, the answers under their control names (one choice as
+a string, one text as a string), `annotator` (the user id, or the email alone in a snapshot
+with user details), `created_at`, `updated_at`. CSV/TSV exports are refused in one line.
+Each answered step becomes a `Review` (reviewer "label-studio user ID" whenever the id is
+there, else the email; time = updated_at or created_at; tool "label-studio").
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from prm.records import Review, Trace
 from prm.view_html import SIGNAL_NAMES, disagreeing_pairs, gold_labels, step_signals
 
 TOOL = "label-studio"
+USER_PREFIX = f"{TOOL} user "  # reviewers known by their Label Studio user id
 CHOICES = {"good": 1, "bad": 0, "unsure": None}
 UNITS = ("step", "trace")
 
@@ -209,12 +216,12 @@ def reviewer_of(user: Any) -> str:
     else the user's email (a JSON-MIN export taken with user details holds only that)."""
     if isinstance(user, dict):
         if _is_id(user.get("id")):
-            return f"{TOOL} user {user['id']}"
+            return f"{USER_PREFIX}{user['id']}"
         for key in ("email", "username"):
             if isinstance(user.get(key), str) and user[key]:
                 return user[key]
     elif _is_id(user):
-        return f"{TOOL} user {user}"
+        return f"{USER_PREFIX}{user}"
     elif isinstance(user, str) and user.strip():
         return user.strip()
     raise RecordError(f"no reviewer: expected a user id, a user object or an email, got {_kind(user)}",
@@ -334,7 +341,8 @@ def _reviews(trace_id: str, data: dict[str, Any], answers: list[tuple[Any, Any, 
                 comments.setdefault(index, []).append(value)
             continue
         if not isinstance(value, list) or len(value) != 1 or value[0] not in CHOICES:
-            raise RecordError(f"expected one of {list(CHOICES)}, got {value!r}", field=f"{field} ({name})")
+            raise RecordError(f"expected one of {list(CHOICES)}, got {value!r}",
+                              field=field if field == name else f"{field} ({name})")
         labels[index] = CHOICES[value[0]]
     return [(trace_id, index, shown[index], Review(reviewer, labels.get(index), time=time, tool=TOOL,
                                                    comment=" ".join(comments.get(index, [])) or None))
