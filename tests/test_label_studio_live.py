@@ -13,6 +13,7 @@ holds such a run's files, read by tests/test_review_label_studio.py in the defau
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -110,12 +111,12 @@ def label_studio(tmp_path_factory):
             assert time.monotonic() < deadline, "Label Studio did not start in time"
             time.sleep(2)
         yield LabelStudio(url, TOKEN)
-    finally:
-        server.terminate()
+    finally:  # its own process group (start_new_session): whatever it started stops with it
+        os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(30)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         log.close()
 
