@@ -112,13 +112,20 @@ def label_studio(tmp_path_factory):
             time.sleep(2)
         yield LabelStudio(url, TOKEN)
     finally:  # its own process group (start_new_session): whatever it started stops with it
-        os.killpg(server.pid, signal.SIGTERM)
+        stop(server, signal.SIGTERM)
         try:
             server.wait(30)
         except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+            stop(server, signal.SIGKILL)
             server.wait()
         log.close()
+
+
+def stop(server: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(server.pid, sig)
+    except ProcessLookupError:  # already gone
+        pass
 
 
 def record(name: str, text: str) -> None:
