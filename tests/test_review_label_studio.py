@@ -6,7 +6,8 @@ layout (task `id`/`data`/`annotations`/`predictions`; annotation `result`, `comp
 a user id or a user object, `created_at`/`updated_at`, `was_cancelled`), for the malformed
 variants below. tests/data/label_studio/recorded/ holds real exports (JSON, JSON-MIN, CSV, a
 snapshot with user details) of both unit modes, taken from Label Studio 1.23.2 by
-tests/test_label_studio_live.py (`make test-labelstudio`, PRM_LABEL_STUDIO_RECORD).
+tests/test_label_studio_live.py (`make test-labelstudio`, PRM_LABEL_STUDIO_RECORD), and one
+answer submitted through Label Studio's page in a browser (traces_browser_json.json).
 """
 
 import copy
@@ -135,6 +136,16 @@ def test_import_of_a_real_per_trace_export_reviews_each_step_with_its_own_commen
     assert {s.reviews[0].reviewer for s in shop.steps} == {USER}
     # train-7: step 1 answered, step 2 only commented on: a review with no label keeps the comment
     assert [(r.hard_label, r.comment) for s in train.steps for r in s.reviews] == [(1, None), (None, "states the answer")]
+
+
+def test_import_of_a_per_trace_answer_made_in_the_browser(tmp_path):
+    """traces_browser_json.json: a reviewer in Label Studio's own page (headless Chromium) took
+    the pre-annotated 2-step trace, changed step 1 to unsure, kept step 2 and commented on it."""
+    results = json.loads((RECORDED / "traces_browser_json.json").read_text())[0]["annotations"][0]["result"]
+    assert {r["origin"] for r in results} == {"prediction", "prediction-changed", "manual"}
+    (train,) = [t for t in imported(tmp_path, RECORDED / "traces_browser_json.json") if t.id == "train-7"]
+    assert [[(r.reviewer, r.hard_label, r.comment) for r in s.reviews] for s in train.steps] == [
+        [(USER, None, None)], [(USER, 1, "the answer is right but says nothing new")]]
 
 
 @pytest.mark.parametrize("unit", ["steps", "traces"])
