@@ -295,8 +295,11 @@ def _min_item_reviews(item: dict[str, Any]) -> list[tuple[str, int, str, Review]
     for name, value in item.items():
         kind = _control_kind(name)
         if kind == "label":
-            picked = value.get("choices") if isinstance(value, dict) else [value] if isinstance(value, str) else value
-            answers.append((name, picked, name))
+            if isinstance(value, str):  # the one choice
+                value = [value]
+            elif isinstance(value, dict):
+                value = value.get("choices")
+            answers.append((name, value, name))
         elif kind == "comment":
             answers.append((name, _text(value.get("text") if isinstance(value, dict) else value, name), name))
     return _reviews(trace_id, item, answers, reviewer_of(item["annotator"]),
