@@ -177,24 +177,28 @@ def test_json_min_with_user_details_keys_reviewers_by_email_and_warns(tmp_path, 
     assert "warning" in err and "by email only" in err and len(err.splitlines()) == 1
 
 
-@pytest.mark.parametrize("name", ["steps_csv.csv", "steps_json_min.json"])
-def test_a_csv_export_or_a_broken_json_min_item_is_one_line_naming_what_to_do(tmp_path, capsys, name):
+@pytest.mark.parametrize("name, change, words", [
+    ("steps_csv.csv", None, "this is Label Studio's CSV or TSV export, which `prm import` does not read; "
+                            "export the project with Export > JSON (or JSON-MIN)"),
+    # an answer Label Studio's config could not have produced
+    ("steps_json_min.json", lambda item: item.update(label="maybe"), "field 'label': expected one of"),
+    ("steps_json_min.json", lambda item: item.pop("trace_id"), "field 'trace_id': no trace_id: not a task written by"),
+])
+def test_a_csv_export_or_a_broken_json_min_item_is_one_line_naming_what_to_do(tmp_path, capsys, name, change, words):
     export = RECORDED / name
-    if name.endswith(".json"):  # an answer Label Studio's config could not have produced
+    if change:
         items = json.loads(export.read_text())
-        items[1]["label"] = "maybe"
+        change(items[1])
         export = tmp_path / name
         export.write_text(json.dumps(items))
     out = tmp_path / "out.jsonl"
     assert main(["import", "--from", "label-studio", str(export), str(DATA / "traces.jsonl"), str(out)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err and name in err
-    if name.endswith(".csv"):
-        assert "CSV" in err and "Export > JSON" in err
-    else:
-        items = json.loads(export.read_text())
-        assert f"JSON-MIN item 2 (task id {items[1]['id']}, annotation_id {items[1]['annotation_id']}), " \
-               "field 'label': expected one of" in err
+    assert words in err
+    if change:
+        item = json.loads(export.read_text())[1]
+        assert f"JSON-MIN item 2 (task id {item['id']}, annotation_id {item['annotation_id']}), " in err
     assert not out.exists()
 
 

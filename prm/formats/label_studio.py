@@ -238,7 +238,8 @@ def reviews_from_export(items: list[Any]) -> list[tuple[str, int, str, Review]]:
     JSON-MIN one (one flat item per annotation). Raises `RecordError` naming the item and field."""
     found = []
     for number, item in enumerate(items, start=1):
-        minimal = isinstance(item, dict) and not isinstance(item.get("data"), dict) and "trace_id" in item
+        minimal = (isinstance(item, dict) and not isinstance(item.get("data"), dict)
+                   and any(key in item for key in ("trace_id", "annotator", "annotation_id")))
         try:
             found += _min_item_reviews(item) if minimal else _task_reviews(item)
         except RecordError as err:
