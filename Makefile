@@ -5,7 +5,7 @@ PIP = $(PYTHON) -m pip
 TORCH = torch==2.13.0
 VERL = verl==0.9.1 tensordict==0.15.3 pyvers==0.2.3 omegaconf==2.4.0 antlr4-python3-runtime==4.9.3 codetiming==1.4.0
 
-.PHONY: install install-test install-bench demo test test-slow test-server bench clean
+.PHONY: install install-test install-bench demo test test-slow test-server test-labelstudio bench clean
 
 install:
 	$(PIP) install -q $(TORCH)
@@ -50,6 +50,15 @@ test-server: install-test
 		$(PIP) install -q "$(LLAMA_CPP)"
 	$(PYTHON) -m pytest -q -m server
 
+# Opt-in: the review round trip through the real Label Studio, installed in its own venv (its
+# many pinned dependencies stay out of ours; minutes the first time), started on 127.0.0.1 by the tests.
+LABEL_STUDIO = label-studio==1.23.2
+LABEL_STUDIO_VENV = .venv-labelstudio
+test-labelstudio: install-test
+	test -x $(LABEL_STUDIO_VENV)/bin/label-studio || \
+		($(PYTHON) -m venv $(LABEL_STUDIO_VENV) && $(LABEL_STUDIO_VENV)/bin/python -m pip install -q "$(LABEL_STUDIO)")
+	PRM_LABEL_STUDIO=$(LABEL_STUDIO_VENV)/bin/label-studio $(PYTHON) -m pytest -q -m labelstudio
+
 bench: install-bench
 	$(PYTHON) bench/completers.py
 	$(PYTHON) bench/annotate.py
@@ -58,4 +67,4 @@ bench: install-bench
 	$(PYTHON) bench/score.py
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache demo_out bench/out bench/.venv-trl113
+	rm -rf build dist *.egg-info .pytest_cache demo_out bench/out bench/.venv-trl113 .venv-labelstudio

@@ -1,7 +1,7 @@
 """`prm import --from label-studio EXPORT.json IN OUT`: people's answers back into the traces.
 
-Reads the reviewers' answers from a Label Studio JSON export of tasks written by
-`prm export --to label-studio`, and adds each answered step's label to the step's
+Reads the reviewers' answers from a Label Studio export (JSON or JSON-MIN) of tasks written
+by `prm export --to label-studio`, and adds each answered step's label to the step's
 `reviews` (label_source "human", the reviewer, the time, the comment), leaving the
 automatic label, verdicts and rollouts as they were. One review per reviewer per step:
 importing a newer export replaces a reviewer's earlier answer, the same export twice
@@ -13,6 +13,7 @@ changes nothing. Cancelled (skipped) annotations are ignored.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
 
 from prm import formats
@@ -25,7 +26,7 @@ TOOLS = ("label-studio",)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="tool", choices=TOOLS, required=True, help="the review tool")
-    parser.add_argument("export", metavar="EXPORT.json", help="the tool's JSON export of the reviewed tasks")
+    parser.add_argument("export", metavar="EXPORT.json", help="the tool's export of the reviewed tasks (Label Studio: JSON or JSON-MIN)")
     parser.add_argument("input", metavar="IN", help="the traces that were exported for review")
     parser.add_argument("out", metavar="OUT", help="where to write the traces with the reviews (.jsonl, .parquet or a folder)")
     parser.add_argument("--format", choices=list(formats.FORMATS), help="layout of IN (default: told from the fields)")
@@ -41,6 +42,11 @@ def run(args: argparse.Namespace) -> int:
         raise err.located(path=args.export) from None
     changed = label_studio.apply_reviews(traces, reviews, source=args.export)
     write_traces(args.out, traces)
+    by_email = sorted({r.reviewer for *_, r in reviews if not r.reviewer.startswith(label_studio.USER_PREFIX)})
+    if by_email:
+        print(f"warning: {args.export} names {len(by_email)} reviewer(s) by email only ({', '.join(by_email[:3])}), "
+              "not by Label Studio user id (a JSON-MIN snapshot taken with user details): their reviews will not "
+              "merge with the same people's reviews from JSON exports", file=sys.stderr)
     labels = Counter({1: "good", 0: "bad", None: "unsure"}[r.hard_label] for *_, r in reviews)
     reviewers = {r.reviewer for *_, r in reviews}
     print(f"read {len(reviews)} step review(s) by {len(reviewers)} reviewer(s) "

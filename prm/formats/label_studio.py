@@ -10,17 +10,23 @@ checkers' call, else Monte Carlo's, else the PRM's). Two shapes:
   checker refuted it while its label is not bad): the
   problem, the steps before it, the step, and what Monte Carlo, the checkers, the PRM and
   gold said about it; one `Choices` control `label` (good / bad / unsure) and a comment.
-- `unit="trace"`: one task per trace: the problem and every step, each step with its own
-  `Choices` control `label_K` (K = 1-based step number). Label Studio's config is fixed per
-  project, so the config holds as many step controls as the longest trace has steps, and
-  shorter traces leave the rest blank.
+- `unit="trace"`: one task per trace: the problem and `steps`, a list of `{"text",
+  "evidence"}`. The config draws it with Label Studio's `Repeater` (its body once per item
+  of `steps`, `{{idx}}` the 0-based index): per step the text, a `Choices` control
+  `step_K_label`, the evidence in a fold and a `TextArea` `step_K_comment`. So one config
+  fits traces of any length (a config is fixed per project, a task's keys are not), and
+  each comment belongs to its step.
 
-Import (`reviews_from_export`): Label Studio's JSON export is the task list again with
-`annotations`: each annotation has `result` (a list of `{"from_name", "to_name", "type",
+Import (`read_export`, `reviews_from_export`): Label Studio's JSON export is the task list
+again with `annotations`: each has `result` (a list of `{"from_name", "to_name", "type",
 "value": {"choices": [...]}}` / `{"type": "textarea", "value": {"text": [...]}}`),
-`completed_by` (a user id, or a user object in some versions), `created_at`, `updated_at`
-and `was_cancelled`. Each answered step becomes a `Review` (reviewer "label-studio user
-ID" or the user's email, time = updated_at or created_at, tool "label-studio").
+`completed_by` (a user id, or a user object `{"id", "email", ...}` in a snapshot with user
+details), `created_at`, `updated_at` and `was_cancelled`. Its JSON-MIN export has one flat
+item per annotation: the task's data, the answers under their control names (one choice as
+a string, one text as a string), `annotator` (the user id, or the email alone in a snapshot
+with user details), `created_at`, `updated_at`. CSV/TSV exports are refused in one line.
+Each answered step becomes a `Review` (reviewer "label-studio user ID" whenever the id is
+there, else the email; time = updated_at or created_at; tool "label-studio").
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from prm.records import Review, Trace
 from prm.view_html import SIGNAL_NAMES, disagreeing_pairs, gold_labels, step_signals
 
 TOOL = "label-studio"
+USER_PREFIX = f"{TOOL} user "  # reviewers known by their Label Studio user id
 CHOICES = {"good": 1, "bad": 0, "unsure": None}
 UNITS = ("step", "trace")
 
@@ -104,14 +111,14 @@ def tasks_for(traces: list[Trace], unit: str = "step") -> list[dict[str, Any]]:
         golds = gold_labels(data)
         steps = data["steps"]
         if unit == "trace":
-            task_data = {"trace_id": trace.id, "problem": trace.problem, "steps": len(steps)}
+            task_data = {"trace_id": trace.id, "problem": trace.problem,
+                         "steps": [{"text": f"{k}. {step['text']}", "evidence": _evidence(step, golds[k - 1])}
+                                   for k, step in enumerate(steps, start=1)]}
             result, sources = [], set()
-            for k, step in enumerate(steps, start=1):
-                task_data[f"step_{k}"] = f"{k}. {step['text']}"
-                task_data[f"evidence_{k}"] = _evidence(step, golds[k - 1])
+            for index, step in enumerate(steps):
                 label, source = automatic_label(step)
                 if label:
-                    result.append(_choice(f"label_{k}", f"step_{k}", label))
+                    result.append(_choice(f"step_{index}_label", f"step_{index}", label))
                     sources.add(source)
             tasks.append(_task(task_data, result, sources))
             continue
@@ -138,7 +145,7 @@ def _task(data: dict[str, Any], result: list[dict[str, Any]], sources: set[str])
     return task
 
 
-def labeling_config(unit: str = "step", max_steps: int = 1) -> str:
+def labeling_config(unit: str = "step") -> str:
     """The labelling interface (Label Studio's XML config) matching `tasks_for(..., unit)`."""
     choices = "".join(f'<Choice value="{name}"/>' for name in CHOICES)
     if unit == "step":
@@ -152,74 +159,102 @@ def labeling_config(unit: str = "step", max_steps: int = 1) -> str:
                 "</View>\n")
     if unit != "trace":
         raise RecordError(f"unit must be one of {UNITS}, got {unit!r}")
-    parts = ["<View>\n", '  <Header value="Problem"/>\n  <Text name="problem" value="$problem"/>\n',
-             '  <Header value="Label each step: good, bad, or unsure"/>\n']
-    for k in range(1, max_steps + 1):
-        parts.append(f'  <View style="border-top: 1px solid #ddd; padding-top: 4px">\n'
-                     f'    <Text name="step_{k}" value="$step_{k}"/>\n'
-                     f'    <Choices name="label_{k}" toName="step_{k}" choice="single-radio" showInline="true">'
-                     f"{choices}</Choices>\n  </View>\n")
-    parts.append('  <TextArea name="comment" toName="problem" placeholder="comments (optional)" rows="2"/>\n</View>\n')
-    return "".join(parts)
+    # Label Studio's Repeater copies its body once per item of the task's `steps` list ({{idx}} is
+    # the 0-based index), so one config fits traces of any length and shows no empty rows.
+    return ("<View>\n"
+            '  <Header value="Problem"/>\n  <Text name="problem" value="$problem"/>\n'
+            '  <Header value="Label each step: good, bad, or unsure"/>\n'
+            '  <Repeater on="$steps" indexFlag="{{idx}}">\n'
+            '    <View style="border-top: 1px solid #ddd; padding-top: 4px">\n'
+            '      <Text name="step_{{idx}}" value="$steps[{{idx}}].text"/>\n'
+            f'      <Choices name="step_{{{{idx}}}}_label" toName="step_{{{{idx}}}}" choice="single-radio" showInline="true">{choices}</Choices>\n'
+            '      <Collapse><Panel value="What the automatic labellers said">'
+            '<Text name="evidence_{{idx}}" value="$steps[{{idx}}].evidence"/></Panel></Collapse>\n'
+            '      <TextArea name="step_{{idx}}_comment" toName="step_{{idx}}" placeholder="why (optional)" rows="1"/>\n'
+            "    </View>\n  </Repeater>\n</View>\n")
 
 
 def export_files(traces: list[Trace], unit: str = "step") -> tuple[list[dict[str, Any]], str]:
     """The tasks and the config that goes with them."""
-    tasks = tasks_for(traces, unit)
-    max_steps = max((len(t.steps) for t in traces), default=1)
-    return tasks, labeling_config(unit, max_steps)
+    return tasks_for(traces, unit), labeling_config(unit)
 
 
 # -- import ----------------------------------------------------------------------------------
 
+USE_JSON = "export the project with Export > JSON (or JSON-MIN)"
+
+
 def read_export(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """A Label Studio JSON export: a list of tasks (errors name the file)."""
+    """A Label Studio export, JSON or JSON-MIN: a list of items (errors name the file; a CSV
+    or TSV export is refused in one line saying which export to use)."""
     try:
         with open(path, "rb") as handle:
-            tasks = parse_json(handle.read())
+            raw = handle.read()
     except OSError as err:
         raise RecordError(f"cannot read: {err.strerror}", path=str(path)) from None
+    try:
+        items = parse_json(raw)
     except RecordError as err:
+        if _looks_like_a_table(raw):
+            raise RecordError(f"this is Label Studio's CSV or TSV export, which `prm import` does not read; "
+                              f"{USE_JSON}", path=str(path)) from None
         raise err.located(path=str(path)) from None
-    if not isinstance(tasks, list):
-        raise RecordError("a Label Studio JSON export is a list of tasks; got a "
-                          f"{type(tasks).__name__} (export with the JSON format, not JSON_MIN or CSV)",
+    if not isinstance(items, list):
+        raise RecordError(f"a Label Studio export is a list of tasks; got {_kind(items)} ({USE_JSON})",
                           path=str(path))
-    return tasks
+    return items
 
 
-def reviewer_of(completed_by: Any) -> str:
-    """A readable reviewer name from `completed_by` (an id, or a user object with an email)."""
-    if isinstance(completed_by, dict):
+def _looks_like_a_table(raw: bytes) -> bool:
+    header = raw.lstrip()[:2000].split(b"\n", 1)[0]
+    return not header.startswith((b"[", b"{")) and (b"," in header or b"\t" in header)
+
+
+def reviewer_of(user: Any) -> str:
+    """The reviewer's name, the same in every export: `label-studio user ID` whenever Label
+    Studio's user id is there (`completed_by` as an id, or as a user object with `id`);
+    else the user's email (a JSON-MIN export taken with user details holds only that)."""
+    if isinstance(user, dict):
+        if _is_id(user.get("id")):
+            return f"{USER_PREFIX}{user['id']}"
         for key in ("email", "username"):
-            if completed_by.get(key):
-                return str(completed_by[key])
-        completed_by = completed_by.get("id")
-    if completed_by is None:
-        raise RecordError("annotation has no completed_by", field="completed_by")
-    return f"{TOOL} user {completed_by}"
+            if isinstance(user.get(key), str) and user[key]:
+                return user[key]
+    elif _is_id(user):
+        return f"{USER_PREFIX}{user}"
+    elif isinstance(user, str) and user.strip():
+        return user.strip()
+    raise RecordError(f"no reviewer: expected a user id, a user object or an email, got {_kind(user)}",
+                      field="completed_by")
 
 
-def reviews_from_export(tasks: list[dict[str, Any]]) -> list[tuple[str, int, str, Review]]:
-    """(trace id, step index, step text shown, review) for each answered step of each annotation
-    that was not cancelled. Raises `RecordError` naming the task (1-based) and field."""
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def reviews_from_export(items: list[Any]) -> list[tuple[str, int, str, Review]]:
+    """(trace id, step index, step text shown, review) for each answered step of each
+    annotation that was not cancelled, from a JSON export (tasks with `annotations`) or a
+    JSON-MIN one (one flat item per annotation). Raises `RecordError` naming the item and field."""
     found = []
-    for number, task in enumerate(tasks, start=1):
+    for number, item in enumerate(items, start=1):
+        minimal = (isinstance(item, dict) and not isinstance(item.get("data"), dict)
+                   and any(key in item for key in ("trace_id", "annotator", "annotation_id")))
         try:
-            found += _task_reviews(task)
+            found += _min_item_reviews(item) if minimal else _task_reviews(item)
         except RecordError as err:
-            where = f"task {number}, field '{err.field}'" if err.field else f"task {number}"
+            where = _min_item_name(number, item) if minimal else f"task {number}"
+            where += f", field '{err.field}'" if err.field else ""
             raise RecordError(f"{where}: {err.reason}") from None
     return found
 
 
 def _task_reviews(task: Any) -> list[tuple[str, int, str, Review]]:
+    """The reviews in one task of Label Studio's JSON export."""
     if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-        raise RecordError("not a Label Studio task (no data object)", field="data")
+        raise RecordError(f"not a task of a Label Studio JSON export (no data object; {USE_JSON})", field="data")
     data = task["data"]
-    trace_id = data.get("trace_id")
-    if not isinstance(trace_id, str):
-        raise RecordError("no trace_id: not a task written by `prm export --to label-studio`", field="data.trace_id")
+    trace_id = _trace_id(data, "data.trace_id")
     annotations = task.get("annotations")
     if annotations is None:
         return []
@@ -233,26 +268,89 @@ def _task_reviews(task: Any) -> list[tuple[str, int, str, Review]]:
         if annotation.get("was_cancelled"):
             continue
         reviewer = reviewer_of(annotation.get("completed_by"))
-        time = annotation.get("updated_at") or annotation.get("created_at")
         results = annotation.get("result") or []
         if not isinstance(results, list):
             raise RecordError(f"must be a list, got {_kind(results)}", field=f"{where}.result")
+        answers = []
         for r, result in enumerate(results):
+            at = f"{where}.result[{r}]"
             if not isinstance(result, dict):
-                raise RecordError(f"a result is an object, got {_kind(result)}", field=f"{where}.result[{r}]")
-        comment = " ".join(_comment(result, f"{where}.result[{r}]") for r, result in enumerate(results)
-                           if result.get("type") == "textarea")
-        for r, result in enumerate(results):
-            if result.get("type") != "choices":
-                continue
-            index, shown = _step_of(result.get("from_name"), data)
-            picked = _value(result, f"{where}.result[{r}]").get("choices") or []
-            if not isinstance(picked, list) or len(picked) != 1 or picked[0] not in CHOICES:
-                raise RecordError(f"expected one of {list(CHOICES)}, got {picked!r}",
-                                  field=f"{where}.result[{r}].value.choices ({result.get('from_name')})")
-            found.append((trace_id, index, shown, Review(reviewer, CHOICES[picked[0]], time=time, tool=TOOL,
-                                                        comment=comment or None)))
+                raise RecordError(f"a result is an object, got {_kind(result)}", field=at)
+            if result.get("type") == "choices":
+                answers.append((result.get("from_name"), _value(result, at).get("choices") or [], f"{at}.value.choices"))
+            elif result.get("type") == "textarea":
+                answers.append((result.get("from_name"), _text(_value(result, at).get("text"), f"{at}.value.text"),
+                                f"{at}.value.text"))
+        found += _reviews(trace_id, data, answers, reviewer, annotation.get("updated_at") or annotation.get("created_at"))
     return found
+
+
+def _min_item_reviews(item: dict[str, Any]) -> list[tuple[str, int, str, Review]]:
+    """The reviews in one item of Label Studio's JSON-MIN export: the task's data fields with
+    one annotation's answers beside them, flat (`label: "bad"`, `comment: "..."`, one choice
+    as a string, several as `{"choices": [...]}`), and `annotator`, `created_at`, `updated_at`."""
+    trace_id = _trace_id(item, "trace_id")
+    if "annotator" not in item:  # a task nobody annotated
+        return []
+    answers = []
+    for name, value in item.items():
+        kind = _control_kind(name)
+        if kind == "label":
+            if isinstance(value, str):  # the one choice
+                value = [value]
+            elif isinstance(value, dict):
+                value = value.get("choices")
+            answers.append((name, value, name))
+        elif kind == "comment":
+            answers.append((name, _text(value.get("text") if isinstance(value, dict) else value, name), name))
+    return _reviews(trace_id, item, answers, reviewer_of(item["annotator"]),
+                    item.get("updated_at") or item.get("created_at"))
+
+
+def _min_item_name(number: int, item: dict[str, Any]) -> str:
+    ids = ", ".join(f"{key} {item[key]}" for key in ("id", "annotation_id") if _is_id(item.get(key)))
+    return f"JSON-MIN item {number}" + (f" (task {ids})" if ids else "")
+
+
+def _trace_id(data: dict[str, Any], field: str) -> str:
+    if not isinstance(data.get("trace_id"), str):
+        raise RecordError("no trace_id: not a task written by `prm export --to label-studio`", field=field)
+    return data["trace_id"]
+
+
+def _control_kind(name: Any) -> str | None:
+    """'label' or 'comment' for the controls `labeling_config` writes (label, comment,
+    step_K_label, step_K_comment), else None."""
+    if name in ("label", "comment"):
+        return name
+    if isinstance(name, str) and name.startswith("step_"):
+        number, _, kind = name[5:].partition("_")
+        if number.isdigit() and kind in ("label", "comment"):
+            return kind
+    return None
+
+
+def _reviews(trace_id: str, data: dict[str, Any], answers: list[tuple[Any, Any, str]], reviewer: str,
+             time: Any) -> list[tuple[str, int, str, Review]]:
+    """One review per step the annotation answered: its choice and the comment written on that
+    step (a step with a comment and no choice is a review with no label, so nothing said is lost)."""
+    labels: dict[int, int | None] = {}
+    comments: dict[int, list[str]] = {}
+    shown: dict[int, str] = {}
+    for name, value, field in answers:
+        index, text = _step_of(name, data)
+        shown[index] = text
+        if _control_kind(name) == "comment":
+            if value:
+                comments.setdefault(index, []).append(value)
+            continue
+        if not isinstance(value, list) or len(value) != 1 or value[0] not in CHOICES:
+            raise RecordError(f"expected one of {list(CHOICES)}, got {value!r}",
+                              field=field if field == name else f"{field} ({name})")
+        labels[index] = CHOICES[value[0]]
+    return [(trace_id, index, shown[index], Review(reviewer, labels.get(index), time=time, tool=TOOL,
+                                                   comment=" ".join(comments.get(index, [])) or None))
+            for index in sorted(set(labels) | set(comments))]
 
 
 def _kind(value: Any) -> str:
@@ -272,27 +370,32 @@ def _value(result: dict[str, Any], where: str) -> dict[str, Any]:
     return value
 
 
-def _comment(result: dict[str, Any], where: str) -> str:
+def _text(text: Any, where: str) -> str:
     """A textarea's text: a list of strings (Label Studio's layout), or one string, kept as it is."""
-    text = _value(result, where).get("text") or []
-    if isinstance(text, str):
-        return text
+    if text is None or isinstance(text, str):
+        return text or ""
     if not isinstance(text, list) or not all(isinstance(line, str) for line in text):
-        raise RecordError(f"must be a list of strings, got {text!r}"[:120], field=f"{where}.value.text")
+        raise RecordError(f"must be a list of strings, got {text!r}"[:120], field=where)
     return " ".join(text)
 
 
-def _step_of(from_name: Any, data: dict[str, Any]) -> tuple[int, str]:
-    """The 0-based step an answer is about, and the step text the reviewer was shown."""
-    if from_name == "label" and "step_index" in data:
+def _step_of(name: Any, data: dict[str, Any]) -> tuple[int, str]:
+    """The 0-based step a control is about, and the step text the reviewer was shown."""
+    kind = _control_kind(name)
+    if name == kind and "step_index" in data:  # one task per step: `label` and `comment`
         index = data["step_index"]
         if not isinstance(index, int) or isinstance(index, bool):
             raise RecordError(f"must be a step number, got {_kind(index)}", field="data.step_index")
         return index, str(data.get("step", ""))
-    if isinstance(from_name, str) and from_name.startswith("label_") and from_name[6:].isdigit():
-        k = int(from_name[6:])
-        return k - 1, str(data.get(f"step_{k}", ""))
-    raise RecordError(f"unknown control {from_name!r} (expected label or label_K)", field="annotations.result.from_name")
+    if kind and name != kind:  # one task per trace: step_K_label and step_K_comment, K from 0
+        index = int(name[5:].partition("_")[0])
+        steps = data.get("steps")
+        if not isinstance(steps, list) or index >= len(steps) or not isinstance(steps[index], dict):
+            raise RecordError(f"control {name!r} is about step {index + 1}, which the task's steps do not have",
+                              field="data.steps")
+        return index, str(steps[index].get("text", ""))
+    raise RecordError(f"unknown control {name!r} (expected label, comment, step_K_label or step_K_comment: "
+                      "re-export the traces with this version of `prm export`)", field="annotations.result.from_name")
 
 
 def apply_reviews(traces: list[Trace], reviews: list[tuple[str, int, str, Review]], source: str) -> int:
