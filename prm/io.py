@@ -418,6 +418,24 @@ def _listing(names: list[str]) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
+def refuse_output_over_inputs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None]) -> None:
+    """Refuse, before any work, an output that is one of the command's inputs: writing it would
+    destroy that input (`prm view in.jsonl --out in.jsonl`). The same file or folder under another
+    name counts (a symlink either way, `..`, a hard link). Inputs that are None or do not exist
+    on disk (a hub name, a scorer spec) cannot be lost and are skipped. One rule for every
+    command that writes; raises a one-line `RecordError` naming the output."""
+    target = Path(out).resolve()
+    for given in inputs:
+        if given is None or not os.path.exists(given):
+            continue
+        source = Path(given)
+        same = source.resolve() == target or (os.path.exists(out) and os.path.samefile(source, out))
+        if same:
+            shown = str(given) if str(given) == str(out) else f"{given}, the same file or folder"
+            raise RecordError(f"is also an input ({shown}); writing it would destroy that input: "
+                              "choose another output", path=str(out))
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, *, folder: bool = False) -> Iterator[Path]:
     """Context manager for writers that take a path (Parquet, `save_to_disk`): yields a

@@ -1,18 +1,33 @@
 """`prm demo --quick`: every stage runs on the embedded world and writes its report; a second
-run with the same folder reuses every stage's output instead of recomputing it."""
+run with the same folder reuses every stage's output instead of recomputing it, and reports the
+same figures; no stage changes the traces it is given (issue 27)."""
 
+import argparse
 import json
 
-from prm.app.cli import main
+import pytest
+
+from prm.app import demo
+from prm.app.cli import build_parser, main
+from prm.io import read_traces
+from prm.records import Step, Trace
 
 
-def test_quick_demo_writes_a_report_with_measured_figures_and_resumes_without_recomputing(tmp_path, capsys):
-    out = tmp_path / "demo"
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    """A quick demo run, then the same command again (every stage resumed from OUT); the
+    summary of each, and the mtimes of the first run's JSONL files."""
+    out = tmp_path_factory.mktemp("quick") / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--threads", "1"]) == 0
-    printed = capsys.readouterr().out
-    assert "report:" in printed
+    fresh = json.loads((out / "summary.json").read_text())
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*.jsonl")}
+    assert main(["demo", "--quick", "--out", str(out), "--threads", "1"]) == 0
+    resumed = json.loads((out / "summary.json").read_text())
+    return out, fresh, resumed, stamps
 
-    summary = json.loads((out / "summary.json").read_text())
+
+def test_quick_demo_writes_a_report_with_measured_figures(quick_demo):
+    out, summary, _, _ = quick_demo
     assert set(summary["solve_rate"]) == {"train", "val", "test"}
     for name in ("Monte Carlo (hard)", "binary search", "Monte Carlo + sympy override"):
         quality = summary["label_quality"][name]
@@ -34,6 +49,49 @@ def test_quick_demo_writes_a_report_with_measured_figures_and_resumes_without_re
                  "scored_test_implicit.jsonl"):
         assert (out / name).exists(), name
 
-    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*.jsonl")}
-    assert main(["demo", "--quick", "--out", str(out), "--threads", "1"]) == 0
+
+def test_a_resumed_demo_recomputes_nothing_and_reports_the_figures_of_the_fresh_run(quick_demo):
+    out, fresh, resumed, stamps = quick_demo
     assert {p: p.stat().st_mtime_ns for p in out.glob("*.jsonl")} == stamps
+    for summary in (fresh, resumed):  # wall times differ; nothing else may
+        summary.pop("seconds"), summary.pop("stages")
+    assert resumed == fresh
+    mc = read_traces(out / "labels_mc.jsonl")
+    checked = read_traces(out / "labels_checked.jsonl")
+    overridden = sum(a.hard_label != b.hard_label for x, y in zip(mc, checked) for a, b in zip(x.steps, y.steps))
+    if overridden:  # sympy changed labels: the two rows are measured on different labels
+        assert fresh["label_quality"]["Monte Carlo (hard)"] != fresh["label_quality"]["Monte Carlo + sympy override"]
+
+
+def test_scoring_leaves_the_callers_splits_as_they_were(quick_demo, tmp_path):
+    out, *_ = quick_demo
+    val, test = read_traces(out / "traces_val.jsonl"), read_traces(out / "traces_test.jsonl")
+    before = [t.to_dict() for t in val + test]
+    scored_val, scored_test = demo.score(out / "prm", out / "orm", val, test, tmp_path)
+    assert [t.to_dict() for t in val + test] == before
+    assert all(s.score is not None for t in scored_val + scored_test for s in t.steps)
+
+
+def test_the_sympy_override_row_shares_no_object_with_the_monte_carlo_row(tmp_path):
+    mc = [Trace(id="t", problem="What is 2 + 3?", steps=[Step("2 + 3 = 6", hard_label=1, label_source="mc"),
+                                                          Step("The answer is 6", hard_label=1, label_source="mc")])]
+    before = [t.to_dict() for t in mc]
+    checked = demo.check_and_combine(mc, tmp_path / "labels_checked.jsonl")
+    assert [t.to_dict() for t in mc] == before  # the Monte Carlo labels are not overridden in place
+    assert checked[0].steps[0].hard_label == 0 and checked[0].steps[0].label_source == "checker:sympy"
+    shared = {id(o) for t in mc for o in (t, t.steps, t.meta, *t.steps)} & \
+        {id(o) for t in checked for o in (t, t.steps, t.meta, *t.steps)}
+    assert not shared
+
+
+def parsed(*argv: str) -> argparse.Namespace:
+    return build_parser("demo").parse_args(list(argv))
+
+
+def test_quick_overrides_demo_config_and_the_command_line_overrides_quick():
+    assert demo.config_from_args(parsed()) == demo.DemoConfig()
+    quick = demo.config_from_args(parsed("--quick"))
+    assert quick == demo.DemoConfig(**demo.QUICK)
+    assert quick.seed == demo.DemoConfig().seed and quick.train_problems < demo.DemoConfig().train_problems
+    given = demo.config_from_args(parsed("--quick", "--mc_n", "8", "--no_implicit", "--out", "x"))
+    assert (given.mc_n, given.implicit, given.out, given.train_problems) == (8, False, "x", demo.QUICK["train_problems"])

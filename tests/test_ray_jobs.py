@@ -6,7 +6,9 @@ writes none twice."""
 import json
 import os
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +88,72 @@ def test_ray_flags_without_ray_are_refused(gsm8k, tmp_path, capsys):
     assert main(["check", gsm8k, str(tmp_path / "out.jsonl"), "--limit", "2", "--actors", "2"]) == 1
     assert "--actors apply to a Ray run: add --ray" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # refused before any file was made
+
+
+def test_an_address_where_nothing_listens_is_one_line_not_minutes_of_retries(gsm8k, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    out = tmp_path / "out.jsonl"
+    try:  # Ray alone retries "Failed to connect to GCS" until killed
+        done = subprocess.run([sys.executable, "-m", "prm.app.cli", "check", gsm8k, str(out), "--limit", "2",
+                               "--no-progress", "--ray", "--ray-address", "127.0.0.1:1"],
+                              capture_output=True, text=True, env=env, timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("--ray-address 127.0.0.1:1 was still retrying after 90 s")
+    err = done.stderr.strip()
+    assert done.returncode == 1 and len(err.splitlines()) == 1, err
+    assert "cannot reach the Ray cluster at 127.0.0.1:1" in err and "--ray-address" in err
+    assert not out.exists()
+
+
+DRIVER = """
+import json, sys, time
+import psutil
+from prm.app.ray_jobs import connect
+connect(None)
+time.sleep(5)  # the raylet starts its agents, the watcher notes them
+print(json.dumps({p.pid: " ".join(p.cmdline())[:60] for p in psutil.Process().children(recursive=True)}), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_driver_leaves_no_ray_process_running(tmp_path):
+    """SIGKILL the driver of a local Ray (`--ray` with no address): every process that Ray
+    started ends with it, the dashboard and runtime-env agents too (they used to stay)."""
+    psutil = pytest.importorskip("psutil")
+    pytest.importorskip("ray")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER], stdout=subprocess.PIPE, text=True, env=env,
+                              start_new_session=True)
+    started = {}
+    try:
+        started = {int(pid): name for pid, name in json.loads(driver.stdout.readline()).items()}
+        assert any(name.startswith("ray::DashboardAgent") for name in started.values()), started
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+
+        def running():
+            alive = {}
+            for pid, name in started.items():
+                try:
+                    if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                        alive[pid] = name
+                except psutil.NoSuchProcess:
+                    pass
+            return alive
+
+        for _ in range(60):  # the agents used to stay for good; the watcher ends them within seconds
+            if not running():
+                break
+            time.sleep(1)
+        assert running() == {}
+    finally:
+        driver.kill()
+        for pid in started:  # whatever is left is this test's own: end it
+            try:
+                psutil.Process(pid).kill()
+            except psutil.Error:
+                pass
 
 
 # -- faults -----------------------------------------------------------------------------------------

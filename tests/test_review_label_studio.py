@@ -117,6 +117,20 @@ def test_import_of_a_per_trace_export_reviews_every_step(tmp_path):
     (lambda tasks: tasks[0]["data"].update(step="2. something else"), "differs from the text reviewed"),
     (lambda tasks: tasks[0]["annotations"][0]["result"][0]["value"].update(choices=["maybe"]), "task 1"),
     (lambda tasks: tasks[1]["data"].pop("trace_id"), "task 2"),
+    # malformed answers (issue 27): each one line naming the task and the field, never a traceback
+    (lambda tasks: tasks[0]["annotations"][0]["result"][0].update(value="bad"),
+     "task 1, field 'annotations[0].result[0].value': must be an object"),
+    (lambda tasks: tasks[0]["annotations"][0]["result"][0].update(value=["bad"]),
+     "task 1, field 'annotations[0].result[0].value': must be an object"),
+    (lambda tasks: tasks[0]["annotations"][0]["result"][0]["value"].update(choices="bad"),
+     "task 1, field 'annotations[0].result[0].value.choices"),
+    (lambda tasks: tasks[0]["annotations"][0]["result"][1]["value"].update(text=[1, 2]),
+     "task 1, field 'annotations[0].result[1].value.text': must be a list of strings"),
+    (lambda tasks: tasks[0].update(annotations="oops"), "task 1, field 'annotations': must be a list of annotations"),
+    (lambda tasks: tasks[0]["annotations"].insert(0, "oops"), "task 1, field 'annotations[0]': an annotation is an object"),
+    (lambda tasks: tasks[0]["annotations"][0]["result"].append("bad"),
+     "task 1, field 'annotations[0].result[2]': a result is an object"),
+    (lambda tasks: tasks[0]["data"].update(step_index="2"), "task 1, field 'data.step_index': must be a step number"),
 ])
 def test_bad_export_is_one_line_naming_the_problem_and_writes_nothing(tmp_path, capsys, change, words):
     tasks = json.loads((DATA / "export_steps.json").read_text())
@@ -127,7 +141,19 @@ def test_bad_export_is_one_line_naming_the_problem_and_writes_nothing(tmp_path, 
     assert main(["import", "--from", "label-studio", str(export), str(DATA / "traces.jsonl"), str(out)]) == 1
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "export.json" in err  # the file is named
     assert not out.exists()
+
+
+def test_a_comment_given_as_one_string_is_kept_as_it_is(tmp_path):
+    tasks = json.loads((DATA / "export_steps.json").read_text())
+    tasks[0]["annotations"][0]["result"][1]["value"]["text"] = "just a string"
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks))
+    out = tmp_path / "out.jsonl"
+    assert main(["import", "--from", "label-studio", str(export), str(DATA / "traces.jsonl"), str(out)]) == 0
+    (review,) = read_traces(out)[0].steps[1].reviews
+    assert review.comment == "just a string"
 
 
 def test_round_trip_on_checked_gsm8k_solutions(shared_data, tmp_path):

@@ -99,21 +99,18 @@ def config_from_args(args: argparse.Namespace) -> AnnotateConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from prm.errors import RecordError
 
     from annotate.runner import load_input, run as run_annotation
 
-    from prm.io import check_output
+    from prm.io import check_output, refuse_output_over_inputs
 
     check_output(args.output, file=True)  # JSONL, appended to: never a folder
+    refuse_output_over_inputs(args.output, [args.input, args.completer, args.judge])
     if args.method == "mc" and args.min_successes > args.n:
         raise RecordError(f"--min-successes {args.min_successes} is more than --n {args.n}: no step "
                           "could ever be labelled good")
     config = config_from_args(args)
-    if Path(args.input).resolve() == Path(args.output).resolve():
-        raise RecordError("OUT must not be the input file", path=args.output)
     if config.method == "judge":
         if not args.judge:
             raise RecordError("--method judge needs --judge MODEL_OR_URL", field="--judge")

@@ -141,8 +141,6 @@ def read_input(args):
     path = Path(args.input)
     if not path.exists():
         raise RecordError("no such file or folder", path=str(path))
-    if path.resolve() == Path(args.output).resolve():
-        raise RecordError("OUT must not be the input", path=args.output)
     report = ReadReport()
     traces = read(path, None if args.format == "auto" else args.format, skip_invalid=args.skip_invalid,
                   report=report, limit=args.limit)
@@ -220,9 +218,10 @@ def run(args) -> int:
     from annotate.checkers.combine import consensus_filter, override_refuted
     from annotate.checkers.parallel import CheckerPool
     from prm.app.ray_jobs import ray_options
-    from prm.io import check_output
+    from prm.io import check_output, refuse_output_over_inputs
 
     check_output(args.output)  # before any work: a folder of the user's is never replaced
+    refuse_output_over_inputs(args.output, [args.input])
     names = checker_names(args.checkers)
     options = checker_options(names, args)
     settings = json.loads(json.dumps({"checkers": names, "options": options}))

@@ -301,6 +301,7 @@ def _one_based_evidence(files: list[Path], limit: int | None) -> dict:
 
 def run(args) -> int:
     from prm.app.check import build_checkers
+    from prm.io import refuse_output_over_inputs
 
     data = Path(args.data)
     needed = [data / "gsm8k" / "train.jsonl"] if set(args.parts.split(",")) & {"a", "b"} else []
@@ -310,6 +311,7 @@ def run(args) -> int:
         raise RecordError("not found; pass --data FOLDER, the folder holding "
                           "gsm8k/train.jsonl and prmbench-train/", path=str(missing[0]))
     out = Path(args.out)
+    refuse_output_over_inputs(out, [data])
     out.mkdir(parents=True, exist_ok=True)
     names = [n.strip() for n in args.checkers.split(",") if n.strip()]
     options = argparse.Namespace(timeout=5.0, z3_timeout_ms=1000, z3_refute="counterexample",

@@ -58,12 +58,24 @@ def run(args: argparse.Namespace) -> int:
 
     from annotate.consensus import consensus
     from prm import formats
-    from prm.io import check_output, write_traces
+    from prm.io import check_output, refuse_output_over_inputs, write_traces
 
-    check_output(args.output)  # before any work: a folder of the user's is never replaced
-    disagreements_path = args.disagreements or default_disagreements(args.output)
-    check_output(disagreements_path)
+    # before any work: a folder of the user's is never replaced, and no output is a source
+    # (nor another output of this run)
     paths = parse_sources(args.sources)
+    check_output(args.output)
+    disagreements_path = args.disagreements or default_disagreements(args.output)
+    outputs = {"OUT": args.output, "--disagreements": disagreements_path, "--report": args.report}
+    written: dict[Path, str] = {}
+    for option, output in outputs.items():
+        if output is None:
+            continue
+        check_output(output, file=option == "--report")
+        refuse_output_over_inputs(output, paths.values())
+        if Path(output).resolve() in written:
+            raise RecordError(f"is also {written[Path(output).resolve()]}; each output needs its own file",
+                              path=output, field=option)
+        written[Path(output).resolve()] = option
     loaded: dict[str, list] = {}
     for name, path in paths.items():
         if not Path(path).exists():

@@ -55,9 +55,10 @@ WRITE_OPTIONS = {"soft": "soft", "unknown": "unknown"}
 
 
 def run(args: argparse.Namespace) -> int:
-    from prm.io import check_output
+    from prm.io import check_output, refuse_output_over_inputs
 
     check_output(args.output)  # a folder of the user's is never replaced
+    refuse_output_over_inputs(args.output, [args.input])
     source = args.source or formats.guess_format(args.input)
     read_options = _given(args, READ_OPTIONS)
     write_options = _given(args, WRITE_OPTIONS)

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from annotate.config import AnnotateConfig
-from prm.io import atomic_write, read_traces, write_traces
+from prm.io import atomic_write, read_traces, refuse_output_over_inputs, write_traces
 from prm.markdown import MISSING, number, percent, table_lines
 from prm.records import Trace
 
@@ -80,12 +80,15 @@ class DemoConfig:
     model: str = field(default="tiny-gsm", metadata={"help": "the completer and reward-model backbone"})
 
     @classmethod
-    def quick(cls, out: str) -> "DemoConfig":
-        """A small run for tests (about a minute): same stages, fewer problems."""
-        return cls(out=out, train_problems=12, val_problems=6, test_problems=8, train_samples=2,
-                   eval_samples=4, mc_n=4, binary_traces=8, epochs=1.0, implicit_samples=min(IMPLICIT_SAMPLES, 2),
-                   implicit_epochs=1.0)
+    def quick(cls, **given) -> "DemoConfig":
+        """A small run for tests (about a minute): same stages, fewer problems. `given`
+        settings win over `QUICK`'s, which win over the defaults above."""
+        return cls(**{**QUICK, **given})
 
+
+# What `--quick` changes; every other setting keeps DemoConfig's default.
+QUICK = dict(train_problems=12, val_problems=6, test_problems=8, train_samples=2, eval_samples=4, mc_n=4,
+             binary_traces=8, epochs=1.0, implicit_samples=min(IMPLICIT_SAMPLES, 2), implicit_epochs=1.0)
 
 # The parser is generated from DemoConfig's fields (see prm.app.cli).
 CONFIGS = (DemoConfig,)
@@ -93,16 +96,22 @@ CONFIGS = (DemoConfig,)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a small run (about a minute)")
-    # None marks "not given", so that --quick's sizes apply where the command line is silent
-    parser.set_defaults(**{f.name: None for f in fields(DemoConfig) if f.name != "out"})
+    # An option left out is left out of `args` (no parser default), so that DemoConfig, with
+    # --quick's overrides, decides it: its defaults are written once, in the dataclass.
+    names = {f.name for f in fields(DemoConfig)}
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public list of its options
+        if action.dest in names:
+            action.default = argparse.SUPPRESS
+
+
+def config_from_args(args: argparse.Namespace) -> DemoConfig:
+    """The settings given on the command line over `QUICK` (with --quick) over DemoConfig's defaults."""
+    given = {f.name: getattr(args, f.name) for f in fields(DemoConfig) if hasattr(args, f.name)}
+    return DemoConfig.quick(**given) if args.quick else DemoConfig(**given)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = DemoConfig.quick(args.out) if args.quick else DemoConfig(out=args.out)
-    for f in fields(DemoConfig):
-        value = getattr(args, f.name, None)
-        if value is not None and f.name != "out":
-            setattr(config, f.name, value)
+    config = config_from_args(args)
     summary = run_demo(config)
     print(f"\nreport: {Path(config.out) / 'report.md'}")
     for line in summary_lines(summary):
@@ -116,6 +125,7 @@ def run_demo(config: DemoConfig) -> dict:
     """Run (or resume) every stage; returns the figures written to `OUT/summary.json`."""
     import torch
 
+    refuse_output_over_inputs(config.out, [config.model])  # a model folder is read, never written
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     logging.getLogger("transformers").setLevel(logging.ERROR)
     out = Path(config.out)
@@ -178,7 +188,7 @@ def run_demo(config: DemoConfig) -> dict:
     summary["implicit"] = implicit
     from prm.agreement import agreement_matrix, first_errors  # first error: MC, binary search, sympy, gold
 
-    summary["agreement"] = agreement_matrix({"Monte Carlo": first_errors(read_traces(out / "labels_mc.jsonl"), "labels"),
+    summary["agreement"] = agreement_matrix({"Monte Carlo": first_errors(mc, "labels"),
                                              "binary search": first_errors(binary, "labels"), "sympy": first_errors(
                                                  checked, "checker:sympy"), "gold": first_errors(checked, "gold")})
     with atomic_write(out / "summary.json") as handle:
@@ -226,14 +236,16 @@ def annotate(config: DemoConfig, completer, traces: list[Trace], path: Path, met
     return read_traces(path)
 
 
-def check_and_combine(traces: list[Trace], path: Path) -> list[Trace]:
-    """Sympy verdicts on every step; a refuted step's Monte Carlo label becomes 0."""
+def check_and_combine(mc: list[Trace], path: Path) -> list[Trace]:
+    """Copies of the Monte Carlo traces `mc` with sympy verdicts on every step, where a refuted
+    step's label becomes 0. `mc` itself is left as it was: the summary measures both."""
     if path.exists():
         return read_traces(path)
     from annotate.checkers import get_checker
     from annotate.checkers.combine import add_verdicts, override_refuted
 
     checker = get_checker("sympy")
+    traces = copies(mc)
     add_verdicts(traces, checker)
     counts = override_refuted(traces, [checker.name])
     print(f"sympy override: {counts.as_dict()}")
@@ -261,13 +273,18 @@ def train(config: DemoConfig, traces: list[Trace], val: list[Trace], folder: Pat
     return folder
 
 
+def copies(traces: list[Trace]) -> list[Trace]:
+    """Independent copies: a stage changes its own copies, never the traces it was given."""
+    return [Trace.from_dict(t.to_dict()) for t in traces]
+
+
 def outcome_only(traces: list[Trace]) -> list[Trace]:
     """Copies without any step label: what an implicit PRM may learn from is the outcome label."""
-    copies = [Trace.from_dict(t.to_dict()) for t in traces]
-    for trace in copies:
+    unlabelled = copies(traces)
+    for trace in unlabelled:
         for step in trace.steps:
             step.hard_label, step.soft_label, step.label_source = None, None, None
-    return copies
+    return unlabelled
 
 
 def implicit_training_traces(config: DemoConfig, completer, train: list[Trace], out: Path) -> list[Trace]:
@@ -338,7 +355,8 @@ def label_cost(traces: list[Trace], completer) -> dict:
 
 def score(prm_dir: Path, orm_dir: Path, val: list[Trace], test: list[Trace],
           out: Path) -> tuple[list[Trace], list[Trace]]:
-    """PRM step scores and the ORM's solution score (meta orm_score) on val and test."""
+    """Copies of val and test with PRM step scores and the ORM's solution score (meta
+    orm_score); `val` and `test` themselves are left as they were."""
     paths = out / "scored_val.jsonl", out / "scored_test.jsonl"
     if all(p.exists() for p in paths):
         return read_traces(paths[0]), read_traces(paths[1])
@@ -346,6 +364,7 @@ def score(prm_dir: Path, orm_dir: Path, val: list[Trace], test: list[Trace],
 
     prm_model = RewardModel.from_pretrained(str(prm_dir))
     orm_model = RewardModel.from_pretrained(str(orm_dir))
+    val, test = copies(val), copies(test)
     for traces, path in zip((val, test), paths):
         for trace in traces:
             # Gold labels stay in meta; the step labels are the sampler's gold copy, which

@@ -84,6 +84,11 @@ def score_with(model, traces: list[Trace], batch_size: int) -> list[Trace]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from prm.io import refuse_output_over_inputs
+
+    gold_file = args.gold if args.gold not in ("meta", "labels") else None
+    refuse_output_over_inputs(args.out, [args.source, args.data, args.val, args.orm, gold_file,
+                                         args.scorer])
     if args.benchmark:  # `prm eval --benchmark ...`: prm.app.benchmark
         from prm.app import benchmark
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from prm import formats
 from prm.formats import label_studio
-from prm.io import atomic_write
+from prm.io import atomic_write, refuse_output_over_inputs
 
 TOOLS = ("label-studio",)
 
@@ -41,9 +41,11 @@ def config_path(out: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    refuse_output_over_inputs(out, [args.input])
+    refuse_output_over_inputs(config_path(out), [args.input, out])
     traces = formats.read(args.input, args.format, limit=args.limit)
     tasks, config = label_studio.export_files(traces, args.unit)
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(out) as handle:
         handle.write(label_studio.dumps_tasks(tasks))

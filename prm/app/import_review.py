@@ -16,8 +16,9 @@ import argparse
 from collections import Counter
 
 from prm import formats
+from prm.errors import RecordError
 from prm.formats import label_studio
-from prm.io import check_output, write_traces
+from prm.io import check_output, refuse_output_over_inputs, write_traces
 
 TOOLS = ("label-studio",)
 
@@ -32,8 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output(args.out)  # before any work: a folder of the user's is never replaced
+    refuse_output_over_inputs(args.out, [args.export, args.input])
     traces = formats.read(args.input, args.format)
-    reviews = label_studio.reviews_from_export(label_studio.read_export(args.export))
+    try:
+        reviews = label_studio.reviews_from_export(label_studio.read_export(args.export))
+    except RecordError as err:
+        raise err.located(path=args.export) from None
     changed = label_studio.apply_reviews(traces, reviews, source=args.export)
     write_traces(args.out, traces)
     labels = Counter({1: "good", 0: "bad", None: "unsure"}[r.hard_label] for *_, r in reviews)

@@ -20,9 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from prm.io import check_output
+    from prm.io import check_output, refuse_output_over_inputs
 
     check_output(args.output)  # before any work: a folder of the user's is never replaced
+    refuse_output_over_inputs(args.output, [*args.shards, args.input])
     try:
         print(merge(args.output, args.shards, args.input, args.format, args.limit))
     except MergeError as err:

@@ -117,6 +117,7 @@ def connect(address: str | None) -> bool:
     import logging
 
     address = address or os.environ.get("RAY_ADDRESS") or "local"  # "local": a new Ray, never a stray one
+    refuse_unreachable(address)
     settings: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address == "local":
         settings["include_dashboard"] = False  # a Ray for this run only: no web server
@@ -125,7 +126,90 @@ def connect(address: str | None) -> bool:
     except (ConnectionError, ValueError, RuntimeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RecordError(f"cannot reach the Ray cluster at {address}: {first}", field="--ray-address") from None
+    if address == "local":
+        reap_with_driver()
     return True
+
+
+def refuse_unreachable(address: str, timeout: float = 5.0) -> None:
+    """A one-line error at once for a HOST:PORT (or ray://HOST:PORT) where nothing listens:
+    `ray.init` would retry "Failed to connect to GCS" for minutes. "auto" and "local" are
+    left to Ray, which finds (or starts) the cluster itself."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as err:
+        reason = err.strerror or str(err) or type(err).__name__
+        raise RecordError(f"cannot reach the Ray cluster at {address}: nothing answers at {host}:{port} "
+                          f"({reason})", field="--ray-address") from None
+
+
+# -- the local Ray dies with its driver ----------------------------------------------------------------
+
+def reap_with_driver() -> None:
+    """Start a small watcher that ends the local Ray's processes when this driver ends.
+
+    Ray's own fate-sharing takes the GCS, the raylet and the workers down with a killed driver,
+    but its dashboard agent and runtime-env agent then wait on the dead GCS and stay (about
+    90 MB each, ignoring SIGTERM). The watcher (its own session, so a Ctrl-C or a kill of the
+    driver's process group leaves it) notes the driver's Ray processes and their descendants
+    every second; once the driver is gone however it ended, or has shut its Ray down
+    (`stop_reaper`: the pipe it holds closes), it SIGKILLs those still running (matched by pid
+    and start time, so a reused pid is never hit) and exits."""
+    import subprocess
+
+    ray = import_ray()
+    read, write = os.pipe()  # neither end is inherited by anything else this process starts
+    subprocess.Popen([sys.executable, "-c", "import sys; from prm.app.ray_jobs import watch_driver; "
+                      "watch_driver(int(sys.argv[1]), sys.argv[2])", str(os.getpid()),
+                      os.path.dirname(ray.__file__)],
+                     stdin=read, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    os.close(read)
+    _REAPER_PIPES.append(write)
+
+
+_REAPER_PIPES: list[int] = []  # the driver's ends: open while its Ray runs, closed by the OS at its end
+
+
+def stop_reaper() -> None:
+    """After `ray.shutdown()`: the watchers reap what is left of that Ray and exit."""
+    while _REAPER_PIPES:
+        os.close(_REAPER_PIPES.pop())
+
+
+def watch_driver(driver: int, ray_dir: str, interval: float = 1.0) -> None:
+    """The watcher's body (see `reap_with_driver`); stdin is the pipe the driver holds open."""
+    import select
+
+    import psutil
+
+    def is_ray(process) -> bool:  # ray::Name workers and agents, gcs_server, raylet, Ray's scripts
+        command = process.cmdline()
+        return bool(command) and (command[0].startswith("ray::") or any(arg.startswith(ray_dir)
+                                                                          for arg in command[:3]))
+
+    seen: dict[int, float] = {}
+    while True:
+        try:
+            for child in psutil.Process(driver).children(recursive=True):  # parents before children
+                try:
+                    if child.pid not in seen and (child.ppid() in seen or is_ray(child)):
+                        seen[child.pid] = child.create_time()
+                except psutil.Error:  # it ended meanwhile
+                    continue
+        except psutil.Error:  # the driver is gone
+            break
+        if select.select([sys.stdin], [], [], interval)[0]:  # end of file: the driver ended or shut Ray down
+            break
+    for pid, started in seen.items():
+        try:
+            process = psutil.Process(pid)
+            if process.create_time() == started:
+                process.kill()
+        except psutil.Error:
+            pass
 
 
 # -- the actor ------------------------------------------------------------------------------------
@@ -358,6 +442,7 @@ class RayPool:
         self._starting = {}
         if self._started_ray:
             self._ray.shutdown()
+            stop_reaper()
             self._started_ray = False
 
 

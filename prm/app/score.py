@@ -102,9 +102,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from prm import formats
-    from prm.io import check_output, write_traces
+    from prm.io import check_output, refuse_output_over_inputs, write_traces
 
     check_output(args.output)  # before any work: a folder of the user's is never replaced
+    refuse_output_over_inputs(args.output, [args.input, args.model])
     if not os.path.exists(args.input):
         raise RecordError("no such file", path=args.input)
     traces = formats.read(args.input)

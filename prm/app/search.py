@@ -98,16 +98,15 @@ def run(args: argparse.Namespace) -> int:
     from prm.formats import read
     from prm.search.config import problems_from_traces
 
-    from prm.io import check_output
+    from prm.io import check_output, refuse_output_over_inputs
 
     out = Path(args.output)
     check_output(out, file=True)
+    refuse_output_over_inputs(out, [args.problems, args.completer, args.scorer])
     if out.suffix not in (".jsonl", ".json"):
         raise RecordError("results are streamed as JSONL: give a .jsonl file", path=str(out))
     if not Path(args.problems).exists():
         raise RecordError("no such file or folder", path=args.problems)
-    if Path(args.problems).resolve() == out.resolve():
-        raise RecordError("OUT must not be the input file", path=args.output)
     try:
         config = config_from_args(args)
     except ValueError as err:  # settings that are wrong together

@@ -48,9 +48,10 @@ def run(args: argparse.Namespace) -> int:
 
     from annotate.select import select
     from prm import formats
-    from prm.io import check_output, write_traces
+    from prm.io import check_output, refuse_output_over_inputs, write_traces
 
     check_output(args.output)  # before any work: a folder of the user's is never replaced
+    refuse_output_over_inputs(args.output, [args.pool, *args.exclude, args.scorer])
     for path in [args.pool, *args.exclude]:
         if not Path(path).exists():
             raise RecordError("no such file", path=path)

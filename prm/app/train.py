@@ -84,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.output_dir:
         raise RecordError("--out DIR is required")
     out = Path(args.output_dir)
+    from prm.io import refuse_output_over_inputs
+
+    refuse_output_over_inputs(out, [args.data, inputs.eval, inputs.backbone])
     checkpoint = last_complete_checkpoint(out)
     if checkpoint and not inputs.resume:
         raise RecordError(f"{out} already holds checkpoints; pass --resume to continue, or choose another --out")

@@ -19,7 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from prm import formats
-from prm.io import ReadReport, atomic_write
+from prm.errors import RecordError
+from prm.io import ReadReport, atomic_write, refuse_output_over_inputs
 from prm.view_html import page_html
 
 
@@ -28,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="traces to show: native JSONL, Parquet, a `datasets` folder, or any layout of "
                              "--format (GSM8K, ProcessBench, ...)")
     parser.add_argument("--out", metavar="PAGE.html",
-                        help="where to write the page (default: IN with the suffix .html, or IN.html for a folder)")
+                        help="where to write the page (default: IN with the suffix .html, or IN.html for a folder); "
+                             "it replaces only an earlier page of prm view, never the input or another file")
     parser.add_argument("--format", choices=list(formats.FORMATS), help="input layout (default: told from the fields)")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N traces")
     parser.add_argument("--title", help="the page's title (default: the input's file name)")
@@ -44,13 +46,33 @@ def default_out(path: Path) -> Path:
     return path.with_name(path.name + ".html") if path.is_dir() or not path.suffix else path.with_suffix(".html")
 
 
+def is_view_page(path: Path) -> bool:
+    """Whether the file at `path` is a page `prm view` wrote (an HTML page holding its data block)."""
+    with open(path, "rb") as handle:
+        if not handle.read(64).lstrip().upper().startswith(b"<!DOCTYPE HTML"):
+            return False
+        return b'<script id="prm-data"' in handle.read()
+
+
+def refuse_foreign_out(out: Path, path: Path) -> None:
+    """The page replaces only an earlier page of `prm view`: never the input, nor any other
+    file that is already there (someone's own HTML, a JSONL given as --out by mistake)."""
+    refuse_output_over_inputs(out, [path])
+    if out.is_dir():
+        raise RecordError("is a folder; --out is the page's file name (PAGE.html)", path=str(out))
+    if out.exists() and not is_view_page(out):
+        raise RecordError("exists and is not a page `prm view` wrote; it is never overwritten: "
+                          "remove it or choose another --out", path=str(out))
+
+
 def run(args: argparse.Namespace) -> int:
     path = Path(args.input)
+    out = Path(args.out) if args.out else default_out(path)
+    refuse_foreign_out(out, path)  # before any work
     report = ReadReport()
     traces = formats.read(path, args.format, skip_invalid=args.skip_invalid, report=report, limit=args.limit)
     for err in report.skipped:
         print(f"prm view: skipped {err}", file=sys.stderr)
-    out = Path(args.out) if args.out else default_out(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     page = page_html(traces, title=args.title or path.name)
     with atomic_write(out) as handle:

@@ -208,7 +208,8 @@ def reviews_from_export(tasks: list[dict[str, Any]]) -> list[tuple[str, int, str
         try:
             found += _task_reviews(task)
         except RecordError as err:
-            raise RecordError(f"task {number}: {err.reason}", field=err.field) from None
+            where = f"task {number}, field '{err.field}'" if err.field else f"task {number}"
+            raise RecordError(f"{where}: {err.reason}") from None
     return found
 
 
@@ -219,34 +220,75 @@ def _task_reviews(task: Any) -> list[tuple[str, int, str, Review]]:
     trace_id = data.get("trace_id")
     if not isinstance(trace_id, str):
         raise RecordError("no trace_id: not a task written by `prm export --to label-studio`", field="data.trace_id")
+    annotations = task.get("annotations")
+    if annotations is None:
+        return []
+    if not isinstance(annotations, list):
+        raise RecordError(f"must be a list of annotations, got {_kind(annotations)}", field="annotations")
     found = []
-    for annotation in task.get("annotations") or []:
-        if not isinstance(annotation, dict) or annotation.get("was_cancelled"):
+    for a, annotation in enumerate(annotations):
+        where = f"annotations[{a}]"
+        if not isinstance(annotation, dict):
+            raise RecordError(f"an annotation is an object, got {_kind(annotation)}", field=where)
+        if annotation.get("was_cancelled"):
             continue
         reviewer = reviewer_of(annotation.get("completed_by"))
         time = annotation.get("updated_at") or annotation.get("created_at")
         results = annotation.get("result") or []
         if not isinstance(results, list):
-            raise RecordError("must be a list", field="annotations.result")
-        comment = " ".join(" ".join(r["value"].get("text") or []) for r in results
-                           if isinstance(r, dict) and r.get("type") == "textarea" and isinstance(r.get("value"), dict))
-        for result in results:
-            if not isinstance(result, dict) or result.get("type") != "choices":
+            raise RecordError(f"must be a list, got {_kind(results)}", field=f"{where}.result")
+        for r, result in enumerate(results):
+            if not isinstance(result, dict):
+                raise RecordError(f"a result is an object, got {_kind(result)}", field=f"{where}.result[{r}]")
+        comment = " ".join(_comment(result, f"{where}.result[{r}]") for r, result in enumerate(results)
+                           if result.get("type") == "textarea")
+        for r, result in enumerate(results):
+            if result.get("type") != "choices":
                 continue
             index, shown = _step_of(result.get("from_name"), data)
-            picked = (result.get("value") or {}).get("choices") or []
-            if len(picked) != 1 or picked[0] not in CHOICES:
+            picked = _value(result, f"{where}.result[{r}]").get("choices") or []
+            if not isinstance(picked, list) or len(picked) != 1 or picked[0] not in CHOICES:
                 raise RecordError(f"expected one of {list(CHOICES)}, got {picked!r}",
-                                  field=f"annotations.result.{result.get('from_name')}")
+                                  field=f"{where}.result[{r}].value.choices ({result.get('from_name')})")
             found.append((trace_id, index, shown, Review(reviewer, CHOICES[picked[0]], time=time, tool=TOOL,
                                                         comment=comment or None)))
     return found
 
 
+def _kind(value: Any) -> str:
+    """What a JSON value is, for an error message: `a string ('oops')`, `a list`, ..."""
+    name = {str: "a string", list: "a list", dict: "an object", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+    return f"{name} ({value!r})" if isinstance(value, str) and len(value) <= 40 else name
+
+
+def _value(result: dict[str, Any], where: str) -> dict[str, Any]:
+    value = result.get("value")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RecordError(f"must be an object such as {{\"choices\": [\"good\"]}}, got {_kind(value)}",
+                          field=f"{where}.value")
+    return value
+
+
+def _comment(result: dict[str, Any], where: str) -> str:
+    """A textarea's text: a list of strings (Label Studio's layout), or one string, kept as it is."""
+    text = _value(result, where).get("text") or []
+    if isinstance(text, str):
+        return text
+    if not isinstance(text, list) or not all(isinstance(line, str) for line in text):
+        raise RecordError(f"must be a list of strings, got {text!r}"[:120], field=f"{where}.value.text")
+    return " ".join(text)
+
+
 def _step_of(from_name: Any, data: dict[str, Any]) -> tuple[int, str]:
     """The 0-based step an answer is about, and the step text the reviewer was shown."""
     if from_name == "label" and "step_index" in data:
-        return int(data["step_index"]), str(data.get("step", ""))
+        index = data["step_index"]
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise RecordError(f"must be a step number, got {_kind(index)}", field="data.step_index")
+        return index, str(data.get("step", ""))
     if isinstance(from_name, str) and from_name.startswith("label_") and from_name[6:].isdigit():
         k = int(from_name[6:])
         return k - 1, str(data.get(f"step_{k}", ""))
