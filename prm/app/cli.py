@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("prm.app.convert", "convert records from one format to another"),
     "inspect": ("prm.app.inspect", "summarise a data set: counts, step lengths, label balance"),
     "view": ("prm.app.view", "write a page (one HTML file) to look through traces, their labels and evidence"),
-    "export": ("prm.app.export_review", "write traces for people to review in Label Studio"),
+    "export": ("prm.app.export_review", "write traces for review in Label Studio, or step-level preference pairs for DPO"),
     "import": ("prm.app.import_review", "read people's reviews from Label Studio back into the traces"),
     "serve-reward": ("prm.app.serve_reward", "serve a PRM as an HTTP reward model for RL trainers (OpenRLHF)"),
 }
