@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("prm.app.check", "add symbolic/formal checker verdicts to records"),
     "check-report": ("prm.app.check_report", "measure the checkers on GSM8K and PRMBench"),
     "train": ("prm.app.train", "train a PRM or ORM head, or an implicit PRM, on labeled traces"),
+    "calibrate": ("prm.app.calibrate", "fit isotonic or Platt calibration of a model's step scores, saved with it"),
     "score": ("prm.app.score", "write a reward model's per-step scores into records"),
     "search": ("prm.app.search", "solve problems with beam search, DVTS or best-of-N guided by a step scorer"),
     "eval": ("prm.app.eval", "evaluate scores or labels against gold: report.md, plots, metrics.json"),
