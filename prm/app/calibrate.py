@@ -36,10 +36,12 @@ def run(args: argparse.Namespace) -> int:
     from evals.step_metrics import calibration_table, expected_calibration_error
     from prm import formats
     from prm.app.scorers import load_model_scorer
-    from prm.reward.calibration import fit_calibrator
+    from prm.io import refuse_output_over_inputs
+    from prm.reward.calibration import CALIBRATION_FILE, fit_calibrator
 
     if not Path(args.model).is_dir():
         raise RecordError("not a model folder (the calibration is saved beside its weights)", path=args.model)
+    refuse_output_over_inputs(Path(args.model) / CALIBRATION_FILE, [args.validation])
     traces = formats.read(args.validation)
     scorer = load_model_scorer(args.model, calibrated=False)
     scores = scorer.score_many([(t.problem, t.step_texts) for t in traces], args.batch_size, progress=True)

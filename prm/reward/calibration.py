@@ -61,8 +61,11 @@ class Calibrator:
         return [None if s is None else float(next(mapped)) for s in scores]
 
     def save(self, folder: str | Path) -> Path:
+        from prm.io import atomic_write
+
         path = Path(folder) / CALIBRATION_FILE
-        path.write_text(json.dumps(asdict(self), indent=1) + "\n", encoding="utf-8")
+        with atomic_write(path) as handle:  # a scorer never reads half a file
+            handle.write(json.dumps(asdict(self), indent=1) + "\n")
         return path
 
     @classmethod
