@@ -621,6 +621,8 @@ def main(argv=None) -> int:
         table = summarise(per_seed)
         speed = None if args.quick else throughput(problems, raw_completer, scorers[args.scorer].inner,
                                                    per_seed[args.seeds[0]]["tokens_per_solution"])
+        adaptive = adaptive_stage(problems, completer, scorers[args.scorer], read_traces(demo / "traces_val.jsonl"),
+                                  args.seeds, args.target)
     figures, goal_list = figures_and_goals(table)
     print(f"\n{len(problems)} test problems, seeds {args.seeds}, scorer: {args.scorer}")
     print_report(figures, table, speed, labels)
@@ -628,11 +630,13 @@ def main(argv=None) -> int:
            args.scorer + (" (sympy-refuted steps score 0)" if "sympy" in args.scorer else ""))
     print(f"figure: {args.figure}")
     goal_list += throughput_goals(speed) if speed else []
+    goal_list += adaptive_goals(adaptive)
     print_goals(goal_list)
     save_results(args.results, {
         "problems": len(problems), "seeds": args.seeds, "scorer": args.scorer, "budgets": list(budgets),
         "step_tokens": 40, "figures": figures, "curves": table, "per_seed": per_seed, "ablation_seed": args.seeds[0],
-        "ablation": per_scorer, "label_agreement": labels, "throughput": speed, "seconds": round(watch.seconds, 1),
+        "ablation": per_scorer, "label_agreement": labels, "throughput": speed, "adaptive": adaptive,
+        "seconds": round(watch.seconds, 1),
         "note": "curves reuse completions/scores across budgets (wall time only); throughput is uncached"},
         machine_record, goal_list)
     return 0
