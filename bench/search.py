@@ -29,6 +29,15 @@ the demo's reward models and variants trained the demo's way. Stages, each cache
    search with the completer's prompt cache off (every prefix re-read at every depth).
 
     python bench/search.py --throughput-only                  # stage 4 alone, no demo needed
+    python bench/search.py --adaptive-only --quick            # stage 5 alone, no demo needed
+
+5. Adaptive compute (`prm search --method adaptive`): the scorer calibrated (isotonic, on
+   gold-labelled tiny-gsm samples of other world problems, or the demo's validation traces),
+   best-of-8 sampled in rounds of 2 that stop once a solution's calibrated score reaches the
+   target, against plain best-of-8 with the raw scorer: tokens saved at equal solve rate (goal:
+   at least 30% fewer tokens within 0.5 points). `--adaptive-only` runs it on `--problems` world
+   problems with the demo's PRM + sympy when `--demo` holds one, else the sympy checker as the
+   scorer.
 
 `--throughput-only` runs stage 4 alone on `--problems` world problems with tiny-gsm and the
 demo's PRM when `--demo` holds one, else a reward model on the tiny-gsm backbone with an
@@ -371,6 +380,97 @@ def throughput_only(args) -> int:
     return 0
 
 
+# -- stage 5: adaptive compute -------------------------------------------------------------------
+
+def calibrated(scorer: StepScorer, traces, method: str = "isotonic"):
+    """`scorer` wrapped in a calibration fitted on the gold step labels of `traces` (what
+    `prm calibrate` saves), and the number of steps it was fitted on."""
+    from evals.gold import gold_step_labels
+    from prm.reward.calibration import CalibratedScorer, fit_calibrator
+
+    raw, labels = [], []
+    for trace, row in zip(traces, scorer.score_many([(t.problem, t.step_texts) for t in traces])):
+        for score, label in zip(row, gold_step_labels(trace)):
+            if score is not None and label is not None:
+                raw.append(score)
+                labels.append(label)
+    return CalibratedScorer(scorer, fit_calibrator(raw, labels, method)), len(raw)
+
+
+def adaptive_stage(problems, completer, scorer: StepScorer, calibration_traces, seeds, target: float) -> dict:
+    """Best-of-8 (raw scores) against adaptive best-of-8 (calibrated, rounds of 2, stop at
+    `target`), per seed: solve rate and generated tokens per problem."""
+    from prm.search import SearchConfig, search
+
+    calibrated_scorer, steps = calibrated(scorer, calibration_traces)
+    rows = {}
+    for seed in seeds:
+        row = {}
+        for name, config, used in (
+                ("best-of-8", SearchConfig(strategy="best-of-n", budget="8x", seed=seed, score_answer=False), scorer),
+                ("adaptive", SearchConfig(strategy="adaptive", budget="8x", seed=seed, score_answer=False,
+                                          target=target, round_size=2), calibrated_scorer)):
+            run = search(problems, completer, used, config=config)
+            row[name] = {"solve_rate": sum(t.outcome_label for t in run.traces) / len(run.traces),
+                         "tokens": run.compute.generated_tokens / len(run.traces),
+                         "completions": run.compute.completions / len(run.traces)}
+        rows[seed] = row
+        print(f"seed {seed}: " + "; ".join(f"{k} {100 * v['solve_rate']:.1f}% at {v['tokens']:.0f} tokens"
+                                           for k, v in row.items()), flush=True)
+    mean = {name: {key: sum(rows[s][name][key] for s in seeds) / len(seeds) for key in ("solve_rate", "tokens",
+                                                                                        "completions")}
+            for name in ("best-of-8", "adaptive")}
+    saved = 1 - mean["adaptive"]["tokens"] / mean["best-of-8"]["tokens"]
+    return {"per_seed": rows, "mean": mean, "tokens_saved": saved, "target": target, "calibration_steps": steps,
+            "solve_rate_change_points": 100 * (mean["adaptive"]["solve_rate"] - mean["best-of-8"]["solve_rate"])}
+
+
+def adaptive_goals(result: dict) -> list[Goal]:
+    return [Goal("adaptive tokens saved vs best-of-8", round(100 * result["tokens_saved"], 1), ">=", 30, "%"),
+            Goal("adaptive solve rate minus best-of-8", round(result["solve_rate_change_points"], 1), ">=", -0.5,
+                 "points")]
+
+
+def adaptive_only(args) -> int:
+    """Stage 5 alone: no demo folder needed (see the module docstring)."""
+    from annotate.checkers.scorer import CheckerAwareScorer, CheckerScorer
+    from completers.transformers_completer import TransformersCompleter
+    from completers.world import generate_problems, sample_traces
+    from prm.io import read_traces
+    from prm.reward.model import RewardModel
+    from prm.search import Problem
+
+    machine_record = machine(args.threads)
+    demo = Path(args.demo)
+    completer = TransformersCompleter("tiny-gsm")
+    if (demo / "prm" / "config.json").exists():
+        scorer = CheckerAwareScorer(RewardModel.from_pretrained(str(demo / "prm")), ["sympy"])
+        which = f"the demo PRM + sympy ({demo / 'prm'})"
+    else:
+        scorer, which = CheckerScorer(["sympy"]), "the sympy checker (no demo PRM)"
+    if (demo / "traces_val.jsonl").exists():
+        calibration_traces, where = read_traces(demo / "traces_val.jsonl"), f"{demo / 'traces_val.jsonl'}"
+    else:
+        calibration_traces = sample_traces(completer, generate_problems(24 if args.quick else 96, seed=11), 4)
+        where = "tiny-gsm samples of other world problems (seed 11), gold-labelled"
+    count = args.problems if args.problems != 24 else (40 if args.quick else 200)
+    problems = [Problem(p.id, p.question, str(p.answer)) for p in generate_problems(count, seed=7)]
+    seeds = args.seeds[:1] if args.quick else args.seeds
+    with Stopwatch() as watch:
+        result = adaptive_stage(problems, completer, scorer, calibration_traces, seeds, args.target)
+    print(f"{len(problems)} world problems, tiny-gsm, scorer: {which}, calibrated (isotonic) on "
+          f"{result['calibration_steps']} steps of {where}; seeds {seeds}; target {args.target}")
+    for name, row in result["mean"].items():
+        print(f"  {name:<10} solve rate {100 * row['solve_rate']:.1f}%, {row['tokens']:.0f} tokens and "
+              f"{row['completions']:.2f} solutions per problem")
+    print_goals(goal_list := adaptive_goals(result))
+    save_results(args.results.with_name("search_adaptive.json"),
+                 {"problems": len(problems), "scorer": which, "calibrated_on": where, "seeds": seeds,
+                  "adaptive": result, "seconds": round(watch.seconds, 1),
+                  "command": "python bench/search.py " + " ".join(sys.argv[1:])}, machine_record, goal_list)
+    return 0
+
+
 # -- reporting -----------------------------------------------------------------------------------
 
 def summarise(seeds: dict[int, dict]) -> dict:
@@ -428,6 +528,11 @@ def arguments(argv):
     args.add_argument("--throughput-only", action="store_true",
                       help="only stage 4 (beam vs best-of-N tokens/s, scorer tokens), no demo folder needed")
     args.add_argument("--problems", type=int, default=24, help="world problems of --throughput-only")
+    args.add_argument("--adaptive-only", action="store_true",
+                      help="only stage 5 (adaptive best-of-8 against best-of-8), no demo folder needed")
+    args.add_argument("--target", type=float, default=0.8,
+                      help="stage 5: the calibrated score that stops a problem (0.9 is above every calibrated "
+                           "solution score of the sympy checker, so it never stops early)")
     return args.parse_args(argv)
 
 
@@ -505,6 +610,8 @@ def main(argv=None) -> int:
     quiet_transformers()
     if args.throughput_only:
         return throughput_only(args)
+    if args.adaptive_only:
+        return adaptive_only(args)
     from completers.transformers_completer import TransformersCompleter
     from prm.io import read_traces
     from prm.search import problems_from_traces
@@ -527,6 +634,8 @@ def main(argv=None) -> int:
         table = summarise(per_seed)
         speed = None if args.quick else throughput(problems, raw_completer, scorers[args.scorer].inner,
                                                    per_seed[args.seeds[0]]["tokens_per_solution"])
+        adaptive = adaptive_stage(problems, completer, scorers[args.scorer], read_traces(demo / "traces_val.jsonl"),
+                                  args.seeds, args.target)
     figures, goal_list = figures_and_goals(table)
     print(f"\n{len(problems)} test problems, seeds {args.seeds}, scorer: {args.scorer}")
     print_report(figures, table, speed, labels)
@@ -534,11 +643,13 @@ def main(argv=None) -> int:
            args.scorer + (" (sympy-refuted steps score 0)" if "sympy" in args.scorer else ""))
     print(f"figure: {args.figure}")
     goal_list += throughput_goals(speed) if speed else []
+    goal_list += adaptive_goals(adaptive)
     print_goals(goal_list)
     save_results(args.results, {
         "problems": len(problems), "seeds": args.seeds, "scorer": args.scorer, "budgets": list(budgets),
         "step_tokens": 40, "figures": figures, "curves": table, "per_seed": per_seed, "ablation_seed": args.seeds[0],
-        "ablation": per_scorer, "label_agreement": labels, "throughput": speed, "seconds": round(watch.seconds, 1),
+        "ablation": per_scorer, "label_agreement": labels, "throughput": speed, "adaptive": adaptive,
+        "seconds": round(watch.seconds, 1),
         "note": "curves reuse completions/scores across budgets (wall time only); throughput is uncached"},
         machine_record, goal_list)
     return 0

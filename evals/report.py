@@ -26,7 +26,7 @@ from evals.gold import DEFAULT_GOLD, has_gold
 from evals.label_quality import label_quality
 from evals.prmbench import per_class_detection
 from evals.search_curve import is_search_result, search_figure, search_metrics, search_section
-from evals.step_metrics import choose_threshold, split_by_id, step_metrics, step_pairs
+from evals.step_metrics import calibration_change, choose_threshold, split_by_id, step_metrics, step_pairs
 from prm.errors import RecordError
 from prm.io import atomic_write
 from prm.markdown import number, percent, table
@@ -74,6 +74,9 @@ def evaluate(traces: list[Trace], config: EvalConfig | None = None,
         thresholds, test = _thresholds(traces, val_traces, config)
         metrics["threshold"] = thresholds
         metrics["step"] = step_metrics(test, thresholds["step"], config.gold, config.bins)
+        change = calibration_change(test, config.gold, config.bins)
+        if change is not None:
+            metrics["calibration_change"] = change
         try:
             metrics["first_error"] = first_error_metrics(test, thresholds["first_error"], config.gold)
         except RecordError as err:
@@ -214,6 +217,14 @@ def render_markdown(metrics: dict) -> str:
     plot_names = metrics.get("plots", {})
     if "step" in metrics:
         parts.append(_step_section(metrics["step"], plot_names))
+    if "calibration_change" in metrics:
+        change = metrics["calibration_change"]
+        parts.append("\n".join([
+            "## Calibration (`prm calibrate`)\n",
+            f"The model's scores are calibrated; on the same {change['steps']} test steps:\n",
+            table(["scores", "ECE", "Brier"],
+                  [[name, number(change[key]["ece"]), number(change[key]["brier"])]
+                   for name, key in (("raw (before)", "before"), ("calibrated (after)", "after"))])]) + "\n")
     if "first_error" in metrics:
         parts.append(_first_error_section(metrics["first_error"], plot_names))
     if "prmbench" in metrics:

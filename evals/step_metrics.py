@@ -160,3 +160,29 @@ def expected_calibration_error(table: list[dict]) -> float:
         return float("nan")
     return float(sum(row["count"] / total * abs(row["mean_predicted"] - row["fraction_good"])
                      for row in table if row["count"]))
+
+
+def calibration_change(traces: list[Trace], gold: str = DEFAULT_GOLD, bins: int = 10) -> dict | None:
+    """ECE and Brier of the steps' raw scores (meta["uncalibrated_scores"], kept by `prm eval` for
+    a model calibrated with `prm calibrate`) and of their calibrated scores (`Step.score`), on the
+    same steps; None when no trace keeps raw scores."""
+    before, after, labels = [], [], []
+    for trace in traces:
+        raw = trace.meta.get("uncalibrated_scores")
+        if not isinstance(raw, list) or len(raw) != len(trace.steps):
+            continue
+        for step, value, label in zip(trace.steps, raw, gold_step_labels(trace, gold)):
+            if value is not None and step.score is not None and label is not None:
+                before.append(float(value))
+                after.append(step.score)
+                labels.append(label)
+    if not labels:
+        return None
+    labels_array = np.asarray(labels, dtype=int)
+
+    def measured(values: list[float]) -> dict:
+        values_array = np.asarray(values, dtype=float)
+        return {"ece": expected_calibration_error(calibration_table(values_array, labels_array, bins)),
+                "brier": float(skm.brier_score_loss(labels_array, values_array))}
+
+    return {"steps": len(labels), "before": measured(before), "after": measured(after)}

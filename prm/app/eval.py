@@ -78,8 +78,19 @@ def load_model(name: str):
 
 
 def score_with(model, traces: list[Trace], batch_size: int) -> list[Trace]:
-    """Write the model's step scores into `traces` (steps cut by truncation get None)."""
-    return model.score_traces(traces, batch_size=batch_size, progress=True)
+    """Write the model's step scores into `traces` (steps cut by truncation get None). A
+    calibrated model's raw scores are kept in meta["uncalibrated_scores"], so that the report
+    gives ECE and Brier before and after calibration."""
+    from prm.reward.calibration import CalibratedScorer
+
+    if not isinstance(model, CalibratedScorer):
+        return model.score_traces(traces, batch_size=batch_size, progress=True)
+    raw, calibrated = model.raw_and_calibrated([(t.problem, t.step_texts) for t in traces], batch_size, True)
+    for trace, before, after in zip(traces, raw, calibrated):
+        trace.meta["uncalibrated_scores"] = before
+        for step, value in zip(trace.steps, after):
+            step.score = value
+    return traces
 
 
 def run(args: argparse.Namespace) -> int:

@@ -45,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tiny-gsm | a model folder | http://host:port/v1 (default: %(default)s)")
     parser.add_argument("--scorer", default=None,
                         help="MODEL | MODEL+checker:sympy | checker:sympy (not needed for majority)")
-    parser.add_argument("--strategy", choices=STRATEGIES, default=DEFAULTS.strategy, help="(default: %(default)s)")
+    parser.add_argument("--strategy", "--method", choices=STRATEGIES, default=DEFAULTS.strategy,
+                        help="(default: %(default)s); adaptive: best-of-N in rounds, a problem stops once its best "
+                             "solution score reaches --target (calibrate the scorer with prm calibrate)")
     parser.add_argument("--budget", type=_budget, default=DEFAULTS.budget,
                         help="per problem: generated tokens (1200) or full solutions' worth (8x) (default: %(default)s)")
     parser.add_argument("--tokens-per-solution", type=positive_float, default=None, metavar="T",
@@ -73,6 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="most tokens of one full solution (default: %(default)s)")
     parser.add_argument("--max-depth", type=positive_int, default=DEFAULTS.max_depth,
                         help="most steps of a searched solution (default: %(default)s)")
+    parser.add_argument("--target", type=probability, default=DEFAULTS.target,
+                        help="adaptive: stop a problem once a solution scores at least this (default: %(default)s)")
+    parser.add_argument("--round-size", type=positive_int, default=DEFAULTS.round_size,
+                        help="adaptive: solutions sampled per problem a round (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="(default: %(default)s)")
     parser.add_argument("--keep-tree", action="store_true", help="record every explored node (large)")
     run = parser.add_argument_group("running")
@@ -90,7 +96,8 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
                         expand=args.expand, width=args.width, aggregation=args.aggregation,
                         score_answer=not args.no_score_answer, final=args.final, refill=args.refill, lookahead=args.lookahead, temperature=args.temperature,
                         top_p=args.top_p, step_tokens=args.step_tokens, solution_tokens=args.solution_tokens,
-                        max_depth=args.max_depth, seed=args.seed, keep_tree=args.keep_tree)
+                        max_depth=args.max_depth, seed=args.seed, keep_tree=args.keep_tree, target=args.target,
+                        round_size=args.round_size)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,10 @@ came with the model:
 | `rlhflow` | a causal LM whose tokenizer has a chat template (RLHFlow PRMs) |
 | `math-shepherd` | any other causal LM (Math-Shepherd's step tag) |
 
+A local folder holding `calibration.json` (written by `prm calibrate`) gives calibrated scores:
+the scorer comes wrapped in `prm.reward.calibration.CalibratedScorer` (`calibrated=False` opens
+it raw).
+
 A hub name works the same way (config and tokenizer files are fetched with
 `huggingface_hub`); a local path that does not exist is an error, not a hub lookup.
 """
@@ -104,12 +108,14 @@ def scorer_class(family: str):
 
 
 def load_scorer(path_or_hub_name: str, family: str = "auto", *, device: str | None = None,
-                dtype: str | None = None, max_batch_tokens: int | None = None, **kwargs) -> StepScorer:
+                dtype: str | None = None, max_batch_tokens: int | None = None, calibrated: bool = True,
+                **kwargs) -> StepScorer:
     """A step scorer for a model folder, short name or hub name.
 
     family: "auto" (told from the folder) or one of `FAMILIES`. device: default CUDA when
     present, else CPU. dtype: "bf16", "fp16", "fp32" or None (the checkpoint's own).
-    max_batch_tokens: padded tokens per forward pass. kwargs go to the family's scorer
+    max_batch_tokens: padded tokens per forward pass. calibrated: apply the folder's
+    `calibration.json` when it has one. kwargs go to the family's scorer
     (step_tag, step_separator, max_length, aggregation, ...).
     """
     from prm.model_names import resolve_model
@@ -127,4 +133,10 @@ def load_scorer(path_or_hub_name: str, family: str = "auto", *, device: str | No
         scorer = cls.from_pretrained(path, device=device, dtype=dtype, **kwargs)
     if max_batch_tokens:
         scorer.max_batch_tokens = max_batch_tokens
+    if calibrated and Path(path).is_dir():
+        from prm.reward.calibration import CalibratedScorer, saved_calibrator
+
+        calibrator = saved_calibrator(path)
+        if calibrator is not None:
+            return CalibratedScorer(scorer, calibrator)
     return scorer

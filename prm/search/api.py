@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from completers.base import Completer
     from prm.reward.scorer import StepScorer
 
-RULE_OF = {"best-of-n": "best", "weighted-vote": "vote", "majority": "majority"}
+RULE_OF = {"best-of-n": "best", "weighted-vote": "vote", "majority": "majority", "adaptive": "best"}
 
 
 @dataclass
@@ -70,7 +70,7 @@ def estimate_tokens_per_solution(problems: list[Problem], completer: Completer, 
 def resolve_config(problems: list[Problem], completer: Completer, config: SearchConfig
                    ) -> tuple[SearchConfig, Compute | None]:
     """`config` with `tokens_per_solution` filled in when the budget needs it."""
-    if config.budget_spec.solutions is None or config.strategy in SAMPLING_STRATEGIES \
+    if config.budget_spec.solutions is None or config.strategy in (*SAMPLING_STRATEGIES, "adaptive") \
             or config.tokens_per_solution is not None:
         return config, None
     value, cost = estimate_tokens_per_solution(problems, completer, config)
@@ -121,10 +121,12 @@ def solve_chunk(problems: list[Problem], completer: Completer, calls: Calls, con
     budget_tokens = None
     if config.budget_spec.tokens is not None or config.tokens_per_solution is not None:
         budget_tokens = config.budget_spec.tokens_for(config.tokens_per_solution)
-    if config.strategy in SAMPLING_STRATEGIES:
+    if config.strategy in SAMPLING_STRATEGIES or config.strategy == "adaptive":
+        from prm.search.adaptive import adaptive_candidates
         from prm.search.sampling import sample_candidates
 
-        sampled = sample_candidates(problems, completer, calls, config)
+        sample = adaptive_candidates if config.strategy == "adaptive" else sample_candidates
+        sampled = sample(problems, completer, calls, config)
         found = {pid: (candidates, [], None) for pid, candidates in sampled.items()}
     else:
         from prm.search.tree import tree_search
@@ -137,7 +139,7 @@ def solve_chunk(problems: list[Problem], completer: Completer, calls: Calls, con
             if problem.reference_answer is not None:
                 candidate.correct = candidate.answer is not None and grader.is_equivalent(
                     candidate.answer, problem.reference_answer)
-        if config.strategy in SAMPLING_STRATEGIES:
+        if config.strategy in RULE_OF:
             chosen = choose(finished, RULE_OF[config.strategy])
             tree = [sample_record(c) for c in finished]
         else:

@@ -8,7 +8,7 @@ from prm.aggregate import AGGREGATIONS
 from prm.records import Trace
 from prm.search.compute import BudgetSpec
 
-STRATEGIES = ("best-of-n", "weighted-vote", "majority", "beam", "dvts")
+STRATEGIES = ("best-of-n", "weighted-vote", "majority", "beam", "dvts", "adaptive")
 SAMPLING_STRATEGIES = ("best-of-n", "weighted-vote", "majority")  # whole solutions, then a choice
 TREE_STRATEGIES = ("beam", "dvts")  # step by step, guided by the scorer
 
@@ -71,6 +71,9 @@ class SearchConfig:
     dedupe: drop a candidate step identical to another from the same prefix (its tokens count).
     seed: every sample's seed derives from (seed, problem id, position in the tree).
     keep_tree: record every explored node in the result (can be large).
+    target, round_size: adaptive (`prm.search.adaptive`): sample round_size solutions a round
+        and stop a problem once its best solution score reaches target (a probability when the
+        scorer is calibrated with `prm calibrate`); the budget caps its samples.
     """
 
     strategy: str = "beam"
@@ -91,6 +94,8 @@ class SearchConfig:
     dedupe: bool = True
     seed: int = 0
     keep_tree: bool = False
+    target: float = 0.9
+    round_size: int = 2
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -99,7 +104,9 @@ class SearchConfig:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
         if self.final not in ("best", "vote"):
             raise ValueError(f"final must be 'best' or 'vote', got {self.final!r}")
-        for name in ("expand", "step_tokens", "solution_tokens", "max_depth"):
+        if not 0.0 <= self.target <= 1.0:
+            raise ValueError(f"target must be in [0, 1], got {self.target}")
+        for name in ("expand", "step_tokens", "solution_tokens", "max_depth", "round_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.lookahead < 0:
@@ -125,4 +132,7 @@ class SearchConfig:
         """What decides the results (compared on resume); keep_tree does not."""
         data = asdict(self)
         data.pop("keep_tree")
+        if self.strategy != "adaptive":  # results of the other strategies resume as before
+            data.pop("target")
+            data.pop("round_size")
         return data
