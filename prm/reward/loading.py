@@ -14,6 +14,9 @@ came with the model:
 
 A hub name works the same way (config and tokenizer files are fetched with
 `huggingface_hub`); a local path that does not exist is an error, not a hub lookup.
+
+`vllm-pooling:[MODEL@]http://HOST:PORT[,...]` is MODEL's family scored by vLLM servers
+(`prm.reward.vllm_pooling`): the family is MODEL's, only the forward pass runs on the server.
 """
 
 from __future__ import annotations
@@ -77,7 +80,10 @@ def has_chat_template(path: str) -> bool:
 def detect_family(path: str) -> str:
     """The scorer family of a model folder or hub name (see the module docstring)."""
     from prm.model_names import resolve_model
+    from prm.reward import vllm_pooling
 
+    if vllm_pooling.is_spec(path):
+        path = vllm_pooling.model_of_spec(path)
     path = resolve_model(path)
     config = read_config(path)
     if config.get("model_type") == "prm-reward-model":
@@ -113,7 +119,10 @@ def load_scorer(path_or_hub_name: str, family: str = "auto", *, device: str | No
     (step_tag, step_separator, max_length, aggregation, ...).
     """
     from prm.model_names import resolve_model
+    from prm.reward import vllm_pooling
 
+    if vllm_pooling.is_spec(path_or_hub_name):
+        return vllm_pooling.load_vllm_pooling_scorer(path_or_hub_name, family, **kwargs)
     path = resolve_model(path_or_hub_name)
     kind = detect_family(path) if family == "auto" else family
     cls = scorer_class(kind)
