@@ -1,7 +1,7 @@
 """The `vllm-pooling:` scorer against a loopback imitation of vLLM's /pooling endpoint
 (tests/helpers/vllm_pooling_server.py) running tiny models in this process: the same scores as
 the in-process scorer of the family, over the current `token_classify` task and the older
-`reward` task with a step pooler, over several endpoints with retries and an API key, and
+`encode` / `reward` tasks with a step pooler, over several endpoints with retries and an API key, and
 through `prm score`."""
 
 from __future__ import annotations
@@ -76,11 +76,14 @@ def test_qwen_prm_over_token_classify_equals_the_in_process_scorer(qwen_folder, 
     assert scorer.solution_score(got[0]) == pytest.approx(qwen_local.solution_score(expected[0]), abs=1e-5)
 
 
-def test_an_older_server_with_the_reward_task_and_a_step_pooler_gives_the_same_scores(qwen_local, qwen_folder):
+@pytest.mark.parametrize("old_task", ["encode", "reward"])
+def test_an_older_server_task_and_a_step_pooler_give_the_same_scores(qwen_local, qwen_folder, old_task):
+    """vLLM <= 0.10 pools per token with the request task `encode`; `reward` is the model-level
+    name some servers take per request. A step pooler returns rows at <extra_0> only."""
     data = items(3)
     expected = qwen_local.score_many(data)
     separator = qwen_local.separator_id
-    with qwen_server(qwen_local, tasks=("reward",), pooler="step", step_tag_id=separator) as server:
+    with qwen_server(qwen_local, tasks=(old_task,), pooler="step", step_tag_id=separator) as server:
         scorer = load_scorer(f"vllm-pooling:{qwen_folder}@{server.url}")
         got = scorer.score_many(data)
         first = len(server.requests)
@@ -88,8 +91,8 @@ def test_an_older_server_with_the_reward_task_and_a_step_pooler_gives_the_same_s
         tasks = [r["task"] for r in server.requests]
     for row, want in zip(got, expected):
         assert row == pytest.approx(want, abs=1e-5)
-    assert tasks[0] == "token_classify" and "reward" in tasks[:first]
-    assert set(tasks[first:]) == {"reward"}  # the task the server took is remembered
+    assert tasks[0] == "token_classify" and old_task in tasks[:first]
+    assert set(tasks[first:]) == {old_task}  # the task the server took is remembered
 
 
 def test_a_dead_endpoint_and_a_loading_server_are_retried(qwen_local, qwen_folder):

@@ -23,8 +23,12 @@ The protocol, as read from vLLM's source (vllm-project/vllm, main as of v0.11-v0
   row per step tag only (`StepPooler` with a `step_tag_id`: Qwen2ForProcessRewardModel's
   default, and `--pooler-config '{"pooling_type": "STEP", ...}'`). With `returned_token_ids`
   [good, bad] a causal LM's row is the softmax over those two tokens (Math-Shepherd, RLHFlow).
-- Servers older than the `token_classify` task (vLLM 0.10 and before) call it `reward`; the
-  scorer falls back to `reward` when a server refuses `token_classify`, and remembers it.
+- Servers older than the `token_classify` task (vLLM 0.10 and before, `vllm/tasks.py`:
+  PoolingTask = encode, embed, classify, score) pool per token with the request task `encode`
+  on a model served with `--task reward`; newer ones refuse `encode` ("`encode` task was
+  removed; use `token_embed` or `token_classify`"). When a server refuses `token_classify`
+  the scorer tries `encode`, then `reward` (the model-level name, which some servers take per
+  request), and remembers per endpoint the one that was taken.
 
 How a row becomes a step's probability: a two-class head (Qwen PRM, token classification)
 reads class 1; Skywork's one-value head reads its sigmoid; Math-Shepherd and RLHFlow read
@@ -52,7 +56,7 @@ from prm.reward.scorer import BatchedStepScorer
 from prm.reward.step_tokenizer import EncodedSteps
 
 PREFIX = "vllm-pooling:"
-TASKS = ("token_classify", "reward")  # the newer name first; `reward` on vLLM <= 0.10
+TASKS = ("token_classify", "encode", "reward")  # the current name first; see the docstring
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 # which column of a row is "good" when the row has two columns: the two-class heads' class 1,
 # the label-token families' first returned token (returned_token_ids = [good, bad])
@@ -119,7 +123,7 @@ class VLLMPoolingScorer(BatchedStepScorer):
 
     endpoints: server URLs (http://host:port). served_name: the `model` field sent (None:
     the server's only model). api_key: bearer key (default `VLLM_API_KEY`). task: "auto"
-    (token_classify, falling back to reward) or one of `TASKS`. batch_size: traces per
+    (token_classify, falling back to encode, then reward) or one of `TASKS`. batch_size: traces per
     request; concurrency: requests in flight per endpoint; retries: further attempts of a
     failed request; timeout: seconds per request.
     """
@@ -271,9 +275,9 @@ class VLLMPoolingScorer(BatchedStepScorer):
             message = _error_message(answer)
             if status in RETRY_STATUS:
                 raise _Retryable(f"{endpoint} answered {status}: {message}")
-            if status in (400, 404, 422) and first_refusal is None:
-                first_refusal = f"{endpoint}/pooling answered {status} to task {task!r}: {message}"
-                continue  # perhaps an older server that calls the task `reward`
+            if status in (400, 404, 422):
+                first_refusal = first_refusal or f"{endpoint}/pooling answered {status} to task {task!r}: {message}"
+                continue  # perhaps an older server with another name for the task
             raise VLLMError(f"{endpoint}/pooling answered {status}: {message}")
         raise VLLMError(first_refusal)
 
