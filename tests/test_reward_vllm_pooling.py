@@ -19,7 +19,7 @@ from prm.app.scorers import load_step_scorer
 from prm.formats.gsm8k import read_gsm8k
 from prm.reward.loading import detect_family, load_scorer
 from prm.reward.published.common import single_token_id
-from prm.reward.vllm_pooling import VLLMError, VLLMPoolingScorer, parse_spec
+from prm.reward.vllm_pooling import VLLMError, VLLMPoolingScorer, parse_spec, serve_command
 
 KEY = "test-key-123"
 
@@ -139,6 +139,8 @@ def test_math_shepherd_via_returned_token_ids_equals_the_in_process_scorer(tmp_p
         got = load_scorer(f"vllm-pooling:{folder}@{server.url}", family="math-shepherd").score_many(data)
     for row, want in zip(got, expected):
         assert row == pytest.approx(want, abs=1e-5)
+    pooler = serve_command(str(folder), "math-shepherd").split("--pooler-config ")[1].strip("'")
+    assert json.loads(pooler) == {"pooling_type": "STEP", "returned_token_ids": [good, bad]}
 
 
 def test_prm_score_with_a_vllm_pooling_spec_writes_the_in_process_scores(qwen_local, qwen_folder, tmp_path):

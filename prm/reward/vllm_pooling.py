@@ -312,6 +312,39 @@ def _error_message(answer) -> str:
     return str(answer.get("message") or answer.get("detail") or answer)[:300]
 
 
+def serve_command(model: str, family: str = "auto", served_as: str | None = None) -> str:
+    """The `vllm serve` line (vLLM >= 0.11: `--runner pooling`, `--pooler-config`) that gives
+    this scorer the rows it reads for `model`'s family, with the label token ids of its own
+    tokenizer. served_as: the name on the command line (default: `model`)."""
+    import shlex
+
+    from transformers import AutoTokenizer
+
+    from prm.model_names import resolve_model
+    from prm.reward.loading import detect_family
+    from prm.reward.published.common import single_token_id
+
+    path = resolve_model(model)
+    kind = detect_family(path) if family == "auto" else family
+    line = f"vllm serve {shlex.quote(served_as or model)} --runner pooling"
+    if kind in ("math-shepherd", "rlhflow"):
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        ids = [single_token_id(tokenizer, token) for token in ("+", "-")]
+        pooler = {"pooling_type": "STEP", "returned_token_ids": ids}
+        line += " --pooler-config " + shlex.quote(json.dumps(pooler))
+    elif kind == "skywork":
+        line += "   # with Skywork's vLLM plugin installed (it registers Qwen2ForPrmModel)"
+    elif kind not in GOOD_COLUMN:
+        raise ValueError(f"vLLM does not serve {kind!r} models")
+    return line
+
+
 def load_vllm_pooling_scorer(spec: str, family: str = "auto", **kwargs) -> VLLMPoolingScorer:
     """`VLLMPoolingScorer.from_spec` (what `prm.reward.loading.load_scorer` calls for the spec)."""
     return VLLMPoolingScorer.from_spec(spec, family, **kwargs)
+
+
+if __name__ == "__main__":  # python -m prm.reward.vllm_pooling MODEL [FAMILY]
+    import sys
+
+    print(serve_command(*sys.argv[1:3]))
