@@ -154,3 +154,30 @@ def test_prm_score_with_a_vllm_pooling_spec_writes_the_in_process_scores(qwen_lo
     expected = qwen_local.score_many([(t.problem, t.step_texts) for t in data])
     for record, want in zip(scored, expected):
         assert [s["score"] for s in record["steps"]] == pytest.approx(want, abs=1e-5)
+
+
+def test_prm_eval_processbench_through_vllm_equals_the_in_process_model(qwen_local, qwen_folder, tmp_path):
+    from helpers.reward_models import processbench_folder
+
+    data = processbench_folder(tmp_path / "processbench", per_subset=3)
+    metrics = {}
+    with qwen_server(qwen_local) as server:
+        for name, scorer in (("local", str(qwen_folder)), ("vllm", f"vllm-pooling:{qwen_folder}@{server.url}")):
+            out = tmp_path / name
+            assert main(["eval", "--benchmark", "processbench", "--scorer", scorer, "--data", str(data),
+                         "--out", str(out), "--threads", "1"]) == 0
+            metrics[name] = json.loads((out / "metrics.json").read_text())["subsets"]
+    assert metrics["vllm"] == metrics["local"] and metrics["local"]
+
+
+def test_process_reward_over_vllm_gives_the_in_process_rewards(qwen_local, qwen_folder):
+    from prm.rl.rewards import ProcessReward
+
+    data = items(3)
+    prompts = [problem for problem, _ in data]
+    completions = ["\n".join(steps) for _, steps in data]
+    with qwen_server(qwen_local) as server:
+        remote = ProcessReward(load_step_scorer(f"vllm-pooling:{qwen_folder}@{server.url}"))
+        got = remote(prompts, completions, problem=prompts)
+    want = ProcessReward(qwen_local)(prompts, completions, problem=prompts)
+    assert got == pytest.approx(want, abs=1e-5)
