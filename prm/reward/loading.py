@@ -121,8 +121,9 @@ def load_scorer(path_or_hub_name: str, family: str = "auto", *, device: str | No
     from prm.model_names import resolve_model
     from prm.reward import vllm_pooling
 
-    if vllm_pooling.is_spec(path_or_hub_name):
-        return vllm_pooling.load_vllm_pooling_scorer(path_or_hub_name, family, **kwargs)
+    if vllm_pooling.is_spec(path_or_hub_name):  # the model's family, its forward pass on vLLM servers
+        kind = detect_family(path_or_hub_name) if family == "auto" else family
+        return vllm_pooling.VLLMPoolingScorer.from_spec(path_or_hub_name, scorer_class(kind), kind, **kwargs)
     path = resolve_model(path_or_hub_name)
     kind = detect_family(path) if family == "auto" else family
     cls = scorer_class(kind)

@@ -51,7 +51,6 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from prm.reward.batching import length_batches
 from prm.reward.scorer import BatchedStepScorer
 from prm.reward.step_tokenizer import EncodedSteps
 
@@ -153,28 +152,27 @@ class VLLMPoolingScorer(BatchedStepScorer):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_spec(cls, spec: str, family: str = "auto", *, served_name: str | None = None,
+    def from_spec(cls, spec: str, family_class, family: str, *, served_name: str | None = None,
                   api_key: str | None = None, task: str = "auto", batch_size: int | None = None,
                   concurrency: int = 4, retries: int = 3, timeout: float = 300.0, **kwargs) -> VLLMPoolingScorer:
-        """The scorer of a `vllm-pooling:[MODEL@]URL[,URL...]` spec; kwargs go to the family's
-        in-process scorer (max_length, step_tag, step_separator, aggregation, ...)."""
+        """The scorer of a `vllm-pooling:[MODEL@]URL[,URL...]` spec whose model is of `family`
+        (`family_class`: its in-process scorer class; `prm.reward.loading.load_scorer` tells
+        both). kwargs go to the in-process scorer (max_length, step_tag, step_separator, ...)."""
         from transformers import AutoConfig, AutoTokenizer
 
         from prm.model_names import resolve_model
-        from prm.reward.loading import detect_family, scorer_class
 
         api_key = api_key if api_key is not None else os.environ.get("VLLM_API_KEY")
         _, endpoints = parse_spec(spec)
         path = resolve_model(model_of_spec(spec, api_key))
-        kind = detect_family(path) if family == "auto" else family
-        if kind not in GOOD_COLUMN:
-            raise ValueError(f"{path} is a {kind!r} model, which vLLM does not serve; "
+        if family not in GOOD_COLUMN:
+            raise ValueError(f"{path} is a {family!r} model, which vLLM does not serve; "
                              f"vllm-pooling scores {', '.join(GOOD_COLUMN)}")
         kwargs = {k: v for k, v in kwargs.items() if k not in ("device", "dtype", "max_batch_tokens")}
-        local = scorer_class(kind)(ServedModel(AutoConfig.from_pretrained(path)),
-                                   AutoTokenizer.from_pretrained(path), **kwargs)
+        local = family_class(ServedModel(AutoConfig.from_pretrained(path)), AutoTokenizer.from_pretrained(path),
+                             **kwargs)
         options = {"batch_size": batch_size} if batch_size else {}
-        return cls(local, kind, endpoints, served_name=served_name, api_key=api_key, task=task,
+        return cls(local, family, endpoints, served_name=served_name, api_key=api_key, task=task,
                    concurrency=concurrency, retries=retries, timeout=timeout, **options)
 
     # -- encoding and reading: the family's own ------------------------------------------------
@@ -214,33 +212,12 @@ class VLLMPoolingScorer(BatchedStepScorer):
         results = self._post_pooling([list(e.input_ids) for e in batch])
         return [self._read(rows, e) for rows, e in zip(results, batch)]
 
-    def _score_encoded(self, encoded, batch_size=None, progress=False):
-        results: list[list[float | None]] = [[None] * e.n_steps for e in encoded]
-        batches = length_batches([len(e.input_ids) for e in encoded], batch_size or self.batch_size,
-                                 self.max_batch_tokens)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(encoded), desc="scoring (vLLM)", unit="trace")
+    def _answer_batches(self, encoded, batches):
+        """Several requests in flight: `concurrency` per endpoint, answers in batch order."""
         workers = max(1, min(len(batches), len(self.endpoints) * self.concurrency))
         with ThreadPoolExecutor(workers, thread_name_prefix="vllm-pooling") as pool:
-            answers = pool.map(lambda batch: (batch, self._step_probabilities([encoded[i] for i in batch])),
-                               batches)
-            for batch, probs in answers:
-                for index, row in zip(batch, probs):
-                    results[index][:len(row)] = row
-                if bar is not None:
-                    bar.update(len(batch))
-        if bar is not None:
-            bar.close()
-        dropped = [e.dropped for e in encoded if e.dropped]
-        if dropped:
-            import logging
-
-            logging.getLogger(__name__).warning(
-                "%d step(s) in %d trace(s) did not fit in max_length and have no score", sum(dropped), len(dropped))
-        return results
+            yield from zip(batches, pool.map(lambda batch: self._step_probabilities([encoded[i] for i in batch]),
+                                             batches))
 
     def _post_pooling(self, inputs: list[list[int]]) -> list[list]:
         """The rows of each input, from the first endpoint that answers (round robin, retried)."""
@@ -312,39 +289,32 @@ def _error_message(answer) -> str:
     return str(answer.get("message") or answer.get("detail") or answer)[:300]
 
 
-def serve_command(model: str, family: str = "auto", served_as: str | None = None) -> str:
+def serve_command(model: str, family: str, served_as: str | None = None) -> str:
     """The `vllm serve` line (vLLM >= 0.11: `--runner pooling`, `--pooler-config`) that gives
-    this scorer the rows it reads for `model`'s family, with the label token ids of its own
+    this scorer the rows it reads for `model` of `family`, with the label token ids of its own
     tokenizer. served_as: the name on the command line (default: `model`)."""
     import shlex
 
     from transformers import AutoTokenizer
 
     from prm.model_names import resolve_model
-    from prm.reward.loading import detect_family
     from prm.reward.published.common import single_token_id
 
-    path = resolve_model(model)
-    kind = detect_family(path) if family == "auto" else family
     line = f"vllm serve {shlex.quote(served_as or model)} --runner pooling"
-    if kind in ("math-shepherd", "rlhflow"):
-        tokenizer = AutoTokenizer.from_pretrained(path)
+    if family in ("math-shepherd", "rlhflow"):
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(model))
         ids = [single_token_id(tokenizer, token) for token in ("+", "-")]
         pooler = {"pooling_type": "STEP", "returned_token_ids": ids}
         line += " --pooler-config " + shlex.quote(json.dumps(pooler))
-    elif kind == "skywork":
+    elif family == "skywork":
         line += "   # with Skywork's vLLM plugin installed (it registers Qwen2ForPrmModel)"
-    elif kind not in GOOD_COLUMN:
-        raise ValueError(f"vLLM does not serve {kind!r} models")
+    elif family not in GOOD_COLUMN:
+        raise ValueError(f"vLLM does not serve {family!r} models; it serves {', '.join(GOOD_COLUMN)}")
     return line
 
 
-def load_vllm_pooling_scorer(spec: str, family: str = "auto", **kwargs) -> VLLMPoolingScorer:
-    """`VLLMPoolingScorer.from_spec` (what `prm.reward.loading.load_scorer` calls for the spec)."""
-    return VLLMPoolingScorer.from_spec(spec, family, **kwargs)
 
-
-if __name__ == "__main__":  # python -m prm.reward.vllm_pooling MODEL [FAMILY]
+if __name__ == "__main__":  # python -m prm.reward.vllm_pooling MODEL FAMILY
     import sys
 
     print(serve_command(*sys.argv[1:3]))
