@@ -181,3 +181,37 @@ def test_process_reward_over_vllm_gives_the_in_process_rewards(qwen_local, qwen_
         got = remote(prompts, completions, problem=prompts)
     want = ProcessReward(qwen_local)(prompts, completions, problem=prompts)
     assert got == pytest.approx(want, abs=1e-5)
+
+
+def test_skywork_one_value_rows_equal_the_in_process_scorer(tmp_path):
+    from helpers.reward_models import qwen_tokenizer, save_qwen2_checkpoint
+
+    tokenizer = qwen_tokenizer([])
+    tokenizer.bos_token = "<|endoftext|>"
+    torch.manual_seed(2)
+    head = {"v_head.summary.weight": torch.randn(1, 32) * 0.5, "v_head.summary.bias": torch.randn(1) * 0.1}
+    folder = save_qwen2_checkpoint(tmp_path / "Skywork-PRM-tiny", tokenizer, "Qwen2ForPrmModel", head,
+                                   {"AutoModel": "modeling_qwen2_prm.Qwen2ForPrmModel"})
+    local = load_scorer(str(folder))
+    data = items(3)
+
+    def forward(ids):  # the value head's logit per token; the server applies the sigmoid
+        hidden = local.model.model(input_ids=torch.tensor([ids])).last_hidden_state[0]
+        return local.model.v_head.summary(hidden)
+
+    with ImitationPoolingServer(forward, local.tokenizer, "skywork") as server:
+        scorer = load_scorer(f"vllm-pooling:{folder}@{server.url}")
+        assert scorer.family == "skywork"
+        got = scorer.score_many(data)
+    for row, want in zip(got, local.score_many(data)):
+        assert row == pytest.approx(want, abs=1e-5)
+
+
+def test_prefixes_as_a_search_scores_them_equal_whole_scoring(qwen_local, qwen_folder):
+    problem, steps = items(1)[0]
+    prefixes = [(problem, steps[:k]) for k in range(1, len(steps) + 1)]
+    with qwen_server(qwen_local) as server:
+        scorer = load_scorer(f"vllm-pooling:{qwen_folder}@{server.url}")
+        scored = scorer.score_prefixes(prefixes)
+    for result, want in zip(scored, qwen_local.score_many(prefixes)):
+        assert result.scores == pytest.approx(want, abs=1e-5)
