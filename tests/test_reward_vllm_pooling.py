@@ -215,3 +215,24 @@ def test_prefixes_as_a_search_scores_them_equal_whole_scoring(qwen_local, qwen_f
         scored = scorer.score_prefixes(prefixes)
     for result, want in zip(scored, qwen_local.score_many(prefixes)):
         assert result.scores == pytest.approx(want, abs=1e-5)
+
+
+def test_prm_search_with_a_vllm_scorer_picks_what_the_in_process_scorer_picks(qwen_local, qwen_folder, tmp_path):
+    from completers.world import generate_problems, trace_from_sample
+
+    from prm.io import read_traces, write_traces
+
+    problems = tmp_path / "problems.jsonl"
+    write_traces(problems, [trace_from_sample(p, p.solution, p.id) for p in generate_problems(300, seed=0)[280:282]])
+    common = ["--strategy", "beam", "--budget", "4x", "--step-tokens", "40", "--tokens-per-solution", "70",
+              "--no-progress"]
+    picked = {}
+    with qwen_server(qwen_local) as server:
+        for name, scorer in (("local", str(qwen_folder)), ("vllm", f"vllm-pooling:{qwen_folder}@{server.url}")):
+            out = tmp_path / f"{name}.jsonl"
+            assert main(["search", str(problems), str(out), "--scorer", scorer, *common]) == 0
+            picked[name] = [(t.id, t.step_texts, t.scores) for t in read_traces(out)]
+    assert len(picked["local"]) == 2 and len(picked["vllm"]) == 2
+    for (id_l, steps_l, scores_l), (id_v, steps_v, scores_v) in zip(picked["local"], picked["vllm"]):
+        assert (id_l, steps_l) == (id_v, steps_v) and scores_l and None not in scores_l
+        assert scores_v == pytest.approx(scores_l, abs=1e-5)
