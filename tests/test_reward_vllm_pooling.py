@@ -184,14 +184,9 @@ def test_process_reward_over_vllm_gives_the_in_process_rewards(qwen_local, qwen_
 
 
 def test_skywork_one_value_rows_equal_the_in_process_scorer(tmp_path):
-    from helpers.reward_models import qwen_tokenizer, save_qwen2_checkpoint
+    from helpers.reward_models import make_skywork_prm
 
-    tokenizer = qwen_tokenizer([])
-    tokenizer.bos_token = "<|endoftext|>"
-    torch.manual_seed(2)
-    head = {"v_head.summary.weight": torch.randn(1, 32) * 0.5, "v_head.summary.bias": torch.randn(1) * 0.1}
-    folder = save_qwen2_checkpoint(tmp_path / "Skywork-PRM-tiny", tokenizer, "Qwen2ForPrmModel", head,
-                                   {"AutoModel": "modeling_qwen2_prm.Qwen2ForPrmModel"})
+    folder = make_skywork_prm(tmp_path / "Skywork-PRM-tiny")
     local = load_scorer(str(folder))
     data = items(3)
 
