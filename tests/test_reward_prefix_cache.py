@@ -111,14 +111,9 @@ def test_token_classification_prefixes_from_the_cache_equal_full_scoring(folders
 
 
 def test_skywork_prefixes_from_the_cache_equal_full_scoring(tmp_path):
-    from helpers.reward_models import qwen_tokenizer, save_qwen2_checkpoint
+    from helpers.reward_models import make_skywork_prm
 
-    tokenizer = qwen_tokenizer([])
-    tokenizer.bos_token = "<|endoftext|>"
-    torch.manual_seed(2)
-    head = {"v_head.summary.weight": torch.randn(1, 32) * 0.5, "v_head.summary.bias": torch.randn(1) * 0.1}
-    folder = save_qwen2_checkpoint(tmp_path / "Skywork-PRM-tiny", tokenizer, "Qwen2ForPrmModel", head,
-                                   {"AutoModel": "modeling_qwen2_prm.Qwen2ForPrmModel"})
+    folder = make_skywork_prm(tmp_path / "Skywork-PRM-tiny")
     assert_equal_to_full_scoring(load_scorer(str(folder)), traces())
 
 

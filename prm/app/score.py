@@ -240,6 +240,10 @@ def refuse_a_plain_causal_lm(model: str, family: str) -> None:
 
     if family not in ("math-shepherd", "rlhflow"):
         return
+    from prm.reward import vllm_pooling
+
+    if vllm_pooling.is_spec(model):
+        model = vllm_pooling.model_of_spec(model)
     config = read_config(resolve_model(model))
     names = f"{model} {Path(resolve_model(model)).name} {config.get('_name_or_path') or ''}".lower()
     if any(word in names for word in PRM_NAME_WORDS):

@@ -5,6 +5,8 @@
     MODEL+checker:sympy      MODEL's scores with checker-refuted steps set to 0.0
                              (annotate.checkers.scorer.CheckerAwareScorer)
     MODEL                    a model folder, short name or hub name (prm.reward.loading.load_scorer)
+    vllm-pooling:MODEL@URL   MODEL's family scored by vLLM servers (prm.reward.vllm_pooling); URL may
+                             be several, comma-separated; the key in VLLM_API_KEY
     judge:MODEL_OR_URL       an LLM judge (annotate.judge.JudgeScorer): a completer (tiny-gsm,
                              smollm2-135m, a folder, http://host:port/v1, vllm:MODEL) writes
                              critiques; step score = share of them putting the first error later

@@ -18,6 +18,9 @@ it raw).
 
 A hub name works the same way (config and tokenizer files are fetched with
 `huggingface_hub`); a local path that does not exist is an error, not a hub lookup.
+
+`vllm-pooling:[MODEL@]http://HOST:PORT[,...]` is MODEL's family scored by vLLM servers
+(`prm.reward.vllm_pooling`): the family is MODEL's, only the forward pass runs on the server.
 """
 
 from __future__ import annotations
@@ -81,7 +84,10 @@ def has_chat_template(path: str) -> bool:
 def detect_family(path: str) -> str:
     """The scorer family of a model folder or hub name (see the module docstring)."""
     from prm.model_names import resolve_model
+    from prm.reward import vllm_pooling
 
+    if vllm_pooling.is_spec(path):
+        path = vllm_pooling.model_of_spec(path)
     path = resolve_model(path)
     config = read_config(path)
     if config.get("model_type") == "prm-reward-model":
@@ -119,7 +125,11 @@ def load_scorer(path_or_hub_name: str, family: str = "auto", *, device: str | No
     (step_tag, step_separator, max_length, aggregation, ...).
     """
     from prm.model_names import resolve_model
+    from prm.reward import vllm_pooling
 
+    if vllm_pooling.is_spec(path_or_hub_name):  # the model's family, its forward pass on vLLM servers
+        kind = detect_family(path_or_hub_name) if family == "auto" else family
+        return vllm_pooling.VLLMPoolingScorer.from_spec(path_or_hub_name, scorer_class(kind), kind, **kwargs)
     path = resolve_model(path_or_hub_name)
     kind = detect_family(path) if family == "auto" else family
     cls = scorer_class(kind)

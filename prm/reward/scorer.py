@@ -161,8 +161,8 @@ class BatchedStepScorer(StepScorer):
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(encoded), desc="scoring", unit="trace")
-        for batch in batches:
-            for index, probs in zip(batch, self._step_probabilities([encoded[i] for i in batch])):
+        for batch, answer in self._answer_batches(encoded, batches):
+            for index, probs in zip(batch, answer):
                 results[index][:len(probs)] = probs
             if bar is not None:
                 bar.update(len(batch))
@@ -173,3 +173,9 @@ class BatchedStepScorer(StepScorer):
             logger.warning("%d step(s) in %d trace(s) did not fit in max_length and have no score",
                            sum(dropped), len(dropped))
         return results
+
+    def _answer_batches(self, encoded: list[EncodedSteps], batches: list[list[int]]):
+        """(batch, its `_step_probabilities`) for each batch of indices, in order; one at a
+        time here (a scorer asking servers overrides it to have several in flight)."""
+        for batch in batches:
+            yield batch, self._step_probabilities([encoded[i] for i in batch])

@@ -181,3 +181,13 @@ def make_qwen_prm(folder):
         folder, tokenizer, "Qwen2ForProcessRewardModel", head,
         {"AutoConfig": "configuration_qwen2_rm.Qwen2RMConfig",
          "AutoModel": "modeling_qwen2_rm.Qwen2ForProcessRewardModel"}, num_labels=2)
+
+
+def make_skywork_prm(folder):
+    """A tiny Skywork-o1-Open-PRM: Qwen2 weights under `model.`, the value head as `v_head.summary`."""
+    tokenizer = qwen_tokenizer([])
+    tokenizer.bos_token = "<|endoftext|>"
+    torch.manual_seed(2)
+    head = {"v_head.summary.weight": torch.randn(1, 32) * 0.5, "v_head.summary.bias": torch.randn(1) * 0.1}
+    return save_qwen2_checkpoint(folder, tokenizer, "Qwen2ForPrmModel", head,
+                                 {"AutoModel": "modeling_qwen2_prm.Qwen2ForPrmModel"})
