@@ -37,7 +37,7 @@ demo: install
 	prm demo
 
 test: install-test
-	$(PYTHON) -m pytest -q --durations=15
+	$(PYTHON) -m pytest -q -n 2 --durations=15
 
 test-slow: install-test
 	$(PYTHON) -m pytest -q -m slow
