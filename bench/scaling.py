@@ -19,7 +19,9 @@ Label sources (`SOURCES`), each at its own cost:
   the Monte Carlo first error agree (`annotate.checkers.combine.consensus_filter`; Qwen's
   consensus filtering with the checker as the second source); fewer traces train;
 - `implicit`, `orm`: the outcome label only (graded final answer; zero rollouts);
-- `gold`: the world's exact step labels (a diagnostic ceiling no real data set has).
+- `gold`: the world's exact step labels (a diagnostic ceiling no real data set has);
+- `untrained` (size 0, recipe `head`): no label at all, the head as initialised reads tiny-gsm's
+  token log-probabilities (weight 1): what any training adds is measured against it.
 
 Recipes (`RECIPES`): `head` (the demo's: a head on frozen tiny-gsm reading its token
 log-probabilities), `lora` (LoRA r=8 with the LM features read from the adapter-free LM),
@@ -71,6 +73,7 @@ SOURCES = {  # name: (annotation method or None, label type the PRM learns, head
     "implicit": (None, "hard", "implicit"),
     "orm": (None, "hard", "orm"),
     "gold": (None, "hard", "prm"),
+    "untrained": (None, "hard", "prm"),  # zero labels: the head as initialised (size 0)
 }
 RECIPES = {  # name: (RewardModelOptions changes, RewardTrainerConfig changes, base epochs at 600 traces)
     "head": ({"lm_features": True}, {"freeze_backbone": True, "learning_rate": 5e-3}, 8.0),
@@ -110,8 +113,8 @@ def recipes_for(source: str, recipes: list[str]) -> list[str]:
     """The recipes that apply to a source: the implicit PRM trains with its own."""
     if SOURCES[source][2] == "implicit":
         return ["implicit"]
-    if SOURCES[source][2] == "orm":
-        return [r for r in recipes if r == "head"] or ["head"]
+    if SOURCES[source][2] == "orm" or source == "untrained":
+        return ["head"]
     return [r for r in recipes if r != "implicit"]
 
 
@@ -137,7 +140,7 @@ def label_pool(method: str, pool: list, size: int, settings: Settings, completer
             now = time.process_time()
             cpu[trace.id] = round(now - clock[0], 4)
             clock[0] = now
-            if len(cpu) % 50 == 0:
+            if len(cpu) % 20 == 0:
                 harness.write_json(cpu_path, cpu)
 
         config = AnnotateConfig(method=method, n=settings.mc_n, temperature=1.0, max_new_tokens=320, seed=0)
@@ -146,12 +149,18 @@ def label_pool(method: str, pool: list, size: int, settings: Settings, completer
             progress=not settings.quick, on_trace=on_trace)
         harness.write_json(cpu_path, cpu)
     by_id = {t.id: t for t in read_traces(path)}
-    out = []
-    for trace in wanted:
-        labelled = by_id[trace.id]
-        labelled.meta["label_cpu_seconds"] = cpu.get(trace.id)
-        out.append(labelled)
+    out = [by_id[trace.id] for trace in wanted]
+    # a run killed between two saves of the CPU record: those traces are costed at the mean CPU
+    # seconds per rollout of the recorded ones
+    recorded = [t for t in out if t.id in cpu]
+    per_rollout = (sum(cpu[t.id] for t in recorded) / max(1, sum(_rollouts(t) for t in recorded))) if recorded else 0.0
+    for trace in out:
+        trace.meta["label_cpu_seconds"] = cpu.get(trace.id, per_rollout * _rollouts(trace))
     return out
+
+
+def _rollouts(trace) -> int:
+    return sum(s.rollouts.total for s in trace.steps if s.rollouts is not None)
 
 
 def training_traces(source: str, pool: list, size: int, settings: Settings, completer) -> list:
@@ -159,6 +168,8 @@ def training_traces(source: str, pool: list, size: int, settings: Settings, comp
     from prm.app.demo import outcome_only
 
     method = SOURCES[source][0]
+    if source == "untrained":
+        return []
     if source == "gold":
         return pool[:size]  # sampled traces carry the world's gold step labels
     if method is None:
@@ -191,7 +202,7 @@ def label_cost(traces: list, pool: list, size: int, tokenizer) -> dict:
     the rollouts'), CPU-seconds of sampling the traces and of labelling them."""
     pool = pool[:size]
     own = sum(len(ids) for ids in tokenizer(["\n".join(t.step_texts) for t in pool],
-                                            add_special_tokens=False)["input_ids"])
+                                            add_special_tokens=False)["input_ids"]) if pool else 0
     first = traces[0].meta.get("pool_cost") if traces else None
     if first:  # consensus: the whole labelled pool was paid for
         rollouts, label_cpu = first["rollouts"], first["label_cpu_seconds"]
@@ -238,9 +249,10 @@ def train(source: str, recipe: str, traces: list, val: list, folder: Path, size:
     args = RewardTrainerConfig.in_memory(str(checkpoints), **settings_dict)
     print(f"training {source}/{recipe} on {len(traces)} traces ({args.num_train_epochs:g} epochs)", flush=True)
     with harness.Stopwatch() as watch:
-        trainer = RewardTrainer(settings.model, args, train_traces=traces, eval_traces=eval_traces,
+        trainer = RewardTrainer(settings.model, args, train_traces=traces or val[:1], eval_traces=eval_traces,
                                 model_options=options)
-        trainer.train()
+        if traces:  # no training traces (`untrained`): the head as initialised
+            trainer.train()
     history = [{k: v for k, v in entry.items() if k in ("epoch", "eval_auroc", "eval_loss")}
                for entry in trainer.state.log_history if "eval_loss" in entry]
     trainer.model.save_pretrained(str(folder))
@@ -343,11 +355,11 @@ def mean_of(per_seed: dict) -> dict:
 def plan(sources: list[str], recipes: list[str], sizes: list[int], outcome_sizes: list[int]) -> list[tuple]:
     """(source, recipe, size) in the order to measure: the smallest sizes of every source first,
     so a bench stopped early still has every source's start."""
-    points = []
+    points = [("untrained", "head", 0)] if "untrained" in sources else []
     for size in sorted(set(sizes) | set(outcome_sizes)):
         for source in sources:
-            allowed = outcome_sizes if SOURCES[source][0] is None and source != "gold" else sizes
-            if size in allowed:
+            allowed = outcome_sizes if source in ("implicit", "orm") else sizes
+            if size in allowed and source != "untrained":
                 points += [(source, recipe, size) for recipe in recipes_for(source, recipes)]
     return points
 
@@ -472,14 +484,15 @@ def goals(points: list[dict], reference: dict | None) -> tuple[list[harness.Goal
         return out, ["no learned verifier measured yet"]
     refs = reference_means(reference)
     perfect = refs["perfect verifier (gold)"]
-    by = {key: items for key, items in series(learned).items() if len(items) >= 1}
+    by = {key: items for key, items in series(learned).items() if key[0] != "untrained"}
     # the best source/recipe: the best best-of-8 at its largest size
     best_key = max(by, key=lambda k: (by[k][-1]["size"], by[k][-1]["mean"]["best_of_8"]))
     curve = by[best_key]
     rises = all(b["mean"]["best_of_8"] > a["mean"]["best_of_8"] for a, b in zip(curve, curve[1:]))
     notes.append(f"best source/recipe at its largest size: {best_key[0]}/{best_key[1]}: best-of-8 "
                  + ", ".join(f"{p['size']}: {100 * p['mean']['best_of_8']:.1f}%" for p in curve))
-    out.append(harness.Goal(f"{best_key[0]}/{best_key[1]} improves at every doubling ({len(curve)} sizes)",
+    out.append(harness.Goal(f"{best_key[0]}/{best_key[1]} improves at every larger size measured "
+                            f"({', '.join(str(p['size']) for p in curve)})",
                             rises and len(curve) > 1, "==", True))
     out.append(harness.Goal(f"{best_key[0]}/{best_key[1]} at {curve[-1]['size']} traces: best-of-8 within 3 points "
                             "of the perfect verifier", round(100 * curve[-1]["mean"]["best_of_8"], 1), ">=",
@@ -545,6 +558,7 @@ def plot(points: list[dict], reference: dict | None, path: Path) -> None:
         best = by_source.setdefault(point["source"], {}).get(point["size"])
         if best is None or point["mean"]["best_of_8"] > best["mean"]["best_of_8"]:
             by_source[point["source"]][point["size"]] = point
+    untrained = by_source.pop("untrained", {}).get(0)
     for source, sized in sorted(by_source.items()):
         items = [sized[s] for s in sorted(sized)]
         y = [100 * p["mean"]["best_of_8"] for p in items]
@@ -555,6 +569,9 @@ def plot(points: list[dict], reference: dict | None, path: Path) -> None:
         for name, colour in (("majority vote", "grey"), ("perfect verifier (gold)", "black")):
             if name in refs:
                 ax.axhline(100 * refs[name], color=colour, linestyle=":", label=name)
+        if untrained:
+            ax.axhline(100 * untrained["mean"]["best_of_8"], color="tab:brown", linestyle="-.",
+                       label="untrained head (0 labels)")
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("best-of-8 solve rate, verifier alone (%)")

@@ -44,5 +44,5 @@ def test_quick_scaling_bench_measures_each_point_once_and_prints_goal_lines(tmp_
     assert "GOAL " in printed and (out / "label_scaling.png").stat().st_size > 10_000
     assert run_bench(["--quick", "--out", str(out)]) == 0  # every point resumes from its file
     again = capsys.readouterr().out
-    assert "training" not in again and "labelling" not in again
+    assert "== point" not in again and "\ntraining " not in again and "\nlabelling " not in again
     assert json.loads((out / "points" / "mc-hard_head_8.json").read_text()) == mc
