@@ -237,6 +237,10 @@ def train(source: str, recipe: str, traces: list, val: list, folder: Path, size:
     options = RewardModelOptions(head=head, label_type=label_type if head == "prm" else "hard",
                                  prompt_template=PLAIN_TEMPLATE, **model_changes)
     eval_traces = outcome_only(val) if head == "implicit" else val
+    if options.label_type == "soft":  # validation traces carry gold hard labels: read them as 0/1 soft labels
+        eval_traces = copy.deepcopy(val)
+        for step in (s for t in eval_traces for s in t.steps):
+            step.soft_label = None if step.hard_label is None else float(step.hard_label)
     checkpoints = folder / "checkpoints"
     settings_dict = dict(num_train_epochs=epochs_for(recipe, size, settings), per_device_train_batch_size=16,
                          seed=0, balance_classes=True, freeze_backbone=False, eval_strategy="epoch",

@@ -3,24 +3,8 @@ own result file, the reference rows are what they must be, the goal lines and th
 out, and a second run measures nothing again (each point resumes from its file)."""
 
 import json
-import runpy
-import sys
-from pathlib import Path
 
-import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "scaling.py"
-
-
-def run_bench(argv):
-    saved = sys.argv
-    sys.argv = [str(SCRIPT), *argv]
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            runpy.run_path(str(SCRIPT), run_name="__main__")
-    finally:
-        sys.argv = saved
-    return exit_info.value.code
+from bench.scaling import main as run_bench
 
 
 def test_quick_scaling_bench_measures_each_point_once_and_prints_goal_lines(tmp_path, capsys):
