@@ -17,10 +17,9 @@ def train_save_reload_score(backbone, train, held_out, tmp_path, max_length=256,
     must score the held-out traces exactly as the trained one."""
     model_fields = {f.name for f in fields(RewardModelOptions)}
     options = RewardModelOptions(max_length=max_length, **{k: v for k, v in config.items() if k in model_fields})
-    args = RewardTrainerConfig(output_dir=str(tmp_path / "out"), per_device_train_batch_size=8,
-                               per_device_eval_batch_size=16, learning_rate=lr, num_train_epochs=epochs,
-                               seed=0, save_strategy="no", disable_tqdm=True,
-                               **{k: v for k, v in config.items() if k not in model_fields})
+    args = RewardTrainerConfig.in_memory(tmp_path / "out", per_device_train_batch_size=8,
+                                         per_device_eval_batch_size=16, learning_rate=lr, num_train_epochs=epochs,
+                                         seed=0, **{k: v for k, v in config.items() if k not in model_fields})
     trainer = RewardTrainer(backbone, args, train_traces=train, eval_traces={"train": train, "held_out": held_out},
                             model_options=options)
     before = trainer.evaluate()["eval_train_loss"]

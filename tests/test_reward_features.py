@@ -41,9 +41,9 @@ def test_unknown_feature_names_are_refused():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     folder = str(tiny_gpt2(tmp_path_factory.mktemp("gpt2")))
-    args = RewardTrainerConfig(output_dir=str(tmp_path_factory.mktemp("out")), num_train_epochs=3,
-                               per_device_train_batch_size=4, learning_rate=5e-3, save_strategy="no",
-                               report_to="none", disable_tqdm=True, use_cpu=True, freeze_backbone=True)
+    args = RewardTrainerConfig.in_memory(tmp_path_factory.mktemp("out"), num_train_epochs=3,
+                                         per_device_train_batch_size=4, learning_rate=5e-3, use_cpu=True,
+                                         freeze_backbone=True)
     trainer = RewardTrainer(folder, args, train_traces=[trace(i, wrong=i % 2 == 0) for i in range(12)],
                             model_options=RewardModelOptions(step_features=FEATURES))
     trainer.train()

@@ -52,10 +52,8 @@ def world_traces(n: int, seed: int):
 
 
 def train_args(tmp_path, **overrides):
-    settings = dict(output_dir=str(tmp_path), num_train_epochs=4, learning_rate=2e-3, save_strategy="no",
-                    report_to=[], per_device_train_batch_size=8, logging_steps=5, disable_tqdm=True, seed=0)
-    settings.update(overrides)
-    return RewardTrainerConfig(**settings)
+    settings = dict(num_train_epochs=4, learning_rate=2e-3, per_device_train_batch_size=8, logging_steps=5, seed=0)
+    return RewardTrainerConfig.in_memory(tmp_path, **{**settings, **overrides})
 
 
 OPTIONS = dict(head="implicit", prompt_template=PLAIN_TEMPLATE, beta=0.5)

@@ -20,9 +20,8 @@ def traces(n: int) -> list[Trace]:
 @pytest.fixture(scope="module")
 def lora_model(tmp_path_factory):
     folder = str(tiny_gpt2(tmp_path_factory.mktemp("gpt2")))
-    args = RewardTrainerConfig(output_dir=str(tmp_path_factory.mktemp("out")), num_train_epochs=2,
-                               per_device_train_batch_size=4, learning_rate=1e-2, save_strategy="no",
-                               report_to="none", disable_tqdm=True, use_cpu=True)
+    args = RewardTrainerConfig.in_memory(tmp_path_factory.mktemp("out"), num_train_epochs=2,
+                                         per_device_train_batch_size=4, learning_rate=1e-2, use_cpu=True)
     trainer = RewardTrainer(folder, args, train_traces=traces(8),
                             model_options=RewardModelOptions(lora_r=4, lora_alpha=8, lora_target_modules="c_attn"))
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
@@ -59,9 +58,8 @@ def test_with_lm_features_lora_trains_the_backbone_but_the_features_stay_the_unc
     from prm.reward.step_tokenizer import pad_batch
 
     folder = str(tiny_gpt2(tmp_path / "gpt2", lm_head=True))
-    args = RewardTrainerConfig(output_dir=str(tmp_path / "out"), num_train_epochs=3, per_device_train_batch_size=4,
-                               learning_rate=5e-2, save_strategy="no", report_to="none", disable_tqdm=True,
-                               use_cpu=True)
+    args = RewardTrainerConfig.in_memory(tmp_path / "out", num_train_epochs=3, per_device_train_batch_size=4,
+                                         learning_rate=5e-2, use_cpu=True)
     trainer = RewardTrainer(folder, args, train_traces=traces(8),
                             model_options=RewardModelOptions(lora_r=4, lora_alpha=8, lm_features=True))
     trainer.train()

@@ -40,11 +40,9 @@ def synthetic(n: int, seed: int, soft: bool) -> list[Trace]:
 
 
 def args_for(tmp_path, **overrides):
-    values = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=16,
-                  per_device_eval_batch_size=32, learning_rate=3e-3, num_train_epochs=1, seed=0,
-                  save_strategy="no", logging_steps=5, disable_tqdm=True, use_cpu=True)
-    values.update(overrides)
-    return RewardTrainerConfig(**values)
+    values = dict(per_device_train_batch_size=16, per_device_eval_batch_size=32, learning_rate=3e-3,
+                  num_train_epochs=1, seed=0, logging_steps=5, use_cpu=True)
+    return RewardTrainerConfig.in_memory(tmp_path / "out", **{**values, **overrides})
 
 
 def options(**values) -> RewardModelOptions:
