@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prm.search.calls import Calls, parse_solution
+from prm.search.calls import Calls
 from prm.search.choose import Candidate
 from prm.search.compute import Budget
 from prm.search.config import Problem, SearchConfig
-from prm.search.sampling import score_candidates
+from prm.search.sampling import sample_round, score_candidates
 
 if TYPE_CHECKING:
     from completers.base import Completer
@@ -36,8 +36,6 @@ def adaptive_candidates(problems: list[Problem], completer: Completer, calls: Ca
                         config: SearchConfig) -> dict[str, list[Candidate]]:
     """The scored solutions sampled for each problem, round by round until it is confident or
     its budget is spent."""
-    from annotate.rollouts import derive_seed
-
     spec = config.budget_spec
     candidates: dict[str, list[Candidate]] = {p.id: [] for p in problems}
     budgets = {p.id: Budget(spec.tokens) for p in problems} if spec.tokens is not None else None
@@ -55,18 +53,7 @@ def adaptive_candidates(problems: list[Problem], completer: Completer, calls: Ca
                 todo.append((problem, n))
         if not todo:
             break
-        results = calls.sample([completer.prompt_for(p.question, []) for p, _ in todo], [p.id for p, _ in todo],
-                               [n for _, n in todo],
-                               [derive_seed(config.seed, p.id, "adaptive", round_number) for p, _ in todo],
-                               config.solution_tokens, stop=None)
-        new: dict[str, list[Candidate]] = {}
-        for (problem, _), completions in zip(todo, results):
-            for j, completion in enumerate(completions):
-                if budgets is not None:
-                    budgets[problem.id].spend(completion.tokens)
-                steps, answer = parse_solution(completion.text, completer.split_steps)
-                new.setdefault(problem.id, []).append(Candidate(
-                    steps, answer, order=(round_number, j), tokens=completion.tokens, finished=answer is not None))
+        new = sample_round(todo, completer, calls, config, budgets, round_number, "adaptive")
         score_candidates([p for p, _ in todo], new, calls, config)
         for problem_id, found in new.items():
             candidates[problem_id] += found

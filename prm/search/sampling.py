@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 def sample_candidates(problems: list[Problem], completer: Completer, calls: Calls,
                       config: SearchConfig) -> dict[str, list[Candidate]]:
     """Sampled (and, unless the strategy is majority, scored) solutions of each problem."""
-    from annotate.rollouts import derive_seed
-
     spec = config.budget_spec
     candidates: dict[str, list[Candidate]] = {p.id: [] for p in problems}
     budgets = {p.id: Budget(spec.tokens) for p in problems} if spec.tokens is not None else None
@@ -44,21 +42,35 @@ def sample_candidates(problems: list[Problem], completer: Completer, calls: Call
                 todo.append((problem, n))
         if not todo:
             break
-        results = calls.sample([completer.prompt_for(p.question, []) for p, _ in todo], [p.id for p, _ in todo],
-                               [n for _, n in todo],
-                               [derive_seed(config.seed, p.id, "solutions", round_number) for p, _ in todo],
-                               config.solution_tokens, stop=None)
-        for (problem, _), completions in zip(todo, results):
-            for j, completion in enumerate(completions):
-                if budgets is not None:
-                    budgets[problem.id].spend(completion.tokens)
-                steps, answer = parse_solution(completion.text, completer.split_steps)
-                candidates[problem.id].append(Candidate(steps, answer, order=(round_number, j),
-                                                        tokens=completion.tokens, finished=answer is not None))
+        for problem_id, found in sample_round(todo, completer, calls, config, budgets, round_number,
+                                              "solutions").items():
+            candidates[problem_id] += found
         round_number += 1
     if config.strategy != "majority":
         score_candidates(problems, candidates, calls, config)
     return candidates
+
+
+def sample_round(todo: list[tuple[Problem, int]], completer: Completer, calls: Calls, config: SearchConfig,
+                 budgets: dict[str, Budget] | None, round_number: int, stream: str) -> dict[str, list[Candidate]]:
+    """One round: `n` new whole solutions of each (problem, n) of `todo`, in one completer call,
+    each charged to its problem's budget (if any). `stream` names the seed stream ("solutions"
+    for best-of-N, "adaptive" for adaptive rounds), so each strategy's samples stay its own."""
+    from annotate.rollouts import derive_seed
+
+    results = calls.sample([completer.prompt_for(p.question, []) for p, _ in todo], [p.id for p, _ in todo],
+                           [n for _, n in todo],
+                           [derive_seed(config.seed, p.id, stream, round_number) for p, _ in todo],
+                           config.solution_tokens, stop=None)
+    new: dict[str, list[Candidate]] = {}
+    for (problem, _), completions in zip(todo, results):
+        for j, completion in enumerate(completions):
+            if budgets is not None:
+                budgets[problem.id].spend(completion.tokens)
+            steps, answer = parse_solution(completion.text, completer.split_steps)
+            new.setdefault(problem.id, []).append(Candidate(steps, answer, order=(round_number, j),
+                                                            tokens=completion.tokens, finished=answer is not None))
+    return new
 
 
 def score_candidates(problems: list[Problem], candidates: dict[str, list[Candidate]], calls: Calls,
