@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.completers import write_search_problems
 
 from prm.app.cli import main
 from prm.errors import RecordError
@@ -226,10 +227,7 @@ def test_a_second_writer_of_the_same_output_is_refused(tmp_path, capsys):
 def test_two_concurrent_searches_of_the_same_output_leave_each_problem_once(tmp_path):
     """`prm search` takes the output lock (issue 18: two runs 2 s apart both wrote, 16 lines for
     8 problems, and every later run was refused)."""
-    from completers.world import generate_problems, trace_from_sample
-
-    problems = tmp_path / "problems.jsonl"
-    write_traces(problems, [trace_from_sample(p, p.solution, p.id) for p in generate_problems(300, seed=0)[280:288]])
+    problems = write_search_problems(tmp_path / "problems.jsonl", 8)
     out = tmp_path / "out.jsonl"
     argv = ["search", str(problems), str(out), "--strategy", "majority", "--budget", "4x",
             "--tokens-per-solution", "70", "--chunk-size", "1", "--no-progress"]

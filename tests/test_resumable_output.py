@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers.completers import write_search_problems
 from helpers.reward_models import gsm8k_with_errors, processbench_folder, tiny_bert
 
-from completers.world import generate_problems, trace_from_sample
+from completers.world import generate_problems
 from prm.app.cli import main
 from prm.io import write_traces
 
@@ -48,8 +49,7 @@ def inputs(tmp_path_factory, shared_data):
 
     root = tmp_path_factory.mktemp("resumable")
     write_traces(root / "world.jsonl", [p.to_trace() for p in generate_problems(4, seed=3)])
-    problems = generate_problems(300, seed=0)[280:285]
-    write_traces(root / "problems.jsonl", [trace_from_sample(p, p.solution, p.id) for p in problems])
+    write_search_problems(root / "problems.jsonl", 5)
     torch.manual_seed(0)
     RewardModel.from_backbone(str(tiny_bert(root / "bert"))).save_pretrained(root / "reward-model")
     write_traces(root / "to-score.jsonl", gsm8k_with_errors(30))

@@ -11,6 +11,7 @@ import socket
 
 import pytest
 import torch
+from helpers.completers import write_search_problems
 from helpers.reward_models import SHARED, make_qwen_prm, tiny_gpt2
 from helpers.vllm_pooling_server import ImitationPoolingServer
 
@@ -213,12 +214,9 @@ def test_prefixes_as_a_search_scores_them_equal_whole_scoring(qwen_local, qwen_f
 
 
 def test_prm_search_with_a_vllm_scorer_picks_what_the_in_process_scorer_picks(qwen_local, qwen_folder, tmp_path):
-    from completers.world import generate_problems, trace_from_sample
+    from prm.io import read_traces
 
-    from prm.io import read_traces, write_traces
-
-    problems = tmp_path / "problems.jsonl"
-    write_traces(problems, [trace_from_sample(p, p.solution, p.id) for p in generate_problems(300, seed=0)[280:282]])
+    problems = write_search_problems(tmp_path / "problems.jsonl", 2)
     common = ["--strategy", "beam", "--budget", "4x", "--step-tokens", "40", "--tokens-per-solution", "70",
               "--no-progress"]
     picked = {}

@@ -3,20 +3,17 @@ sampling once its best solution score reaches the target (scored by the sympy ch
 whose every step sympy verified scores 1)."""
 
 import pytest
+from helpers.completers import write_search_problems
 
-from completers.world import generate_problems, trace_from_sample
 from prm.app.cli import main
-from prm.io import read_traces, write_traces
+from prm.io import read_traces
 
 COMMON = ["--scorer", "checker:sympy", "--no-score-answer", "--tokens-per-solution", "70", "--no-progress", "--budget", "8x"]
 
 
 @pytest.fixture(scope="module")
 def problems(tmp_path_factory):
-    path = tmp_path_factory.mktemp("adaptive") / "problems.jsonl"
-    chosen = generate_problems(300, seed=0)[280:288]
-    write_traces(path, [trace_from_sample(p, p.solution, p.id) for p in chosen])
-    return path
+    return write_search_problems(tmp_path_factory.mktemp("adaptive") / "problems.jsonl", 8)
 
 
 def test_a_problem_stops_after_the_round_that_reached_the_target_and_never_exceeds_the_budget(problems, tmp_path):

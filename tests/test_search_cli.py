@@ -4,20 +4,17 @@ every strategy, resumption after an interruption, refusal of changed settings, s
 import json
 
 import pytest
+from helpers.completers import write_search_problems
 
-from completers.world import generate_problems, trace_from_sample
 from prm.app.cli import main
-from prm.io import read_traces, write_traces
+from prm.io import read_traces
 
 COMMON = ["--scorer", "checker:sympy", "--step-tokens", "40", "--tokens-per-solution", "70", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
 def problems(tmp_path_factory):
-    path = tmp_path_factory.mktemp("search") / "problems.jsonl"
-    chosen = generate_problems(300, seed=0)[280:286]
-    write_traces(path, [trace_from_sample(p, p.solution, p.id) for p in chosen])
-    return path
+    return write_search_problems(tmp_path_factory.mktemp("search") / "problems.jsonl", 6)
 
 
 def results(path):

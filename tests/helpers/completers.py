@@ -9,10 +9,14 @@ step it never does.
 
 import string
 
+from pathlib import Path
+
 import torch
 
 from annotate.rollouts import derive_seed
 from completers.base import Completer, Completion, per_prompt
+from completers.world import generate_problems, trace_from_sample
+from prm.io import write_traces
 from prm.records import Trace
 
 ANSWER = "42"
@@ -56,6 +60,14 @@ def make_trace(n_steps: int, first_error: int = -1, final_answer: str | None = "
     steps = [f"step {i}" + (" BAD" if 0 <= first_error <= i else "") for i in range(n_steps)]
     return Trace(id=trace_id, problem="What is six times seven?", steps=steps, final_answer=final_answer,
                  reference_answer=ANSWER)
+
+
+def write_search_problems(path: Path, count: int) -> Path:
+    """`count` world problems (seed 0, from index 280: none the demo's) written at `path` as
+    `prm search` input, each with its reference solution as the trace; returns `path`."""
+    chosen = generate_problems(300, seed=0)[280:280 + count]
+    write_traces(path, [trace_from_sample(p, p.solution, p.id) for p in chosen])
+    return path
 
 
 # -- a tiny real model --------------------------------------------------------------------
