@@ -2,6 +2,8 @@
 
     python bench/annotate.py                      # tiny-gsm, about 5 minutes on 2 CPU cores
     python bench/annotate.py --problems 20 --quick
+    python bench/annotate.py --threads 2          # what a second torch thread costs (default: 1, as
+                                                  # `prm annotate` and `prm demo` label)
 
 Same traces, same completer, same seeds for every method:
 
@@ -156,7 +158,7 @@ def ratio(part, whole):
 
 
 def arguments(argv):
-    args = parser(__doc__, "annotate", threads=2, quick="a smoke run: n=4, no search-everything run")
+    args = parser(__doc__, "annotate", threads=1, quick="a smoke run: n=4, no search-everything run")
     args.add_argument("--completer", default="tiny-gsm")
     args.add_argument("--problems", type=int, default=40, help="world problems (+ half as many shopping ones)")
     args.add_argument("--samples", type=int, default=2, help="solutions sampled per problem")

@@ -177,3 +177,20 @@ def test_labelling_traces_together_gives_the_labels_of_one_at_a_time_with_fewer_
     together, together_passes = passes(lambda: label_traces(traces, completer, config, grader))  # calls merged
     assert together == alone
     assert together_passes < alone_passes / 2
+
+
+def test_annotation_threads_set_torchs_threads_and_leave_the_labels_as_they_were(world_input, tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    outputs = {}
+    try:
+        for threads in (1, 2):
+            outputs[threads] = tmp_path / f"threads{threads}.jsonl"
+            assert main(["annotate", str(world_input), str(outputs[threads]), "--completer", MODEL, "--limit", "3",
+                         "--threads", str(threads), *FAST]) == 0
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    labels = {k: [[s.hard_label for s in t.steps] for t in read_traces(path)] for k, path in outputs.items()}
+    assert labels[1] == labels[2] and len(labels[1]) == 3

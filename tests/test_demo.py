@@ -38,6 +38,7 @@ def test_quick_demo_writes_a_report_with_measured_figures(quick_demo):
 
     implicit = summary["implicit"]  # trained on outcome labels only: no rollout
     assert implicit["cost"]["rollouts"] == 0 and implicit["cost"]["sampled_tokens"] > 0
+    assert implicit["cost"]["traces"] == demo.QUICK["train_traces"]  # --train-traces: more than the 24 labelled
     assert 0.0 <= implicit["step"]["accuracy"] <= 1.0 and "prm_min" in implicit["best_of_n"]["methods"]
 
     report = (out / "report.md").read_text()
@@ -95,3 +96,41 @@ def test_quick_overrides_demo_config_and_the_command_line_overrides_quick():
     assert quick.seed == demo.DemoConfig().seed and quick.train_problems < demo.DemoConfig().train_problems
     given = demo.config_from_args(parsed("--quick", "--mc_n", "8", "--no_implicit", "--out", "x"))
     assert (given.mc_n, given.implicit, given.out, given.train_problems) == (8, False, "x", demo.QUICK["train_problems"])
+
+
+def test_the_implicit_prms_extra_traces_are_fresh_problems_none_of_them_held_out(quick_demo):
+    out, *_ = quick_demo
+    extra = read_traces(out / f"traces_train_implicit_{demo.QUICK['train_traces']}.jsonl")
+    held_out = {t.meta["problem_id"] for name in ("train", "val", "test")
+                for t in read_traces(out / f"traces_{name}.jsonl")}
+    assert extra and not {t.meta["problem_id"] for t in extra} & held_out
+    assert len({t.id for t in extra}) == len(extra)
+
+
+def test_an_interrupted_sampling_of_fresh_problems_resumes_at_its_chunk(tmp_path, monkeypatch):
+    import completers.world
+    from completers.transformers_completer import TransformersCompleter
+
+    config, completer = demo.DemoConfig.quick(train_samples=2), TransformersCompleter("tiny-gsm")
+    whole = tmp_path / "whole.jsonl"
+    demo.sample_fresh_problems(config, completer, 4, whole, chunk=2)
+
+    calls, sample = [], completers.world.sample_traces
+
+    def interrupted(*args, **kwargs):
+        calls.append(args[1][0].id)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return sample(*args, **kwargs)
+
+    monkeypatch.setattr(completers.world, "sample_traces", interrupted)
+    resumed = tmp_path / "resumed.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        demo.sample_fresh_problems(config, completer, 4, resumed, chunk=2)
+    assert not resumed.exists()
+    calls.clear()
+    monkeypatch.setattr(completers.world, "sample_traces", lambda *a, **k: calls.append(a[1][0].id) or sample(*a, **k))
+    demo.sample_fresh_problems(config, completer, 4, resumed, chunk=2)
+    assert len(calls) == 1  # only the chunk the interruption lost
+    assert [t.to_dict() for t in read_traces(resumed)] == [t.to_dict() for t in read_traces(whole)]
+    assert len(read_traces(whole)) == 8

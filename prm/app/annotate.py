@@ -76,6 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--workers", type=positive_int, default=None, metavar="W",
                      help="traces annotated at once, in threads (default: 64 for a local transformers model, "
                           "whose calls are merged into one batch; 1 otherwise: raise it for HTTP completers)")
+    run.add_argument("--threads", type=int, default=1, metavar="T",
+                     help="torch threads of a local model (0: torch's default, the machine's cores). Default 1: "
+                          "annotation's merged calls are many small matrix products, where a second thread costs "
+                          "more than it gives on tiny-gsm (bench/annotate.py: 1.8x the tokens/s of 2 threads on 2 "
+                          "cores); raise it for larger models")
     run.add_argument("--format", choices=input_formats(), default="auto",
                         help="input layout (default: told from the fields)")
     run.add_argument("--limit", type=positive_int, default=None, metavar="N", help="only the first N input traces")
@@ -140,6 +145,10 @@ def run(args: argparse.Namespace) -> int:
         if is_http:
             completer = load_completer(args.completer, **http_options)
         else:
+            if args.threads > 0:
+                import torch
+
+                torch.set_num_threads(args.threads)
             with opening_model(args.completer):  # a missing or corrupt model: one line naming it
                 completer = load_completer(args.completer)
     except (OSError, ValueError) as err:

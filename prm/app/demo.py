@@ -9,7 +9,8 @@
 4. train a PRM (a score per step) on those automatic labels and an ORM (a score per
    solution) on the outcome labels, both on the `tiny-gsm` backbone; and an implicit PRM
    (`head="implicit"`): tiny-gsm itself fine-tuned on the outcome labels only, zero
-   rollouts, with optionally more sampled solutions (`implicit_samples`);
+   rollouts, on `train_traces` sampled solutions (the step-labelled ones plus solutions of
+   fresh problems: the verifier that improves with labels, `bench/scaling.py`);
 5. score the held-out traces and evaluate against gold: step-level accuracy, ProcessBench
    first-error F1, best-of-N (PRM vs majority vote vs ORM), label quality;
 6. search the test problems step by step: beam search at the tokens of `eval_samples`
@@ -26,6 +27,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -36,8 +38,9 @@ from prm.markdown import MISSING, number, percent, table_lines
 from prm.records import Trace
 
 
-# The implicit PRM's recipe on the embedded world (docs/reward_models.md, bench/implicit.py)
-IMPLICIT_SAMPLES, IMPLICIT_BETA, IMPLICIT_LOSS, IMPLICIT_LR, IMPLICIT_EPOCHS = 0, 0.1, "ce", 1e-3, 2.0
+# The implicit PRM's recipe on the embedded world (docs/reward_models.md, bench/implicit.py,
+# bench/scaling.py: it climbs with outcome-labelled traces, one epoch from 2,400 traces on)
+TRAIN_TRACES, IMPLICIT_BETA, IMPLICIT_LOSS, IMPLICIT_LR, IMPLICIT_EPOCHS = 4800, 0.1, "ce", 1e-3, 1.0
 
 
 @dataclass
@@ -67,15 +70,19 @@ class DemoConfig:
                 "them a PRM fine-tuned on this 1M-parameter backbone scores steps by position and template"})
     implicit: bool = field(default=True, metadata={
         "help": "also train an implicit PRM on the outcome labels only (zero rollouts) and report it beside the PRM"})
-    implicit_samples: int = field(default=IMPLICIT_SAMPLES, metadata={
-        "help": "more solutions sampled per training problem for the implicit PRM (sampling is cheap; "
-                "it needs no rollouts)"})
+    train_traces: int = field(default=TRAIN_TRACES, metadata={
+        "help": "outcome-labelled traces the implicit PRM trains on: the step-labelled training traces plus "
+                "`train_samples` solutions of each of as many fresh world problems as it takes (sampling is "
+                "cheap and needs no rollouts; the implicit PRM improves with them: bench/scaling.py)"})
     implicit_beta: float = field(default=IMPLICIT_BETA, metadata={"help": "the implicit PRM's beta"})
     implicit_loss: str = field(default=IMPLICIT_LOSS, metadata={"help": "the implicit PRM's loss",
                                                                 "choices": ["ce", "dpo"]})
     implicit_learning_rate: float = field(default=IMPLICIT_LR, metadata={"help": "the implicit PRM's learning rate"})
     implicit_epochs: float = field(default=IMPLICIT_EPOCHS, metadata={"help": "the implicit PRM's training epochs"})
-    threads: int = field(default=0, metadata={"help": "torch threads (0: the machine's cores)"})
+    threads: int = field(default=0, metadata={"help": "torch threads for training and scoring (0: the machine's cores)"})
+    sample_threads: int = field(default=1, metadata={
+        "help": "torch threads while sampling and labelling (0: the machine's cores); one is fastest for "
+                "tiny-gsm, whose many small matrix products a second thread slows (bench/annotate.py)"})
     seed: int = field(default=0, metadata={"help": "everything random derives from it"})
     model: str = field(default="tiny-gsm", metadata={"help": "the completer and reward-model backbone"})
 
@@ -88,7 +95,7 @@ class DemoConfig:
 
 # What `--quick` changes; every other setting keeps DemoConfig's default.
 QUICK = dict(train_problems=12, val_problems=6, test_problems=8, train_samples=2, eval_samples=4, mc_n=4,
-             binary_traces=8, epochs=1.0, implicit_samples=min(IMPLICIT_SAMPLES, 2), implicit_epochs=1.0)
+             binary_traces=8, epochs=1.0, train_traces=48, implicit_epochs=1.0)
 
 # The parser is generated from DemoConfig's fields (see prm.app.cli).
 CONFIGS = (DemoConfig,)
@@ -126,15 +133,15 @@ def run_demo(config: DemoConfig) -> dict:
     import torch
 
     refuse_output_over_inputs(config.out, [config.model])  # a model folder is read, never written
-    torch.set_num_threads(config.threads or os.cpu_count() or 1)
     logging.getLogger("transformers").setLevel(logging.ERROR)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     timings: dict[str, float] = {}
 
-    def stage(name: str):
+    def stage(name: str, sampling: bool = False):
         timings[name] = time.perf_counter()
+        torch.set_num_threads((config.sample_threads if sampling else config.threads) or os.cpu_count() or 1)
         print(f"\n== {name}", flush=True)
 
     def done(name: str):
@@ -144,11 +151,11 @@ def run_demo(config: DemoConfig) -> dict:
 
     completer = TransformersCompleter(config.model)
 
-    stage("sample solutions")
+    stage("sample solutions", sampling=True)
     splits = sample_splits(config, completer, out)
     done("sample solutions")
 
-    stage("label with Monte Carlo, binary search and checkers")
+    stage("label with Monte Carlo, binary search and checkers", sampling=True)
     mc = annotate(config, completer, splits["train"], out / "labels_mc.jsonl", "mc")
     binary = annotate(config, completer, splits["train"][:config.binary_traces],
                       out / "labels_binary.jsonl", "binary")
@@ -162,8 +169,10 @@ def run_demo(config: DemoConfig) -> dict:
 
     implicit_dir, implicit_data = None, None
     if config.implicit:
-        stage("train the implicit PRM (outcome labels only)")
+        stage("sample more solutions for the implicit PRM", sampling=True)
         implicit_data = implicit_training_traces(config, completer, splits["train"], out)
+        done("sample more solutions for the implicit PRM")
+        stage("train the implicit PRM (outcome labels only)")
         implicit_dir = train_implicit(config, implicit_data, out / "implicit")
         done("train the implicit PRM (outcome labels only)")
 
@@ -177,7 +186,7 @@ def run_demo(config: DemoConfig) -> dict:
         implicit["cost"] = label_cost(implicit_data, completer)
     done("score held-out traces and evaluate")
 
-    stage("search the test problems")
+    stage("search the test problems", sampling=True)
     searched = search_test(config, completer, prm_dir, splits["test"], out)
     done("search the test problems")
 
@@ -288,26 +297,46 @@ def outcome_only(traces: list[Trace]) -> list[Trace]:
 
 
 def implicit_training_traces(config: DemoConfig, completer, train: list[Trace], out: Path) -> list[Trace]:
-    """The training traces, plus `implicit_samples` more sampled solutions per training problem,
-    with their outcome labels only."""
+    """The training traces plus solutions of fresh world problems (`train_samples` each, the
+    problems after the test split's) up to `train_traces` traces, with their outcome labels only.
+    Sampled in chunks of problems appended to a partial file, so an interrupted demo resumes
+    at the chunk it was in."""
     traces = list(train)
-    if config.implicit_samples:
-        path = out / f"traces_train_implicit{config.implicit_samples}.jsonl"
+    extra_problems = -(-max(0, config.train_traces - len(traces)) // config.train_samples)
+    if extra_problems:
+        path = out / f"traces_train_implicit_{config.train_traces}.jsonl"
         if not path.exists():
-            from completers.base import SamplingParams
-            from completers.world import generate_problems, sample_traces
-
-            problems = generate_problems(config.train_problems + config.val_problems + config.test_problems,
-                                         seed=config.seed)[:config.train_problems]
-            params = SamplingParams(n=config.implicit_samples, temperature=config.temperature, max_new_tokens=320,
-                                    seed=config.seed + 7000)
-            extra = sample_traces(completer, problems, config.implicit_samples, params)
-            for trace in extra:
-                trace.id += "-implicit"
-                trace.meta["split"] = "train"
-            write_traces(path, extra)
+            sample_fresh_problems(config, completer, extra_problems, path)
         traces += read_traces(path)
-    return outcome_only(traces)
+    return outcome_only(traces[:max(config.train_traces, len(train))])
+
+
+def sample_fresh_problems(config: DemoConfig, completer, count: int, path: Path, chunk: int = 200) -> None:
+    """`train_samples` solutions of each of `count` world problems after the demo's splits, in
+    `path`. Each chunk of `chunk` problems has its own sampling seed and its own file in
+    `path.chunks/`, written whole (`atomic_write`), so a resumed demo samples only the missing ones."""
+    from completers.base import SamplingParams
+    from completers.world import generate_problems, sample_traces
+    from prm.progress import progress_bar
+
+    used = config.train_problems + config.val_problems + config.test_problems
+    problems = generate_problems(used + count, seed=config.seed)[used:]
+    folder = path.with_name(path.name + ".chunks")
+    folder.mkdir(exist_ok=True)
+    starts = range(0, count, chunk)
+    with progress_bar(total=len(starts), desc="sample", unit="chunk") as bar:
+        for start in starts:
+            part = folder / f"{start:07d}.jsonl"
+            if not part.exists():
+                params = SamplingParams(n=config.train_samples, temperature=config.temperature, max_new_tokens=320,
+                                        seed=config.seed + 7000 + start)
+                sampled = sample_traces(completer, problems[start:start + chunk], config.train_samples, params)
+                for trace in sampled:
+                    trace.meta["split"] = "train"
+                write_traces(part, sampled)
+            bar.update(1)
+    write_traces(path, [trace for part in sorted(folder.glob("*.jsonl")) for trace in read_traces(part)])
+    shutil.rmtree(folder)
 
 
 def train_implicit(config: DemoConfig, traces: list[Trace], folder: Path) -> Path:
