@@ -288,34 +288,43 @@ class PromptCache:
         self.entries: OrderedDict[tuple[int, ...], EncodedPrompt] = OrderedDict()
         self.groups: dict[tuple[int, ...], set[tuple[int, ...]]] = {}
 
-    def longest_prefix(self, ids: list[int]) -> tuple[int, EncodedPrompt | None]:
-        """(tokens shared, entry) of the cached prompt sharing the most leading tokens with `ids`."""
+    def longest_prefix(self, ids: list[int], touch: bool = True) -> tuple[int, EncodedPrompt | None]:
+        """(tokens shared, entry) of the cached prompt sharing the most leading tokens with `ids`;
+        `touch`: count it as used (the least recently used go first)."""
         best, found = 0, None
         for key in self.groups.get(tuple(ids[:self.KEY_TOKENS]), ()):
-            common = _common_length(ids, key)
+            common = common_length(ids, key)
             if common > best:
                 best, found = common, key
         if found is None:
             return 0, None
-        self.entries.move_to_end(found)
+        if touch:
+            self.entries.move_to_end(found)
         return best, self.entries[found]
 
     def add(self, entry: EncodedPrompt) -> None:
+        """Keep `entry`. The prompts it extends are dropped: it holds their keys and values (a
+        search's kept prefix is superseded by its children, so a beam's cache is one entry)."""
         if entry.ids in self.entries:
             self.entries.move_to_end(entry.ids)
             return
         size = entry.bytes
         if size > self.max_bytes:
             return
+        group = self.groups.setdefault(entry.ids[:self.KEY_TOKENS], set())
+        for ids in [ids for ids in group if len(ids) < len(entry.ids) and entry.ids[:len(ids)] == ids]:
+            self._drop(ids)
         self.entries[entry.ids] = entry
         self.groups.setdefault(entry.ids[:self.KEY_TOKENS], set()).add(entry.ids)
         self.bytes += size
         while self.bytes > self.max_bytes:
-            ids, old = self.entries.popitem(last=False)
-            self.groups[ids[:self.KEY_TOKENS]].discard(ids)
-            if not self.groups[ids[:self.KEY_TOKENS]]:
-                del self.groups[ids[:self.KEY_TOKENS]]
-            self.bytes -= old.bytes
+            self._drop(next(iter(self.entries)))
+
+    def _drop(self, ids: tuple[int, ...]) -> None:
+        self.bytes -= self.entries.pop(ids).bytes
+        self.groups[ids[:self.KEY_TOKENS]].discard(ids)
+        if not self.groups[ids[:self.KEY_TOKENS]]:
+            del self.groups[ids[:self.KEY_TOKENS]]
 
     def clear(self) -> None:
         self.entries.clear()
@@ -323,7 +332,7 @@ class PromptCache:
         self.bytes = 0
 
 
-def _common_length(a, b) -> int:
+def common_length(a, b) -> int:
     """How many leading tokens two sequences share."""
     n = min(len(a), len(b))
     if list(a[:n]) == list(b[:n]):

@@ -35,7 +35,6 @@ GSM8K answer line `#### x` (see `completers.text.cut_at_stop`), or at `max_new_t
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass
 
@@ -44,7 +43,7 @@ from transformers import DynamicCache
 
 from completers.base import Completer, Completion, SamplingParams, per_prompt
 from completers.shared_prefix import (EncodedPrompt, PromptCache, RepeatedPrefixCache, SharedPrefixCache,
-                                      use_shared_prefix_attention)
+                                      common_length, use_shared_prefix_attention)
 from completers.text import PromptBuilder, cut_at_stop, normalize_stop, prompt_builder
 from prm.errors import PromptTooLongError
 
@@ -225,38 +224,94 @@ class TransformersCompleter(Completer):
         return chunks
 
     def _prefill(self, chunk: list[_Job]) -> None:
-        """Each job's KV cache and next-token logits; a job reuses the longest token prefix
+        """Each job's KV cache and next-token logits. A job reuses the longest token prefix
         already encoded (by a job of the chunk, or kept in `prompt_cache` from an earlier call)
-        and encodes only the rest."""
+        and encodes only the rest; the rests are encoded together, a few padded forward passes
+        per chunk (`_encode_together`), not one pass per prompt. A job that shares much more
+        with a longer job of the chunk than with anything encoded waits for it (the next wave):
+        the shorter prefixes of one trace encode only their last token."""
+        order = sorted(chunk, key=lambda j: -len(j.ids))
+        wave_of: dict[int, int] = {}
+        for i, job in enumerate(order):
+            known = 0 if self.prompt_cache is None else self.prompt_cache.longest_prefix(job.ids, touch=False)[0]
+            wait, common = None, 0
+            for other in order[:i]:
+                shared = common_length(job.ids, other.ids)
+                if shared > common:
+                    wait, common = other, shared
+            gain = common - known
+            if wait is not None and gain >= max(WAIT_GAIN_TOKENS, (len(job.ids) - known) // 2):
+                wave_of[id(job)] = wave_of[id(wait)] + 1
+            else:
+                wave_of[id(job)] = 0
         done: list[_Job] = []
-        for job in sorted(chunk, key=lambda j: -len(j.ids)):
-            shared, source = 0, None
-            for other in done:
-                common = len(os.path.commonprefix([job.ids, other.ids]))
-                if common > shared:
-                    shared, source = common, other.kv
-            if self.prompt_cache is not None:
-                common, entry = self.prompt_cache.longest_prefix(job.ids)
-                if entry is not None and common == len(job.ids) == len(entry.ids):  # encoded before
-                    job.kv, job.logits = entry.kv, entry.logits
-                    done.append(job)
-                    self._count(prompt_tokens=len(job.ids))
-                    continue
-                if common > shared:
-                    shared, source = common, entry.kv
-            shared = min(shared, len(job.ids) - 1)  # encode at least the last token, for its logits
-            cache = DynamicCache()
-            if shared > 0:
-                cache = DynamicCache(ddp_cache_data=[(k[:, :, :shared], v[:, :, :shared]) for k, v in source])
-            tail = torch.tensor([job.ids[shared:]], device=self.device)
-            out = self.model(input_ids=tail, past_key_values=cache, use_cache=True, logits_to_keep=1)
-            job.logits = out.logits[0, -1]
-            job.kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-            done.append(job)
-            if self.prompt_cache is not None:
+        for wave in range(max(wave_of.values()) + 1):
+            plans = []
+            for job in (j for j in order if wave_of[id(j)] == wave):
+                shared, source = 0, None
+                for other in done:
+                    common = common_length(job.ids, other.ids)
+                    if common > shared:
+                        shared, source = common, other.kv
+                if self.prompt_cache is not None:
+                    common, entry = self.prompt_cache.longest_prefix(job.ids)
+                    if entry is not None and common == len(job.ids) == len(entry.ids):  # encoded before
+                        job.kv, job.logits = entry.kv, entry.logits
+                        self._count(prompt_tokens=len(job.ids))
+                        continue
+                    if common > shared:
+                        shared, source = common, entry.kv
+                # encode at least the last token, for its logits
+                plans.append((job, min(shared, len(job.ids) - 1), source))
+            for group in _padding_groups(plans):
+                self._encode_together(group)
+            done += [j for j in order if wave_of[id(j)] == wave]
+        if self.prompt_cache is not None:
+            for job in order:
                 self.prompt_cache.add(EncodedPrompt(tuple(job.ids), job.kv, job.logits))
-            self._count(prompt_tokens=len(job.ids), prefill_tokens=len(job.ids) - shared, lm_head_rows=1,
-                        forward_calls=1, attention_pairs=sum(range(shared + 1, len(job.ids) + 1)))
+
+    def _encode_together(self, plans: list[tuple[_Job, int, list | None]]) -> None:
+        """One forward pass for several jobs, each (job, tokens shared, the KV cache they come
+        from): the shared keys/values left-padded to the longest, the new tokens right-padded,
+        an attention mask over both; each job's cache and logits are cut out of the result."""
+        past = max(shared for _, shared, _ in plans)
+        width = max(len(job.ids) - shared for job, shared, _ in plans)
+        rows = len(plans)
+        cache = DynamicCache()
+        template = next((source for _, shared, source in plans if shared), None)
+        if template is not None:
+            layers = []
+            for layer, (k, v) in enumerate(template):
+                keys = k.new_zeros(rows, k.shape[1], past, k.shape[3])
+                values = v.new_zeros(rows, v.shape[1], past, v.shape[3])
+                for row, (_, shared, source) in enumerate(plans):
+                    if shared:
+                        keys[row, :, past - shared:] = source[layer][0][0, :, :shared]
+                        values[row, :, past - shared:] = source[layer][1][0, :, :shared]
+                layers.append((keys, values))
+            cache = DynamicCache(ddp_cache_data=layers)
+        tails = [job.ids[shared:] for job, shared, _ in plans]
+        tokens = torch.tensor([tail + tail[-1:] * (width - len(tail)) for tail in tails], device=self.device)
+        positions = torch.tensor([[shared + i for i in range(width)] for _, shared, _ in plans], device=self.device)
+        if self.max_length:  # the padding after a tail must not run off the positions
+            positions = positions.clamp_(max=self.max_length - 1)
+        kwargs = {}
+        if rows > 1:  # (one row: no padding, no mask)
+            mask = torch.zeros(rows, past + width, dtype=torch.long, device=self.device)
+            for row, ((_, shared, _), tail) in enumerate(zip(plans, tails)):
+                mask[row, past - shared:past + len(tail)] = 1
+            kwargs["attention_mask"] = mask
+        last = sorted({len(tail) - 1 for tail in tails})
+        out = self.model(input_ids=tokens, position_ids=positions, past_key_values=cache, use_cache=True,
+                         logits_to_keep=torch.tensor(last, device=self.device), **kwargs)
+        layers = out.past_key_values.layers
+        for row, ((job, shared, _), tail) in enumerate(zip(plans, tails)):
+            job.logits = out.logits[row, last.index(len(tail) - 1)]
+            cut = slice(past - shared, past + len(tail))
+            job.kv = [(layer.keys[row:row + 1, :, cut].clone(), layer.values[row:row + 1, :, cut].clone())
+                      for layer in layers]
+            self._count(prompt_tokens=len(job.ids), prefill_tokens=len(tail))
+        self._count(lm_head_rows=rows * len(last), forward_calls=1, attention_pairs=rows * width * (past + width))
 
     def _sample_chunk(self, chunk: list[_Job], params: SamplingParams,
                       stops: tuple[str, ...]) -> list[list[Completion]]:
@@ -344,6 +399,32 @@ class _Job:
     def __post_init__(self):
         if self.parts is None:
             self.parts = [(self.index, len(self.rngs))]
+
+
+# A job waits for a longer job of its chunk (a later forward pass) only to save this many tokens
+# or more, and at least half of what it would encode now.
+WAIT_GAIN_TOKENS = 16
+# Positions (rows x (shared + new tokens)) of one batched prefill pass: bounds its memory.
+PREFILL_POSITIONS = 16384
+
+
+def _padding_groups(plans: list[tuple[_Job, int, list | None]]) -> list[list]:
+    """The (job, shared, source) plans of one wave cut into forward passes: sorted by their new
+    tokens, a group closes before padding would more than double the tokens it computes, or
+    it would hold more than `PREFILL_POSITIONS` positions."""
+    groups, current = [], []
+    for plan in sorted(plans, key=lambda p: (len(p[0].ids) - p[1], p[1])):
+        trial = current + [plan]
+        width = max(len(job.ids) - shared for job, shared, _ in trial)
+        past = max(shared for _, shared, _ in trial)
+        new = sum(len(job.ids) - shared for job, shared, _ in trial)
+        if current and (len(trial) * width > 2 * new + 64 or len(trial) * (past + width) > PREFILL_POSITIONS):
+            groups.append(current)
+            trial = [plan]
+        current = trial
+    if current:
+        groups.append(current)
+    return groups
 
 
 def _merge_same_prompts(jobs: list[_Job]) -> list[_Job]:
