@@ -131,8 +131,16 @@ class TransformersCompleter(Completer):
     # -- prompts ---------------------------------------------------------------------------
 
     def encode(self, prompt: str) -> list[int]:
+        return self.encode_many([prompt])[0]
+
+    def encode_many(self, prompts: list[str]) -> list[list[int]]:
+        """The token ids of each prompt, in one tokenizer call (a search depth sends many)."""
         # A rendered chat template already holds its special tokens.
-        ids = self.tokenizer(prompt, add_special_tokens=not self.use_chat_template)["input_ids"]
+        return [self._start(ids) for ids in
+                self.tokenizer(list(prompts), add_special_tokens=not self.use_chat_template)["input_ids"]]
+
+    def _start(self, ids: list[int]) -> list[int]:
+        """An empty prompt starts from the BOS token."""
         if not ids:
             if self.tokenizer.bos_token_id is None:
                 raise ValueError("empty prompt and the tokenizer has no BOS token to start from")
@@ -197,11 +205,12 @@ class TransformersCompleter(Completer):
 
     def _jobs(self, prompts, params, seeds, ns) -> list[_Job]:
         jobs = []
-        for i, (prompt, (seed, n)) in enumerate(zip(prompts, per_prompt(params, len(prompts), seeds, ns))):
+        encoded = self.encode_many(prompts) if prompts else []
+        for i, (prompt, ids, (seed, n)) in enumerate(zip(prompts, encoded, per_prompt(params, len(prompts), seeds,
+                                                                                         ns))):
             if seed is None:
                 seed = random.SystemRandom().getrandbits(63)
             rngs = [random.Random(f"{seed}\x00{j}\x00{prompt}") for j in range(n)]
-            ids = self.encode(prompt)
             room = self.max_length - len(ids) if self.max_length else params.max_new_tokens
             if room < 1:
                 raise PromptTooLongError(f"prompt {i} has {len(ids)} tokens; the model reads at most "
