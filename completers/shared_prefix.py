@@ -18,6 +18,9 @@ with `select_rows`.
   beyond a size in bytes), so that a prompt extending one already encoded (step-level search:
   the kept prefix plus its new step, at every depth; binary search: a longer prefix of the
   trace it probed) encodes only its new tokens, and a prompt asked again none.
+- `CallSamples` (in `PromptCache`): the last call's samples with the keys and values their decoding computed,
+  so that a search's next prompt (a kept prefix plus the step sampled for it) encodes only the
+  delimiter after that step.
 """
 
 from __future__ import annotations
@@ -276,10 +279,50 @@ class EncodedPrompt:
             sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.kv)
 
 
+@dataclass
+class SampledContinuation:
+    """A sample of the completer's last call: its prompt's keys and values and those its
+    decoding computed for its tokens (all but the last sampled one, never fed back), so that a
+    prompt extending it (a search's kept prefix plus the step just sampled) encodes only what
+    follows."""
+
+    ids: tuple[int, ...]  # the prompt's tokens, then the sampled ones with keys and values
+    prompt_kv: list[tuple[torch.Tensor, torch.Tensor]]  # [1, heads, prompt tokens, dim]
+    generated_kv: list[tuple[torch.Tensor, torch.Tensor]]  # [1, heads, sampled tokens, dim]
+
+    @property
+    def kv(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(torch.cat([pk, gk], dim=2), torch.cat([pv, gv], dim=2))
+                for (pk, pv), (gk, gv) in zip(self.prompt_kv, self.generated_kv)]
+
+
+class CallSamples:
+    """The `SampledContinuation`s of one call, grouped like `PromptCache` by their first tokens."""
+
+    def __init__(self):
+        self.groups: dict[tuple[int, ...], list[SampledContinuation]] = {}
+
+    def add(self, sample: SampledContinuation) -> None:
+        self.groups.setdefault(sample.ids[:PromptCache.KEY_TOKENS], []).append(sample)
+
+    def longest_prefix(self, ids: list[int]) -> tuple[int, SampledContinuation | None]:
+        best, found = 0, None
+        for sample in self.groups.get(tuple(ids[:PromptCache.KEY_TOKENS]), ()):
+            common = common_length(ids, sample.ids)
+            if common > best:
+                best, found = common, sample
+        return best, found
+
+
 class PromptCache:
     """Encoded prompts kept between calls, at most `max_bytes` of keys and values (the least
     recently used go first). Prompts are grouped by their first `KEY_TOKENS` tokens (the
-    problem's text), so a lookup compares a prompt with its own problem's prompts only."""
+    problem's text), so a lookup compares a prompt with its own problem's prompts only.
+
+    It also keeps the samples of the completer's last call (`SampledContinuation`), until the
+    end of the next call (`start_call`, `end_call`): a search's next prompts extend some of
+    them; the others (pruned) are dropped after one call. They are not counted in `max_bytes`:
+    they are what that call's decoding held."""
 
     KEY_TOKENS = 16
 
@@ -287,15 +330,27 @@ class PromptCache:
         self.max_bytes, self.bytes = max_bytes, 0
         self.entries: OrderedDict[tuple[int, ...], EncodedPrompt] = OrderedDict()
         self.groups: dict[tuple[int, ...], set[tuple[int, ...]]] = {}
+        self.samples, self.last_samples = CallSamples(), CallSamples()  # this call's, the last call's
 
-    def longest_prefix(self, ids: list[int], touch: bool = True) -> tuple[int, EncodedPrompt | None]:
-        """(tokens shared, entry) of the cached prompt sharing the most leading tokens with `ids`;
-        `touch`: count it as used (the least recently used go first)."""
+    def start_call(self) -> None:
+        self.last_samples, self.samples = self.samples, CallSamples()
+
+    def end_call(self) -> None:
+        self.last_samples = CallSamples()
+
+    def longest_prefix(self, ids: list[int], touch: bool = True
+                       ) -> tuple[int, EncodedPrompt | SampledContinuation | None]:
+        """(tokens shared, entry) of the cached prompt or last call's sample sharing the most
+        leading tokens with `ids`; `touch`: count a prompt as used (the least recently used go
+        first)."""
         best, found = 0, None
         for key in self.groups.get(tuple(ids[:self.KEY_TOKENS]), ()):
             common = common_length(ids, key)
             if common > best:
                 best, found = common, key
+        shared, sample = self.last_samples.longest_prefix(ids)
+        if shared > best:
+            return shared, sample
         if found is None:
             return 0, None
         if touch:
@@ -330,6 +385,7 @@ class PromptCache:
         self.entries.clear()
         self.groups.clear()
         self.bytes = 0
+        self.samples, self.last_samples = CallSamples(), CallSamples()
 
 
 def common_length(a, b) -> int:

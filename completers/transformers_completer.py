@@ -42,8 +42,8 @@ import torch
 from transformers import DynamicCache
 
 from completers.base import Completer, Completion, SamplingParams, per_prompt
-from completers.shared_prefix import (EncodedPrompt, PromptCache, RepeatedPrefixCache, SharedPrefixCache,
-                                      common_length, use_shared_prefix_attention)
+from completers.shared_prefix import (EncodedPrompt, PromptCache, RepeatedPrefixCache, SampledContinuation,
+                                      SharedPrefixCache, common_length, use_shared_prefix_attention)
 from completers.text import PromptBuilder, cut_at_stop, normalize_stop, prompt_builder
 from prm.errors import PromptTooLongError
 
@@ -159,11 +159,18 @@ class TransformersCompleter(Completer):
         jobs = self._jobs(prompts, params, seeds, ns)
         stops = self.stop + normalize_stop(stop)
         results: list[list[Completion]] = [[] for _ in prompts]
-        with torch.inference_mode():
-            for chunk in self._chunks(_merge_same_prompts(jobs)):
-                for job, completions in zip(chunk, self._sample_chunk(chunk, params, stops)):
-                    for index, count in job.parts:
-                        results[index], completions = completions[:count], completions[count:]
+        kept = self.prompt_cache
+        if kept is not None:
+            kept.start_call()
+        try:
+            with torch.inference_mode():
+                for chunk in self._chunks(_merge_same_prompts(jobs)):
+                    for job, completions in zip(chunk, self._sample_chunk(chunk, params, stops)):
+                        for index, count in job.parts:
+                            results[index], completions = completions[:count], completions[count:]
+        finally:
+            if kept is not None:
+                kept.end_call()
         return results
 
     def reference_complete_prompts(self, prompts: list[str], params: SamplingParams,
@@ -263,9 +270,10 @@ class TransformersCompleter(Completer):
                     if common > shared:
                         shared, source = common, other.kv
                 if self.prompt_cache is not None:
+                    # an encoded prompt, or a sample of the last call (a search's kept prefix + its step)
                     common, entry = self.prompt_cache.longest_prefix(job.ids)
-                    if entry is not None and common == len(job.ids) == len(entry.ids):  # encoded before
-                        job.kv, job.logits = entry.kv, entry.logits
+                    if isinstance(entry, EncodedPrompt) and common == len(job.ids) == len(entry.ids):
+                        job.kv, job.logits = entry.kv, entry.logits  # encoded before
                         self._count(prompt_tokens=len(job.ids))
                         continue
                     if common > shared:
@@ -331,6 +339,7 @@ class TransformersCompleter(Completer):
         longest = max(job.max_new_tokens for job in chunk)
         # room for 64 new tokens to start with; a layer doubles it when it runs out
         cache = cache_class([job.kv for job in chunk], row_prompt, room=min(longest, 64))
+        prompt_kv = {id(job): job.kv for job in chunk}  # (for the samples kept for the next call)
         for job in chunk:
             job.kv = None  # the chunk's cache holds them now
         positions = torch.tensor([len(job.ids) for job, _ in rows], device=self.device)
@@ -360,6 +369,8 @@ class TransformersCompleter(Completer):
             if not still:
                 break
             if 4 * (len(batch) - len(still)) >= len(batch):  # a quarter finished: drop them
+                self._keep_samples(cache, [(p, batch[p]) for p, ok in enumerate(alive) if not ok], rows,
+                                   generated, prompt_kv)
                 keep = torch.tensor(still, device=self.device)
                 cache.select_rows(keep)
                 positions, tokens = positions[keep], tokens[keep]
@@ -372,11 +383,28 @@ class TransformersCompleter(Completer):
             self._count(decode_tokens=len(batch), lm_head_rows=len(batch), forward_calls=1,
                         attention_pairs=cache.attended_pairs())
 
+        self._keep_samples(cache, list(enumerate(batch)), rows, generated, prompt_kv)
         self._count(generated_tokens=sum(c.tokens for c in results))
         grouped: dict[int, list[Completion]] = {}
         for (job, _), completion in zip(rows, results):
             grouped.setdefault(job.index, []).append(completion)
         return [grouped[job.index] for job in chunk]
+
+    def _keep_samples(self, cache, leaving: list[tuple[int, int]], rows, generated, prompt_kv) -> None:
+        """Keep the samples of rows leaving the batch ((position in the batch, row)) for the next
+        call, with the keys and values decoding computed for their tokens (not for the last one,
+        which was never fed back)."""
+        if self.prompt_cache is None or not isinstance(cache, SharedPrefixCache):
+            return
+        for position, row in leaving:
+            fed = len(generated[row]) - 1
+            if fed < 1:
+                continue
+            job = rows[row][0]
+            own = [(layer.generated.keys[position:position + 1, :, :fed].clone(),
+                    layer.generated.values[position:position + 1, :, :fed].clone()) for layer in cache.layers]
+            self.prompt_cache.samples.add(SampledContinuation(tuple(job.ids) + tuple(generated[row][:fed]), prompt_kv[id(job)],
+                                                  own))
 
     def _count(self, **amounts: int) -> None:
         for key, amount in amounts.items():

@@ -57,8 +57,9 @@ def test_search_from_the_cache_equals_search_rescoring_whole_prefixes(setup, str
 
 def test_search_with_the_completers_prompt_cache_equals_search_without_and_encodes_each_prefix_once(setup):
     """Same search with no prompt cache, a cache too small for a depth's prompts (entries
-    evicted all the time) and a roomy one; the roomy one reads each kept prefix once and keeps
-    one entry per beam (an extended prefix's entry is dropped)."""
+    evicted all the time) and a roomy one; with the cache a kept prefix is encoded once and
+    extended by the step sampled for it (its keys and values kept from the decoding), and an
+    extended prefix's entry is dropped."""
     from completers.transformers_completer import TransformersCompleter
 
     _, model, problems = setup
@@ -78,5 +79,6 @@ def test_search_with_the_completers_prompt_cache_equals_search_without_and_encod
             assert a.final_answer == b.final_answer and a.step_texts == b.step_texts and a.scores == b.scores
             assert [n["step"] for n in a.meta["search"]["tree"]] == [n["step"] for n in b.meta["search"]["tree"]]
     assert cached_work["prompt_tokens"] == plain_work["prompt_tokens"]
-    assert cached_work["prefill_tokens"] < plain_work["prefill_tokens"] / 2  # kept prefixes are not re-read
-    assert runs[1][1]["prefill_tokens"] > cached_work["prefill_tokens"]  # the small cache lost some
+    # neither the kept prefixes nor the steps just sampled for them are read again (~1/10 here):
+    # about the delimiter after each step is left to encode
+    assert cached_work["prefill_tokens"] < plain_work["prefill_tokens"] / 5
