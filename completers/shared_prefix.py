@@ -51,6 +51,16 @@ class RoomyLayer(DynamicLayer):
         self.length, self.dtype, self.device, self.is_initialized = length, keys.dtype, keys.device, True
         self._expose()
 
+    @classmethod
+    def filled(cls, keys: torch.Tensor, values: torch.Tensor, length: int) -> RoomyLayer:
+        """A layer over these buffers, the first `length` positions filled (no copy)."""
+        layer = cls.__new__(cls)
+        DynamicLayer.__init__(layer)
+        layer._keys, layer._values = keys, values
+        layer.length, layer.dtype, layer.device, layer.is_initialized = length, keys.dtype, keys.device, True
+        layer._expose()
+        return layer
+
     def _expose(self) -> None:
         self.keys, self.values = self._keys[:, :, :self.length], self._values[:, :, :self.length]
 

@@ -42,8 +42,9 @@ import torch
 from transformers import DynamicCache
 
 from completers.base import Completer, Completion, SamplingParams, per_prompt
-from completers.shared_prefix import (EncodedPrompt, PromptCache, RepeatedPrefixCache, SampledContinuation,
-                                      SharedPrefixCache, common_length, use_shared_prefix_attention)
+from completers.shared_prefix import (EncodedPrompt, PromptCache, RepeatedPrefixCache, RoomyLayer,
+                                      SampledContinuation, SharedPrefixCache, common_length,
+                                      use_shared_prefix_attention)
 from completers.text import PromptBuilder, cut_at_stop, normalize_stop, prompt_builder
 from prm.errors import PromptTooLongError
 
@@ -277,7 +278,7 @@ class TransformersCompleter(Completer):
                         self._count(prompt_tokens=len(job.ids))
                         continue
                     if common > shared:
-                        shared, source = common, entry.kv
+                        shared, source = common, entry
                 # encode at least the last token, for its logits
                 plans.append((job, min(shared, len(job.ids) - 1), source))
             for group in _padding_groups(plans):
@@ -287,26 +288,30 @@ class TransformersCompleter(Completer):
             for job in order:
                 self.prompt_cache.add(EncodedPrompt(tuple(job.ids), job.kv, job.logits))
 
-    def _encode_together(self, plans: list[tuple[_Job, int, list | None]]) -> None:
-        """One forward pass for several jobs, each (job, tokens shared, the KV cache they come
-        from): the shared keys/values left-padded to the longest, the new tokens right-padded,
+    def _encode_together(self, plans: list[tuple[_Job, int, object]]) -> None:
+        """One forward pass for several jobs, each (job, tokens shared, where they come from: a
+        job's cache, an `EncodedPrompt` or a `SampledContinuation`): the shared keys/values left-padded to the longest, the new tokens right-padded,
         an attention mask over both; each job's cache and logits are cut out of the result."""
         past = max(shared for _, shared, _ in plans)
         width = max(len(job.ids) - shared for job, shared, _ in plans)
         rows = len(plans)
         cache = DynamicCache()
         template = next((source for _, shared, source in plans if shared), None)
-        if template is not None:
-            layers = []
-            for layer, (k, v) in enumerate(template):
-                keys = k.new_zeros(rows, k.shape[1], past, k.shape[3])
-                values = v.new_zeros(rows, v.shape[1], past, v.shape[3])
+        if template is not None:  # with room for the new tokens: the forward pass writes them in place
+            cache.layers = []
+            for layer, (k, v) in enumerate(_layers(template)):
+                keys = k.new_zeros(rows, k.shape[1], past + width, k.shape[3])
+                values = v.new_zeros(rows, v.shape[1], past + width, v.shape[3])
                 for row, (_, shared, source) in enumerate(plans):
-                    if shared:
-                        keys[row, :, past - shared:] = source[layer][0][0, :, :shared]
-                        values[row, :, past - shared:] = source[layer][1][0, :, :shared]
-                layers.append((keys, values))
-            cache = DynamicCache(ddp_cache_data=layers)
+                    at = past - shared
+                    for part_keys, part_values in _segments(source, layer):
+                        n = min(part_keys.shape[2], past - at)
+                        if n <= 0:
+                            break
+                        keys[row, :, at:at + n] = part_keys[0, :, :n]
+                        values[row, :, at:at + n] = part_values[0, :, :n]
+                        at += n
+                cache.layers.append(RoomyLayer.filled(keys, values, past))
         tails = [job.ids[shared:] for job, shared, _ in plans]
         tokens = torch.tensor([tail + tail[-1:] * (width - len(tail)) for tail in tails], device=self.device)
         positions = torch.tensor([[shared + i for i in range(width)] for _, shared, _ in plans], device=self.device)
@@ -436,6 +441,23 @@ class _Job:
     def __post_init__(self):
         if self.parts is None:
             self.parts = [(self.index, len(self.rngs))]
+
+
+def _segments(source, layer: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The keys/values ([1, heads, tokens, dim]) of one layer of an encoded prefix, in order: a
+    job's cache, an `EncodedPrompt`, or a `SampledContinuation` (its prompt's, then its own)."""
+    if isinstance(source, SampledContinuation):
+        return [source.prompt_kv[layer], source.generated_kv[layer]]
+    if isinstance(source, EncodedPrompt):
+        return [source.kv[layer]]
+    return [source[layer]]
+
+
+def _layers(source) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first keys/values of each layer of `source` (for their shapes)."""
+    if isinstance(source, SampledContinuation):
+        return source.prompt_kv
+    return source.kv if isinstance(source, EncodedPrompt) else source
 
 
 # A job waits for a longer job of its chunk (a later forward pass) only to save this many tokens
