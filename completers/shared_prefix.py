@@ -292,13 +292,15 @@ class EncodedPrompt:
 @dataclass
 class SampledContinuation:
     """A sample of the completer's last call: its prompt's keys and values and those its
-    decoding computed for its tokens (all but the last sampled one, never fed back), so that a
-    prompt extending it (a search's kept prefix plus the step just sampled) encodes only what
-    follows."""
+    decoding computed for its tokens (all, with the logits after them, when its last token was
+    fed back before the row left the batch; else all but the last), so that a prompt extending
+    it (a search's kept prefix plus the step just sampled) encodes only what follows, or
+    nothing."""
 
     ids: tuple[int, ...]  # the prompt's tokens, then the sampled ones with keys and values
     prompt_kv: list[tuple[torch.Tensor, torch.Tensor]]  # [1, heads, prompt tokens, dim]
     generated_kv: list[tuple[torch.Tensor, torch.Tensor]]  # [1, heads, sampled tokens, dim]
+    logits: torch.Tensor | None = None  # of the token after `ids`, when decoding computed it
 
     @property
     def kv(self) -> list[tuple[torch.Tensor, torch.Tensor]]:

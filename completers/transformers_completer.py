@@ -273,8 +273,9 @@ class TransformersCompleter(Completer):
                 if self.prompt_cache is not None:
                     # an encoded prompt, or a sample of the last call (a search's kept prefix + its step)
                     common, entry = self.prompt_cache.longest_prefix(job.ids)
-                    if isinstance(entry, EncodedPrompt) and common == len(job.ids) == len(entry.ids):
-                        job.kv, job.logits = entry.kv, entry.logits  # encoded before
+                    exact = entry is not None and common == len(job.ids) == len(entry.ids)
+                    if exact and entry.logits is not None:  # encoded before, or sampled with its logits
+                        job.kv, job.logits = entry.kv, entry.logits
                         self._count(prompt_tokens=len(job.ids))
                         continue
                     if common > shared:
@@ -290,8 +291,9 @@ class TransformersCompleter(Completer):
 
     def _encode_together(self, plans: list[tuple[_Job, int, object]]) -> None:
         """One forward pass for several jobs, each (job, tokens shared, where they come from: a
-        job's cache, an `EncodedPrompt` or a `SampledContinuation`): the shared keys/values left-padded to the longest, the new tokens right-padded,
-        an attention mask over both; each job's cache and logits are cut out of the result."""
+        job's cache, an `EncodedPrompt` or a `SampledContinuation`): the shared keys/values
+        left-padded to the longest, the new tokens right-padded, an attention mask over both;
+        each job's cache and logits are cut out of the result."""
         past = max(shared for _, shared, _ in plans)
         width = max(len(job.ids) - shared for job, shared, _ in plans)
         rows = len(plans)
@@ -354,6 +356,10 @@ class TransformersCompleter(Completer):
         alive = [True] * len(batch)  # finished rows stay in the batch (ignored) until compaction
         generated: list[list[int]] = [[] for _ in rows]
         results: list[Completion | None] = [None] * len(rows)
+        # Samples kept for the next call: a row that has just finished is fed its last token once
+        # more (not dropped before that), so its keys/values and the logits after it are known.
+        keeping = self.prompt_cache is not None and isinstance(cache, SharedPrefixCache)
+        after: dict[int, torch.Tensor] = {}  # row -> the logits after its last token
         tokens = torch.zeros(len(batch), dtype=torch.long, device=self.device)
         for _ in range(longest):
             live = [p for p, ok in enumerate(alive) if ok]
@@ -373,43 +379,49 @@ class TransformersCompleter(Completer):
             still = [p for p, ok in enumerate(alive) if ok]
             if not still:
                 break
-            if 4 * (len(batch) - len(still)) >= len(batch):  # a quarter finished: drop them
-                self._keep_samples(cache, [(p, batch[p]) for p, ok in enumerate(alive) if not ok], rows,
-                                   generated, prompt_kv)
-                keep = torch.tensor(still, device=self.device)
+            just_finished = {p for p in live if not alive[p]} if keeping else set()
+            gone = [p for p, ok in enumerate(alive) if not ok and p not in just_finished]
+            if 4 * len(gone) >= len(batch):  # a quarter finished: drop them
+                self._keep_samples(cache, [(p, batch[p]) for p in gone], rows, generated, prompt_kv, after)
+                stay = [p for p in range(len(batch)) if alive[p] or p in just_finished]
+                keep = torch.tensor(stay, device=self.device)
                 cache.select_rows(keep)
                 positions, tokens = positions[keep], tokens[keep]
-                batch, alive = [batch[p] for p in still], [True] * len(still)
+                batch, alive = [batch[p] for p in stay], [alive[p] for p in stay]
+                just_finished = {i for i, p in enumerate(stay) if p in just_finished}
             out = self.model(input_ids=tokens[:, None], position_ids=positions[:, None], past_key_values=cache,
                              use_cache=True, **cache.forward_kwargs())
             logits, positions = out.logits[:, -1], positions + 1
+            for p in just_finished:
+                after[batch[p]] = logits[p].clone()
             if self.max_length:  # finished rows waiting for compaction must not run off the positions
                 positions = positions.clamp_(max=self.max_length - 1)
             self._count(decode_tokens=len(batch), lm_head_rows=len(batch), forward_calls=1,
                         attention_pairs=cache.attended_pairs())
 
-        self._keep_samples(cache, list(enumerate(batch)), rows, generated, prompt_kv)
+        self._keep_samples(cache, list(enumerate(batch)), rows, generated, prompt_kv, after)
         self._count(generated_tokens=sum(c.tokens for c in results))
         grouped: dict[int, list[Completion]] = {}
         for (job, _), completion in zip(rows, results):
             grouped.setdefault(job.index, []).append(completion)
         return [grouped[job.index] for job in chunk]
 
-    def _keep_samples(self, cache, leaving: list[tuple[int, int]], rows, generated, prompt_kv) -> None:
+    def _keep_samples(self, cache, leaving: list[tuple[int, int]], rows, generated, prompt_kv, after) -> None:
         """Keep the samples of rows leaving the batch ((position in the batch, row)) for the next
-        call, with the keys and values decoding computed for their tokens (not for the last one,
-        which was never fed back)."""
+        call, with the keys and values decoding computed for their tokens: all of them and the
+        logits after the last when the row was fed its last token (`after`), else all but the
+        last."""
         if self.prompt_cache is None or not isinstance(cache, SharedPrefixCache):
             return
         for position, row in leaving:
-            fed = len(generated[row]) - 1
+            fed = len(generated[row]) - (0 if row in after else 1)
             if fed < 1:
                 continue
             job = rows[row][0]
             own = [(layer.generated.keys[position:position + 1, :, :fed].clone(),
                     layer.generated.values[position:position + 1, :, :fed].clone()) for layer in cache.layers]
-            self.prompt_cache.samples.add(SampledContinuation(tuple(job.ids) + tuple(generated[row][:fed]), prompt_kv[id(job)],
-                                                  own))
+            self.prompt_cache.samples.add(SampledContinuation(tuple(job.ids) + tuple(generated[row][:fed]),
+                                                              prompt_kv[id(job)], own, after.get(row)))
 
     def _count(self, **amounts: int) -> None:
         for key, amount in amounts.items():
