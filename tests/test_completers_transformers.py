@@ -137,6 +137,32 @@ def test_an_encoded_prompt_is_dropped_once_a_longer_one_extends_it_and_still_ser
     assert small.bytes == 0 and not small.entries  # larger than the whole cache: not kept
 
 
+def test_a_prompt_extending_a_sample_of_the_last_call_by_its_step_delimiter_is_not_encoded_again(tiny_dir):
+    """A search's next depth: the kept prefix plus a step just sampled (stopped at the delimiter)
+    reuses the keys, values and logits its decoding computed; the samples are kept for one call
+    only (a search's pruned steps are not kept), and the samples equal those of no cache."""
+    completer = TransformersCompleter(tiny_dir)
+    fresh = TransformersCompleter(tiny_dir, prompt_cache_mb=0)
+    prompt = completer.prompt_for(PROBLEM, STEPS[:1])
+    params = SamplingParams(n=32, max_new_tokens=40, seed=3)
+    stop = [completer.step_delimiter]
+    first = completer.complete_prompts([prompt], params, stop=stop)[0]
+    steps = list(dict.fromkeys(c.text for c in first if c.finish_reason == "stop" and c.text.strip() == c.text != ""))
+    following = [completer.prompt_for(PROBLEM, STEPS[:1] + [step]) for step in steps]
+    assert len(following) >= 6
+    completer.counters.update({k: 0 for k in completer.counters})
+    assert completer.complete_prompts(following[:-1], params, stop=stop) == \
+        fresh.complete_prompts(following[:-1], params, stop=stop)
+    # nothing to encode; a step that ended with an end-of-sequence token (<eos>, '!') instead
+    # of the delimiter leaves the delimiter, one token (this model samples them twice as often)
+    assert completer.counters["prefill_tokens"] <= len(following) - 1 - (len(following) - 1) // 4
+    completer.counters.update({k: 0 for k in completer.counters})
+    assert completer.complete_prompts(following[-1:], params, stop=stop) == \
+        fresh.complete_prompts(following[-1:], params, stop=stop)
+    # the first call's samples are gone: only the encoded prompt (a step shorter) is left
+    assert completer.counters["prefill_tokens"] == len(completer.encode(following[-1])) - len(completer.encode(prompt))
+
+
 def test_a_prompt_asked_twice_is_encoded_once_and_each_request_keeps_its_own_samples(completer):
     prompt = trace_prompts(completer)[1]
     params = SamplingParams(n=2, max_new_tokens=16, seed=0)
