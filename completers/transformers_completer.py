@@ -6,14 +6,18 @@ num_return_sequences=N)` encodes each prompt N times, keeps N copies of its KV c
 decodes each prefix on its own. This module has its own small sampling loop over the model's
 forward pass and KV cache instead:
 
-1. Prefill: prompts are sorted so the prefixes of one trace sit together. The longest is
-   encoded once; every shorter prompt reuses a slice of that KV cache for the tokens it
-   shares and encodes only the rest (at least its last token, whose logits it needs).
-   Encoded prompts are also kept for later calls (`PromptCache`, `prompt_cache_mb`): a
-   search's kept prefix is encoded once and extended by one step at each depth, not re-read.
+1. Prefill: every prompt reuses the longest prefix already encoded (the longest prompt of
+   a trace is encoded first and its shorter prefixes take a slice of its KV cache) and
+   encodes only the rest (at least its last token, whose logits it needs); the rests of all
+   prompts go through a few padded forward passes together, not one pass per prompt.
+   Encoded prompts are kept for later calls (`PromptCache`, `prompt_cache_mb`), and so are
+   the last call's samples with the keys and values their decoding computed: a search's
+   kept prefix plus the step just sampled for it (and the delimiter) is not read again.
 2. Decoding: the N samples of all prompts in a chunk (up to `batch_size` sequences) are
    decoded together, one forward pass per new token; finished sequences leave the batch
-   (in groups: once a quarter of it has finished, as each removal copies the cache).
+   (in groups: once a quarter of it has finished, as each removal copies the cache; with
+   the prompt cache, only after their last token has been fed once more, for its keys,
+   values and the logits after it).
    Each prompt's KV cache is kept ONCE, not copied N times: a small attention function
    (`shared_prefix_attention` in `completers.shared_prefix`, registered with transformers'
    AttentionInterface) attends the N queries of a prompt to its one cached prompt and each
@@ -83,7 +87,8 @@ class TransformersCompleter(Completer):
         when the model's attention allows it; False = repeat the cache N times (simple path).
     prompt_cache_mb: encoded prompts kept from one call to the next (`PromptCache`, least
         recently used dropped beyond this size), so that a prompt extending one encoded before
-        (a search's kept prefix plus its new step) encodes only its new tokens; 0 = off.
+        (a search's kept prefix plus its new step) encodes only its new tokens; 0 = off. The
+        last call's samples are kept too (until the end of the next call, not counted here).
     """
 
     name = "transformers"
