@@ -311,7 +311,7 @@ class TransformersCompleter(Completer):
                 values = v.new_zeros(rows, v.shape[1], past + width, v.shape[3])
                 for row, (_, shared, source) in enumerate(plans):
                     at = past - shared
-                    for part_keys, part_values in _segments(source, layer):
+                    for part_keys, part_values in _segments(source, layer) if shared else ():
                         n = min(part_keys.shape[2], past - at)
                         if n <= 0:
                             break

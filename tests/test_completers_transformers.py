@@ -94,14 +94,16 @@ def test_a_prompt_extending_one_of_an_earlier_call_encodes_only_its_new_tokens_w
 
 def test_a_search_depths_prompts_are_encoded_in_a_few_passes_with_the_reference_samples(tiny_dir):
     """A search's call: prompts of two problems, each extending a prompt of the call before by
-    steps of different lengths; their new tokens go through a few padded forward passes (not
-    one per prompt), and every prompt gets the samples of the naive one-at-a-time sampler."""
+    steps of different lengths, and a new problem's; their new tokens go through a few padded
+    forward passes (not one per prompt), and every prompt gets the samples of the naive
+    one-at-a-time sampler."""
     completer = TransformersCompleter(tiny_dir)
     other = "Bob has 5 boxes of 6 pens. He gives away 7. How many pens does he keep?"
     steps = {PROBLEM: [STEPS[:1], STEPS[:1] + ["12 - 2 = 10"], STEPS[:2], STEPS[:2] + ["10"]],
              other: [["5 * 6 = 30 pens"], ["5 boxes of 6 pens make 30 pens in all"], ["5 * 6 = 30", "30 - 7 = 23"]]}
     before = [completer.prompt_for(question, []) for question in steps]
     prompts = [completer.prompt_for(question, s) for question, variants in steps.items() for s in variants]
+    prompts.append(completer.prompt_for("1 + 1?", []))  # nothing of it encoded before
     params = SamplingParams(n=1, max_new_tokens=1, seed=4)  # one token: no decoding pass after the prefill
     completer.complete_prompts(before, params)
     completer.counters.update({k: 0 for k in completer.counters})
@@ -110,7 +112,7 @@ def test_a_search_depths_prompts_are_encoded_in_a_few_passes_with_the_reference_
     assert 1 <= passes <= 3 < len(prompts)
     # only the new tokens were encoded: each prompt's problem came from the call before
     assert completer.counters["prefill_tokens"] <= sum(len(completer.encode(p)) for p in prompts) - \
-        sum(len(completer.encode(b)) for b in before) * 3
+        sum(len(completer.encode(b)) for b in before) * 3 - len(completer.encode(before[1]))
     assert one_token == completer.reference_complete_prompts(prompts, params)
     sampled = SamplingParams(n=3, temperature=0.9, max_new_tokens=20, seed=4)
     completer.prompt_cache.clear()
