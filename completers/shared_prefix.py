@@ -331,10 +331,10 @@ class PromptCache:
     recently used go first). Prompts are grouped by their first `KEY_TOKENS` tokens (the
     problem's text), so a lookup compares a prompt with its own problem's prompts only.
 
-    It also keeps the samples of the completer's last call (`SampledContinuation`), until the
-    end of the next call (`start_call`, `end_call`): a search's next prompts extend some of
-    them; the others (pruned) are dropped after one call. They are not counted in `max_bytes`:
-    they are what that call's decoding held."""
+    It also keeps the samples of the completer's last call if it had stop strings (steps,
+    `SampledContinuation`), until the end of the next call (`start_call`, `end_call`): a
+    search's next prompts extend some of them; the others (pruned) are dropped after one call.
+    They are not counted in `max_bytes`: they are what that call's decoding held."""
 
     KEY_TOKENS = 16
 

@@ -12,7 +12,8 @@ forward pass and KV cache instead:
    prompts go through a few padded forward passes together, not one pass per prompt.
    Encoded prompts are kept for later calls (`PromptCache`, `prompt_cache_mb`), and so are
    the last call's samples with the keys and values their decoding computed: a search's
-   kept prefix plus the step just sampled for it (and the delimiter) is not read again.
+   kept prefix plus the step just sampled for it (and the delimiter) is not read again
+   (samples are kept from calls with stop strings: steps, not whole rollouts).
 2. Decoding: the N samples of all prompts in a chunk (up to `batch_size` sequences) are
    decoded together, one forward pass per new token; finished sequences leave the batch
    (in groups: once a quarter of it has finished, as each removal copies the cache; with
@@ -361,9 +362,11 @@ class TransformersCompleter(Completer):
         alive = [True] * len(batch)  # finished rows stay in the batch (ignored) until compaction
         generated: list[list[int]] = [[] for _ in rows]
         results: list[Completion | None] = [None] * len(rows)
-        # Samples kept for the next call: a row that has just finished is fed its last token once
-        # more (not dropped before that), so its keys/values and the logits after it are known.
-        keeping = self.prompt_cache is not None and isinstance(cache, SharedPrefixCache)
+        # Samples kept for the next call, when they are steps (the call has stop strings: a later
+        # prompt may extend them; a whole rollout is not): a row that has just finished is fed
+        # its last token once more (not dropped before), so its keys/values and the logits after
+        # it are known.
+        keeping = self.prompt_cache is not None and isinstance(cache, SharedPrefixCache) and bool(stops)
         after: dict[int, torch.Tensor] = {}  # row -> the logits after its last token
         tokens = torch.zeros(len(batch), dtype=torch.long, device=self.device)
         for _ in range(longest):
@@ -387,7 +390,8 @@ class TransformersCompleter(Completer):
             just_finished = {p for p in live if not alive[p]} if keeping else set()
             gone = [p for p, ok in enumerate(alive) if not ok and p not in just_finished]
             if 4 * len(gone) >= len(batch):  # a quarter finished: drop them
-                self._keep_samples(cache, [(p, batch[p]) for p in gone], rows, generated, prompt_kv, after)
+                if keeping:
+                    self._keep_samples(cache, [(p, batch[p]) for p in gone], rows, generated, prompt_kv, after)
                 stay = [p for p in range(len(batch)) if alive[p] or p in just_finished]
                 keep = torch.tensor(stay, device=self.device)
                 cache.select_rows(keep)
@@ -404,7 +408,8 @@ class TransformersCompleter(Completer):
             self._count(decode_tokens=len(batch), lm_head_rows=len(batch), forward_calls=1,
                         attention_pairs=cache.attended_pairs())
 
-        self._keep_samples(cache, list(enumerate(batch)), rows, generated, prompt_kv, after)
+        if keeping:
+            self._keep_samples(cache, list(enumerate(batch)), rows, generated, prompt_kv, after)
         self._count(generated_tokens=sum(c.tokens for c in results))
         grouped: dict[int, list[Completion]] = {}
         for (job, _), completion in zip(rows, results):
@@ -416,8 +421,6 @@ class TransformersCompleter(Completer):
         call, with the keys and values decoding computed for their tokens: all of them and the
         logits after the last when the row was fed its last token (`after`), else all but the
         last."""
-        if self.prompt_cache is None or not isinstance(cache, SharedPrefixCache):
-            return
         for position, row in leaving:
             fed = len(generated[row]) - (0 if row in after else 1)
             if fed < 1:
