@@ -421,14 +421,20 @@ class TransformersCompleter(Completer):
         call, with the keys and values decoding computed for their tokens: all of them and the
         logits after the last when the row was fed its last token (`after`), else all but the
         last."""
-        for position, row in leaving:
-            fed = len(generated[row]) - (0 if row in after else 1)
-            if fed < 1:
+        fed = [len(generated[row]) - (0 if row in after else 1) for _, row in leaving]
+        if max(fed, default=0) < 1:
+            return
+        # one gather per layer for all leaving rows; each sample keeps a view of its row
+        index = torch.tensor([position for position, _ in leaving], device=self.device)
+        width = max(fed)
+        gathered = [(layer.generated.keys[index, :, :width], layer.generated.values[index, :, :width])
+                    for layer in cache.layers]
+        for i, ((_, row), count) in enumerate(zip(leaving, fed)):
+            if count < 1:
                 continue
             job = rows[row][0]
-            own = [(layer.generated.keys[position:position + 1, :, :fed].clone(),
-                    layer.generated.values[position:position + 1, :, :fed].clone()) for layer in cache.layers]
-            self.prompt_cache.samples.add(SampledContinuation(tuple(job.ids) + tuple(generated[row][:fed]),
+            own = [(keys[i:i + 1, :, :count], values[i:i + 1, :, :count]) for keys, values in gathered]
+            self.prompt_cache.samples.add(SampledContinuation(tuple(job.ids) + tuple(generated[row][:count]),
                                                               prompt_kv[id(job)], own, after.get(row)))
 
     def _count(self, **amounts: int) -> None:
