@@ -18,6 +18,9 @@ with `select_rows`.
   beyond a size in bytes), so that a prompt extending one already encoded (step-level search:
   the kept prefix plus its new step, at every depth; binary search: a longer prefix of the
   trace it probed) encodes only its new tokens, and a prompt asked again none.
+- `CallSamples` (in `PromptCache`): the last call's samples with the keys and values their decoding computed,
+  so that a search's next prompt (a kept prefix plus the step sampled for it) encodes only the
+  delimiter after that step.
 """
 
 from __future__ import annotations
@@ -47,6 +50,16 @@ class RoomyLayer(DynamicLayer):
         self._keys[:, :, :length], self._values[:, :, :length] = keys, values
         self.length, self.dtype, self.device, self.is_initialized = length, keys.dtype, keys.device, True
         self._expose()
+
+    @classmethod
+    def filled(cls, keys: torch.Tensor, values: torch.Tensor, length: int) -> RoomyLayer:
+        """A layer over these buffers, the first `length` positions filled (no copy)."""
+        layer = cls.__new__(cls)
+        DynamicLayer.__init__(layer)
+        layer._keys, layer._values = keys, values
+        layer.length, layer.dtype, layer.device, layer.is_initialized = length, keys.dtype, keys.device, True
+        layer._expose()
+        return layer
 
     def _expose(self) -> None:
         self.keys, self.values = self._keys[:, :, :self.length], self._values[:, :, :self.length]
@@ -276,10 +289,52 @@ class EncodedPrompt:
             sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.kv)
 
 
+@dataclass
+class SampledContinuation:
+    """A sample of the completer's last call: its prompt's keys and values and those its
+    decoding computed for its tokens (all, with the logits after them, when its last token was
+    fed back before the row left the batch; else all but the last), so that a prompt extending
+    it (a search's kept prefix plus the step just sampled) encodes only what follows, or
+    nothing."""
+
+    ids: tuple[int, ...]  # the prompt's tokens, then the sampled ones with keys and values
+    prompt_kv: list[tuple[torch.Tensor, torch.Tensor]]  # [1, heads, prompt tokens, dim]
+    generated_kv: list[tuple[torch.Tensor, torch.Tensor]]  # [1, heads, sampled tokens, dim]
+    logits: torch.Tensor | None = None  # of the token after `ids`, when decoding computed it
+
+    @property
+    def kv(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(torch.cat([pk, gk], dim=2), torch.cat([pv, gv], dim=2))
+                for (pk, pv), (gk, gv) in zip(self.prompt_kv, self.generated_kv)]
+
+
+class CallSamples:
+    """The `SampledContinuation`s of one call, grouped like `PromptCache` by their first tokens."""
+
+    def __init__(self):
+        self.groups: dict[tuple[int, ...], list[SampledContinuation]] = {}
+
+    def add(self, sample: SampledContinuation) -> None:
+        self.groups.setdefault(sample.ids[:PromptCache.KEY_TOKENS], []).append(sample)
+
+    def longest_prefix(self, ids: list[int]) -> tuple[int, SampledContinuation | None]:
+        best, found = 0, None
+        for sample in self.groups.get(tuple(ids[:PromptCache.KEY_TOKENS]), ()):
+            common = common_length(ids, sample.ids)
+            if common > best:
+                best, found = common, sample
+        return best, found
+
+
 class PromptCache:
     """Encoded prompts kept between calls, at most `max_bytes` of keys and values (the least
     recently used go first). Prompts are grouped by their first `KEY_TOKENS` tokens (the
-    problem's text), so a lookup compares a prompt with its own problem's prompts only."""
+    problem's text), so a lookup compares a prompt with its own problem's prompts only.
+
+    It also keeps the samples of the completer's last call if it had stop strings (steps,
+    `SampledContinuation`), until the end of the next call (`start_call`, `end_call`): a
+    search's next prompts extend some of them; the others (pruned) are dropped after one call.
+    They are not counted in `max_bytes`: they are what that call's decoding held."""
 
     KEY_TOKENS = 16
 
@@ -287,43 +342,65 @@ class PromptCache:
         self.max_bytes, self.bytes = max_bytes, 0
         self.entries: OrderedDict[tuple[int, ...], EncodedPrompt] = OrderedDict()
         self.groups: dict[tuple[int, ...], set[tuple[int, ...]]] = {}
+        self.samples, self.last_samples = CallSamples(), CallSamples()  # this call's, the last call's
 
-    def longest_prefix(self, ids: list[int]) -> tuple[int, EncodedPrompt | None]:
-        """(tokens shared, entry) of the cached prompt sharing the most leading tokens with `ids`."""
+    def start_call(self) -> None:
+        self.last_samples, self.samples = self.samples, CallSamples()
+
+    def end_call(self) -> None:
+        self.last_samples = CallSamples()
+
+    def longest_prefix(self, ids: list[int], touch: bool = True
+                       ) -> tuple[int, EncodedPrompt | SampledContinuation | None]:
+        """(tokens shared, entry) of the cached prompt or last call's sample sharing the most
+        leading tokens with `ids`; `touch`: count a prompt as used (the least recently used go
+        first)."""
         best, found = 0, None
         for key in self.groups.get(tuple(ids[:self.KEY_TOKENS]), ()):
-            common = _common_length(ids, key)
+            common = common_length(ids, key)
             if common > best:
                 best, found = common, key
+        shared, sample = self.last_samples.longest_prefix(ids)
+        if shared > best:
+            return shared, sample
         if found is None:
             return 0, None
-        self.entries.move_to_end(found)
+        if touch:
+            self.entries.move_to_end(found)
         return best, self.entries[found]
 
     def add(self, entry: EncodedPrompt) -> None:
+        """Keep `entry`. The prompts it extends are dropped: it holds their keys and values (a
+        search's kept prefix is superseded by its children, so a beam's cache is one entry)."""
         if entry.ids in self.entries:
             self.entries.move_to_end(entry.ids)
             return
         size = entry.bytes
         if size > self.max_bytes:
             return
+        group = self.groups.setdefault(entry.ids[:self.KEY_TOKENS], set())
+        for ids in [ids for ids in group if len(ids) < len(entry.ids) and entry.ids[:len(ids)] == ids]:
+            self._drop(ids)
         self.entries[entry.ids] = entry
         self.groups.setdefault(entry.ids[:self.KEY_TOKENS], set()).add(entry.ids)
         self.bytes += size
         while self.bytes > self.max_bytes:
-            ids, old = self.entries.popitem(last=False)
-            self.groups[ids[:self.KEY_TOKENS]].discard(ids)
-            if not self.groups[ids[:self.KEY_TOKENS]]:
-                del self.groups[ids[:self.KEY_TOKENS]]
-            self.bytes -= old.bytes
+            self._drop(next(iter(self.entries)))
+
+    def _drop(self, ids: tuple[int, ...]) -> None:
+        self.bytes -= self.entries.pop(ids).bytes
+        self.groups[ids[:self.KEY_TOKENS]].discard(ids)
+        if not self.groups[ids[:self.KEY_TOKENS]]:
+            del self.groups[ids[:self.KEY_TOKENS]]
 
     def clear(self) -> None:
         self.entries.clear()
         self.groups.clear()
         self.bytes = 0
+        self.samples, self.last_samples = CallSamples(), CallSamples()
 
 
-def _common_length(a, b) -> int:
+def common_length(a, b) -> int:
     """How many leading tokens two sequences share."""
     n = min(len(a), len(b))
     if list(a[:n]) == list(b[:n]):

@@ -6,14 +6,19 @@ num_return_sequences=N)` encodes each prompt N times, keeps N copies of its KV c
 decodes each prefix on its own. This module has its own small sampling loop over the model's
 forward pass and KV cache instead:
 
-1. Prefill: prompts are sorted so the prefixes of one trace sit together. The longest is
-   encoded once; every shorter prompt reuses a slice of that KV cache for the tokens it
-   shares and encodes only the rest (at least its last token, whose logits it needs).
-   Encoded prompts are also kept for later calls (`PromptCache`, `prompt_cache_mb`): a
-   search's kept prefix is encoded once and extended by one step at each depth, not re-read.
+1. Prefill: every prompt reuses the longest prefix already encoded (the longest prompt of
+   a trace is encoded first and its shorter prefixes take a slice of its KV cache) and
+   encodes only the rest (at least its last token, whose logits it needs); the rests of all
+   prompts go through a few padded forward passes together, not one pass per prompt.
+   Encoded prompts are kept for later calls (`PromptCache`, `prompt_cache_mb`), and so are
+   the last call's samples with the keys and values their decoding computed: a search's
+   kept prefix plus the step just sampled for it (and the delimiter) is not read again
+   (samples are kept from calls with stop strings: steps, not whole rollouts).
 2. Decoding: the N samples of all prompts in a chunk (up to `batch_size` sequences) are
    decoded together, one forward pass per new token; finished sequences leave the batch
-   (in groups: once a quarter of it has finished, as each removal copies the cache).
+   (in groups: once a quarter of it has finished, as each removal copies the cache; with
+   the prompt cache, only after their last token has been fed once more, for its keys,
+   values and the logits after it).
    Each prompt's KV cache is kept ONCE, not copied N times: a small attention function
    (`shared_prefix_attention` in `completers.shared_prefix`, registered with transformers'
    AttentionInterface) attends the N queries of a prompt to its one cached prompt and each
@@ -35,7 +40,6 @@ GSM8K answer line `#### x` (see `completers.text.cut_at_stop`), or at `max_new_t
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass
 
@@ -43,7 +47,8 @@ import torch
 from transformers import DynamicCache
 
 from completers.base import Completer, Completion, SamplingParams, per_prompt
-from completers.shared_prefix import (EncodedPrompt, PromptCache, RepeatedPrefixCache, SharedPrefixCache,
+from completers.shared_prefix import (EncodedPrompt, PromptCache, RepeatedPrefixCache, RoomyLayer,
+                                      SampledContinuation, SharedPrefixCache, common_length,
                                       use_shared_prefix_attention)
 from completers.text import PromptBuilder, cut_at_stop, normalize_stop, prompt_builder
 from prm.errors import PromptTooLongError
@@ -83,7 +88,8 @@ class TransformersCompleter(Completer):
         when the model's attention allows it; False = repeat the cache N times (simple path).
     prompt_cache_mb: encoded prompts kept from one call to the next (`PromptCache`, least
         recently used dropped beyond this size), so that a prompt extending one encoded before
-        (a search's kept prefix plus its new step) encodes only its new tokens; 0 = off.
+        (a search's kept prefix plus its new step) encodes only its new tokens; 0 = off. The
+        last call's samples are kept too (until the end of the next call, not counted here).
     """
 
     name = "transformers"
@@ -132,8 +138,16 @@ class TransformersCompleter(Completer):
     # -- prompts ---------------------------------------------------------------------------
 
     def encode(self, prompt: str) -> list[int]:
+        return self.encode_many([prompt])[0]
+
+    def encode_many(self, prompts: list[str]) -> list[list[int]]:
+        """The token ids of each prompt, in one tokenizer call (a search depth sends many)."""
         # A rendered chat template already holds its special tokens.
-        ids = self.tokenizer(prompt, add_special_tokens=not self.use_chat_template)["input_ids"]
+        return [self._start(ids) for ids in
+                self.tokenizer(list(prompts), add_special_tokens=not self.use_chat_template)["input_ids"]]
+
+    def _start(self, ids: list[int]) -> list[int]:
+        """An empty prompt starts from the BOS token."""
         if not ids:
             if self.tokenizer.bos_token_id is None:
                 raise ValueError("empty prompt and the tokenizer has no BOS token to start from")
@@ -152,11 +166,18 @@ class TransformersCompleter(Completer):
         jobs = self._jobs(prompts, params, seeds, ns)
         stops = self.stop + normalize_stop(stop)
         results: list[list[Completion]] = [[] for _ in prompts]
-        with torch.inference_mode():
-            for chunk in self._chunks(_merge_same_prompts(jobs)):
-                for job, completions in zip(chunk, self._sample_chunk(chunk, params, stops)):
-                    for index, count in job.parts:
-                        results[index], completions = completions[:count], completions[count:]
+        kept = self.prompt_cache
+        if kept is not None:
+            kept.start_call()
+        try:
+            with torch.inference_mode():
+                for chunk in self._chunks(_merge_same_prompts(jobs)):
+                    for job, completions in zip(chunk, self._sample_chunk(chunk, params, stops)):
+                        for index, count in job.parts:
+                            results[index], completions = completions[:count], completions[count:]
+        finally:
+            if kept is not None:
+                kept.end_call()
         return results
 
     def reference_complete_prompts(self, prompts: list[str], params: SamplingParams,
@@ -198,11 +219,12 @@ class TransformersCompleter(Completer):
 
     def _jobs(self, prompts, params, seeds, ns) -> list[_Job]:
         jobs = []
-        for i, (prompt, (seed, n)) in enumerate(zip(prompts, per_prompt(params, len(prompts), seeds, ns))):
+        encoded = self.encode_many(prompts) if prompts else []
+        for i, (prompt, ids, (seed, n)) in enumerate(zip(prompts, encoded, per_prompt(params, len(prompts), seeds,
+                                                                                         ns))):
             if seed is None:
                 seed = random.SystemRandom().getrandbits(63)
             rngs = [random.Random(f"{seed}\x00{j}\x00{prompt}") for j in range(n)]
-            ids = self.encode(prompt)
             room = self.max_length - len(ids) if self.max_length else params.max_new_tokens
             if room < 1:
                 raise PromptTooLongError(f"prompt {i} has {len(ids)} tokens; the model reads at most "
@@ -225,38 +247,101 @@ class TransformersCompleter(Completer):
         return chunks
 
     def _prefill(self, chunk: list[_Job]) -> None:
-        """Each job's KV cache and next-token logits; a job reuses the longest token prefix
+        """Each job's KV cache and next-token logits. A job reuses the longest token prefix
         already encoded (by a job of the chunk, or kept in `prompt_cache` from an earlier call)
-        and encodes only the rest."""
+        and encodes only the rest; the rests are encoded together, a few padded forward passes
+        per chunk (`_encode_together`), not one pass per prompt. A job that shares much more
+        with a longer job of the chunk than with anything encoded waits for it (the next wave):
+        the shorter prefixes of one trace encode only their last token."""
+        order = sorted(chunk, key=lambda j: -len(j.ids))
+        wave_of: dict[int, int] = {}
+        for i, job in enumerate(order):
+            known = 0 if self.prompt_cache is None else self.prompt_cache.longest_prefix(job.ids, touch=False)[0]
+            wait, common = None, 0
+            for other in order[:i]:
+                shared = common_length(job.ids, other.ids)
+                if shared > common:
+                    wait, common = other, shared
+            gain = common - known
+            if wait is not None and gain >= max(WAIT_GAIN_TOKENS, (len(job.ids) - known) // 2):
+                wave_of[id(job)] = wave_of[id(wait)] + 1
+            else:
+                wave_of[id(job)] = 0
         done: list[_Job] = []
-        for job in sorted(chunk, key=lambda j: -len(j.ids)):
-            shared, source = 0, None
-            for other in done:
-                common = len(os.path.commonprefix([job.ids, other.ids]))
-                if common > shared:
-                    shared, source = common, other.kv
-            if self.prompt_cache is not None:
-                common, entry = self.prompt_cache.longest_prefix(job.ids)
-                if entry is not None and common == len(job.ids) == len(entry.ids):  # encoded before
-                    job.kv, job.logits = entry.kv, entry.logits
-                    done.append(job)
-                    self._count(prompt_tokens=len(job.ids))
-                    continue
-                if common > shared:
-                    shared, source = common, entry.kv
-            shared = min(shared, len(job.ids) - 1)  # encode at least the last token, for its logits
-            cache = DynamicCache()
-            if shared > 0:
-                cache = DynamicCache(ddp_cache_data=[(k[:, :, :shared], v[:, :, :shared]) for k, v in source])
-            tail = torch.tensor([job.ids[shared:]], device=self.device)
-            out = self.model(input_ids=tail, past_key_values=cache, use_cache=True, logits_to_keep=1)
-            job.logits = out.logits[0, -1]
-            job.kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-            done.append(job)
-            if self.prompt_cache is not None:
+        for wave in range(max(wave_of.values()) + 1):
+            plans = []
+            for job in (j for j in order if wave_of[id(j)] == wave):
+                shared, source = 0, None
+                for other in done:
+                    common = common_length(job.ids, other.ids)
+                    if common > shared:
+                        shared, source = common, other.kv
+                if self.prompt_cache is not None:
+                    # an encoded prompt, or a sample of the last call (a search's kept prefix + its step)
+                    common, entry = self.prompt_cache.longest_prefix(job.ids)
+                    exact = entry is not None and common == len(job.ids) == len(entry.ids)
+                    if exact and entry.logits is not None:  # encoded before, or sampled with its logits
+                        job.kv, job.logits = entry.kv, entry.logits
+                        self._count(prompt_tokens=len(job.ids))
+                        continue
+                    if common > shared:
+                        shared, source = common, entry
+                # encode at least the last token, for its logits
+                plans.append((job, min(shared, len(job.ids) - 1), source))
+            for group in _padding_groups(plans):
+                self._encode_together(group)
+            done += [j for j in order if wave_of[id(j)] == wave]
+        if self.prompt_cache is not None:
+            for job in order:
                 self.prompt_cache.add(EncodedPrompt(tuple(job.ids), job.kv, job.logits))
-            self._count(prompt_tokens=len(job.ids), prefill_tokens=len(job.ids) - shared, lm_head_rows=1,
-                        forward_calls=1, attention_pairs=sum(range(shared + 1, len(job.ids) + 1)))
+
+    def _encode_together(self, plans: list[tuple[_Job, int, object]]) -> None:
+        """One forward pass for several jobs, each (job, tokens shared, where they come from: a
+        job's cache, an `EncodedPrompt` or a `SampledContinuation`): the shared keys/values
+        left-padded to the longest, the new tokens right-padded, an attention mask over both;
+        each job's cache and logits are cut out of the result."""
+        past = max(shared for _, shared, _ in plans)
+        width = max(len(job.ids) - shared for job, shared, _ in plans)
+        rows = len(plans)
+        cache = DynamicCache()
+        template = next((source for _, shared, source in plans if shared), None)
+        if template is not None:  # with room for the new tokens: the forward pass writes them in place
+            cache.layers = []
+            for layer, (k, v) in enumerate(_layers(template)):
+                keys = k.new_zeros(rows, k.shape[1], past + width, k.shape[3])
+                values = v.new_zeros(rows, v.shape[1], past + width, v.shape[3])
+                for row, (_, shared, source) in enumerate(plans):
+                    at = past - shared
+                    for part_keys, part_values in _segments(source, layer) if shared else ():
+                        n = min(part_keys.shape[2], past - at)
+                        if n <= 0:
+                            break
+                        keys[row, :, at:at + n] = part_keys[0, :, :n]
+                        values[row, :, at:at + n] = part_values[0, :, :n]
+                        at += n
+                cache.layers.append(RoomyLayer.filled(keys, values, past))
+        tails = [job.ids[shared:] for job, shared, _ in plans]
+        tokens = torch.tensor([tail + tail[-1:] * (width - len(tail)) for tail in tails], device=self.device)
+        positions = torch.tensor([[shared + i for i in range(width)] for _, shared, _ in plans], device=self.device)
+        if self.max_length:  # the padding after a tail must not run off the positions
+            positions = positions.clamp_(max=self.max_length - 1)
+        kwargs = {}
+        if rows > 1:  # (one row: no padding, no mask)
+            mask = torch.zeros(rows, past + width, dtype=torch.long, device=self.device)
+            for row, ((_, shared, _), tail) in enumerate(zip(plans, tails)):
+                mask[row, past - shared:past + len(tail)] = 1
+            kwargs["attention_mask"] = mask
+        last = sorted({len(tail) - 1 for tail in tails})
+        out = self.model(input_ids=tokens, position_ids=positions, past_key_values=cache, use_cache=True,
+                         logits_to_keep=torch.tensor(last, device=self.device), **kwargs)
+        layers = out.past_key_values.layers
+        for row, ((job, shared, _), tail) in enumerate(zip(plans, tails)):
+            job.logits = out.logits[row, last.index(len(tail) - 1)]
+            cut = slice(past - shared, past + len(tail))
+            job.kv = [(layer.keys[row:row + 1, :, cut].clone(), layer.values[row:row + 1, :, cut].clone())
+                      for layer in layers]
+            self._count(prompt_tokens=len(job.ids), prefill_tokens=len(tail))
+        self._count(lm_head_rows=rows * len(last), forward_calls=1, attention_pairs=rows * width * (past + width))
 
     def _sample_chunk(self, chunk: list[_Job], params: SamplingParams,
                       stops: tuple[str, ...]) -> list[list[Completion]]:
@@ -267,6 +352,7 @@ class TransformersCompleter(Completer):
         longest = max(job.max_new_tokens for job in chunk)
         # room for 64 new tokens to start with; a layer doubles it when it runs out
         cache = cache_class([job.kv for job in chunk], row_prompt, room=min(longest, 64))
+        prompt_kv = {id(job): job.kv for job in chunk}  # (for the samples kept for the next call)
         for job in chunk:
             job.kv = None  # the chunk's cache holds them now
         positions = torch.tensor([len(job.ids) for job, _ in rows], device=self.device)
@@ -276,6 +362,12 @@ class TransformersCompleter(Completer):
         alive = [True] * len(batch)  # finished rows stay in the batch (ignored) until compaction
         generated: list[list[int]] = [[] for _ in rows]
         results: list[Completion | None] = [None] * len(rows)
+        # Samples kept for the next call, when they are steps (the call has stop strings: a later
+        # prompt may extend them; a whole rollout is not): a row that has just finished is fed
+        # its last token once more (not dropped before), so its keys/values and the logits after
+        # it are known.
+        keeping = self.prompt_cache is not None and isinstance(cache, SharedPrefixCache) and bool(stops)
+        after: dict[int, torch.Tensor] = {}  # row -> the logits after its last token
         tokens = torch.zeros(len(batch), dtype=torch.long, device=self.device)
         for _ in range(longest):
             live = [p for p, ok in enumerate(alive) if ok]
@@ -295,24 +387,55 @@ class TransformersCompleter(Completer):
             still = [p for p, ok in enumerate(alive) if ok]
             if not still:
                 break
-            if 4 * (len(batch) - len(still)) >= len(batch):  # a quarter finished: drop them
-                keep = torch.tensor(still, device=self.device)
+            just_finished = {p for p in live if not alive[p]} if keeping else set()
+            gone = [p for p, ok in enumerate(alive) if not ok and p not in just_finished]
+            if 4 * len(gone) >= len(batch):  # a quarter finished: drop them
+                if keeping:
+                    self._keep_samples(cache, [(p, batch[p]) for p in gone], rows, generated, prompt_kv, after)
+                stay = [p for p in range(len(batch)) if alive[p] or p in just_finished]
+                keep = torch.tensor(stay, device=self.device)
                 cache.select_rows(keep)
                 positions, tokens = positions[keep], tokens[keep]
-                batch, alive = [batch[p] for p in still], [True] * len(still)
+                batch, alive = [batch[p] for p in stay], [alive[p] for p in stay]
+                just_finished = {i for i, p in enumerate(stay) if p in just_finished}
             out = self.model(input_ids=tokens[:, None], position_ids=positions[:, None], past_key_values=cache,
                              use_cache=True, **cache.forward_kwargs())
             logits, positions = out.logits[:, -1], positions + 1
+            for p in just_finished:
+                after[batch[p]] = logits[p].clone()
             if self.max_length:  # finished rows waiting for compaction must not run off the positions
                 positions = positions.clamp_(max=self.max_length - 1)
             self._count(decode_tokens=len(batch), lm_head_rows=len(batch), forward_calls=1,
                         attention_pairs=cache.attended_pairs())
 
+        if keeping:
+            self._keep_samples(cache, list(enumerate(batch)), rows, generated, prompt_kv, after)
         self._count(generated_tokens=sum(c.tokens for c in results))
         grouped: dict[int, list[Completion]] = {}
         for (job, _), completion in zip(rows, results):
             grouped.setdefault(job.index, []).append(completion)
         return [grouped[job.index] for job in chunk]
+
+    def _keep_samples(self, cache, leaving: list[tuple[int, int]], rows, generated, prompt_kv, after) -> None:
+        """Keep the samples of rows leaving the batch ((position in the batch, row)) for the next
+        call, with the keys and values decoding computed for their tokens: all of them and the
+        logits after the last when the row was fed its last token (`after`), else all but the
+        last."""
+        fed = [len(generated[row]) - (0 if row in after else 1) for _, row in leaving]
+        if max(fed, default=0) < 1:
+            return
+        # one gather per layer for all leaving rows; each sample keeps a view of its row
+        index = torch.tensor([position for position, _ in leaving], device=self.device)
+        width = max(fed)
+        gathered = [(layer.generated.keys[index, :, :width], layer.generated.values[index, :, :width])
+                    for layer in cache.layers]
+        for i, ((_, row), count) in enumerate(zip(leaving, fed)):
+            if count < 1:
+                continue
+            job = rows[row][0]
+            own = [(keys[i:i + 1, :, :count], values[i:i + 1, :, :count]) for keys, values in gathered]
+            self.prompt_cache.samples.add(SampledContinuation(tuple(job.ids) + tuple(generated[row][:count]),
+                                                              prompt_kv[id(job)], own, after.get(row)))
 
     def _count(self, **amounts: int) -> None:
         for key, amount in amounts.items():
@@ -344,6 +467,49 @@ class _Job:
     def __post_init__(self):
         if self.parts is None:
             self.parts = [(self.index, len(self.rngs))]
+
+
+def _segments(source, layer: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The keys/values ([1, heads, tokens, dim]) of one layer of an encoded prefix, in order: a
+    job's cache, an `EncodedPrompt`, or a `SampledContinuation` (its prompt's, then its own)."""
+    if isinstance(source, SampledContinuation):
+        return [source.prompt_kv[layer], source.generated_kv[layer]]
+    if isinstance(source, EncodedPrompt):
+        return [source.kv[layer]]
+    return [source[layer]]
+
+
+def _layers(source) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first keys/values of each layer of `source` (for their shapes)."""
+    if isinstance(source, SampledContinuation):
+        return source.prompt_kv
+    return source.kv if isinstance(source, EncodedPrompt) else source
+
+
+# A job waits for a longer job of its chunk (a later forward pass) only to save this many tokens
+# or more, and at least half of what it would encode now.
+WAIT_GAIN_TOKENS = 16
+# Positions (rows x (shared + new tokens)) of one batched prefill pass: bounds its memory.
+PREFILL_POSITIONS = 16384
+
+
+def _padding_groups(plans: list[tuple[_Job, int, list | None]]) -> list[list]:
+    """The (job, shared, source) plans of one wave cut into forward passes: sorted by their new
+    tokens, a group closes before padding would more than double the tokens it computes, or
+    it would hold more than `PREFILL_POSITIONS` positions."""
+    groups, current = [], []
+    for plan in sorted(plans, key=lambda p: (len(p[0].ids) - p[1], p[1])):
+        trial = current + [plan]
+        width = max(len(job.ids) - shared for job, shared, _ in trial)
+        past = max(shared for _, shared, _ in trial)
+        new = sum(len(job.ids) - shared for job, shared, _ in trial)
+        if current and (len(trial) * width > 2 * new + 64 or len(trial) * (past + width) > PREFILL_POSITIONS):
+            groups.append(current)
+            trial = [plan]
+        current = trial
+    if current:
+        groups.append(current)
+    return groups
 
 
 def _merge_same_prompts(jobs: list[_Job]) -> list[_Job]:

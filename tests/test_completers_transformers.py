@@ -92,6 +92,79 @@ def test_a_prompt_extending_one_of_an_earlier_call_encodes_only_its_new_tokens_w
     assert completer.counters["prefill_tokens"] == 0  # asked again: nothing to encode
 
 
+def test_a_search_depths_prompts_are_encoded_in_a_few_passes_with_the_reference_samples(tiny_dir):
+    """A search's call: prompts of two problems, each extending a prompt of the call before by
+    steps of different lengths, and a new problem's; their new tokens go through a few padded
+    forward passes (not one per prompt), and every prompt gets the samples of the naive
+    one-at-a-time sampler."""
+    completer = TransformersCompleter(tiny_dir)
+    other = "Bob has 5 boxes of 6 pens. He gives away 7. How many pens does he keep?"
+    steps = {PROBLEM: [STEPS[:1], STEPS[:1] + ["12 - 2 = 10"], STEPS[:2], STEPS[:2] + ["10"]],
+             other: [["5 * 6 = 30 pens"], ["5 boxes of 6 pens make 30 pens in all"], ["5 * 6 = 30", "30 - 7 = 23"]]}
+    before = [completer.prompt_for(question, []) for question in steps]
+    prompts = [completer.prompt_for(question, s) for question, variants in steps.items() for s in variants]
+    prompts.append(completer.prompt_for("1 + 1?", []))  # nothing of it encoded before
+    params = SamplingParams(n=1, max_new_tokens=1, seed=4)  # one token: no decoding pass after the prefill
+    completer.complete_prompts(before, params)
+    completer.counters.update({k: 0 for k in completer.counters})
+    one_token = completer.complete_prompts(prompts, params)
+    passes = completer.counters["forward_calls"]
+    assert 1 <= passes <= 3 < len(prompts)
+    # only the new tokens were encoded: each prompt's problem came from the call before
+    assert completer.counters["prefill_tokens"] <= sum(len(completer.encode(p)) for p in prompts) - \
+        sum(len(completer.encode(b)) for b in before) * 3 - len(completer.encode(before[1]))
+    assert one_token == completer.reference_complete_prompts(prompts, params)
+    sampled = SamplingParams(n=3, temperature=0.9, max_new_tokens=20, seed=4)
+    completer.prompt_cache.clear()
+    completer.complete_prompts(before, sampled)
+    assert completer.complete_prompts(prompts, sampled) == completer.reference_complete_prompts(prompts, sampled)
+
+
+def test_an_encoded_prompt_is_dropped_once_a_longer_one_extends_it_and_still_serves_its_tokens(completer):
+    from completers.shared_prefix import PromptCache
+
+    prompts = trace_prompts(completer)
+    params = SamplingParams(n=2, max_new_tokens=8, seed=1)
+    completer.prompt_cache.clear()
+    for prompt in prompts:  # a search's kept prefix, one step longer at each call
+        completer.complete_prompts([prompt], params)
+    kept = list(completer.prompt_cache.entries)
+    assert kept == [tuple(completer.encode(prompts[-1]))]  # one entry, holding every shorter prefix
+    completer.counters.update({k: 0 for k in completer.counters})
+    assert completer.complete_prompts(prompts[1:2], params) == \
+        TransformersCompleter(completer.path, prompt_cache_mb=0).complete_prompts(prompts[1:2], params)
+    assert completer.counters["prefill_tokens"] == 1  # only its last token, for its logits
+    small = PromptCache(max_bytes=completer.prompt_cache.bytes // 2)
+    small.add(completer.prompt_cache.entries[kept[0]])
+    assert small.bytes == 0 and not small.entries  # larger than the whole cache: not kept
+
+
+def test_a_prompt_extending_a_sample_of_the_last_call_by_its_step_delimiter_is_not_encoded_again(tiny_dir):
+    """A search's next depth: the kept prefix plus a step just sampled (stopped at the delimiter)
+    reuses the keys, values and logits its decoding computed; the samples are kept for one call
+    only (a search's pruned steps are not kept), and the samples equal those of no cache."""
+    completer = TransformersCompleter(tiny_dir)
+    fresh = TransformersCompleter(tiny_dir, prompt_cache_mb=0)
+    prompt = completer.prompt_for(PROBLEM, STEPS[:1])
+    params = SamplingParams(n=32, max_new_tokens=40, seed=3)
+    stop = [completer.step_delimiter]
+    first = completer.complete_prompts([prompt], params, stop=stop)[0]
+    steps = list(dict.fromkeys(c.text for c in first if c.finish_reason == "stop" and c.text.strip() == c.text != ""))
+    following = [completer.prompt_for(PROBLEM, STEPS[:1] + [step]) for step in steps]
+    assert len(following) >= 6
+    completer.counters.update({k: 0 for k in completer.counters})
+    assert completer.complete_prompts(following[:-1], params, stop=stop) == \
+        fresh.complete_prompts(following[:-1], params, stop=stop)
+    # nothing to encode; a step that ended with an end-of-sequence token (<eos>, '!') instead
+    # of the delimiter leaves the delimiter, one token (this model samples them twice as often)
+    assert completer.counters["prefill_tokens"] <= len(following) - 1 - (len(following) - 1) // 4
+    completer.counters.update({k: 0 for k in completer.counters})
+    assert completer.complete_prompts(following[-1:], params, stop=stop) == \
+        fresh.complete_prompts(following[-1:], params, stop=stop)
+    # the first call's samples are gone: only the encoded prompt (a step shorter) is left
+    assert completer.counters["prefill_tokens"] == len(completer.encode(following[-1])) - len(completer.encode(prompt))
+
+
 def test_a_prompt_asked_twice_is_encoded_once_and_each_request_keeps_its_own_samples(completer):
     prompt = trace_prompts(completer)[1]
     params = SamplingParams(n=2, max_new_tokens=16, seed=0)
