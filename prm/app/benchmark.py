@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     """Load (or read scored) traces, score what is missing, compute and write the metrics."""
     from prm.app.score import torch_threads
 
-    with torch_threads(args.threads):
+    with torch_threads(args.threads, args.scorer or ""):  # (a scored file: no model)
         return _run(args)
 
 
