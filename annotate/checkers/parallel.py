@@ -2,9 +2,10 @@
 
 `CheckerPool(options, limits, workers=N)` starts N processes, each holding its own checkers
 (built by name with `get_checker(name, **options[name])`). A worker is handed whole traces
-(two at a time, so that it never waits for the parent) and checks the steps of each in
-order, every checker on every step (the z3 checker builds its hypotheses incrementally
-along a trace), sending the verdicts back when the trace is done (one message a trace keeps
+(two at a time, so that it never waits for the parent; one at a time for the last few, so
+that none waits behind a long check while another worker is free) and checks the steps of
+each in order, every checker on every step (the z3 checker builds its hypotheses
+incrementally along a trace), sending the verdicts back when the trace is done (one message a trace keeps
 the parent's share of the CPUs small). `check_traces(traces)` yields `(position, trace)` as
 each trace is finished, in the order they finish, with the new verdicts in its steps (an
 older verdict of the same checker is replaced).
@@ -182,7 +183,7 @@ class CheckerPool:
                 self._pool.append(_Worker(self._context, self.options))
             while waiting or any(w.jobs for w in self._pool):
                 for worker in self._pool:
-                    while worker.ready and len(worker.jobs) < self.queue and waiting:
+                    while worker.ready and waiting and self._takes_more(worker, waiting):
                         self._hand(worker, waiting.popleft())
                 finished: list[_Job] = []
                 self._receive(finished, waiting)
@@ -193,6 +194,12 @@ class CheckerPool:
         finally:
             if not (done and self.keep_workers):
                 self.close(graceful=done)
+
+    def _takes_more(self, worker: _Worker, waiting: deque) -> bool:
+        """Whether `worker` gets another trace now: one when it has none; more, up to `queue`,
+        only while more traces wait than there are workers, so that the last few go to
+        whichever worker is free first instead of queueing behind a long check."""
+        return not worker.jobs or (len(worker.jobs) < self.queue and len(waiting) > len(self._pool))
 
     def _hand(self, worker: _Worker, job: _Job) -> None:
         if not worker.jobs:
