@@ -103,19 +103,26 @@ def test_checker_scorer_on_worker_processes_scores_as_one_process():
         CheckerScorer([CheckerScorer("sympy").checkers[0]], workers=2)
 
 
+def processbench_folder(folder, problems: int, seed: int) -> list:
+    """A ProcessBench-format folder of GSM8K traces with injected errors; its traces."""
+    from prm.formats.processbench import write_processbench
+    from helpers.reward_models import gsm8k_with_errors
+
+    folder.mkdir()
+    traces = gsm8k_with_errors(problems, seed=seed)
+    for trace in traces:
+        trace.id = f"gsm8k-{trace.id}"
+    write_processbench(folder / "gsm8k.json", traces)
+    return traces
+
+
 def test_eval_benchmark_with_checker_workers_predicts_as_one_worker(tmp_path):
     import json
 
     from prm.app.cli import main
-    from prm.formats.processbench import write_processbench
-    from helpers.reward_models import gsm8k_with_errors
 
     data = tmp_path / "pb"
-    data.mkdir()
-    traces = gsm8k_with_errors(8, seed=2)
-    for trace in traces:
-        trace.id = f"gsm8k-{trace.id}"
-    write_processbench(data / "gsm8k.json", traces)
+    traces = processbench_folder(data, 8, seed=2)
     predictions = {}
     for workers in (1, 2):
         out = tmp_path / f"out{workers}"
@@ -133,15 +140,8 @@ def test_checker_only_eval_leaves_torch_sklearn_and_sympy_out_of_the_main_proces
     import sys
     from pathlib import Path
 
-    from prm.formats.processbench import write_processbench
-    from helpers.reward_models import gsm8k_with_errors
-
     data = tmp_path / "pb"
-    data.mkdir()
-    traces = gsm8k_with_errors(3, seed=1)
-    for trace in traces:
-        trace.id = f"gsm8k-{trace.id}"
-    write_processbench(data / "gsm8k.json", traces)
+    processbench_folder(data, 3, seed=1)
     script = ("import sys\nfrom prm.app.cli import main\n"
               "if __name__ == '__main__':\n"
               f"    assert main(['eval', '--benchmark', 'processbench', '--scorer', 'checker:sympy', '--data', "
