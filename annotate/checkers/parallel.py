@@ -5,8 +5,8 @@
 (two at a time, so that it never waits for the parent; one at a time for the last few, so
 that none waits behind a long check while another worker is free) and checks the steps of
 each in order, every checker on every step (the z3 checker builds its hypotheses
-incrementally along a trace), sending the verdicts back when the trace is done (one message a trace keeps
-the parent's share of the CPUs small). `check_traces(traces)` yields `(position, trace)` as
+incrementally along a trace), sending the verdicts back when the trace is done (one message
+a trace keeps the parent's share of the CPUs small). `check_traces(traces)` yields `(position, trace)` as
 each trace is finished, in the order they finish, with the new verdicts in its steps (an
 older verdict of the same checker is replaced).
 
@@ -24,7 +24,8 @@ which is the whole point here. Workers are forked from a fork server (cheap rest
 threads inherited from the parent; it imports the checkers and warms up their parsing once,
 `annotate.checkers.warm`, and every worker inherits that), put in their own process group
 so that a Ctrl-C at the terminal reaches only the parent (z3 would otherwise catch it and
-carry on), and die with the parent. Stopping the iteration (an exception, Ctrl-C, `close()`) kills the workers at once.
+carry on), and die with the parent. Stopping the iteration (an exception, Ctrl-C, `close()`)
+kills the workers at once.
 As with any `multiprocessing` code that does not fork, a script using the pool must guard
 its top level with `if __name__ == "__main__":` (the workers import the main module).
 """

@@ -33,5 +33,5 @@ def warm_up() -> None:
 
 try:
     warm_up()
-except Exception:  # noqa: BLE001 (a failure here must not stop the fork server: the workers warm up on their own)
+except Exception:  # noqa: BLE001 (a failure must not stop the fork server; the workers then warm up alone)
     pass
