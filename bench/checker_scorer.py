@@ -18,7 +18,7 @@ error). The olympiadbench and omnimath subsets have no counterpart here.
 The ratio needs idle cores: on a machine shared with other jobs it measures the load, not
 the pool. The load average is printed before and after; re-run it on an idle machine. The
 CPU seconds of each run's processes (the main process; the fork server and workers under
-it) are printed too: they depend little on the load, and show the serial part (the main
+it) are printed too: they depend much less on the load, and show the serial part (the main
 process) and what two processes cost over one (the workers' total).
 """
 
@@ -68,8 +68,9 @@ def build_data(folder: Path, gsm8k: int, math: int, seed: int = 0) -> dict:
 
 
 def run_eval(data: Path, out: Path, workers: int) -> tuple[float, dict]:
-    """Wall seconds of one `prm eval --benchmark processbench --scorer checker:sympy` run, and
-    the CPU seconds of its processes (`ProcessCPU`)."""
+    """Wall seconds of one `prm eval --benchmark processbench --scorer checker:sympy` run, until
+    its own process exits (as a shell waits; the fork server ends a fraction of a second
+    later, on its own), and the CPU seconds of its processes (`ProcessCPU`)."""
     command = [sys.executable, "-m", "prm.app.cli", "eval", "--benchmark", "processbench", "--scorer",
                "checker:sympy", "--data", str(data), "--out", str(out), "--workers", str(workers), "--threads", "1"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
@@ -95,9 +96,10 @@ class ProcessCPU:
     """CPU seconds (user + system, from /proc) of a process and of every process under it:
     the command's main process, and the fork server and checker workers it starts. Sampled
     every 0.1 s while the command runs, so a process's last tenth of a second before it
-    ends can be missed. Unlike wall times, these hardly depend on what else the machine
-    runs: the main process's share is the serial part two workers cannot shorten, and the
-    workers' total shows what running in two processes costs (work done twice). Linux only
+    ends can be missed. They depend much less on what else the machine runs than wall times
+    do (about ±15% at load average 5 on 2 cores): the main process's share is the serial
+    part two workers cannot shorten, and the workers' total shows what two processes cost
+    over one (work done twice, and on a busy machine each slowing the other). Linux only
     ({} elsewhere)."""
 
     def __init__(self, pid: int):
