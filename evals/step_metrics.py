@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from sklearn import metrics as skm
 
 from evals.gold import DEFAULT_GOLD, gold_step_labels
 from prm.errors import RecordError
@@ -110,6 +109,8 @@ def step_metrics(traces: list[Trace], threshold: float, gold: str = DEFAULT_GOLD
                  values: str = "score") -> dict:
     """Accuracy, precision/recall/F1 of finding bad steps, AUROC, average precision, Brier
     score, calibration table and expected calibration error, at `threshold`."""
+    from sklearn import metrics as skm  # imported here: seconds that commands needing only OBJECTIVES skip
+
     scores, labels = step_pairs(traces, gold, values)
     if scores.size == 0:
         raise RecordError(f"no step has both a {values} and a gold label")
@@ -178,6 +179,8 @@ def calibration_change(traces: list[Trace], gold: str = DEFAULT_GOLD, bins: int 
                 labels.append(label)
     if not labels:
         return None
+    from sklearn import metrics as skm
+
     labels_array = np.asarray(labels, dtype=int)
 
     def measured(values: list[float]) -> dict:

@@ -171,6 +171,27 @@ def test_a_check_that_never_answers_is_stopped_and_its_worker_replaced(gsm8k_tes
     assert frozen[0] not in pool.worker_pids()
 
 
+def test_without_limits_the_pool_keeps_each_checkers_own_seconds(gsm8k_test):
+    traces = read(gsm8k_test, limit=2)
+    pool = CheckerPool({"sympy": {"seconds": 1.5}}, workers=1, grace=0.3, queue=1)  # limits from the worker
+    results = pool.check_traces(traces)
+    next(results)
+    os.kill(pool.worker_pids()[0], signal.SIGSTOP)
+    stopped = dict(results)[1].steps[0].verdict("sympy")
+    assert stopped.status == "unknown" and "time limit of 1.5 s exceeded" in stopped.evidence
+    assert pool.limits == {"sympy": 1.5} and pool.stats.timed_out == 1
+
+
+def test_the_fork_servers_warm_up_builds_the_latex_parser_without_error():
+    from annotate.checkers import claims, safe_math
+    from annotate.checkers.warm import warm_up  # (importing it warms up too: the fork server's preload)
+
+    safe_math._latex_parser.cache_clear()
+    claims._cached_claims.cache_clear()  # (else the steps' claims come from the import's run)
+    warm_up()  # raises if a warm-up step breaks (the fork server itself swallows the error)
+    assert safe_math._latex_parser.cache_info().currsize == 1
+
+
 def test_a_worker_that_dies_costs_one_check(gsm8k_test):
     traces = read(gsm8k_test, limit=2)
     pool = CheckerPool({"sympy": {}}, {"sympy": 5}, workers=1, queue=1)

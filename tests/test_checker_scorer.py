@@ -103,19 +103,26 @@ def test_checker_scorer_on_worker_processes_scores_as_one_process():
         CheckerScorer([CheckerScorer("sympy").checkers[0]], workers=2)
 
 
+def processbench_folder(folder, problems: int, seed: int) -> list:
+    """A ProcessBench-format folder of GSM8K traces with injected errors; its traces."""
+    from prm.formats.processbench import write_processbench
+    from helpers.reward_models import gsm8k_with_errors
+
+    folder.mkdir()
+    traces = gsm8k_with_errors(problems, seed=seed)
+    for trace in traces:
+        trace.id = f"gsm8k-{trace.id}"
+    write_processbench(folder / "gsm8k.json", traces)
+    return traces
+
+
 def test_eval_benchmark_with_checker_workers_predicts_as_one_worker(tmp_path):
     import json
 
     from prm.app.cli import main
-    from prm.formats.processbench import write_processbench
-    from helpers.reward_models import gsm8k_with_errors
 
     data = tmp_path / "pb"
-    data.mkdir()
-    traces = gsm8k_with_errors(8, seed=2)
-    for trace in traces:
-        trace.id = f"gsm8k-{trace.id}"
-    write_processbench(data / "gsm8k.json", traces)
+    traces = processbench_folder(data, 8, seed=2)
     predictions = {}
     for workers in (1, 2):
         out = tmp_path / f"out{workers}"
@@ -124,3 +131,27 @@ def test_eval_benchmark_with_checker_workers_predicts_as_one_worker(tmp_path):
         rows = [json.loads(line) for line in (out / "scored.jsonl").read_text().splitlines()]
         predictions[workers] = [[s["score"] for s in row["steps"]] for row in rows]
     assert predictions[1] == predictions[2] and len(predictions[1]) == len(traces)
+
+
+def test_checker_only_eval_leaves_torch_sklearn_and_sympy_out_of_the_main_process(tmp_path):
+    """Their imports are seconds of start-up that two workers cannot shorten (issue 30)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = tmp_path / "pb"
+    processbench_folder(data, 3, seed=1)
+    script = ("import sys\nfrom prm.app.cli import main\n"
+              "if __name__ == '__main__':\n"
+              f"    assert main(['eval', '--benchmark', 'processbench', '--scorer', 'checker:sympy', '--data', "
+              f"{str(data)!r}, '--out', {str(tmp_path / 'out')!r}, '--workers', '1']) == 0\n"
+              "    print(sorted(m for m in ('torch', 'sklearn', 'transformers', 'sympy', 'z3') if m in sys.modules))\n")
+    (tmp_path / "run.py").write_text(script)
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, str(tmp_path / "run.py")], capture_output=True, text=True, env=env,
+                          cwd=root, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "out" / "scored.jsonl").exists()

@@ -21,12 +21,17 @@ CHECKERS: dict[str, tuple[str, str]] = {
 }
 
 
-def get_checker(name: str, **options) -> Checker:
-    """A checker by name ("sympy", "z3", "lean"); `options` go to its constructor."""
+def known_checker(name: str) -> str:
+    """`name`, or a ValueError when no checker has it (nothing is imported)."""
     if name not in CHECKERS:
         raise ValueError(f"unknown checker {name!r}; choose from {', '.join(CHECKERS)}")
-    module, cls = CHECKERS[name]
+    return name
+
+
+def get_checker(name: str, **options) -> Checker:
+    """A checker by name ("sympy", "z3", "lean"); `options` go to its constructor."""
+    module, cls = CHECKERS[known_checker(name)]
     return getattr(importlib.import_module(module), cls)(**options)
 
 
-__all__ = ["Checker", "CHECKERS", "get_checker"]
+__all__ = ["Checker", "CHECKERS", "get_checker", "known_checker"]

@@ -2,10 +2,11 @@
 
 `CheckerPool(options, limits, workers=N)` starts N processes, each holding its own checkers
 (built by name with `get_checker(name, **options[name])`). A worker is handed whole traces
-(two at a time, so that it never waits for the parent) and checks the steps of each in
-order, every checker on every step (the z3 checker builds its hypotheses incrementally
-along a trace), sending the verdicts back when the trace is done (one message a trace keeps
-the parent's share of the CPUs small). `check_traces(traces)` yields `(position, trace)` as
+(two at a time, so that it never waits for the parent; one at a time for the last few, so
+that none waits behind a long check while another worker is free) and checks the steps of
+each in order, every checker on every step (the z3 checker builds its hypotheses
+incrementally along a trace), sending the verdicts back when the trace is done (one message
+a trace keeps the parent's share of the CPUs small). `check_traces(traces)` yields `(position, trace)` as
 each trace is finished, in the order they finish, with the new verdicts in its steps (an
 older verdict of the same checker is replaced).
 
@@ -20,9 +21,11 @@ that does not start work handed to it within the limit.
 
 Why not `concurrent.futures` or `multiprocessing.Pool`: neither can end one running task,
 which is the whole point here. Workers are forked from a fork server (cheap restarts, no
-threads inherited from the parent), put in their own process group so that a Ctrl-C at the
-terminal reaches only the parent (z3 would otherwise catch it and carry on), and die with
-the parent. Stopping the iteration (an exception, Ctrl-C, `close()`) kills the workers at once.
+threads inherited from the parent; it imports the checkers and warms up their parsing once,
+`annotate.checkers.warm`, and every worker inherits that), put in their own process group
+so that a Ctrl-C at the terminal reaches only the parent (z3 would otherwise catch it and
+carry on), and die with the parent. Stopping the iteration (an exception, Ctrl-C, `close()`)
+kills the workers at once.
 As with any `multiprocessing` code that does not fork, a script using the pool must guard
 its top level with `if __name__ == "__main__":` (the workers import the main module).
 """
@@ -42,7 +45,22 @@ from multiprocessing.connection import wait
 from prm.records import Trace, Verdict
 
 GRACE_SECONDS = 0.5  # how long past its limit a check may run before its worker is killed
-_PRELOAD = ["annotate.checkers.sympy_checker", "annotate.checkers.z3_checker"]
+UNTIMED_SECONDS = 90.0  # the limit of a checker without its own `seconds` (Lean: 60 s a proof + the REPL)
+
+
+def start_fork_server(names: Iterable[str]) -> None:
+    """Start the fork server the workers are forked from, without waiting for it. It imports
+    the modules of the checkers `names` and warms up their parsing (`annotate.checkers.warm`),
+    so a caller that calls this first and then reads its input has both done by the time the
+    first worker is asked for. (`CheckerPool` calls it too; once the server runs, a call does
+    nothing, so the first caller's checkers are the ones preloaded.)"""
+    from multiprocessing import forkserver
+
+    from annotate.checkers import CHECKERS
+
+    preload = [CHECKERS[name][0] for name in names if name in CHECKERS] + ["annotate.checkers.warm"]
+    multiprocessing.get_context("forkserver").set_forkserver_preload(preload)
+    forkserver.ensure_running()
 
 
 def default_workers() -> int:
@@ -127,25 +145,27 @@ class CheckerPool:
     """Worker processes that check traces; see the module docstring.
 
     `options`: checker name -> constructor options (in the order the verdicts are added);
-    `limits`: checker name -> seconds one check may take; `workers`: processes (default: CPUs).
+    `limits`: checker name -> seconds one check may take (default: each checker's own
+    `seconds`, which the workers report when they have built it, so that this process need
+    not build or even import the checkers); `workers`: processes (default: CPUs).
     Each worker holds up to `queue` traces, so that it never waits for the parent between two.
     `keep_workers`: the workers stay up between two `check_traces` calls (for a caller that
     checks many small batches, such as a Ray actor); `close()` stops them.
     """
 
-    def __init__(self, options: dict[str, dict], limits: dict[str, float], *,
+    def __init__(self, options: dict[str, dict], limits: dict[str, float] | None = None, *,
                  workers: int | None = None, grace: float = GRACE_SECONDS, queue: int = 2,
                  keep_workers: bool = False):
         self.names = list(options)
         self.options = options
-        self.limits = {name: float(limits[name]) for name in self.names}
+        self.limits = {name: float(limits[name]) for name in self.names} if limits is not None else {}
         self.workers = max(1, workers or default_workers())
         self.grace = grace
         self.queue = max(1, queue)
         self.keep_workers = keep_workers
         self.stats = PoolStats()
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(_PRELOAD)
+        start_fork_server(self.names)
         self._pool: list[_Worker] = []
 
     # -- the run -----------------------------------------------------------------------------
@@ -164,7 +184,7 @@ class CheckerPool:
                 self._pool.append(_Worker(self._context, self.options))
             while waiting or any(w.jobs for w in self._pool):
                 for worker in self._pool:
-                    while worker.ready and len(worker.jobs) < self.queue and waiting:
+                    while worker.ready and waiting and self._takes_more(worker, waiting):
                         self._hand(worker, waiting.popleft())
                 finished: list[_Job] = []
                 self._receive(finished, waiting)
@@ -175,6 +195,12 @@ class CheckerPool:
         finally:
             if not (done and self.keep_workers):
                 self.close(graceful=done)
+
+    def _takes_more(self, worker: _Worker, waiting: deque) -> bool:
+        """Whether `worker` gets another trace now: one when it has none; more, up to `queue`,
+        only while more traces wait than there are workers, so that the last few go to
+        whichever worker is free first instead of queueing behind a long check."""
+        return not worker.jobs or (len(worker.jobs) < self.queue and len(waiting) > len(self._pool))
 
     def _hand(self, worker: _Worker, job: _Job) -> None:
         if not worker.jobs:
@@ -203,8 +229,10 @@ class CheckerPool:
 
     def _handle(self, worker: _Worker, message, finished: list[_Job]) -> None:
         kind = message[0]
-        if kind == "ready":
+        if kind == "ready":  # ("ready", {name: the checker's own seconds or None})
             worker.ready = True
+            for name, seconds in message[1].items():
+                self.limits.setdefault(name, float(seconds or UNTIMED_SECONDS))
         elif kind == "failed":
             raise RuntimeError(f"a checker could not be started in a worker: {message[1]}")
         else:  # ("done", position, [(unit, verdict, raised), ...]): the worker's first job
@@ -318,7 +346,7 @@ def _work(conn, options: dict[str, dict], progress) -> None:
     except Exception as err:  # reported to the parent, which stops the run with it
         conn.send(("failed", f"{type(err).__name__}: {err}"))
         return
-    conn.send(("ready",))
+    conn.send(("ready", {name: getattr(checker, "seconds", None) for name, checker in zip(options, checkers)}))
     try:
         while True:
             try:

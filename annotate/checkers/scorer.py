@@ -21,8 +21,10 @@ own time limits. `checkers` is a list of `Checker` objects or checker names ("sy
 `workers=N` (checkers given by name) runs the checks on `prm check`'s worker pool
 (`annotate.checkers.parallel.CheckerPool`: N processes, each check under the checker's hard
 time limit, a check past it stopped and its step `unknown`), so scoring uses every core; the
-verdicts, and so the scores, are the same as in one process. The pool is started once and
-kept for every later call (`close()` stops it). `workers=None` (the default of
+verdicts, and so the scores, are the same as in one process. The checkers are then built in
+the workers only; the pool's fork server starts when the scorer is made (it imports and
+warms up the checkers while the caller goes on), the workers on the first call, and they
+are kept for every later call (`close()` stops them). `workers=None` (the default of
 the Python API) checks in this process, each checker keeping its own SIGALRM limit.
 """
 
@@ -31,7 +33,7 @@ from __future__ import annotations
 import logging
 import weakref
 
-from annotate.checkers import Checker, get_checker
+from annotate.checkers import Checker, get_checker, known_checker
 from prm.records import Step, Trace, Verdict
 from prm.reward.scorer import Item, StepScorer
 
@@ -41,7 +43,6 @@ REFUTED = 0.0
 VERIFIED = 1.0
 UNKNOWN = 0.5
 DEFAULT_THRESHOLD = 0.25  # between REFUTED and UNKNOWN: exactly the refuted steps are errors
-LEAN_SECONDS = 90.0  # a checker without its own `seconds` (Lean: 60 s a proof, plus starting the REPL)
 
 
 def make_checkers(checkers: list[Checker | str] | str) -> list[Checker]:
@@ -60,16 +61,30 @@ class _Checking:
 
     def __init__(self, checkers: list[Checker | str] | str, workers: int | None = None):
         names = checkers.split(",") if isinstance(checkers, str) else checkers
-        self.pool_options = {name.strip(): {} for name in names} \
+        self.pool_options = {name.strip(): {} for name in names if name.strip()} \
             if all(isinstance(name, str) for name in names) else None
         if workers is not None and self.pool_options is None:
             raise ValueError("workers need checkers given by name (each worker builds its own)")
-        self.checkers = make_checkers(checkers)
         self.workers = workers
+        if workers is None or not self.pool_options:
+            self._checkers = make_checkers(checkers)
+        else:  # built in the workers only (this process skips importing sympy and z3); the pool's
+            # fork server starts now, so that it is warm by the time the first traces come
+            for name in self.pool_options:
+                known_checker(name)
+            self._checkers = None
+            self._pool()
+
+    @property
+    def checkers(self) -> list[Checker]:
+        """The checker objects (with workers, built here only when asked for)."""
+        if self._checkers is None:
+            self._checkers = make_checkers(list(self.pool_options))
+        return self._checkers
 
     @property
     def checker_names(self) -> list[str]:
-        return [c.name for c in self.checkers]
+        return list(self.pool_options) if self.pool_options else [c.name for c in self.checkers]
 
     def verdicts(self, problem: str, steps: list[str]) -> list[list[Verdict]]:
         """For each step, every checker's verdict on it."""
@@ -124,8 +139,8 @@ class _Checking:
         if getattr(self, "_checker_pool", None) is None:
             from annotate.checkers.parallel import CheckerPool
 
-            limits = {c.name: float(getattr(c, "seconds", None) or LEAN_SECONDS) for c in self.checkers}
-            self._checker_pool = CheckerPool(self.pool_options, limits, workers=self.workers, keep_workers=True)
+            # (each checker's time limit is its own `seconds`, which the workers report)
+            self._checker_pool = CheckerPool(self.pool_options, workers=self.workers, keep_workers=True)
             weakref.finalize(self, self._checker_pool.close)
         return self._checker_pool
 

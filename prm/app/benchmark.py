@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     """Load (or read scored) traces, score what is missing, compute and write the metrics."""
     from prm.app.score import torch_threads
 
-    with torch_threads(args.threads):
+    with torch_threads(args.threads, args.scorer or ""):  # (a scored file: no model)
         return _run(args)
 
 
@@ -91,9 +91,14 @@ def _run(args: argparse.Namespace) -> int:
     else:
         if not args.scorer:
             raise RecordError("--benchmark needs --scorer SPEC (or a file of scored traces)")
+        from prm.app.ray_jobs import ray_options
         from prm.app.scorers import check_spec
 
-        check_spec(args.scorer)
+        _, checkers = check_spec(args.scorer)
+        if checkers and args.workers and ray_options(args) is None:
+            from annotate.checkers.parallel import start_fork_server
+
+            start_fork_server(checkers)  # it imports and warms up the checkers while the benchmark is read
         traces, dropped = load_benchmark(args.benchmark, args.data, subsets)
         if not traces:
             raise RecordError(f"no {args.benchmark} records found", path=args.data)

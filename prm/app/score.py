@@ -82,9 +82,15 @@ def add_scale_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def torch_threads(threads: int | None):
+def torch_threads(threads: int | None, spec: str | None = None):
     """Torch uses `threads` CPU threads (every core when not given) inside the block; the
-    previous count comes back after it (the command may run inside another program)."""
+    previous count comes back after it (the command may run inside another program). With
+    a scorer `spec` that loads no model (checker:...), torch is not even imported."""
+    from prm.app.scorers import loads_model
+
+    if spec is not None and not loads_model(spec):
+        yield
+        return
     import torch
 
     previous = torch.get_num_threads()
@@ -96,7 +102,7 @@ def torch_threads(threads: int | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    with torch_threads(args.threads):
+    with torch_threads(args.threads, args.model):
         return _run(args)
 
 

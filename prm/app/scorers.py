@@ -50,6 +50,16 @@ def parse_spec(spec: str) -> tuple[str | None, list[str]]:
     return model, checkers
 
 
+def loads_model(spec: str | None) -> bool:
+    """Whether the spec loads a model or a judge's completer (and so torch); a checker-only
+    spec does not, and its commands skip torch's seconds of import. A malformed spec counts
+    as loading one (the error comes where the spec is read)."""
+    try:
+        return bool(spec) and parse_spec(spec)[0] is not None
+    except RecordError:
+        return True
+
+
 def check_spec(spec: str) -> tuple[str | None, list[str]]:
     """`parse_spec`, refusing unknown checker names (cheap: nothing is loaded)."""
     from annotate.checkers import CHECKERS
