@@ -45,7 +45,7 @@ TRAIN_TRACES, IMPLICIT_BETA, IMPLICIT_LOSS, IMPLICIT_LR, IMPLICIT_EPOCHS = 4800,
 
 @dataclass
 class DemoConfig:
-    """Sizes and settings of the demo; the defaults take about 4 minutes on 2 CPU cores.
+    """Sizes and settings of the demo; the defaults take about 5 minutes on 2 CPU cores.
     `prm demo --help` lists the fields with their help (generated from this class)."""
 
     out: str = field(default="demo_out", metadata={"help": "folder for every output (re-running with it resumes)"})
@@ -298,9 +298,8 @@ def outcome_only(traces: list[Trace]) -> list[Trace]:
 
 def implicit_training_traces(config: DemoConfig, completer, train: list[Trace], out: Path) -> list[Trace]:
     """The training traces plus solutions of fresh world problems (`train_samples` each, the
-    problems after the test split's) up to `train_traces` traces, with their outcome labels only.
-    Sampled in chunks of problems appended to a partial file, so an interrupted demo resumes
-    at the chunk it was in."""
+    problems after the test split's) up to `train_traces` traces, with their outcome labels only
+    (sampled in resumable chunks: `sample_fresh_problems`)."""
     traces = list(train)
     extra_problems = -(-max(0, config.train_traces - len(traces)) // config.train_samples)
     if extra_problems:
