@@ -79,8 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--threads", type=int, default=1, metavar="T",
                      help="torch threads of a local model (0: torch's default, the machine's cores). Default 1: "
                           "annotation's merged calls are many small matrix products, where a second thread costs "
-                          "more than it gives on tiny-gsm (bench/annotate.py: 1.8x the tokens/s of 2 threads on 2 "
-                          "cores); raise it for larger models")
+                          "more than it gives on tiny-gsm (1.8-2x the tokens/s of 2 threads on 2 cores: "
+                          "bench/annotate.py, prm demo); raise it for larger models")
     run.add_argument("--format", choices=input_formats(), default="auto",
                         help="input layout (default: told from the fields)")
     run.add_argument("--limit", type=positive_int, default=None, metavar="N", help="only the first N input traces")
