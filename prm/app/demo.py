@@ -304,16 +304,16 @@ def implicit_training_traces(config: DemoConfig, completer, train: list[Trace], 
     extra_problems = -(-max(0, config.train_traces - len(traces)) // config.train_samples)
     if extra_problems:
         path = out / f"traces_train_implicit_{config.train_traces}.jsonl"
-        if not path.exists():
-            sample_fresh_problems(config, completer, extra_problems, path)
-        traces += read_traces(path)
+        fresh = read_traces(path) if path.exists() else sample_fresh_problems(config, completer, extra_problems, path)
+        traces += fresh
     return outcome_only(traces[:max(config.train_traces, len(train))])
 
 
-def sample_fresh_problems(config: DemoConfig, completer, count: int, path: Path, chunk: int = 200) -> None:
+def sample_fresh_problems(config: DemoConfig, completer, count: int, path: Path, chunk: int = 200) -> list[Trace]:
     """`train_samples` solutions of each of `count` world problems after the demo's splits, in
-    `path`. Each chunk of `chunk` problems has its own sampling seed and its own file in
-    `path.chunks/`, written whole (`atomic_write`), so a resumed demo samples only the missing ones."""
+    `path` (and returned). Each chunk of `chunk` problems has its own sampling seed and its own
+    file in `path.chunks/`, written whole (`atomic_write`), so a resumed demo samples only the
+    missing ones."""
     from completers.base import SamplingParams
     from completers.world import generate_problems, sample_traces
     from prm.progress import progress_bar
@@ -334,8 +334,10 @@ def sample_fresh_problems(config: DemoConfig, completer, count: int, path: Path,
                     trace.meta["split"] = "train"
                 write_traces(part, sampled)
             bar.update(1)
-    write_traces(path, [trace for part in sorted(folder.glob("*.jsonl")) for trace in read_traces(part)])
+    traces = [trace for part in sorted(folder.glob("*.jsonl")) for trace in read_traces(part)]
+    write_traces(path, traces)
     shutil.rmtree(folder)
+    return traces
 
 
 def train_implicit(config: DemoConfig, traces: list[Trace], folder: Path) -> Path:
