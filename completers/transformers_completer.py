@@ -14,7 +14,8 @@ forward pass and KV cache instead:
    the last call's samples with the keys and values their decoding computed: a search's
    kept prefix plus the step just sampled for it (and the delimiter) is not read again
    (samples are kept from calls with stop strings: steps, not whole rollouts).
-2. Decoding: the N samples of all prompts in a chunk (up to `batch_size` sequences) are
+2. Decoding: the N samples of all prompts in a chunk (up to `batch_size` sequences of
+   `FULL_LENGTH` new tokens, or proportionally more shorter ones: a search's steps) are
    decoded together, one forward pass per new token; finished sequences leave the batch
    (in groups: once a quarter of it has finished, as each removal copies the cache; with
    the prompt cache, only after their last token has been fed once more, for its keys,
@@ -56,6 +57,8 @@ from prm.errors import PromptTooLongError
 
 
 GENERATIVE_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+# The continuation length `batch_size` is counted at: a whole GSM8K-style rollout.
+FULL_LENGTH = 320
 
 
 def _require_generative(path: str, name: str) -> None:
@@ -82,7 +85,11 @@ class TransformersCompleter(Completer):
     prompt_template: the prompt without a chat template (see `completers.text.prompt_builder`).
     dtype: torch dtype or its name ("float32", "bfloat16"); None = float32 on CPU, the
         checkpoint's dtype on CUDA.
-    batch_size: how many sequences are decoded together (at least one prompt's N).
+    batch_size: how many sequences of `FULL_LENGTH` (320) new tokens are decoded together (at
+        least one prompt's N). A call that asks for fewer tokens per sequence decodes
+        proportionally more sequences at once (16 x 40-token steps for every 320-token rollout):
+        the decoding cache's memory grows with sequences x tokens, and every forward pass costs
+        a fixed overhead, so short calls gain most from wide batches.
     stop_at_answer_line: end a continuation after a GSM8K `#### x` line.
     shared_attention: None = keep one KV cache per prompt and use `shared_prefix_attention`
         when the model's attention allows it; False = repeat the cache N times (simple path).
@@ -234,14 +241,16 @@ class TransformersCompleter(Completer):
 
     def _chunks(self, jobs: list[_Job]) -> list[list[_Job]]:
         """Jobs sorted by token ids (so prefixes of one trace are neighbours), cut into chunks
-        of at most `batch_size` sequences (a chunk always holds at least one job)."""
-        chunks, current, rows = [], [], 0
+        of at most `batch_size` x `FULL_LENGTH` sequence tokens, each sequence counted at its
+        job's `max_new_tokens` up to `FULL_LENGTH` (a chunk always holds at least one job)."""
+        chunks, current, used = [], [], 0
         for job in sorted(jobs, key=lambda j: j.ids):
-            if current and rows + len(job.rngs) > self.batch_size:
+            size = len(job.rngs) * min(job.max_new_tokens, FULL_LENGTH)
+            if current and used + size > self.batch_size * FULL_LENGTH:
                 chunks.append(current)
-                current, rows = [], 0
+                current, used = [], 0
             current.append(job)
-            rows += len(job.rngs)
+            used += size
         if current:
             chunks.append(current)
         return chunks

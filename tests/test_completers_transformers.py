@@ -14,7 +14,7 @@ from completers.loading import load_completer
 from completers.text import cut_at_stop
 from completers.text import plain_prompt
 from completers.text import chat_prompt
-from completers.transformers_completer import TransformersCompleter, pick_tokens
+from completers.transformers_completer import FULL_LENGTH, TransformersCompleter, pick_tokens
 from helpers.completers import CHAT_TEMPLATE, PROBLEM, STEPS, build_char_gpt2
 
 @pytest.fixture(scope="module")
@@ -69,12 +69,31 @@ def test_same_seed_gives_same_samples_whatever_else_is_in_the_batch(completer):
     together = completer.complete_prompts(prompts, params)
     assert completer.complete_prompts(prompts, params) == together
     assert completer.complete_prompts(prompts[2:3], params)[0] == together[2]
-    small_batches = TransformersCompleter(completer.path, batch_size=3)
+    small_batches = TransformersCompleter(completer.path, batch_size=1)  # every rollout-length prompt alone
     assert small_batches.complete_prompts(prompts, params) == together
+    rollouts = SamplingParams(n=3, max_new_tokens=FULL_LENGTH, seed=7)
+    assert small_batches.complete_prompts(prompts, rollouts) == completer.complete_prompts(prompts, rollouts)
     other_seed = completer.complete_prompts(prompts, SamplingParams(n=3, max_new_tokens=16, seed=8))
     assert other_seed != together
     unseeded = SamplingParams(n=3, max_new_tokens=16, seed=None)
     assert completer.complete_prompts(prompts[:1], unseeded) != completer.complete_prompts(prompts[:1], unseeded)
+
+
+def test_short_calls_decode_more_sequences_together_than_batch_size_rollouts(completer):
+    """`batch_size` counts sequences of FULL_LENGTH new tokens: 16-token steps of 3 x 5 prompts
+    fit in one chunk of a batch_size=1 completer (20 such steps), rollouts do not."""
+    prompts = trace_prompts(completer)
+    narrow = TransformersCompleter(completer.path, batch_size=1, prompt_cache_mb=0)
+    wide = TransformersCompleter(completer.path, batch_size=128, prompt_cache_mb=0)
+    forwards = {}
+    for name, sampler in (("narrow", narrow), ("wide", wide)):
+        for length in (16, FULL_LENGTH):
+            sampler.counters.update({k: 0 for k in sampler.counters})
+            sampler.complete_prompts(prompts, SamplingParams(n=3, max_new_tokens=length, seed=3))
+            forwards[name, length] = sampler.counters["forward_calls"]
+    assert len(prompts) * 3 <= 20
+    assert forwards["narrow", 16] == forwards["wide", 16]
+    assert forwards["narrow", FULL_LENGTH] > forwards["wide", FULL_LENGTH]
 
 
 def test_a_prompt_extending_one_of_an_earlier_call_encodes_only_its_new_tokens_with_the_same_samples(completer):
