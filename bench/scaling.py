@@ -26,7 +26,8 @@ Label sources (`SOURCES`), each at its own cost:
 Recipes (`RECIPES`): `head` (the demo's: a head on frozen tiny-gsm reading its token
 log-probabilities), `lora` (LoRA r=8 with the LM features read from the adapter-free LM),
 `full` (every weight trains, no LM features); the implicit PRM has its own (`implicit`: tiny-gsm
-fine-tuned against a frozen copy of itself, the demo's beta 0.1, CE). Every recipe evaluates
+fine-tuned against a frozen copy of itself, the demo's beta 0.1, CE; `implicit-wide`: the same on
+a verifier backbone twice tiny-gsm's width, `WIDE_BACKBONE`, trained once by the bench). Every recipe evaluates
 on the validation traces each epoch and keeps the best checkpoint by step AUROC against gold
 (`load_best_model_at_end`), with early stopping, so nothing is reported from a memorised
 model. Epochs shrink as the data grows (`epochs_for`).
@@ -75,13 +76,18 @@ SOURCES = {  # name: (annotation method or None, label type the PRM learns, head
     "gold": (None, "hard", "prm"),
     "untrained": (None, "hard", "prm"),  # zero labels: the head as initialised (size 0)
 }
-RECIPES = {  # name: (RewardModelOptions changes, RewardTrainerConfig changes, base epochs at 600 traces)
-    "head": ({"lm_features": True}, {"freeze_backbone": True, "learning_rate": 5e-3}, 8.0),
-    "lora": ({"lm_features": True, "lora_r": 8, "lora_alpha": 16}, {"learning_rate": 2e-3}, 4.0),
-    "full": ({"lm_features": False}, {"learning_rate": 1e-3}, 4.0),
-    "implicit": ({"lm_features": False, "beta": 0.1, "implicit_loss": "ce"},
-                 {"learning_rate": 1e-3, "balance_classes": False}, 2.0),
+IMPLICIT = ({"lm_features": False, "beta": 0.1, "implicit_loss": "ce"}, {"learning_rate": 1e-3, "balance_classes": False})
+RECIPES = {  # name: (RewardModelOptions changes, RewardTrainerConfig changes, base epochs at 600 traces, backbone)
+    "head": ({"lm_features": True}, {"freeze_backbone": True, "learning_rate": 5e-3}, 8.0, None),
+    "lora": ({"lm_features": True, "lora_r": 8, "lora_alpha": 16}, {"learning_rate": 2e-3}, 4.0, None),
+    "full": ({"lm_features": False}, {"learning_rate": 1e-3}, 4.0, None),
+    "implicit": (*IMPLICIT, 2.0, None),
+    "implicit-wide": (*IMPLICIT, 2.0, "wide"),  # the same recipe on a verifier backbone wider than the generator
 }
+# The wider verifier backbone (Cobbe et al.'s verifiers were larger than their generator): tiny-gsm's
+# recipe (`completers.train_tiny`: same data, tokenizer, schedule and batch) at twice the width, 3.85M
+# parameters instead of 1.08M. Built by the bench into --out when missing, or given with --wide-backbone.
+WIDE_BACKBONE = {"n_embd": 256, "n_inner": 768, "steps": 2000, "batch_size": 32, "eval_problems": 100, "threads": 1}
 
 
 @dataclass
@@ -98,6 +104,7 @@ class Settings:
     model: str = "tiny-gsm"
     commit: bool = False
     quick: bool = False
+    wide_backbone: Path | None = None  # default: <out>/tiny_gsm_wide, trained when missing
 
 
 def epochs_for(recipe: str, size: int, settings: Settings) -> float:
@@ -110,12 +117,29 @@ def epochs_for(recipe: str, size: int, settings: Settings) -> float:
 
 
 def recipes_for(source: str, recipes: list[str]) -> list[str]:
-    """The recipes that apply to a source: the implicit PRM trains with its own."""
+    """The recipes that apply to a source: the implicit PRM trains with its own (on tiny-gsm, or
+    on the wider backbone when `implicit-wide` is asked for)."""
     if SOURCES[source][2] == "implicit":
-        return ["implicit"]
+        return [r for r in recipes if r.startswith("implicit")] or ["implicit"]
     if SOURCES[source][2] == "orm" or source == "untrained":
         return ["head"]
-    return [r for r in recipes if r != "implicit"]
+    return [r for r in recipes if not r.startswith("implicit")]
+
+
+def backbone_of(recipe: str, settings: Settings) -> str:
+    """The model a recipe trains from: tiny-gsm, or the wider backbone (trained here when missing)."""
+    if RECIPES[recipe][3] != "wide":
+        return settings.model
+    folder = settings.wide_backbone or settings.out / "tiny_gsm_wide"
+    if not (folder / "config.json").exists():
+        from completers.train_tiny import TrainConfig
+        from completers.train_tiny import train as train_backbone
+
+        config = TrainConfig(**{**WIDE_BACKBONE, **({"steps": 20, "eval_problems": 4} if settings.quick else {})})
+        print(f"training the wide verifier backbone into {folder} ({config.steps} steps; ~100 CPU-minutes at "
+              "full size, once)", flush=True)
+        train_backbone(config, folder)
+    return str(folder)
 
 
 # -- labels ---------------------------------------------------------------------------------------
@@ -233,7 +257,7 @@ def train(source: str, recipe: str, traces: list, val: list, folder: Path, size:
     from prm.reward.training import RewardTrainer, RewardTrainerConfig
 
     _, label_type, head = SOURCES[source]
-    model_changes, training_changes, _ = RECIPES[recipe]
+    model_changes, training_changes, _, _ = RECIPES[recipe]
     options = RewardModelOptions(head=head, label_type=label_type if head == "prm" else "hard",
                                  prompt_template=PLAIN_TEMPLATE, **model_changes)
     eval_traces = outcome_only(val) if head == "implicit" else val
@@ -251,9 +275,10 @@ def train(source: str, recipe: str, traces: list, val: list, folder: Path, size:
         settings_dict.update(metric_for_best_model="loss", greater_is_better=False)
     settings_dict.update(training_changes)
     args = RewardTrainerConfig.in_memory(str(checkpoints), **settings_dict)
+    backbone = backbone_of(recipe, settings)  # built once, outside the point's training cost
     print(f"training {source}/{recipe} on {len(traces)} traces ({args.num_train_epochs:g} epochs)", flush=True)
     with harness.Stopwatch() as watch:
-        trainer = RewardTrainer(settings.model, args, train_traces=traces or val[:1], eval_traces=eval_traces,
+        trainer = RewardTrainer(backbone, args, train_traces=traces or val[:1], eval_traces=eval_traces,
                                 model_options=options)
         if traces:  # no training traces (`untrained`): the head as initialised
             trainer.train()
@@ -262,7 +287,8 @@ def train(source: str, recipe: str, traces: list, val: list, folder: Path, size:
     trainer.model.save_pretrained(str(folder))
     shutil.rmtree(checkpoints, ignore_errors=True)
     cost = {"train_cpu_seconds": round(watch.cpu_seconds, 1), "train_seconds": round(watch.seconds, 1),
-            "epochs": args.num_train_epochs, "best_checkpoint": trainer.state.best_model_checkpoint,
+            "epochs": args.num_train_epochs, "backbone": Path(backbone).name,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
             "best_metric": trainer.state.best_metric, "eval_history": history}
     cost["best_checkpoint"] = cost["best_checkpoint"] and Path(cost["best_checkpoint"]).name
     harness.write_json(cost_path, cost)
@@ -634,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, default=PLOT)
     parser.add_argument("--report", action="store_true", help="only the table, plot and goals of what is measured")
     parser.add_argument("--commit", action="store_true", help="git-commit each point's result file when written")
+    parser.add_argument("--wide-backbone", type=Path, help="the implicit-wide recipe's backbone folder (default: "
+                        "<out>/tiny_gsm_wide, trained there when missing)")
     args = parser.parse_args(argv)
     harness.use_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -641,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("transformers").setLevel(logging.ERROR)
     machine = harness.machine(args.threads)
-    settings = Settings(out=args.out, points_dir=args.points_dir, commit=args.commit)
+    settings = Settings(out=args.out, points_dir=args.points_dir, commit=args.commit, wide_backbone=args.wide_backbone)
     sources = list(SOURCES) if args.sources == "all" else args.sources.split(",")
     recipes = args.recipes.split(",")
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -652,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         settings = Settings(out=args.out / "quick" if args.out == harness.OUT / "scaling" else args.out,
                             points_dir=args.points_dir, test_seeds=[0], test_problems=4, val_problems=3, mc_n=2,
-                            patience=1, quick=True)
+                            patience=1, quick=True, wide_backbone=args.wide_backbone)
         sizes, outcome_sizes = [4, 8], [4, 8]
         if args.points_dir == POINTS_DIR:  # a smoke run never touches the committed results
             settings.points_dir = settings.out / "points"

@@ -132,5 +132,11 @@ def test_an_interrupted_sampling_of_fresh_problems_resumes_at_its_chunk(tmp_path
     monkeypatch.setattr(completers.world, "sample_traces", lambda *a, **k: calls.append(a[1][0].id) or sample(*a, **k))
     demo.sample_fresh_problems(config, completer, 4, resumed, chunk=2)
     assert len(calls) == 1  # only the chunk the interruption lost
-    assert [t.to_dict() for t in read_traces(resumed)] == [t.to_dict() for t in read_traces(whole)]
+
+    def records(path):  # the same traces; the CPU-seconds each chunk took are measured anew
+        return [{**t.to_dict(), "meta": {k: v for k, v in t.meta.items() if k != "sample_cpu_seconds"}}
+                for t in read_traces(path)]
+
+    assert records(resumed) == records(whole)
     assert len(read_traces(whole)) == 8
+    assert all(t.meta["sample_cpu_seconds"] > 0 and t.meta["split"] == "train" for t in read_traces(whole))

@@ -311,30 +311,18 @@ def implicit_training_traces(config: DemoConfig, completer, train: list[Trace], 
 
 def sample_fresh_problems(config: DemoConfig, completer, count: int, path: Path, chunk: int = 200) -> list[Trace]:
     """`train_samples` solutions of each of `count` world problems after the demo's splits, in
-    `path` (and returned). Each chunk of `chunk` problems has its own sampling seed and its own
-    file in `path.chunks/`, written whole (`atomic_write`), so a resumed demo samples only the
-    missing ones."""
+    `path` (and returned). Sampled in chunks of `chunk` problems, each with its own seed and
+    file in `path.chunks/` (`completers.world.sample_in_chunks`), so a resumed demo samples
+    only the missing ones."""
     from completers.base import SamplingParams
-    from completers.world import generate_problems, sample_traces
-    from prm.progress import progress_bar
+    from completers.world import generate_problems, sample_in_chunks
 
     used = config.train_problems + config.val_problems + config.test_problems
     problems = generate_problems(used + count, seed=config.seed)[used:]
     folder = path.with_name(path.name + ".chunks")
-    folder.mkdir(exist_ok=True)
-    starts = range(0, count, chunk)
-    with progress_bar(total=len(starts), desc="sample", unit="chunk") as bar:
-        for start in starts:
-            part = folder / f"{start:07d}.jsonl"
-            if not part.exists():
-                params = SamplingParams(n=config.train_samples, temperature=config.temperature, max_new_tokens=320,
-                                        seed=config.seed + 7000 + start)
-                sampled = sample_traces(completer, problems[start:start + chunk], config.train_samples, params)
-                for trace in sampled:
-                    trace.meta["split"] = "train"
-                write_traces(part, sampled)
-            bar.update(1)
-    traces = [trace for part in sorted(folder.glob("*.jsonl")) for trace in read_traces(part)]
+    params = SamplingParams(n=config.train_samples, temperature=config.temperature, max_new_tokens=320)
+    traces = sample_in_chunks(completer, problems, config.train_samples, folder, params,
+                              lambda start: config.seed + 7000 + start, chunk=chunk, split="train")
     write_traces(path, traces)
     shutil.rmtree(folder)
     return traces
