@@ -51,6 +51,16 @@ def test_quick_demo_writes_a_report_with_measured_figures(quick_demo):
         assert (out / name).exists(), name
 
 
+def test_a_demo_folder_refuses_to_resume_with_other_settings_and_keeps_its_results(quick_demo, capsys):
+    out, _, _, _ = quick_demo
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert main(["demo", "--quick", "--out", str(out), "--threads", "1", "--train_traces", "64"]) == 1
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and "demo_settings.json" in message and "field 'train_traces'" in message
+    assert f"--train_traces {demo.QUICK['train_traces']}" in message
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_a_resumed_demo_recomputes_nothing_and_reports_the_figures_of_the_fresh_run(quick_demo):
     out, fresh, resumed, stamps = quick_demo
     assert {p: p.stat().st_mtime_ns for p in out.glob("*.jsonl")} == stamps

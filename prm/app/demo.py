@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from annotate.config import AnnotateConfig
+from prm.errors import RecordError
 from prm.io import atomic_write, read_traces, refuse_output_over_inputs, write_traces
 from prm.markdown import MISSING, number, percent, table_lines
 from prm.records import Trace
@@ -128,6 +129,26 @@ def run(args: argparse.Namespace) -> int:
 
 # -- the stages ---------------------------------------------------------------------------
 
+# Settings a resumed demo may change: where it writes, threads, and whether it adds the implicit PRM.
+RESUME_MAY_CHANGE = ("out", "threads", "sample_threads", "implicit")
+
+
+def check_resumable(config: DemoConfig, path: Path) -> None:
+    """A demo folder resumes only with the settings that made it (recorded in `path`): every
+    stage reuses what it finds there, so other settings would silently mix two runs."""
+    settings = {k: v for k, v in asdict(config).items() if k not in RESUME_MAY_CHANGE}
+    if path.exists():
+        made = json.loads(path.read_text())
+        changed = [k for k, v in settings.items() if made.get(k) != v]
+        if changed:
+            raise RecordError(f"this demo folder was made with {', '.join(f'--{k} {made.get(k)}' for k in changed)}"
+                              f"; run with those settings to resume, or use another --out",
+                              path=str(path), field=changed[0])
+        return
+    with atomic_write(path) as handle:
+        json.dump(settings, handle, indent=2)
+
+
 def run_demo(config: DemoConfig) -> dict:
     """Run (or resume) every stage; returns the figures written to `OUT/summary.json`."""
     import torch
@@ -136,6 +157,7 @@ def run_demo(config: DemoConfig) -> dict:
     logging.getLogger("transformers").setLevel(logging.ERROR)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    check_resumable(config, out / "demo_settings.json")
     start = time.perf_counter()
     timings: dict[str, float] = {}
 
