@@ -1,7 +1,8 @@
 """Label scaling: does a verifier improve with more labelled traces, per label source, per
 training recipe and per CPU-second of labelling? (issue 29)
 
-    python bench/scaling.py --points all                       # the full grid (hours; resumable)
+    python bench/scaling.py                                    # the full grid (hours; resumable)
+    python bench/scaling.py --points implicit:implicit-wide:9600   # one point (SOURCE:RECIPE:SIZE)
     python bench/scaling.py --sources gold --recipes head,lora,full --sizes 600,2400,9600
     python bench/scaling.py --report                           # table, plots and goals from what is measured
     python bench/scaling.py --quick                            # smoke run, tiny sizes (the test suite runs it)
@@ -62,7 +63,10 @@ from bench import _harness as harness  # noqa: E402  (also drops bench/ from sys
 POINTS_DIR = harness.RESULTS / "scaling"
 PLOT = harness.ROOT / "docs" / "images" / "label_scaling.png"
 SIZES = [600, 1200, 2400, 4800, 9600]
-OUTCOME_SIZES = SIZES + [19200, 38400]
+OUTCOME_SIZES = SIZES + [19200, 38400, 76800]  # the implicit PRM's (outcome labels are nearly free)
+# LoRA and full fine-tuning at two sizes only: each costs 1-2x the head's training and both stay far
+# below the head recipe wherever measured (gold labels, 600 to 9,600 traces: docs/reward_models.md).
+FINE_TUNE_SIZES = [600, 2400]
 TEST_SEEDS = [0, 1, 2]
 N = 8
 
@@ -382,15 +386,18 @@ def mean_of(per_seed: dict) -> dict:
 
 # -- the grid -------------------------------------------------------------------------------------
 
-def plan(sources: list[str], recipes: list[str], sizes: list[int], outcome_sizes: list[int]) -> list[tuple]:
+def plan(sources: list[str], recipes: list[str], sizes: list[int], outcome_sizes: list[int],
+         fine_tune_sizes: list[int] | None = None) -> list[tuple]:
     """(source, recipe, size) in the order to measure: the smallest sizes of every source first,
-    so a bench stopped early still has every source's start."""
+    so a bench stopped early still has every source's start. LoRA and full fine-tuning at
+    `fine_tune_sizes` only (all `sizes` when None)."""
     points = [("untrained", "head", 0)] if "untrained" in sources else []
     for size in sorted(set(sizes) | set(outcome_sizes)):
         for source in sources:
-            allowed = outcome_sizes if source in ("implicit", "orm") else sizes
+            allowed = outcome_sizes if source == "implicit" else sizes
             if size in allowed and source != "untrained":
-                points += [(source, recipe, size) for recipe in recipes_for(source, recipes)]
+                points += [(source, recipe, size) for recipe in recipes_for(source, recipes)
+                           if recipe not in ("lora", "full") or fine_tune_sizes is None or size in fine_tune_sizes]
     return points
 
 
@@ -651,9 +658,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = harness.parser(__doc__, "scaling")
     parser.add_argument("--sources", default="all", help=f"comma-separated, of {', '.join(SOURCES)}")
     parser.add_argument("--recipes", default="head,lora,full", help=f"comma-separated, of {', '.join(RECIPES)}")
-    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="training traces (step-label sources)")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
+                        help="training traces (step-label sources and the ORM; with the default, LoRA and full "
+                             f"fine-tuning at {' and '.join(map(str, FINE_TUNE_SIZES))} only)")
     parser.add_argument("--outcome-sizes", default=",".join(map(str, OUTCOME_SIZES)),
-                        help="training traces for the outcome-only sources (implicit, orm)")
+                        help="training traces for the implicit PRM (outcome labels only)")
     parser.add_argument("--points", help="exactly these points, comma-separated SOURCE:RECIPE:SIZE (in this order), "
                         "instead of the grid of --sources x --recipes x --sizes")
     parser.add_argument("--points-dir", type=Path, default=POINTS_DIR, help="one result JSON per point")
@@ -693,7 +702,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.recipes == "head,lora,full":
             recipes = ["head"]
     if not args.report:
-        points = plan(sources, recipes, sizes, outcome_sizes)
+        default_sizes = args.sizes == ",".join(map(str, SIZES)) and not args.quick
+        fine_tune = FINE_TUNE_SIZES if default_sizes else None  # sizes given: all of them
+        points = plan(sources, recipes, sizes, outcome_sizes, fine_tune)
         if args.points:
             points = [(s, r, int(n)) for s, r, n in (p.split(":") for p in args.points.split(","))]
             bad = [p for p in points if p[0] not in SOURCES or p[1] not in recipes_for(p[0], list(RECIPES))]
