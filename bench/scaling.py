@@ -34,7 +34,8 @@ on the validation traces each epoch and keeps the best checkpoint by step AUROC 
 model. Epochs shrink as the data grows (`epochs_for`).
 
 Each point (source, recipe, size) is measured on every test seed: best-of-8 of the verifier
-alone (min aggregation, no checker), step AUROC against gold, ProcessBench first-error F1 on
+alone (min aggregation, no checker: what the goals read; beside it, best-of-8 with the
+aggregation of step scores that is best on the validation traces), step AUROC against gold, ProcessBench first-error F1 on
 all traces and on the checker-blind subset, false alarms on fully correct traces at the
 first-error threshold chosen on validation; cost: rollouts, sampled tokens, CPU-seconds of
 sampling, labelling and training. Reference rows: majority vote, the perfect verifier (gold)
@@ -332,10 +333,22 @@ def step_auroc(traces: list) -> float | None:
 
 
 def metrics(val: list, test: list) -> dict:
-    """One seed's figures of a scored verifier (`bench/verifiers.py`'s `row`, plus step AUROC)."""
-    from bench.verifiers import row
+    """One seed's figures of a scored verifier (`bench/verifiers.py`'s `row`, plus step AUROC and
+    best-of-8 under each aggregation of the step scores; the goals read `best_of_8`, min)."""
+    from bench.verifiers import best_of_n, row
+    from prm.aggregate import AGGREGATIONS
 
-    return {**row(val, test), "step_auroc": step_auroc(test)}
+    return {**row(val, test), "step_auroc": step_auroc(test),
+            **{f"best_of_8_{how}": best_of_n(test, f"prm_{how}") for how in AGGREGATIONS}}
+
+
+def aggregation_on_validation(val: list) -> str:
+    """The aggregation with the best best-of-8 on the validation traces (ties: the order of
+    `prm.aggregate.AGGREGATIONS`, min first)."""
+    from bench.verifiers import best_of_n
+    from prm.aggregate import AGGREGATIONS
+
+    return max(AGGREGATIONS, key=lambda how: (best_of_n(val, f"prm_{how}"), -AGGREGATIONS.index(how)))
 
 
 def reference_rows(tests: dict) -> dict:
@@ -368,7 +381,10 @@ def measure_point(source: str, recipe: str, size: int, splits: dict, settings: S
 
         scored_val = score(val)
         per_seed = {str(seed): metrics(scored_val, score(traces_)) for seed, traces_ in tests.items()}
-    return {"source": source, "recipe": recipe, "size": size, "per_seed": per_seed,
+    chosen = aggregation_on_validation(scored_val)
+    for figures in per_seed.values():
+        figures["best_of_8_chosen"] = figures[f"best_of_8_{chosen}"]
+    return {"source": source, "recipe": recipe, "size": size, "per_seed": per_seed, "aggregation_chosen": chosen,
             "mean": mean_of(per_seed), "cost": cost, "score_cpu_seconds": round(watch.cpu_seconds, 1),
             "test": {"seeds": sorted(tests), "problems": settings.test_problems, "samples": N},
             "machine": harness.machine(1)}
@@ -470,8 +486,9 @@ def reference_means(reference: dict | None) -> dict[str, float]:
 def table_lines(points: list[dict]) -> list[str]:
     from prm.markdown import table_lines as markdown
 
-    header = ["source", "recipe", "traces", "best-of-8", "step AUROC", "first-error F1 (all)", "F1 (checker-blind)",
-              "false alarms", "rollouts", "labelling CPU-s", "train CPU-s", "best epoch"]
+    header = ["source", "recipe", "traces", "best-of-8", "aggregation chosen on validation", "step AUROC",
+              "first-error F1 (all)", "F1 (checker-blind)", "false alarms", "rollouts", "labelling CPU-s", "train CPU-s",
+              "best epoch"]
     body = []
     for (source, recipe), items in series(points).items():
         for p in items:
@@ -483,6 +500,8 @@ def table_lines(points: list[dict]) -> list[str]:
             body.append([source, recipe, f"{p['size']}" + (f" ({c['traces_trained']} kept)"
                                                           if c["traces_trained"] != p["size"] else ""),
                          f"{100 * m['best_of_8']:.1f}% [{100 * min(seeds):.0f}-{100 * max(seeds):.0f}]",
+                         f"{100 * m['best_of_8_chosen']:.1f}% ({p['aggregation_chosen']})" if "aggregation_chosen" in p
+                         else "—",
                          _num(m.get("step_auroc")), _num(m.get("first_error_f1")), _num(m.get("blind_f1")),
                          f"{100 * m['false_alarms']:.1f}%", f"{c['rollouts']:,}", f"{c['labelling_cpu_seconds']:,.0f}",
                          f"{c['train_cpu_seconds']:,.0f}", "—" if best_epoch is None else f"{best_epoch:g}"])
