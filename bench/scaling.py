@@ -146,7 +146,7 @@ def backbone_of(recipe: str, settings: Settings) -> str:
         from completers.train_tiny import train as train_backbone
 
         config = TrainConfig(**{**WIDE_BACKBONE, **({"steps": 20, "eval_problems": 4} if settings.quick else {})})
-        print(f"training the wide verifier backbone into {folder} ({config.steps} steps; ~100 CPU-minutes at "
+        print(f"training the wide verifier backbone into {folder} ({config.steps} steps; about 75 CPU-minutes at "
               "full size, once)", flush=True)
         train_backbone(config, folder)
     return str(folder)

@@ -25,7 +25,7 @@ VAL_PROBLEMS, TEST_PROBLEMS = 40, 80
 CHUNK_PROBLEMS = 100
 
 
-def sample_file(completer, folder: Path, world_seed: int, problems: int, samples: int, sampling_seed: int,
+def sample_split(completer, folder: Path, world_seed: int, problems: int, samples: int, sampling_seed: int,
                 split: str) -> list:
     """`problems` problems of `world_seed` x `samples` solutions, sampled in chunks of
     CHUNK_PROBLEMS into `folder` (`completers.world.sample_in_chunks`: only the chunks not
@@ -58,7 +58,7 @@ def load_splits(work: Path, completer_factory, pool_traces: int, test_seeds: lis
     completer = completer_factory()
 
     def cached(name, seed, problems, samples, sampling_seed, split):
-        return sample_file(completer, work / "traces" / name, seed, problems, samples, sampling_seed, split)
+        return sample_split(completer, work / "traces" / name, seed, problems, samples, sampling_seed, split)
 
     pool_problems = -(-pool_traces // SAMPLES_PER_PROBLEM)
     splits = {"val": cached("val", VAL_SEED, val_problems, EVAL_SAMPLES, 101, "val"),
