@@ -615,10 +615,11 @@ def plot(points: list[dict], reference: dict | None, path: Path) -> None:
     refs = reference_means(reference)
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     by_source: dict[str, dict[int, dict]] = {}
-    for point in points:
-        best = by_source.setdefault(point["source"], {}).get(point["size"])
+    for point in points:  # a recipe on another backbone is a line of its own
+        line = point["source"] + (" (wide backbone)" if RECIPES[point["recipe"]][3] == "wide" else "")
+        best = by_source.setdefault(line, {}).get(point["size"])
         if best is None or point["mean"]["best_of_8"] > best["mean"]["best_of_8"]:
-            by_source[point["source"]][point["size"]] = point
+            by_source[line][point["size"]] = point
     untrained = by_source.pop("untrained", {}).get(0)
     for source, sized in sorted(by_source.items()):
         items = [sized[s] for s in sorted(sized)]
