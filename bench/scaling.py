@@ -1,7 +1,8 @@
 """Label scaling: does a verifier improve with more labelled traces, per label source, per
 training recipe and per CPU-second of labelling? (issue 29)
 
-    python bench/scaling.py --points all                       # the full grid (hours; resumable)
+    python bench/scaling.py                                    # the full grid (hours; resumable)
+    python bench/scaling.py --points implicit:implicit-wide:9600   # one point (SOURCE:RECIPE:SIZE)
     python bench/scaling.py --sources gold --recipes head,lora,full --sizes 600,2400,9600
     python bench/scaling.py --report                           # table, plots and goals from what is measured
     python bench/scaling.py --quick                            # smoke run, tiny sizes (the test suite runs it)
@@ -26,13 +27,15 @@ Label sources (`SOURCES`), each at its own cost:
 Recipes (`RECIPES`): `head` (the demo's: a head on frozen tiny-gsm reading its token
 log-probabilities), `lora` (LoRA r=8 with the LM features read from the adapter-free LM),
 `full` (every weight trains, no LM features); the implicit PRM has its own (`implicit`: tiny-gsm
-fine-tuned against a frozen copy of itself, the demo's beta 0.1, CE). Every recipe evaluates
+fine-tuned against a frozen copy of itself, the demo's beta 0.1, CE; `implicit-wide`: the same on
+a verifier backbone twice tiny-gsm's width, `WIDE_BACKBONE`, trained once by the bench). Every recipe evaluates
 on the validation traces each epoch and keeps the best checkpoint by step AUROC against gold
 (`load_best_model_at_end`), with early stopping, so nothing is reported from a memorised
 model. Epochs shrink as the data grows (`epochs_for`).
 
 Each point (source, recipe, size) is measured on every test seed: best-of-8 of the verifier
-alone (min aggregation, no checker), step AUROC against gold, ProcessBench first-error F1 on
+alone (min aggregation, no checker: what the goals read; beside it, best-of-8 with the
+aggregation of step scores that is best on the validation traces), step AUROC against gold, ProcessBench first-error F1 on
 all traces and on the checker-blind subset, false alarms on fully correct traces at the
 first-error threshold chosen on validation; cost: rollouts, sampled tokens, CPU-seconds of
 sampling, labelling and training. Reference rows: majority vote, the perfect verifier (gold)
@@ -61,7 +64,10 @@ from bench import _harness as harness  # noqa: E402  (also drops bench/ from sys
 POINTS_DIR = harness.RESULTS / "scaling"
 PLOT = harness.ROOT / "docs" / "images" / "label_scaling.png"
 SIZES = [600, 1200, 2400, 4800, 9600]
-OUTCOME_SIZES = SIZES + [19200, 38400]
+OUTCOME_SIZES = SIZES + [19200, 38400, 76800]  # the implicit PRM's (outcome labels are nearly free)
+# LoRA and full fine-tuning at two sizes only: each costs 1-2x the head's training and both stay far
+# below the head recipe wherever measured (gold labels, 600 to 9,600 traces: docs/reward_models.md).
+FINE_TUNE_SIZES = [600, 2400]
 TEST_SEEDS = [0, 1, 2]
 N = 8
 
@@ -75,13 +81,23 @@ SOURCES = {  # name: (annotation method or None, label type the PRM learns, head
     "gold": (None, "hard", "prm"),
     "untrained": (None, "hard", "prm"),  # zero labels: the head as initialised (size 0)
 }
-RECIPES = {  # name: (RewardModelOptions changes, RewardTrainerConfig changes, base epochs at 600 traces)
-    "head": ({"lm_features": True}, {"freeze_backbone": True, "learning_rate": 5e-3}, 8.0),
-    "lora": ({"lm_features": True, "lora_r": 8, "lora_alpha": 16}, {"learning_rate": 2e-3}, 4.0),
-    "full": ({"lm_features": False}, {"learning_rate": 1e-3}, 4.0),
-    "implicit": ({"lm_features": False, "beta": 0.1, "implicit_loss": "ce"},
-                 {"learning_rate": 1e-3, "balance_classes": False}, 2.0),
+IMPLICIT = ({"lm_features": False, "beta": 0.1, "implicit_loss": "ce"}, {"learning_rate": 1e-3, "balance_classes": False})
+RECIPES = {  # name: (RewardModelOptions changes, RewardTrainerConfig changes, base epochs at 600 traces, backbone)
+    "head": ({"lm_features": True}, {"freeze_backbone": True, "learning_rate": 5e-3}, 8.0, None),
+    "lora": ({"lm_features": True, "lora_r": 8, "lora_alpha": 16}, {"learning_rate": 2e-3}, 4.0, None),
+    "full": ({"lm_features": False}, {"learning_rate": 1e-3}, 4.0, None),
+    "implicit": (*IMPLICIT, 2.0, None),
+    # the same recipe on a verifier backbone wider than the generator, at half the learning rate as in its
+    # pre-training (at 1e-3 the loss rose from 0.79 to 0.91 in the first quarter epoch, gradient norms 2-4)
+    "implicit-wide": (IMPLICIT[0], {**IMPLICIT[1], "learning_rate": 5e-4}, 2.0, "wide"),
 }
+# The wider verifier backbone (Cobbe et al.'s verifiers were larger than their generator): tiny-gsm's
+# recipe (`completers.train_tiny`: same data, tokenizer, schedule and batch) at twice the width, 3.85M
+# parameters instead of 1.08M, at half the learning rate (at tiny-gsm's 5e-3 it learned 2-3x slower per
+# step: loss 0.91 at step 818 where tiny-gsm had 0.21) and 2,500 steps (what fitted the session that
+# trained it). Built by the bench into --out when missing, or given with --wide-backbone.
+WIDE_BACKBONE = {"n_embd": 256, "n_inner": 768, "lr": 2.5e-3, "steps": 2500, "batch_size": 32, "eval_problems": 100,
+                 "threads": 1}
 
 
 @dataclass
@@ -98,6 +114,7 @@ class Settings:
     model: str = "tiny-gsm"
     commit: bool = False
     quick: bool = False
+    wide_backbone: Path | None = None  # default: <out>/tiny_gsm_wide, trained when missing
 
 
 def epochs_for(recipe: str, size: int, settings: Settings) -> float:
@@ -110,12 +127,29 @@ def epochs_for(recipe: str, size: int, settings: Settings) -> float:
 
 
 def recipes_for(source: str, recipes: list[str]) -> list[str]:
-    """The recipes that apply to a source: the implicit PRM trains with its own."""
+    """The recipes that apply to a source: the implicit PRM trains with its own (on tiny-gsm, or
+    on the wider backbone when `implicit-wide` is asked for)."""
     if SOURCES[source][2] == "implicit":
-        return ["implicit"]
+        return [r for r in recipes if r.startswith("implicit")] or ["implicit"]
     if SOURCES[source][2] == "orm" or source == "untrained":
         return ["head"]
-    return [r for r in recipes if r != "implicit"]
+    return [r for r in recipes if not r.startswith("implicit")]
+
+
+def backbone_of(recipe: str, settings: Settings) -> str:
+    """The model a recipe trains from: tiny-gsm, or the wider backbone (trained here when missing)."""
+    if RECIPES[recipe][3] != "wide":
+        return settings.model
+    folder = settings.wide_backbone or settings.out / "tiny_gsm_wide"
+    if not (folder / "config.json").exists():
+        from completers.train_tiny import TrainConfig
+        from completers.train_tiny import train as train_backbone
+
+        config = TrainConfig(**{**WIDE_BACKBONE, **({"steps": 20, "eval_problems": 4} if settings.quick else {})})
+        print(f"training the wide verifier backbone into {folder} ({config.steps} steps; about 75 CPU-minutes at "
+              "full size, once)", flush=True)
+        train_backbone(config, folder)
+    return str(folder)
 
 
 # -- labels ---------------------------------------------------------------------------------------
@@ -233,7 +267,7 @@ def train(source: str, recipe: str, traces: list, val: list, folder: Path, size:
     from prm.reward.training import RewardTrainer, RewardTrainerConfig
 
     _, label_type, head = SOURCES[source]
-    model_changes, training_changes, _ = RECIPES[recipe]
+    model_changes, training_changes, _, _ = RECIPES[recipe]
     options = RewardModelOptions(head=head, label_type=label_type if head == "prm" else "hard",
                                  prompt_template=PLAIN_TEMPLATE, **model_changes)
     eval_traces = outcome_only(val) if head == "implicit" else val
@@ -251,9 +285,10 @@ def train(source: str, recipe: str, traces: list, val: list, folder: Path, size:
         settings_dict.update(metric_for_best_model="loss", greater_is_better=False)
     settings_dict.update(training_changes)
     args = RewardTrainerConfig.in_memory(str(checkpoints), **settings_dict)
+    backbone = backbone_of(recipe, settings)  # built once, outside the point's training cost
     print(f"training {source}/{recipe} on {len(traces)} traces ({args.num_train_epochs:g} epochs)", flush=True)
     with harness.Stopwatch() as watch:
-        trainer = RewardTrainer(settings.model, args, train_traces=traces or val[:1], eval_traces=eval_traces,
+        trainer = RewardTrainer(backbone, args, train_traces=traces or val[:1], eval_traces=eval_traces,
                                 model_options=options)
         if traces:  # no training traces (`untrained`): the head as initialised
             trainer.train()
@@ -262,7 +297,8 @@ def train(source: str, recipe: str, traces: list, val: list, folder: Path, size:
     trainer.model.save_pretrained(str(folder))
     shutil.rmtree(checkpoints, ignore_errors=True)
     cost = {"train_cpu_seconds": round(watch.cpu_seconds, 1), "train_seconds": round(watch.seconds, 1),
-            "epochs": args.num_train_epochs, "best_checkpoint": trainer.state.best_model_checkpoint,
+            "epochs": args.num_train_epochs, "backbone": Path(backbone).name,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
             "best_metric": trainer.state.best_metric, "eval_history": history}
     cost["best_checkpoint"] = cost["best_checkpoint"] and Path(cost["best_checkpoint"]).name
     harness.write_json(cost_path, cost)
@@ -302,10 +338,22 @@ def step_auroc(traces: list) -> float | None:
 
 
 def metrics(val: list, test: list) -> dict:
-    """One seed's figures of a scored verifier (`bench/verifiers.py`'s `row`, plus step AUROC)."""
-    from bench.verifiers import row
+    """One seed's figures of a scored verifier (`bench/verifiers.py`'s `row`, plus step AUROC and
+    best-of-8 under each aggregation of the step scores; the goals read `best_of_8`, min)."""
+    from bench.verifiers import best_of_n, row
+    from prm.aggregate import AGGREGATIONS
 
-    return {**row(val, test), "step_auroc": step_auroc(test)}
+    return {**row(val, test), "step_auroc": step_auroc(test),
+            **{f"best_of_8_{how}": best_of_n(test, f"prm_{how}") for how in AGGREGATIONS}}
+
+
+def aggregation_on_validation(val: list) -> str:
+    """The aggregation with the best best-of-8 on the validation traces (ties: the order of
+    `prm.aggregate.AGGREGATIONS`, min first)."""
+    from bench.verifiers import best_of_n
+    from prm.aggregate import AGGREGATIONS
+
+    return max(AGGREGATIONS, key=lambda how: (best_of_n(val, f"prm_{how}"), -AGGREGATIONS.index(how)))
 
 
 def reference_rows(tests: dict) -> dict:
@@ -338,7 +386,10 @@ def measure_point(source: str, recipe: str, size: int, splits: dict, settings: S
 
         scored_val = score(val)
         per_seed = {str(seed): metrics(scored_val, score(traces_)) for seed, traces_ in tests.items()}
-    return {"source": source, "recipe": recipe, "size": size, "per_seed": per_seed,
+    chosen = aggregation_on_validation(scored_val)
+    for figures in per_seed.values():
+        figures["best_of_8_chosen"] = figures[f"best_of_8_{chosen}"]
+    return {"source": source, "recipe": recipe, "size": size, "per_seed": per_seed, "aggregation_chosen": chosen,
             "mean": mean_of(per_seed), "cost": cost, "score_cpu_seconds": round(watch.cpu_seconds, 1),
             "test": {"seeds": sorted(tests), "problems": settings.test_problems, "samples": N},
             "machine": harness.machine(1)}
@@ -356,15 +407,18 @@ def mean_of(per_seed: dict) -> dict:
 
 # -- the grid -------------------------------------------------------------------------------------
 
-def plan(sources: list[str], recipes: list[str], sizes: list[int], outcome_sizes: list[int]) -> list[tuple]:
+def plan(sources: list[str], recipes: list[str], sizes: list[int], outcome_sizes: list[int],
+         fine_tune_sizes: list[int] | None = None) -> list[tuple]:
     """(source, recipe, size) in the order to measure: the smallest sizes of every source first,
-    so a bench stopped early still has every source's start."""
+    so a bench stopped early still has every source's start. LoRA and full fine-tuning at
+    `fine_tune_sizes` only (all `sizes` when None)."""
     points = [("untrained", "head", 0)] if "untrained" in sources else []
     for size in sorted(set(sizes) | set(outcome_sizes)):
         for source in sources:
-            allowed = outcome_sizes if source in ("implicit", "orm") else sizes
+            allowed = outcome_sizes if source == "implicit" else sizes
             if size in allowed and source != "untrained":
-                points += [(source, recipe, size) for recipe in recipes_for(source, recipes)]
+                points += [(source, recipe, size) for recipe in recipes_for(source, recipes)
+                           if recipe not in ("lora", "full") or fine_tune_sizes is None or size in fine_tune_sizes]
     return points
 
 
@@ -437,8 +491,9 @@ def reference_means(reference: dict | None) -> dict[str, float]:
 def table_lines(points: list[dict]) -> list[str]:
     from prm.markdown import table_lines as markdown
 
-    header = ["source", "recipe", "traces", "best-of-8", "step AUROC", "first-error F1 (all)", "F1 (checker-blind)",
-              "false alarms", "rollouts", "labelling CPU-s", "train CPU-s", "best epoch"]
+    header = ["source", "recipe", "traces", "best-of-8", "aggregation chosen on validation", "step AUROC",
+              "first-error F1 (all)", "F1 (checker-blind)", "false alarms", "rollouts", "labelling CPU-s", "train CPU-s",
+              "best epoch"]
     body = []
     for (source, recipe), items in series(points).items():
         for p in items:
@@ -450,6 +505,8 @@ def table_lines(points: list[dict]) -> list[str]:
             body.append([source, recipe, f"{p['size']}" + (f" ({c['traces_trained']} kept)"
                                                           if c["traces_trained"] != p["size"] else ""),
                          f"{100 * m['best_of_8']:.1f}% [{100 * min(seeds):.0f}-{100 * max(seeds):.0f}]",
+                         f"{100 * m['best_of_8_chosen']:.1f}% ({p['aggregation_chosen']})" if "aggregation_chosen" in p
+                         else "—",
                          _num(m.get("step_auroc")), _num(m.get("first_error_f1")), _num(m.get("blind_f1")),
                          f"{100 * m['false_alarms']:.1f}%", f"{c['rollouts']:,}", f"{c['labelling_cpu_seconds']:,.0f}",
                          f"{c['train_cpu_seconds']:,.0f}", "—" if best_epoch is None else f"{best_epoch:g}"])
@@ -558,10 +615,11 @@ def plot(points: list[dict], reference: dict | None, path: Path) -> None:
     refs = reference_means(reference)
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     by_source: dict[str, dict[int, dict]] = {}
-    for point in points:
-        best = by_source.setdefault(point["source"], {}).get(point["size"])
+    for point in points:  # a recipe on another backbone is a line of its own
+        line = point["source"] + (" (wide backbone)" if RECIPES[point["recipe"]][3] == "wide" else "")
+        best = by_source.setdefault(line, {}).get(point["size"])
         if best is None or point["mean"]["best_of_8"] > best["mean"]["best_of_8"]:
-            by_source[point["source"]][point["size"]] = point
+            by_source[line][point["size"]] = point
     untrained = by_source.pop("untrained", {}).get(0)
     for source, sized in sorted(by_source.items()):
         items = [sized[s] for s in sorted(sized)]
@@ -625,15 +683,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = harness.parser(__doc__, "scaling")
     parser.add_argument("--sources", default="all", help=f"comma-separated, of {', '.join(SOURCES)}")
     parser.add_argument("--recipes", default="head,lora,full", help=f"comma-separated, of {', '.join(RECIPES)}")
-    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="training traces (step-label sources)")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
+                        help="training traces (step-label sources and the ORM; with the default, LoRA and full "
+                             f"fine-tuning at {' and '.join(map(str, FINE_TUNE_SIZES))} only)")
     parser.add_argument("--outcome-sizes", default=",".join(map(str, OUTCOME_SIZES)),
-                        help="training traces for the outcome-only sources (implicit, orm)")
+                        help="training traces for the implicit PRM (outcome labels only)")
     parser.add_argument("--points", help="exactly these points, comma-separated SOURCE:RECIPE:SIZE (in this order), "
                         "instead of the grid of --sources x --recipes x --sizes")
     parser.add_argument("--points-dir", type=Path, default=POINTS_DIR, help="one result JSON per point")
     parser.add_argument("--plot", type=Path, default=PLOT)
     parser.add_argument("--report", action="store_true", help="only the table, plot and goals of what is measured")
     parser.add_argument("--commit", action="store_true", help="git-commit each point's result file when written")
+    parser.add_argument("--wide-backbone", type=Path, help="the implicit-wide recipe's backbone folder (default: "
+                        "<out>/tiny_gsm_wide, trained there when missing)")
     args = parser.parse_args(argv)
     harness.use_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -641,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("transformers").setLevel(logging.ERROR)
     machine = harness.machine(args.threads)
-    settings = Settings(out=args.out, points_dir=args.points_dir, commit=args.commit)
+    settings = Settings(out=args.out, points_dir=args.points_dir, commit=args.commit, wide_backbone=args.wide_backbone)
     sources = list(SOURCES) if args.sources == "all" else args.sources.split(",")
     recipes = args.recipes.split(",")
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -652,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         settings = Settings(out=args.out / "quick" if args.out == harness.OUT / "scaling" else args.out,
                             points_dir=args.points_dir, test_seeds=[0], test_problems=4, val_problems=3, mc_n=2,
-                            patience=1, quick=True)
+                            patience=1, quick=True, wide_backbone=args.wide_backbone)
         sizes, outcome_sizes = [4, 8], [4, 8]
         if args.points_dir == POINTS_DIR:  # a smoke run never touches the committed results
             settings.points_dir = settings.out / "points"
@@ -665,7 +727,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.recipes == "head,lora,full":
             recipes = ["head"]
     if not args.report:
-        points = plan(sources, recipes, sizes, outcome_sizes)
+        default_sizes = args.sizes == ",".join(map(str, SIZES)) and not args.quick
+        fine_tune = FINE_TUNE_SIZES if default_sizes else None  # sizes given: all of them
+        points = plan(sources, recipes, sizes, outcome_sizes, fine_tune)
         if args.points:
             points = [(s, r, int(n)) for s, r, n in (p.split(":") for p in args.points.split(","))]
             bad = [p for p in points if p[0] not in SOURCES or p[1] not in recipes_for(p[0], list(RECIPES))]

@@ -47,6 +47,7 @@ import random
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from prm.formats.gsm8k import CALCULATOR_NOTE, parse_gsm8k_answer, split_note
@@ -522,6 +523,45 @@ def trace_from_sample(problem: WorldProblem, text: str, trace_id: str) -> Trace:
               "given_values": list(problem.given_values),
               "gold_labels": labels, "gold_first_error": first_error,
               "gold_answer_error": first_error == -1 and not reached})
+
+
+def sample_in_chunks(completer: "Completer", problems: list[WorldProblem], samples_per_problem: int,
+                     folder: Path, params: SamplingParams, seed_of_chunk: Callable[[int], int], *,
+                     chunk: int = 100, split: str | None = None, progress: bool = True) -> list[Trace]:
+    """`sample_traces` for many problems, resumable: `chunk` problems at a time, each chunk's
+    traces written whole (atomically) to `folder/<first>-<end>.jsonl` (its problems' indices)
+    once it is sampled, so an interrupted run loses at most the chunk it was in and samples
+    only the missing chunks when run again (a run over more problems reuses every whole chunk). Chunk `start`'s sampling seed is `seed_of_chunk(start)`:
+    the traces do not depend on how many sittings they took. Every trace records its
+    `meta["split"]` (when given) and `meta["sample_cpu_seconds"]`, its chunk's process
+    CPU-seconds per trace. Returns the traces of all chunks, in problem order."""
+    import time
+    from dataclasses import replace
+
+    from prm.io import read_traces, write_traces
+    from prm.progress import progress_bar
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    starts = range(0, len(problems), chunk)
+    traces: list[Trace] = []
+    with progress_bar(total=len(starts), desc=f"sample {folder.name}", unit="chunk", enabled=progress) as bar:
+        for start in starts:
+            these = problems[start:start + chunk]
+            part = folder / f"{start:07d}-{start + len(these):07d}.jsonl"
+            if not part.exists():
+                began = time.process_time()
+                sampled = sample_traces(completer, these, samples_per_problem,
+                                        replace(params, seed=seed_of_chunk(start)))
+                cpu = (time.process_time() - began) / max(1, len(sampled))
+                for trace in sampled:
+                    trace.meta["sample_cpu_seconds"] = round(cpu, 5)
+                    if split is not None:
+                        trace.meta["split"] = split
+                write_traces(part, sampled)
+            traces += read_traces(part)
+            bar.update(1)
+    return traces
 
 
 def sample_traces(completer: "Completer", problems: list[WorldProblem], samples_per_problem: int,

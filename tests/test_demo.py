@@ -51,6 +51,16 @@ def test_quick_demo_writes_a_report_with_measured_figures(quick_demo):
         assert (out / name).exists(), name
 
 
+def test_a_demo_folder_refuses_to_resume_with_other_settings_and_keeps_its_results(quick_demo, capsys):
+    out, _, _, _ = quick_demo
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert main(["demo", "--quick", "--out", str(out), "--threads", "1", "--train_traces", "64"]) == 1
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and "demo_settings.json" in message and "field 'train_traces'" in message
+    assert f"--train_traces {demo.QUICK['train_traces']}" in message
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_a_resumed_demo_recomputes_nothing_and_reports_the_figures_of_the_fresh_run(quick_demo):
     out, fresh, resumed, stamps = quick_demo
     assert {p: p.stat().st_mtime_ns for p in out.glob("*.jsonl")} == stamps
@@ -132,5 +142,11 @@ def test_an_interrupted_sampling_of_fresh_problems_resumes_at_its_chunk(tmp_path
     monkeypatch.setattr(completers.world, "sample_traces", lambda *a, **k: calls.append(a[1][0].id) or sample(*a, **k))
     demo.sample_fresh_problems(config, completer, 4, resumed, chunk=2)
     assert len(calls) == 1  # only the chunk the interruption lost
-    assert [t.to_dict() for t in read_traces(resumed)] == [t.to_dict() for t in read_traces(whole)]
+
+    def records(path):  # the same traces; the CPU-seconds each chunk took are measured anew
+        return [{**t.to_dict(), "meta": {k: v for k, v in t.meta.items() if k != "sample_cpu_seconds"}}
+                for t in read_traces(path)]
+
+    assert records(resumed) == records(whole)
     assert len(read_traces(whole)) == 8
+    assert all(t.meta["sample_cpu_seconds"] > 0 and t.meta["split"] == "train" for t in read_traces(whole))

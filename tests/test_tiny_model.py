@@ -103,6 +103,29 @@ def test_sample_traces_labels_real_tiny_model_samples():
         assert trace.meta["gold_first_error"] in range(-1, len(trace.steps))
 
 
+def test_sampling_in_chunks_reuses_every_whole_chunk_when_more_problems_are_asked(tmp_path, monkeypatch):
+    import completers.world
+    from completers.base import SamplingParams
+    from completers.transformers_completer import TransformersCompleter
+    from completers.world import sample_in_chunks
+
+    completer = TransformersCompleter("tiny-gsm")
+    problems = generate_problems(5, seed=77)
+    params = SamplingParams(max_new_tokens=60)
+    seeds = lambda start: 1000 + start  # noqa: E731
+    first = sample_in_chunks(completer, problems[:3], 2, tmp_path, params, seeds, chunk=2, split="train",
+                             progress=False)
+    sampled, sample = [], completers.world.sample_traces
+    monkeypatch.setattr(completers.world, "sample_traces",
+                        lambda c, chunk, *a, **k: sampled.append([p.id for p in chunk]) or sample(c, chunk, *a, **k))
+    more = sample_in_chunks(completer, problems, 2, tmp_path, params, seeds, chunk=2, split="train", progress=False)
+    # chunk [0, 2) was whole and is read back; [2, 3) was the end of the smaller run: [2, 4) and [4, 5) are sampled
+    assert sampled == [[p.id for p in problems[2:4]], [problems[4].id]]
+    assert [t.id for t in more] == [f"{p.id}-s{j}" for p in problems for j in range(2)]
+    assert [t.step_texts for t in more[:6]] == [t.step_texts for t in first]  # a chunk's seed, whatever its size
+    assert all(t.meta["split"] == "train" and t.meta["sample_cpu_seconds"] >= 0 for t in more)
+
+
 @pytest.mark.slow
 def test_solve_rate_at_temperature_one_is_in_the_target_band():
     result = evaluate(resolve_model("tiny-gsm"), TrainConfig(), n=200, seed=1)

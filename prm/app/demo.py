@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from annotate.config import AnnotateConfig
+from prm.errors import RecordError
 from prm.io import atomic_write, read_traces, refuse_output_over_inputs, write_traces
 from prm.markdown import MISSING, number, percent, table_lines
 from prm.records import Trace
@@ -128,6 +129,26 @@ def run(args: argparse.Namespace) -> int:
 
 # -- the stages ---------------------------------------------------------------------------
 
+# Settings a resumed demo may change: where it writes, threads, and whether it adds the implicit PRM.
+RESUME_MAY_CHANGE = ("out", "threads", "sample_threads", "implicit")
+
+
+def check_resumable(config: DemoConfig, path: Path) -> None:
+    """A demo folder resumes only with the settings that made it (recorded in `path`): every
+    stage reuses what it finds there, so other settings would silently mix two runs."""
+    settings = {k: v for k, v in asdict(config).items() if k not in RESUME_MAY_CHANGE}
+    if path.exists():
+        made = json.loads(path.read_text())
+        changed = [k for k, v in settings.items() if made.get(k) != v]
+        if changed:
+            raise RecordError(f"this demo folder was made with {', '.join(f'--{k} {made.get(k)}' for k in changed)}"
+                              f"; run with those settings to resume, or use another --out",
+                              path=str(path), field=changed[0])
+        return
+    with atomic_write(path) as handle:
+        json.dump(settings, handle, indent=2)
+
+
 def run_demo(config: DemoConfig) -> dict:
     """Run (or resume) every stage; returns the figures written to `OUT/summary.json`."""
     import torch
@@ -136,6 +157,7 @@ def run_demo(config: DemoConfig) -> dict:
     logging.getLogger("transformers").setLevel(logging.ERROR)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    check_resumable(config, out / "demo_settings.json")
     start = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -311,30 +333,18 @@ def implicit_training_traces(config: DemoConfig, completer, train: list[Trace], 
 
 def sample_fresh_problems(config: DemoConfig, completer, count: int, path: Path, chunk: int = 200) -> list[Trace]:
     """`train_samples` solutions of each of `count` world problems after the demo's splits, in
-    `path` (and returned). Each chunk of `chunk` problems has its own sampling seed and its own
-    file in `path.chunks/`, written whole (`atomic_write`), so a resumed demo samples only the
-    missing ones."""
+    `path` (and returned). Sampled in chunks of `chunk` problems, each with its own seed and
+    file in `path.chunks/` (`completers.world.sample_in_chunks`), so a resumed demo samples
+    only the missing ones."""
     from completers.base import SamplingParams
-    from completers.world import generate_problems, sample_traces
-    from prm.progress import progress_bar
+    from completers.world import generate_problems, sample_in_chunks
 
     used = config.train_problems + config.val_problems + config.test_problems
     problems = generate_problems(used + count, seed=config.seed)[used:]
     folder = path.with_name(path.name + ".chunks")
-    folder.mkdir(exist_ok=True)
-    starts = range(0, count, chunk)
-    with progress_bar(total=len(starts), desc="sample", unit="chunk") as bar:
-        for start in starts:
-            part = folder / f"{start:07d}.jsonl"
-            if not part.exists():
-                params = SamplingParams(n=config.train_samples, temperature=config.temperature, max_new_tokens=320,
-                                        seed=config.seed + 7000 + start)
-                sampled = sample_traces(completer, problems[start:start + chunk], config.train_samples, params)
-                for trace in sampled:
-                    trace.meta["split"] = "train"
-                write_traces(part, sampled)
-            bar.update(1)
-    traces = [trace for part in sorted(folder.glob("*.jsonl")) for trace in read_traces(part)]
+    params = SamplingParams(n=config.train_samples, temperature=config.temperature, max_new_tokens=320)
+    traces = sample_in_chunks(completer, problems, config.train_samples, folder, params,
+                              lambda start: config.seed + 7000 + start, chunk=chunk, split="train")
     write_traces(path, traces)
     shutil.rmtree(folder)
     return traces
