@@ -340,20 +340,22 @@ def step_auroc(traces: list) -> float | None:
 def metrics(val: list, test: list) -> dict:
     """One seed's figures of a scored verifier (`bench/verifiers.py`'s `row`, plus step AUROC and
     best-of-8 under each aggregation of the step scores; the goals read `best_of_8`, min)."""
-    from bench.verifiers import best_of_n, row
+    from bench.verifiers import best_of_n_rates, row
     from prm.aggregate import AGGREGATIONS
 
+    rates = best_of_n_rates(test)
     return {**row(val, test), "step_auroc": step_auroc(test),
-            **{f"best_of_8_{how}": best_of_n(test, f"prm_{how}") for how in AGGREGATIONS}}
+            **{f"best_of_8_{how}": rates[f"prm_{how}"] for how in AGGREGATIONS}}
 
 
 def aggregation_on_validation(val: list) -> str:
     """The aggregation with the best best-of-8 on the validation traces (ties: the order of
     `prm.aggregate.AGGREGATIONS`, min first)."""
-    from bench.verifiers import best_of_n
+    from bench.verifiers import best_of_n_rates
     from prm.aggregate import AGGREGATIONS
 
-    return max(AGGREGATIONS, key=lambda how: (best_of_n(val, f"prm_{how}"), -AGGREGATIONS.index(how)))
+    rates = best_of_n_rates(val)
+    return max(AGGREGATIONS, key=lambda how: (rates[f"prm_{how}"], -AGGREGATIONS.index(how)))
 
 
 def reference_rows(tests: dict) -> dict:

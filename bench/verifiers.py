@@ -230,11 +230,16 @@ def gold_scored(traces, answer_line: bool):
 
 # -- stage 4: metrics -----------------------------------------------------------------------------
 
-def best_of_n(traces, method: str = "prm_min") -> float:
+def best_of_n_rates(traces) -> dict[str, float]:
+    """Best-of-N solve rate of every method (`evals.best_of_n`), N = 8 or the smallest group."""
     from evals.best_of_n import best_of_n_curves, group_by_problem
 
     n = min(N, min(len(group) for group in group_by_problem(traces).values()))
-    return best_of_n_curves(traces, ns=[n])["methods"][method][0]
+    return {method: rates[0] for method, rates in best_of_n_curves(traces, ns=[n])["methods"].items()}
+
+
+def best_of_n(traces, method: str = "prm_min") -> float:
+    return best_of_n_rates(traces)[method]
 
 
 def row(val, test) -> dict:
