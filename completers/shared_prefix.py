@@ -350,11 +350,9 @@ class PromptCache:
     def end_call(self) -> None:
         self.last_samples = CallSamples()
 
-    def longest_prefix(self, ids: list[int], touch: bool = True
-                       ) -> tuple[int, EncodedPrompt | SampledContinuation | None]:
+    def longest_prefix(self, ids: list[int]) -> tuple[int, EncodedPrompt | SampledContinuation | None]:
         """(tokens shared, entry) of the cached prompt or last call's sample sharing the most
-        leading tokens with `ids`; `touch`: count a prompt as used (the least recently used go
-        first)."""
+        leading tokens with `ids` (`touch` counts it as used)."""
         best, found = 0, None
         for key in self.groups.get(tuple(ids[:self.KEY_TOKENS]), ()):
             common = common_length(ids, key)
@@ -365,9 +363,12 @@ class PromptCache:
             return shared, sample
         if found is None:
             return 0, None
-        if touch:
-            self.entries.move_to_end(found)
         return best, self.entries[found]
+
+    def touch(self, entry: EncodedPrompt | SampledContinuation | None) -> None:
+        """Count a kept prompt (what `longest_prefix` returned) as used: the least recently used go first."""
+        if isinstance(entry, EncodedPrompt) and entry.ids in self.entries:
+            self.entries.move_to_end(entry.ids)
 
     def add(self, entry: EncodedPrompt) -> None:
         """Keep `entry`. The prompts it extends are dropped: it holds their keys and values (a

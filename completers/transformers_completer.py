@@ -263,9 +263,12 @@ class TransformersCompleter(Completer):
         with a longer job of the chunk than with anything encoded waits for it (the next wave):
         the shorter prefixes of one trace encode only their last token."""
         order = sorted(chunk, key=lambda j: -len(j.ids))
+        # what the prompt cache holds for each job (looked up once: nothing is added before the end)
+        cached = {id(job): (0, None) if self.prompt_cache is None else
+                  self.prompt_cache.longest_prefix(job.ids) for job in order}
         wave_of: dict[int, int] = {}
         for i, job in enumerate(order):
-            known = 0 if self.prompt_cache is None else self.prompt_cache.longest_prefix(job.ids, touch=False)[0]
+            known = cached[id(job)][0]
             wait, common = None, 0
             for other in order[:i]:
                 shared = common_length(job.ids, other.ids)
@@ -287,7 +290,8 @@ class TransformersCompleter(Completer):
                         shared, source = common, other.kv
                 if self.prompt_cache is not None:
                     # an encoded prompt, or a sample of the last call (a search's kept prefix + its step)
-                    common, entry = self.prompt_cache.longest_prefix(job.ids)
+                    common, entry = cached[id(job)]
+                    self.prompt_cache.touch(entry)
                     exact = entry is not None and common == len(job.ids) == len(entry.ids)
                     if exact and entry.logits is not None:  # encoded before, or sampled with its logits
                         job.kv, job.logits = entry.kv, entry.logits
